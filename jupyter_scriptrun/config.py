@@ -1,0 +1,155 @@
+"""Settings: the one place where environment variables are read."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import defaults
+from .exceptions import ConfigurationError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def examples_dir() -> Path:
+    """The example scripts: inside the installed wheel, or ``scripts/`` of a source checkout."""
+    shipped = PACKAGE_DIR / "examples"
+    return shipped if shipped.is_dir() else PACKAGE_DIR.parent / "scripts"
+
+
+def default_data_dir() -> Path:
+    """``<jupyter data dir>/scriptrun``: where the SQLite store and embedded broker live."""
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir()) / "scriptrun"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration shared by the kernel, the worker, the CLI and the server.
+
+    Build it with :meth:`from_env`; ``dataclasses.replace`` derives variants for tests.
+    """
+
+    broker_url: str | None = None
+    """Celery broker URL; ``None`` selects the embedded broker and a local worker."""
+    database_url: str | None = None
+    """SQLAlchemy URL of the store; ``None`` is SQLite in :attr:`data_dir`."""
+    scripts_path: tuple[Path, ...] = field(default_factory=lambda: (examples_dir(),))
+    """Folders searched for scripts, in order; the first holding a name wins."""
+    result_backend: str | None = None
+    """Celery result backend used only for prompt completion notices. Defaults to the
+    broker when it is Redis; otherwise completion is read from the store."""
+    data_dir: Path = field(default_factory=default_data_dir)
+    queue: str = defaults.QUEUE
+    default_timeout_s: float = defaults.TIMEOUT_S
+    kill_grace_s: float = defaults.KILL_GRACE_S
+    max_output_bytes: int = defaults.MAX_OUTPUT_BYTES
+    env_allow: tuple[str, ...] = defaults.ENV_ALLOW
+    heartbeat_s: float = defaults.HEARTBEAT_S
+    lost_after_s: float = defaults.LOST_AFTER_S
+    local_idle_timeout_s: float = defaults.LOCAL_IDLE_TIMEOUT_S
+    visibility_timeout_s: float = defaults.VISIBILITY_TIMEOUT_S
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: the zero-config laptop mode."""
+        return not self.broker_url
+
+    @property
+    def effective_database_url(self) -> str:
+        """The store's URL, with the SQLite default filled in."""
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        return f"sqlite:///{self.data_dir / 'scriptrun.db'}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        """The broker's URL, with the embedded transport filled in."""
+        return self.broker_url or "scriptrun-fs://"
+
+    @property
+    def effective_result_backend(self) -> str | None:
+        """Where completion notices go, or ``None`` to read completion from the store."""
+        if self.result_backend:
+            return None if self.result_backend == "none" else self.result_backend
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``SCRIPTRUN_*`` variables; unset ones keep their defaults."""
+        env = os.environ if environ is None else environ
+        kw: dict[str, object] = {}
+        if v := env.get("SCRIPTRUN_BROKER_URL", "").strip():
+            kw["broker_url"] = v
+        if v := env.get("SCRIPTRUN_DATABASE_URL", "").strip():
+            kw["database_url"] = v
+        if v := env.get("SCRIPTRUN_RESULT_BACKEND", "").strip():
+            kw["result_backend"] = v
+        if v := env.get("SCRIPTRUN_SCRIPTS_PATH", "").strip():
+            kw["scripts_path"] = tuple(
+                Path(p).expanduser().resolve() for p in v.split(os.pathsep) if p.strip()
+            )
+        if v := env.get("SCRIPTRUN_DATA_DIR", "").strip():
+            kw["data_dir"] = Path(v).expanduser().resolve()
+        if v := env.get("SCRIPTRUN_QUEUE", "").strip():
+            kw["queue"] = v
+        if v := env.get("SCRIPTRUN_ENV_ALLOW", "").strip():
+            extra = tuple(n.strip() for n in v.replace(",", " ").split() if n.strip())
+            kw["env_allow"] = defaults.ENV_ALLOW + extra
+        numbers = {
+            "SCRIPTRUN_DEFAULT_TIMEOUT": ("default_timeout_s", float),
+            "SCRIPTRUN_KILL_GRACE": ("kill_grace_s", float),
+            "SCRIPTRUN_MAX_OUTPUT_BYTES": ("max_output_bytes", int),
+            "SCRIPTRUN_HEARTBEAT": ("heartbeat_s", float),
+            "SCRIPTRUN_LOST_AFTER": ("lost_after_s", float),
+            "SCRIPTRUN_LOCAL_IDLE_TIMEOUT": ("local_idle_timeout_s", float),
+            "SCRIPTRUN_VISIBILITY_TIMEOUT": ("visibility_timeout_s", float),
+        }
+        for name, (attr, kind) in numbers.items():
+            if v := env.get(name, "").strip():
+                try:
+                    value = kind(v)
+                except ValueError:
+                    raise ConfigurationError(
+                        f"{name}={v!r} is not a valid {kind.__name__}"
+                    ) from None
+                if value <= 0:
+                    raise ConfigurationError(f"{name}={v!r} must be positive")
+                kw[attr] = value
+        return cls(**kw)  # type: ignore[arg-type]
+
+
+def normalize_database_url(url: str) -> str:
+    """Pick the psycopg 3 driver for a bare ``postgresql://`` URL when psycopg2 is absent."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from importlib.util import find_spec
+
+        if find_spec("psycopg2") is None:
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def set_settings(settings: Settings | None) -> None:
+    """Replace (or, with ``None``, forget) the process-wide settings."""
+    global _settings
+    _settings = settings

@@ -1,0 +1,78 @@
+"""Default values, each with the reason for its value.
+
+Everything here can be overridden through :class:`jupyter_scriptrun.config.Settings`.
+"""
+
+QUEUE = "scriptrun"
+"""Celery queue for runs. Not Celery's own ``celery`` queue, so that a fleet shared with
+other applications does not mix our tasks with theirs."""
+
+TIMEOUT_S = 3600.0
+"""A script's time limit when its metadata names none: long enough for real jobs, short
+enough that a hung script cannot hold a worker slot for a day."""
+
+KILL_GRACE_S = 5.0
+"""Seconds between SIGTERM and SIGKILL when a run is timed out or cancelled: time for a
+script to clean up, bounded so a script that ignores SIGTERM still dies promptly."""
+
+MAX_OUTPUT_BYTES = 2 * 1024 * 1024
+"""Per-stream output cap (stdout and stderr each). Beyond it the middle of the stream is
+dropped (the start and the end are kept, the end holding the result), so a script printing
+gigabytes cannot grow a worker's memory."""
+
+MAX_PARAMETERS_BYTES = 128 * 1024 - 64
+"""Largest parameters document accepted (as UTF-8 JSON). Parameters travel in the one
+environment variable ``SCRIPT_PARAMETERS``, and Linux refuses to exec with a single
+variable over 128 KiB (MAX_ARG_STRLEN); larger inputs belong in a file the script reads."""
+
+HEARTBEAT_S = 10.0
+"""How often a running run refreshes its heartbeat in the store."""
+
+LOST_AFTER_S = 60.0
+"""A ``running`` run whose heartbeat is older than this is declared ``lost``: six missed
+heartbeats, so a busy database or a paused VM does not make live runs look dead."""
+
+REAP_EVERY_S = 30.0
+"""How often each worker looks for lost runs."""
+
+CANCEL_CHECK_S = 0.5
+"""How often a running run checks the store for a cancel request: the cancel latency."""
+
+RETRY_BACKOFF_S = 2.0
+"""First retry delay; doubled for each further attempt (with full jitter)."""
+
+RETRY_BACKOFF_MAX_S = 300.0
+"""Upper bound of a retry delay."""
+
+VISIBILITY_TIMEOUT_S = 6 * 3600.0
+"""Redis redelivers an unacknowledged message after this long. It must exceed the longest
+run (late acks keep a message unacknowledged while its run lasts), or a long run would be
+delivered twice (celery#5935)."""
+
+RESULT_EXPIRES_S = 3600.0
+"""Celery task results (tiny completion notices; the store holds the real record) expire
+after an hour so they never pile up in Redis (celery#7801)."""
+
+LOCAL_IDLE_TIMEOUT_S = 600.0
+"""The embedded local worker stops itself after this long with nothing to do."""
+
+EMBEDDED_POLL_S = 0.01
+"""Polling interval of the embedded (filesystem) broker: the latency it adds on average is
+half of it; one directory listing per interval costs next to nothing when idle."""
+
+ENV_ALLOW = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TZ",
+    "TMPDIR",
+    "TERM",
+    "SHELL",
+)
+"""Environment variables a script inherits from its worker. Everything else (broker and
+database URLs, passwords, tokens, cloud credentials) is withheld unless an operator allows
+it with ``SCRIPTRUN_ENV_ALLOW``."""

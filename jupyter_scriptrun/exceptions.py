@@ -1,0 +1,71 @@
+"""The exception hierarchy: every error the product raises derives from ScriptrunError."""
+
+from __future__ import annotations
+
+
+class ScriptrunError(Exception):
+    """Base of every jupyter_scriptrun error."""
+
+
+class ConfigurationError(ScriptrunError):
+    """A setting is missing or malformed."""
+
+
+class ScriptNotFound(ScriptrunError, LookupError):
+    """No registered script has that name (or the name is not a valid script name)."""
+
+
+class ScriptMetadataError(ScriptrunError):
+    """A script's ``# /// scriptrun`` block is malformed."""
+
+
+class InvalidParameters(ScriptrunError, ValueError):
+    """Parameters do not match the script's schema; ``problems`` lists every one."""
+
+    def __init__(self, script: str, problems: list[str]) -> None:
+        self.script = script
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"invalid parameters for {script!r} ({len(problems)} problem(s)):\n{lines}"
+        )
+
+
+class ExecutionNotFound(ScriptrunError, LookupError):
+    """No execution has that id (or the id prefix is ambiguous)."""
+
+
+class ExecutionConflict(ScriptrunError):
+    """The operation does not apply to the execution in its current state."""
+
+
+class WorkerUnavailable(ScriptrunError):
+    """No worker could be reached or started."""
+
+
+class ExecutionTimeout(ScriptrunError, TimeoutError):
+    """Waiting for an execution took longer than the caller allowed (the run goes on)."""
+
+
+class ExecutionFailed(ScriptrunError):
+    """A run ended in failure; carries the structured fields of the record."""
+
+    def __init__(
+        self,
+        execution_id: str,
+        script: str,
+        status: str,
+        error_type: str | None,
+        message: str | None,
+        exit_code: int | None,
+        stderr_tail: str = "",
+    ) -> None:
+        self.execution_id = execution_id
+        self.script = script
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+        what = f"{error_type}: {message}" if error_type else (message or "")
+        super().__init__(f"{script} [{execution_id[:8]}] {status}: {what}".rstrip(": "))

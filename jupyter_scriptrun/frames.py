@@ -1,0 +1,68 @@
+"""DataFrames of the history and of run data: the only module that imports pandas."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from .status import ALL
+from .tables import HISTORY_COLUMNS
+
+TIME_COLUMNS = ("queued_at", "started_at", "finished_at")
+FLOAT_COLUMNS = (
+    "queue_s",
+    "duration_s",
+    "cpu_user_s",
+    "cpu_system_s",
+    "peak_rss_mb",
+    "exit_code",
+    "attempt",
+)
+STATUS_DTYPE = pd.CategoricalDtype(categories=list(ALL))
+
+
+def history_frame(rows: list[dict[str, Any]] | list[tuple[Any, ...]]) -> pd.DataFrame:
+    """The history DataFrame: one row per execution, typed columns, newest first.
+
+    Timestamps are timezone-aware UTC, ``status`` is categorical (every status a category,
+    so counts show zeros too), the numbers are floats, ``parameters`` is a dict.
+    """
+    frame = pd.DataFrame.from_records(rows, columns=list(HISTORY_COLUMNS))
+    for col in TIME_COLUMNS:
+        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
+    for col in FLOAT_COLUMNS:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    frame["status"] = frame["status"].astype(STATUS_DTYPE)
+    frame["parameters"] = [_loads(p) for p in frame["parameters"]]
+    for col in ("id", "script", "page_context", "worker", "error_type", "message"):
+        frame[col] = frame[col].astype("object")
+    return frame
+
+
+def data_frame(data: Any) -> pd.DataFrame | None:
+    """A run's ``data`` as a DataFrame when it is tabular, else None.
+
+    Tabular means a list of records (dicts), a dict of equal-length columns, or a
+    ``{"columns": [...], "data": [[...], ...]}`` split document.
+    """
+    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        return pd.DataFrame.from_records(data)
+    if isinstance(data, dict):
+        if isinstance(data.get("columns"), list) and isinstance(data.get("data"), list):
+            return pd.DataFrame(data["data"], columns=data["columns"])
+        values = list(data.values())
+        lists = values and all(isinstance(v, list) for v in values)
+        if lists and len({len(v) for v in values}) == 1:
+            return pd.DataFrame(data)
+    return None
+
+
+def _loads(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

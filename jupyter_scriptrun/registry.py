@@ -1,0 +1,260 @@
+"""Script discovery: names, files, interpreters and metadata in the configured folders."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shlex
+import shutil
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .exceptions import ScriptMetadataError, ScriptNotFound
+from .metadata import ScriptMeta, parse_metadata
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+"""A script name: a file stem, with no path separator, no leading dot and no NUL."""
+
+# Interpreters by file extension; the first is preferred when two files share a stem.
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    ".py": ("python",),
+    ".sh": ("bash",),
+    ".bash": ("bash",),
+    ".pl": ("perl",),
+    ".rb": ("ruby",),
+    ".js": ("node",),
+    ".R": ("Rscript",),
+}
+PYTHON_RE = re.compile(r"^python(\d+(\.\d+)?)?$")
+MAX_SCRIPT_BYTES = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Script:
+    """One registered script: where it is, how to run it and what it declares."""
+
+    name: str
+    path: Path
+    meta: ScriptMeta
+    content_hash: str
+    """``sha256:<hex>`` of the file's bytes when it was read."""
+
+    @property
+    def description(self) -> str:
+        """The one-line description from the metadata block."""
+        return self.meta.description
+
+    def command(self) -> list[str]:
+        """The argv that runs this script (no shell, no parameters)."""
+        return [*interpreter_for(self.path, self.meta), str(self.path)]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready description of the script."""
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "language": language_of(self.path, self.meta),
+            "content_hash": self.content_hash,
+            **self.meta.to_dict(),
+        }
+
+
+def language_of(path: Path, meta: ScriptMeta) -> str:
+    """A short language label ("python", "bash", …) for listings."""
+    argv = interpreter_for(path, meta)
+    if argv and argv[0] == sys.executable:
+        return "python"
+    return Path(argv[0]).name if argv else "executable"
+
+
+def interpreter_for(path: Path, meta: ScriptMeta) -> list[str]:
+    """The interpreter argv for a script (without the script itself).
+
+    Python always runs on the worker's own ``sys.executable``: a PATH shim (pyenv, conda)
+    could pick another environment, and the runs would not be reproducible.
+    """
+    if meta.interpreter:
+        return _pythonize(list(meta.interpreter))
+    if path.suffix == ".py":
+        return [sys.executable]
+    shebang = read_shebang(path)
+    if shebang:
+        return _pythonize(shebang)
+    if path.suffix in EXTENSIONS:
+        program = EXTENSIONS[path.suffix][0]
+        return [shutil.which(program) or program]
+    if os.access(path, os.X_OK):
+        return []
+    raise ScriptNotFound(
+        f"{path.name}: no way to run it (no known extension, no '#!' line, not executable)"
+    )
+
+
+def _pythonize(argv: list[str]) -> list[str]:
+    """Replace a Python interpreter named in a '#!' line by the worker's own."""
+    if argv and Path(argv[0]).name == "env":
+        rest = [a for a in argv[1:] if a != "-S"]
+        if rest and PYTHON_RE.match(rest[0]):
+            return [sys.executable, *rest[1:]]
+        return argv
+    if argv and PYTHON_RE.match(Path(argv[0]).name):
+        return [sys.executable, *argv[1:]]
+    return argv
+
+
+def read_shebang(path: Path) -> list[str] | None:
+    """The '#!' line of a file as argv, or None."""
+    try:
+        with path.open("rb") as f:
+            first = f.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    line = first[2:].decode("utf-8", "replace").strip()
+    return shlex.split(line) or None
+
+
+def file_hash(data: bytes) -> str:
+    """Content hash recorded with every run."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Registry:
+    """Finds scripts by name in an ordered list of folders.
+
+    The folders are read on each lookup (cheaply, with a cache keyed on file size and
+    modification time), so a script saved a moment ago is found without any reload.
+    """
+
+    def __init__(self, folders: Iterable[Path]) -> None:
+        self.folders: tuple[Path, ...] = tuple(Path(f).resolve() for f in folders)
+        self._cache: dict[Path, tuple[tuple[int, int], Script]] = {}
+
+    def scripts(self) -> list[Script]:
+        """Every runnable script, by name (the first folder holding a name wins).
+
+        A script with a broken metadata block is listed nowhere but logged; asking for it
+        by name gives the full error.
+        """
+        found: dict[str, Script] = {}
+        for name, path in self._candidates():
+            if name in found:
+                continue
+            try:
+                found[name] = self._load(name, path)
+            except (ScriptMetadataError, ScriptNotFound) as exc:
+                log.warning("skipping %s: %s", path, exc)
+        return [found[n] for n in sorted(found)]
+
+    def get(self, name: str) -> Script:
+        """The script called ``name`` (a file stem, or a file name with its extension).
+
+        Raises:
+            ScriptNotFound: the name is malformed, tries to leave the folders, or matches
+                no file.
+            ScriptMetadataError: the script's metadata block is malformed.
+        """
+        check_name(name)
+        stem = name
+        suffix = None
+        if Path(name).suffix in EXTENSIONS:
+            stem, suffix = Path(name).stem, Path(name).suffix
+        for folder in self.folders:
+            for ext in (suffix,) if suffix else (*EXTENSIONS, ""):
+                path = folder / f"{stem}{ext}"
+                if _is_script_file(path, folder, require_exec=(ext == "")):
+                    return self._load(stem, path.resolve())
+        where = os.pathsep.join(str(f) for f in self.folders) or "(no folders)"
+        known = ", ".join(s.name for s in self.scripts()[:20]) or "none"
+        raise ScriptNotFound(
+            f"no script named {name!r} in SCRIPTRUN_SCRIPTS_PATH={where} (known: {known})"
+        )
+
+    def _candidates(self) -> Iterable[tuple[str, Path]]:
+        for folder in self.folders:
+            try:
+                entries = sorted(folder.iterdir(), key=_preference)
+            except OSError as exc:
+                log.warning("cannot list script folder %s: %s", folder, exc)
+                continue
+            for path in entries:
+                exts = path.suffix in EXTENSIONS
+                if (
+                    NAME_RE.match(path.stem)
+                    and not path.name.startswith(("_", "."))
+                    and _is_script_file(path, folder, require_exec=not exts)
+                ):
+                    yield path.stem, path.resolve()
+
+    def _load(self, name: str, path: Path) -> Script:
+        try:
+            st = path.stat()
+            if st.st_size > MAX_SCRIPT_BYTES:
+                raise ScriptNotFound(f"{path}: larger than {MAX_SCRIPT_BYTES} bytes")
+            key = (st.st_mtime_ns, st.st_size)
+            cached = self._cache.get(path)
+            if cached and cached[0] == key:
+                return cached[1]
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ScriptNotFound(f"script {name!r} vanished from {path.parent}") from None
+        except OSError as exc:
+            raise ScriptNotFound(f"script {name!r} cannot be read: {exc}") from None
+        meta = parse_metadata(data.decode("utf-8", "replace"), source=str(path))
+        interpreter_for(path, meta)  # fail now, not on the worker, for an unrunnable file
+        script = Script(name=name, path=path, meta=meta, content_hash=file_hash(data))
+        self._cache[path] = (key, script)
+        return script
+
+
+def check_name(name: object) -> None:
+    """Reject names that are not plain script names (``..``, paths, NUL, over-long)."""
+    if not isinstance(name, str) or not name:
+        raise ScriptNotFound("a script name must be a non-empty string")
+    if "\x00" in name or "/" in name or "\\" in name or name.startswith("."):
+        raise ScriptNotFound(
+            f"invalid script name {name[:80]!r}: a name is a file stem, not a path"
+        )
+    if not NAME_RE.match(name):
+        raise ScriptNotFound(
+            f"invalid script name {name[:80]!r}: use letters, digits, '_', '-', '.' "
+            "(at most 128 characters)"
+        )
+
+
+def _preference(path: Path) -> tuple[str, int]:
+    order = list(EXTENSIONS)
+    rank = order.index(path.suffix) if path.suffix in order else len(order)
+    return (path.stem, rank)
+
+
+def _is_script_file(path: Path, folder: Path, require_exec: bool) -> bool:
+    """A regular file that really lives inside ``folder`` (symlinks may not lead out)."""
+    try:
+        if not path.is_file():
+            return False
+        real = path.resolve(strict=True)
+    except OSError:
+        return False
+    if not real.is_relative_to(folder):
+        log.warning("ignoring %s: it points outside its folder %s", path, folder)
+        return False
+    if require_exec:
+        return os.access(real, os.X_OK) and read_shebang(real) is not None
+    return True
+
+
+def default_registry(folders: Sequence[Path] | None = None) -> Registry:
+    """A registry over the configured folders."""
+    if folders is None:
+        from .config import get_settings
+
+        folders = get_settings().scripts_path
+    return Registry(folders)

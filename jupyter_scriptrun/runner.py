@@ -1,0 +1,481 @@
+"""Runs one command in an isolated child process: capture, limits, metrics, clean kill.
+
+Knows nothing of Celery, the store or the script contract; it takes an argv and an
+environment and reports what happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import resource
+import selectors
+import signal
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 64 * 1024
+# Peak memory is sampled at these delays after start, then every SAMPLE_EVERY_S: dense at
+# first because most scripts are short, sparse later because VmHWM keeps each process's
+# own high-water mark, so a sample never misses what a live process already reached.
+SAMPLE_AT_S = (0.0, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
+SAMPLE_EVERY_S = 0.5
+TICK_S = 0.5
+LEFTOVER_WAIT_S = 1.0
+
+
+@dataclass
+class RunSpec:
+    """What to run and under which limits."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str | None = None
+    timeout_s: float | None = None
+    kill_grace_s: float = 5.0
+    max_output_bytes: int = 2 * 1024 * 1024
+
+
+@dataclass
+class RunOutcome:
+    """What happened: exit, captured output and measurements."""
+
+    pid: int
+    exit_code: int | None
+    """The exit status, or minus the signal number that ended the process."""
+    stdout: str
+    stderr: str
+    stdout_bytes: int
+    stderr_bytes: int
+    stdout_truncated: bool
+    stderr_truncated: bool
+    started_at: datetime
+    finished_at: datetime
+    duration_s: float
+    cpu_user_s: float
+    cpu_system_s: float
+    peak_rss_mb: float | None
+    timed_out: bool = False
+    cancelled: bool = False
+    spawn_error: str | None = None
+
+    @property
+    def signal_name(self) -> str | None:
+        """Name of the signal that ended the process, if one did."""
+        if self.exit_code is not None and self.exit_code < 0:
+            try:
+                return signal.Signals(-self.exit_code).name
+            except ValueError:
+                return f"signal {-self.exit_code}"
+        return None
+
+
+class CappedBuffer:
+    """Keeps the first and the last part of a stream, at most ``cap`` bytes in all."""
+
+    def __init__(self, cap: int) -> None:
+        self.head_cap = cap // 2
+        self.tail_cap = cap - self.head_cap
+        self.head = bytearray()
+        self.tail: deque[bytes] = deque()
+        self.tail_len = 0
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        """Append a chunk, dropping the middle of the stream beyond the cap."""
+        self.total += len(data)
+        room = self.head_cap - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if not data:
+            return
+        self.tail.append(data)
+        self.tail_len += len(data)
+        while self.tail and self.tail_len - len(self.tail[0]) >= self.tail_cap:
+            self.tail_len -= len(self.tail.popleft())
+
+    @property
+    def truncated(self) -> bool:
+        """True when part of the stream was dropped."""
+        return self.total > self.head_cap + self.tail_cap
+
+    def text(self) -> str:
+        """The kept bytes as text, with a marker where the middle was dropped."""
+        tail = b"".join(self.tail)
+        if len(tail) > self.tail_cap:
+            tail = tail[len(tail) - self.tail_cap :]
+        if not self.truncated:
+            return (bytes(self.head) + tail).decode("utf-8", "replace")
+        dropped = self.total - len(self.head) - len(tail)
+        return (
+            bytes(self.head).decode("utf-8", "replace")
+            + f"\n[… {dropped} bytes of output dropped …]\n"
+            + tail.decode("utf-8", "replace")
+        )
+
+
+class TreeSampler:
+    """Follows a process and its descendants: peak memory and the pids to kill."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = pid
+        self.known: dict[int, float] = {}  # pid -> start time (jiffies), against pid reuse
+        self.peak_kb = 0
+
+    def sample(self) -> None:
+        """Read the tree's high-water marks once; remember every pid seen."""
+        total = 0
+        for pid in self._tree():
+            hwm = _vm_hwm_kb(pid)
+            if hwm is not None:
+                total += hwm
+        self.peak_kb = max(self.peak_kb, total)
+
+    def _tree(self) -> list[int]:
+        seen: list[int] = []
+        todo = [self.root]
+        while todo and len(seen) < 10_000:
+            pid = todo.pop()
+            seen.append(pid)
+            if pid not in self.known:
+                start = _start_time(pid)
+                if start is None:
+                    continue
+                self.known[pid] = start
+            todo.extend(_children(pid))
+        return seen
+
+    def signal_all(self, sig: int) -> None:
+        """Signal every still-living process seen in the tree (even ones that left its
+        process group with setsid)."""
+        for pid, start in list(self.known.items()):
+            if pid == self.root:
+                continue
+            if _start_time(pid) != start:
+                self.known.pop(pid, None)  # gone, or the pid was reused
+                continue
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                self.known.pop(pid, None)
+
+    def adopt(self, pids: list[int]) -> None:
+        """Track more pids (members of the process group found after the exit)."""
+        for pid in pids:
+            start = _start_time(pid)
+            if start is not None:
+                self.known.setdefault(pid, start)
+
+    def any_alive(self) -> bool:
+        """True while a descendant seen earlier still runs (zombies do not count)."""
+        for pid, start in list(self.known.items()):
+            if pid != self.root and _start_time(pid) == start and not _is_zombie(pid):
+                return True
+        return False
+
+
+def _vm_hwm_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                out.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def _start_time(pid: int) -> float | None:
+    fields = _stat_fields(pid)
+    return float(fields[19]) if fields and len(fields) > 19 else None
+
+
+def _is_zombie(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return not fields or fields[0] in (b"Z", b"X")
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Pids whose process group is ``pgid`` (a scan of /proc: only for the rare case)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields and len(fields) > 2 and fields[2] == str(pgid).encode():
+                members.append(int(entry))
+    return members
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _own_peak_rss_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def run(
+    spec: RunSpec,
+    poll: Callable[[], bool] | None = None,
+    on_output: Callable[[str, bytes], None] | None = None,
+) -> RunOutcome:
+    """Run ``spec.argv`` to completion and report.
+
+    Args:
+        spec: the command, its environment and its limits.
+        poll: called about every half second while the run lasts; returning True cancels
+            the run (its whole process tree is terminated).
+        on_output: called with ("stdout" | "stderr", chunk) as output arrives.
+
+    The child gets its own session and process group, no stdin, and never a shell. On
+    timeout or cancel the group gets SIGTERM, then SIGKILL after the grace period; the
+    same happens to processes it left behind when it exits.
+    """
+    started_at = datetime.now(UTC)
+    t0 = time.monotonic()
+    own_peak_kb = _own_peak_rss_kb()
+    try:
+        proc = subprocess.Popen(
+            spec.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=spec.env,
+            cwd=spec.cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        now = datetime.now(UTC)
+        return RunOutcome(
+            pid=0,
+            exit_code=None,
+            stdout="",
+            stderr=str(exc),
+            stdout_bytes=0,
+            stderr_bytes=0,
+            stdout_truncated=False,
+            stderr_truncated=False,
+            started_at=started_at,
+            finished_at=now,
+            duration_s=time.monotonic() - t0,
+            cpu_user_s=0.0,
+            cpu_system_s=0.0,
+            peak_rss_mb=None,
+            spawn_error=f"{type(exc).__name__}: {exc}",
+        )
+    return _Supervisor(proc, spec, poll, on_output, t0, started_at, own_peak_kb).supervise()
+
+
+@dataclass
+class _Supervisor:
+    """The event loop of one run: pipes, the exit, the clock and the kill sequence."""
+
+    proc: subprocess.Popen[bytes]
+    spec: RunSpec
+    poll: Callable[[], bool] | None
+    on_output: Callable[[str, bytes], None] | None
+    t0: float
+    started_at: datetime
+    own_peak_kb: int
+    buffers: dict[int, tuple[str, CappedBuffer]] = field(default_factory=dict)
+
+    def supervise(self) -> RunOutcome:
+        proc, spec = self.proc, self.spec
+        pid = proc.pid
+        sampler = TreeSampler(pid)
+        sel = selectors.DefaultSelector()
+        assert proc.stdout is not None and proc.stderr is not None
+        for name, stream in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            self.buffers[stream.fileno()] = (name, CappedBuffer(spec.max_output_bytes))
+            sel.register(stream.fileno(), selectors.EVENT_READ)
+        pidfd = _pidfd_open(pid)
+        if pidfd is not None:
+            sel.register(pidfd, selectors.EVENT_READ)
+        open_pipes = set(self.buffers)
+
+        deadline = self.t0 + spec.timeout_s if spec.timeout_s else None
+        samples = deque(self.t0 + d for d in SAMPLE_AT_S)
+        next_tick = self.t0 + TICK_S
+        timed_out = cancelled = False
+        kill_at: float | None = None  # when SIGKILL follows the SIGTERM already sent
+        exited_at: float | None = None
+        give_up_pipes_at: float | None = None
+        status = rusage = None
+
+        while True:
+            now = time.monotonic()
+            if samples and now >= samples[0]:
+                sampler.sample()
+                samples.popleft()
+                if not samples:
+                    samples.append(now + SAMPLE_EVERY_S)
+            if status is None:
+                if deadline is not None and now >= deadline and kill_at is None:
+                    timed_out = True
+                    kill_at = self._terminate(sampler, now)
+                if now >= next_tick:
+                    next_tick = now + TICK_S
+                    if self.poll is not None and kill_at is None:
+                        try:
+                            wants_cancel = self.poll()
+                        except Exception:  # a broken callback must not orphan the child
+                            log.exception("run %s: poll callback failed", pid)
+                            wants_cancel = False
+                        if wants_cancel:
+                            cancelled = True
+                            kill_at = self._terminate(sampler, now)
+            if kill_at is not None and now >= kill_at:
+                _killpg(pid, signal.SIGKILL)
+                sampler.signal_all(signal.SIGKILL)
+                kill_at = None
+                give_up_pipes_at = now + LEFTOVER_WAIT_S
+
+            if status is None:
+                reaped = os.wait4(pid, os.WNOHANG)
+                if reaped[0] == pid:
+                    status, rusage = reaped[1], reaped[2]
+                    exited_at = now
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                    if pidfd is not None:
+                        sel.unregister(pidfd)
+                        os.close(pidfd)
+                        pidfd = None
+                    if kill_at is None and _group_alive(pid):
+                        # Left-overs (background jobs, daemons) end with the run.
+                        sampler.adopt(_group_members(pid))
+                        if sampler.any_alive():
+                            grace = min(spec.kill_grace_s, 1.0)
+                            kill_at = self._terminate(sampler, now, grace=grace)
+                            give_up_pipes_at = kill_at + LEFTOVER_WAIT_S
+            leftovers = status is not None and (kill_at is not None or give_up_pipes_at is not None)
+            if status is not None:
+                if not open_pipes and not (leftovers and sampler.any_alive()):
+                    break
+                if give_up_pipes_at is not None and now >= give_up_pipes_at:
+                    log.warning("run %s: processes it left behind could not be ended", pid)
+                    break
+
+            waits = [samples[0] - now] if samples else []
+            if status is None:
+                waits.append(next_tick - now)
+                if deadline is not None and kill_at is None:
+                    waits.append(deadline - now)
+                if pidfd is None:
+                    waits.append(0.02)  # no pidfd: notice the exit by polling
+            elif leftovers:
+                waits.append(0.01)  # watch the left-overs die
+            if kill_at is not None:
+                waits.append(kill_at - now)
+            if give_up_pipes_at is not None:
+                waits.append(give_up_pipes_at - now)
+            timeout = max(0.0, min(waits)) if waits else None
+            if not open_pipes and pidfd is None:
+                time.sleep(timeout if timeout is not None else 0.02)
+                continue
+            for key, _ in sel.select(timeout):
+                fd = key.fd
+                if fd == pidfd:
+                    continue  # the exit is handled by wait4 at the top of the loop
+                try:
+                    data = os.read(fd, READ_CHUNK)
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(fd)
+                    open_pipes.discard(fd)
+                    continue
+                name, buf = self.buffers[fd]
+                buf.add(data)
+                if self.on_output is not None:
+                    self.on_output(name, data)
+
+        finished = time.monotonic()
+        sel.close()
+        if pidfd is not None:
+            os.close(pidfd)
+        for stream in (proc.stdout, proc.stderr):
+            stream.close()
+        stdout = next(b for n, b in self.buffers.values() if n == "stdout")
+        stderr = next(b for n, b in self.buffers.values() if n == "stderr")
+        peak_kb = sampler.peak_kb
+        if rusage is not None and rusage.ru_maxrss > self.own_peak_kb:
+            # ru_maxrss also counts the memory the child inherited at fork, so it is only
+            # the script's own when it exceeds what this process ever held.
+            peak_kb = max(peak_kb, rusage.ru_maxrss)
+        return RunOutcome(
+            pid=pid,
+            exit_code=proc.returncode,
+            stdout=stdout.text(),
+            stderr=stderr.text(),
+            stdout_bytes=stdout.total,
+            stderr_bytes=stderr.total,
+            stdout_truncated=stdout.truncated,
+            stderr_truncated=stderr.truncated,
+            started_at=self.started_at,
+            finished_at=datetime.now(UTC),
+            duration_s=(exited_at or finished) - self.t0,
+            cpu_user_s=rusage.ru_utime if rusage else 0.0,
+            cpu_system_s=rusage.ru_stime if rusage else 0.0,
+            peak_rss_mb=round(peak_kb / 1024, 3) if peak_kb else None,
+            timed_out=timed_out,
+            cancelled=cancelled,
+        )
+
+    def _terminate(self, sampler: TreeSampler, now: float, grace: float | None = None) -> float:
+        """SIGTERM the group and every known descendant; return when SIGKILL is due."""
+        sampler.sample()  # learn the newest descendants before signalling
+        _killpg(self.proc.pid, signal.SIGTERM)
+        sampler.signal_all(signal.SIGTERM)
+        return now + (self.spec.kill_grace_s if grace is None else grace)
+
+
+def _pidfd_open(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None

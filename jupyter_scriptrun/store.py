@@ -1,0 +1,545 @@
+"""The store: the one truth about every run, in SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, create_engine, event, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from .exceptions import ExecutionConflict, ExecutionNotFound
+from .status import PENDING, ExecutionStatus
+from .tables import HISTORY_COLUMNS, attempts, executions, scripts
+
+log = logging.getLogger(__name__)
+
+HEAD_REVISION = "0001"
+"""The newest migration; a test checks it against the migrations folder."""
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIN_ID_PREFIX = 4
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def new_execution_id() -> str:
+    """A fresh execution id (also the Celery task id)."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+class Store:
+    """Reads and writes execution records. Safe to share between threads.
+
+    Every write is one short transaction; on SQLite writes take the lock up front
+    (``BEGIN IMMEDIATE``) and wait for it, so concurrent workers never see
+    "database is locked".
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        if migrate:
+            self.migrate()
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        # Connections are not shared across fork: a child opens its own.
+        self.engine.dispose(close=False)
+
+    # -- schema ---------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (cheap when it is already there)."""
+        if self.revision() == HEAD_REVISION:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        with self._migration_lock() as conn:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+        log.info("store %s migrated to %s", self.engine.url.render_as_string(), HEAD_REVISION)
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None for an empty database)."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        except OperationalError:
+            return None
+        except Exception as exc:  # e.g. psycopg's UndefinedTable
+            if "alembic_version" in str(exc):
+                return None
+            raise
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[Connection]:
+        """Only one process migrates at a time (others wait, then find nothing to do)."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_lock(734911)")
+                conn.commit()
+                try:
+                    yield conn
+                finally:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(734911)")
+                    conn.commit()
+            elif conn.dialect.name == "sqlite" and self.engine.url.database:
+                with open(f"{self.engine.url.database}.lock", "a") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    yield conn
+            else:
+                yield conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(scriptrun_write=True) as conn, conn.begin():
+            yield conn
+
+    # -- scripts --------------------------------------------------------------
+
+    def ensure_script(self, name: str, content_hash: str | None) -> int:
+        """The stable integer id of a script name, registering it on first sight."""
+        now = utcnow()
+        with self._write() as conn:
+            row = conn.execute(select(scripts.c.id).where(scripts.c.name == name)).first()
+            if row is not None:
+                conn.execute(
+                    update(scripts)
+                    .where(scripts.c.id == row.id)
+                    .values(last_seen_at=now, content_hash=content_hash)
+                )
+                return int(row.id)
+            try:
+                with conn.begin_nested():
+                    res = conn.execute(
+                        insert(scripts).values(
+                            name=name,
+                            content_hash=content_hash,
+                            first_seen_at=now,
+                            last_seen_at=now,
+                        )
+                    )
+                return int(res.inserted_primary_key[0])
+            except IntegrityError:  # another process registered it a moment ago
+                return int(
+                    conn.execute(select(scripts.c.id).where(scripts.c.name == name)).scalar_one()
+                )
+
+    def script_ids(self) -> dict[str, int]:
+        """Registered names and their ids."""
+        with self.engine.connect() as conn:
+            return {r.name: r.id for r in conn.execute(select(scripts.c.name, scripts.c.id))}
+
+    # -- the life of an execution ---------------------------------------------
+
+    def create(
+        self,
+        *,
+        id: str,
+        script: str,
+        script_id: int | None,
+        parameters: str,
+        page_context: str,
+        queue: str | None,
+        timeout_s: float | None,
+        content_hash: str | None,
+    ) -> None:
+        """Insert a ``queued`` execution (before anything is sent to a broker)."""
+        with self._write() as conn:
+            conn.execute(
+                insert(executions).values(
+                    id=id,
+                    script=script,
+                    script_id=script_id,
+                    status=ExecutionStatus.QUEUED.value,
+                    page_context=page_context,
+                    parameters=parameters,
+                    queue=queue,
+                    timeout_s=timeout_s,
+                    queued_at=utcnow(),
+                    attempt=0,
+                    content_hash=content_hash,
+                    cancel_requested=False,
+                )
+            )
+
+    def fail_to_queue(self, id: str, error_type: str, message: str) -> None:
+        """Mark a run that never reached the broker as failed, keeping the reason."""
+        now = utcnow()
+        with self._write() as conn:
+            conn.execute(
+                update(executions)
+                .where(executions.c.id == id, executions.c.status == ExecutionStatus.QUEUED.value)
+                .values(
+                    status=ExecutionStatus.FAILED.value,
+                    finished_at=now,
+                    error_type=error_type,
+                    message=message,
+                )
+            )
+
+    def claim(self, id: str, attempt: int, worker: str) -> dict[str, Any] | None:
+        """Move a pending execution to ``running`` as ``attempt``; None when it is not
+        this delivery's to run (already running, final, cancelled, or another attempt)."""
+        now = utcnow()
+        with self._write() as conn:
+            row = conn.execute(
+                select(executions).where(executions.c.id == id).with_for_update()
+            ).first()
+            if row is None:
+                return None
+            r = row._mapping
+            if r["status"] not in {s.value for s in PENDING} or r["attempt"] != attempt - 1:
+                return None
+            if r["cancel_requested"]:
+                conn.execute(
+                    update(executions)
+                    .where(executions.c.id == id)
+                    .values(
+                        status=ExecutionStatus.CANCELLED.value,
+                        finished_at=now,
+                        error_type="Cancelled",
+                        message="cancelled before it started",
+                    )
+                )
+                return None
+            values: dict[str, Any] = {
+                "status": ExecutionStatus.RUNNING.value,
+                "attempt": attempt,
+                "worker": worker,
+                "heartbeat_at": now,
+                "started_at": now,
+            }
+            if attempt == 1:
+                values["queue_s"] = (now - r["queued_at"]).total_seconds()
+            conn.execute(update(executions).where(executions.c.id == id).values(**values))
+            conn.execute(
+                insert(attempts).values(
+                    execution_id=id,
+                    attempt=attempt,
+                    status=ExecutionStatus.RUNNING.value,
+                    worker=worker,
+                    started_at=now,
+                )
+            )
+            return {**r, **values}
+
+    def beat(self, id: str, heartbeat: bool) -> bool:
+        """Refresh the heartbeat (when ``heartbeat``) and say whether cancel was asked."""
+        if heartbeat:
+            with self._write() as conn:
+                conn.execute(
+                    update(executions).where(executions.c.id == id).values(heartbeat_at=utcnow())
+                )
+        with self.engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    select(executions.c.cancel_requested).where(executions.c.id == id)
+                ).scalar()
+            )
+
+    def finish(
+        self,
+        id: str,
+        attempt: int,
+        status: ExecutionStatus,
+        *,
+        record: dict[str, Any],
+        output: dict[str, Any],
+    ) -> None:
+        """Record the end of an attempt; ``status`` is final, or ``retrying``.
+
+        ``record`` holds the metric and error columns shared by both tables, ``output``
+        the attempt's captured streams, result and traceback.
+        """
+        now = utcnow()
+        with self._write() as conn:
+            conn.execute(
+                update(attempts)
+                .where(attempts.c.execution_id == id, attempts.c.attempt == attempt)
+                .values(status=status.value, finished_at=now, **record, **output)
+            )
+            values = {**record, "status": status.value, "heartbeat_at": None}
+            if status.is_final:
+                values["finished_at"] = now
+            res = conn.execute(
+                update(executions)
+                .where(
+                    executions.c.id == id,
+                    executions.c.attempt == attempt,
+                    executions.c.status == ExecutionStatus.RUNNING.value,
+                )
+                .values(**values)
+            )
+            if res.rowcount == 0:
+                log.warning(
+                    "execution %s attempt %s was no longer running when it ended "
+                    "(declared lost meanwhile?); its attempt row is kept",
+                    id,
+                    attempt,
+                )
+
+    def request_cancel(self, id: str) -> ExecutionStatus:
+        """Cancel: a pending run ends at once, a running one is flagged for its worker.
+
+        Raises:
+            ExecutionConflict: the run already ended (other than by cancellation).
+        """
+        now = utcnow()
+        with self._write() as conn:
+            row = conn.execute(
+                select(executions.c.status).where(executions.c.id == id).with_for_update()
+            ).first()
+            if row is None:
+                raise ExecutionNotFound(f"no execution {id!r}")
+            status = ExecutionStatus(row.status)
+            if status is ExecutionStatus.CANCELLED:
+                return status
+            if status.is_final:
+                raise ExecutionConflict(f"execution {id} already ended: {status.value}")
+            values: dict[str, Any] = {"cancel_requested": True}
+            if status in PENDING:
+                values.update(
+                    status=ExecutionStatus.CANCELLED.value,
+                    finished_at=now,
+                    error_type="Cancelled",
+                    message="cancelled before it started",
+                )
+            conn.execute(update(executions).where(executions.c.id == id).values(**values))
+            return ExecutionStatus(values.get("status", status.value))
+
+    def stale_running(self, lost_after_s: float) -> list[dict[str, Any]]:
+        """Running executions whose heartbeat stopped ``lost_after_s`` ago or more."""
+        limit = utcnow() - timedelta(seconds=lost_after_s)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(executions).where(
+                    executions.c.status == ExecutionStatus.RUNNING.value,
+                    executions.c.heartbeat_at < limit,
+                )
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def mark_lost(self, id: str, attempt: int, retry: bool, lost_after_s: float) -> bool:
+        """Declare a silent running attempt lost: pending again (``retry``) or final.
+
+        A cancel request turns it into ``cancelled``. Returns False when the run moved on
+        in the meantime (its heartbeat came back, or it finished).
+        """
+        now = utcnow()
+        limit = now - timedelta(seconds=lost_after_s)
+        with self._write() as conn:
+            row = conn.execute(
+                select(executions.c.cancel_requested, executions.c.worker)
+                .where(
+                    executions.c.id == id,
+                    executions.c.attempt == attempt,
+                    executions.c.status == ExecutionStatus.RUNNING.value,
+                    executions.c.heartbeat_at < limit,
+                )
+                .with_for_update()
+            ).first()
+            if row is None:
+                return False
+            cancelled = bool(row.cancel_requested)
+            status = (
+                ExecutionStatus.CANCELLED
+                if cancelled
+                else ExecutionStatus.RETRYING
+                if retry
+                else ExecutionStatus.LOST
+            )
+            message = (
+                f"worker {row.worker} stopped responding (no heartbeat for {lost_after_s:g} s)"
+            )
+            conn.execute(
+                update(attempts)
+                .where(attempts.c.execution_id == id, attempts.c.attempt == attempt)
+                .values(
+                    status=ExecutionStatus.LOST.value,
+                    finished_at=now,
+                    error_type="WorkerLost",
+                    message=message,
+                )
+            )
+            values: dict[str, Any] = {
+                "status": status.value,
+                "heartbeat_at": None,
+                "error_type": "WorkerLost",
+                "message": message,
+            }
+            if status.is_final:
+                values["finished_at"] = now
+            conn.execute(update(executions).where(executions.c.id == id).values(**values))
+            return True
+
+    # -- reading --------------------------------------------------------------
+
+    def resolve(self, id_or_prefix: str) -> str:
+        """A full execution id from an id or a unique prefix of at least 4 characters."""
+        key = str(id_or_prefix).strip().lower()
+        if not key or not all(c in "0123456789abcdef" for c in key):
+            raise ExecutionNotFound(f"{id_or_prefix!r} is not an execution id")
+        with self.engine.connect() as conn:
+            if len(key) == 32:
+                if conn.execute(select(executions.c.id).where(executions.c.id == key)).first():
+                    return key
+                raise ExecutionNotFound(f"no execution {key}")
+            if len(key) < MIN_ID_PREFIX:
+                raise ExecutionNotFound(
+                    f"{key!r}: give at least {MIN_ID_PREFIX} characters of the id"
+                )
+            ids = (
+                conn.execute(
+                    select(executions.c.id).where(executions.c.id.like(f"{key}%")).limit(2)
+                )
+                .scalars()
+                .all()
+            )
+        if not ids:
+            raise ExecutionNotFound(f"no execution id starts with {key!r}")
+        if len(ids) > 1:
+            raise ExecutionNotFound(f"{key!r} matches several executions; give more of the id")
+        return ids[0]
+
+    def get(self, id: str) -> dict[str, Any]:
+        """One execution's record (the history columns and more)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(executions).where(executions.c.id == id)).first()
+        if row is None:
+            raise ExecutionNotFound(f"no execution {id!r}")
+        return dict(row._mapping)
+
+    def status(self, id: str) -> ExecutionStatus:
+        """The current status of one execution (one narrow query)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(select(executions.c.status).where(executions.c.id == id)).scalar()
+        if value is None:
+            raise ExecutionNotFound(f"no execution {id!r}")
+        return ExecutionStatus(value)
+
+    def attempts(self, id: str) -> list[dict[str, Any]]:
+        """Every attempt of an execution, oldest first, with output and result."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(attempts).where(attempts.c.execution_id == id).order_by(attempts.c.attempt)
+            )
+            out = [dict(r._mapping) for r in rows]
+        for a in out:
+            for key in ("result", "data"):
+                a[key] = json.loads(a[key]) if a[key] is not None else None
+        return out
+
+    def history_query(
+        self,
+        *,
+        script: str | Sequence[str] | None = None,
+        status: str | Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_context: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Any:
+        """The SELECT behind the history, newest first (for frames and the REST API)."""
+        cols = [executions.c[c] for c in HISTORY_COLUMNS]
+        conds = []
+        if script:
+            names = [script] if isinstance(script, str) else list(script)
+            conds.append(executions.c.script.in_(names))
+        if status:
+            values = [status] if isinstance(status, str) else list(status)
+            conds.append(executions.c.status.in_([ExecutionStatus(v).value for v in values]))
+        if since is not None:
+            conds.append(executions.c.queued_at >= _aware(since))
+        if until is not None:
+            conds.append(executions.c.queued_at < _aware(until))
+        if page_context is not None:
+            conds.append(executions.c.page_context == page_context)
+        query = (
+            select(*cols)
+            .where(and_(True, *conds))
+            .order_by(executions.c.queued_at.desc(), executions.c.id)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
+        return query
+
+    def history_rows(self, **filters: Any) -> list[dict[str, Any]]:
+        """History as a list of dicts (no pandas needed)."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(self.history_query(**filters))]
+
+    def count(self, status: str | None = None) -> int:
+        """How many executions there are (with that status)."""
+        query = select(func.count()).select_from(executions)
+        if status:
+            query = query.where(executions.c.status == status)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings each backend needs for many concurrent workers."""
+    if url.startswith("sqlite"):
+        database = url.split(":///", 1)[1] if ":///" in url else ""
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # SQLAlchemy then emits BEGIN itself (below), so that writes can take the lock
+            # up front: a deferred transaction that upgrades to a writer fails at once.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            immediate = conn.get_execution_options().get("scriptrun_write")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+_stores: dict[str, Store] = {}
+
+
+def get_store(url: str) -> Store:
+    """A shared Store per URL in this process (engines are costly to build)."""
+    store = _stores.get(url)
+    if store is None:
+        store = _stores[url] = Store(url)
+    return store

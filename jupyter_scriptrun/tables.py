@@ -1,0 +1,149 @@
+"""The store's tables (SQLAlchemy Core); Alembic migrations in ``migrations/`` create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite keeps none)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+scripts = Table(
+    "scripts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("content_hash", String(80)),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("script", String(128), nullable=False),
+    Column("script_id", Integer, ForeignKey("scripts.id")),
+    Column("status", String(16), nullable=False),
+    Column("page_context", String(1024), nullable=False, default=""),
+    Column("parameters", Text, nullable=False, default="{}"),
+    Column("queue", String(255)),
+    Column("timeout_s", Float),
+    Column("queued_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("queue_s", Float),
+    Column("duration_s", Float),
+    Column("cpu_user_s", Float),
+    Column("cpu_system_s", Float),
+    Column("peak_rss_mb", Float),
+    Column("exit_code", Integer),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("worker", String(255)),
+    Column("error_type", String(255)),
+    Column("message", Text),
+    Column("content_hash", String(80)),
+    Column("heartbeat_at", UTCDateTime),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Index(None, "status"),
+    Index(None, "queued_at"),
+    Index(None, "script", "queued_at"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column(
+        "execution_id",
+        String(32),
+        ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("attempt", Integer, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("worker", String(255)),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("duration_s", Float),
+    Column("cpu_user_s", Float),
+    Column("cpu_system_s", Float),
+    Column("peak_rss_mb", Float),
+    Column("exit_code", Integer),
+    Column("error_type", String(255)),
+    Column("message", Text),
+    Column("content_hash", String(80)),
+    Column("stdout", Text),
+    Column("stderr", Text),
+    Column("stdout_bytes", BigInteger),
+    Column("stderr_bytes", BigInteger),
+    Column("stdout_truncated", Boolean),
+    Column("stderr_truncated", Boolean),
+    Column("traceback", Text),
+    Column("result", Text),
+    Column("data", Text),
+)
+
+HISTORY_COLUMNS = (
+    "id",
+    "script",
+    "status",
+    "page_context",
+    "parameters",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "queue_s",
+    "duration_s",
+    "cpu_user_s",
+    "cpu_system_s",
+    "peak_rss_mb",
+    "exit_code",
+    "attempt",
+    "worker",
+    "error_type",
+    "message",
+)
+"""The history DataFrame's columns, in order (a contract: see DESIGN.md)."""
