@@ -1,0 +1,97 @@
+"""jupyter_scriptrun: run registered scripts from Jupyter on a Celery worker fleet.
+
+``import jupyter_scriptrun as sr`` stays light: Celery, pandas and ipywidgets load only
+when a function needs them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .config import Settings
+from .exceptions import (
+    ExecutionConflict,
+    ExecutionFailed,
+    ExecutionNotFound,
+    ExecutionTimeout,
+    InvalidParameters,
+    ScriptMetadataError,
+    ScriptNotFound,
+    ScriptrunError,
+    WorkerUnavailable,
+)
+from .status import ExecutionStatus
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .client import Client, Execution
+    from .registry import Script
+
+__all__ = [
+    "ExecutionConflict",
+    "ExecutionFailed",
+    "ExecutionNotFound",
+    "ExecutionStatus",
+    "ExecutionTimeout",
+    "InvalidParameters",
+    "ScriptMetadataError",
+    "ScriptNotFound",
+    "ScriptrunError",
+    "Settings",
+    "WorkerUnavailable",
+    "__version__",
+    "cancel",
+    "default_client",
+    "get",
+    "history",
+    "run",
+    "scripts",
+    "submit",
+]
+
+_client: Client | None = None
+
+
+def default_client() -> Client:
+    """The process-wide client, configured from the environment."""
+    global _client
+    if _client is None:
+        from .client import Client
+
+        _client = Client()
+    return _client
+
+
+def submit(script: str, params: dict[str, Any] | None = None, **options: Any) -> Execution:
+    """Queue a run of ``script``; returns its handle (``.id``, ``.status``, ``.wait()``…).
+
+    Options: ``page_context``, ``timeout`` (seconds), ``queue``.
+    """
+    return default_client().submit(script, params, **options)
+
+
+def run(script: str, params: dict[str, Any] | None = None, **options: Any) -> Execution:
+    """Submit and wait for the run to end; ``check=True`` raises if it did not succeed."""
+    return default_client().run(script, params, **options)
+
+
+def get(execution_id: str) -> Execution:
+    """The handle of an execution by id (or a unique prefix of it)."""
+    return default_client().get(execution_id)
+
+
+def cancel(execution_id: str) -> ExecutionStatus:
+    """Cancel an execution by id."""
+    return default_client().cancel(execution_id)
+
+
+def history(**filters: Any) -> pd.DataFrame:
+    """The run history as a DataFrame (filters: script, status, since, until, limit…)."""
+    return default_client().history(**filters)
+
+
+def scripts() -> list[Script]:
+    """The registered scripts."""
+    return default_client().scripts()

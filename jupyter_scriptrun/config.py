@@ -79,6 +79,31 @@ class Settings:
             return self.broker_url
         return None
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``SCRIPTRUN_*`` variables, for a process started from here."""
+        env = {
+            "SCRIPTRUN_DATA_DIR": str(self.data_dir),
+            "SCRIPTRUN_SCRIPTS_PATH": os.pathsep.join(str(p) for p in self.scripts_path),
+            "SCRIPTRUN_QUEUE": self.queue,
+            "SCRIPTRUN_DEFAULT_TIMEOUT": str(self.default_timeout_s),
+            "SCRIPTRUN_KILL_GRACE": str(self.kill_grace_s),
+            "SCRIPTRUN_MAX_OUTPUT_BYTES": str(self.max_output_bytes),
+            "SCRIPTRUN_HEARTBEAT": str(self.heartbeat_s),
+            "SCRIPTRUN_LOST_AFTER": str(self.lost_after_s),
+            "SCRIPTRUN_VISIBILITY_TIMEOUT": str(self.visibility_timeout_s),
+        }
+        extra = [n for n in self.env_allow if n not in defaults.ENV_ALLOW]
+        if extra:
+            env["SCRIPTRUN_ENV_ALLOW"] = ",".join(extra)
+        for key, value in (
+            ("SCRIPTRUN_BROKER_URL", self.broker_url),
+            ("SCRIPTRUN_DATABASE_URL", self.database_url),
+            ("SCRIPTRUN_RESULT_BACKEND", self.result_backend),
+        ):
+            if value:
+                env[key] = value
+        return env
+
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""
         return replace(self, **changes)  # type: ignore[arg-type]

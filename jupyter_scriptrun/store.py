@@ -179,13 +179,13 @@ class Store:
                 )
             )
 
-    def fail_to_queue(self, id: str, error_type: str, message: str) -> None:
-        """Mark a run that never reached the broker as failed, keeping the reason."""
+    def fail_pending(self, id: str, error_type: str, message: str) -> None:
+        """Mark a pending run that could not be (re)queued as failed, keeping the reason."""
         now = utcnow()
         with self._write() as conn:
             conn.execute(
                 update(executions)
-                .where(executions.c.id == id, executions.c.status == ExecutionStatus.QUEUED.value)
+                .where(executions.c.id == id, executions.c.status.in_([s.value for s in PENDING]))
                 .values(
                     status=ExecutionStatus.FAILED.value,
                     finished_at=now,

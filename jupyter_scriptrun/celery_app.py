@@ -1,0 +1,76 @@
+"""The Celery application, configured from the settings (JSON only, late acks, no pile-up)."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from . import defaults
+from .config import Settings
+
+TASK_NAME = "scriptrun.execute"
+
+
+def make_app(settings: Settings) -> Celery:
+    """A Celery app for these settings.
+
+    The choices and the traps they avoid:
+    - JSON only, in and out: no pickle ever crosses the broker.
+    - ``acks_late`` with ``reject_on_worker_lost`` and prefetch 1: a message is removed only
+      once its run is recorded, a run whose pool process died is delivered again, and one
+      worker never hoards queued runs while another is idle.
+    - Redis ``visibility_timeout`` above the longest run, or long runs run twice
+      (celery#5935); results expire so they do not fill Redis (celery#7801).
+    - The threads pool: the work happens in child processes, so threads wait on them at
+      a fraction of the memory of prefork processes. ``--pool prefork`` works as well.
+    """
+    from ._embedded import register
+
+    register()
+    backend = settings.effective_result_backend
+    app = Celery("jupyter_scriptrun", broker=settings.effective_broker_url, backend=backend)
+    transport_options: dict[str, object] = {
+        "visibility_timeout": settings.visibility_timeout_s,
+    }
+    if settings.embedded:
+        broker_dir = settings.data_dir / "broker"
+        (broker_dir / "queue").mkdir(parents=True, exist_ok=True)
+        (broker_dir / "control").mkdir(parents=True, exist_ok=True)
+        transport_options.update(
+            data_folder_in=str(broker_dir / "queue"),
+            data_folder_out=str(broker_dir / "queue"),
+            control_folder=str(broker_dir / "control"),
+            polling_interval=defaults.EMBEDDED_POLL_S,
+        )
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_default_queue=settings.queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_pool="threads",
+        worker_concurrency=os.cpu_count() or 2,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=5,
+        result_expires=defaults.RESULT_EXPIRES_S,
+        task_ignore_result=backend is None,
+        result_extended=False,
+        # A client must get an error, not a hang, when the broker is down.
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 1.0,
+        },
+        redis_socket_connect_timeout=5,
+        redis_backend_health_check_interval=30,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_hijack_root_logger=True,
+        enable_utc=True,
+    )
+    return app

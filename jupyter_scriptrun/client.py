@@ -1,0 +1,356 @@
+"""The client: submit runs, follow them, read the history. What every front end calls."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from .config import Settings, get_settings
+from .exceptions import ExecutionFailed, ExecutionTimeout, InvalidParameters, WorkerUnavailable
+from .protocol import encode_parameters
+from .registry import Registry, Script
+from .status import ExecutionStatus
+from .store import Store, get_store, new_execution_id
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from celery import Celery
+
+log = logging.getLogger(__name__)
+
+# wait() without a push notification reads the store at growing intervals: the first
+# checks come quickly (short scripts), later ones rarely (long scripts cost nothing).
+POLL_FIRST_S = 0.002
+POLL_MAX_S = 0.1
+NOTIFY_SLICE_S = 2.0
+
+
+class Client:
+    """Submits scripts and reads executions, for one configuration.
+
+    Args:
+        settings: the configuration; the environment's (``SCRIPTRUN_*``) by default.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.registry = Registry(self.settings.scripts_path)
+        self._store: Store | None = None
+        self._app: Celery | None = None
+        self._script_ids: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    # -- parts, made on first use ----------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The store (opened, and migrated if needed, on first use)."""
+        if self._store is None:
+            self._store = get_store(self.settings.effective_database_url)
+        return self._store
+
+    @property
+    def app(self) -> Celery:
+        """The Celery app used to send runs (imported on first use: Celery is heavy)."""
+        with self._lock:
+            if self._app is None:
+                from .celery_app import make_app
+
+                self._app = make_app(self.settings)
+            return self._app
+
+    def local_worker(self) -> Any:
+        """The embedded default's local worker manager."""
+        from .local import LocalWorker
+
+        return LocalWorker(self.settings)
+
+    # -- scripts ---------------------------------------------------------------
+
+    def scripts(self) -> list[Script]:
+        """Every registered script."""
+        return self.registry.scripts()
+
+    def script(self, name: str) -> Script:
+        """One script by name (raises ScriptNotFound with the known names)."""
+        return self.registry.get(name)
+
+    # -- runs ------------------------------------------------------------------
+
+    def submit(
+        self,
+        script: str,
+        params: dict[str, Any] | None = None,
+        *,
+        page_context: str = "python",
+        timeout: float | None = None,
+        queue: str | None = None,
+    ) -> Execution:
+        """Validate and queue a run; returns its handle at once.
+
+        Raises:
+            ScriptNotFound: no such script (or a malformed name).
+            InvalidParameters: every problem with ``params``, at once.
+            WorkerUnavailable: the broker could not be reached (the run is recorded as
+                failed with the reason, nothing is lost silently).
+        """
+        found = self.registry.get(script)
+        merged = found.meta.validate(found.name, params)
+        encoded = encode_parameters(found.name, merged)
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise InvalidParameters(
+                found.name, [f"timeout must be a positive number, not {timeout!r}"]
+            )
+        timeout_s = (
+            float(timeout) if timeout else (found.meta.timeout or self.settings.default_timeout_s)
+        )
+        queue = queue or found.meta.queue or self.settings.queue
+        execution_id = new_execution_id()
+        self.store.create(
+            id=execution_id,
+            script=found.name,
+            script_id=self._script_id(found),
+            parameters=encoded,
+            page_context=str(page_context)[:1024],
+            queue=queue,
+            timeout_s=timeout_s,
+            content_hash=found.content_hash,
+        )
+        self._send(execution_id, queue)
+        return Execution(self, execution_id)
+
+    def _script_id(self, script: Script) -> int:
+        key = (script.name, script.content_hash)
+        if key not in self._script_ids:
+            self._script_ids[key] = self.store.ensure_script(script.name, script.content_hash)
+        return self._script_ids[key]
+
+    def _send(self, execution_id: str, queue: str) -> None:
+        from .celery_app import TASK_NAME
+
+        try:
+            if self.settings.embedded:
+                self.local_worker().ensure()
+            self.app.send_task(TASK_NAME, args=(execution_id, 1), task_id=execution_id, queue=queue)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            self.store.fail_pending(execution_id, "BrokerUnavailable", reason)
+            raise WorkerUnavailable(
+                f"could not queue the run on {self._broker_label()}: {reason}"
+            ) from exc
+
+    def _broker_label(self) -> str:
+        if self.settings.embedded:
+            return "the embedded broker"
+        from kombu.utils.url import maybe_sanitize_url
+
+        return str(maybe_sanitize_url(self.settings.broker_url))
+
+    def run(
+        self,
+        script: str,
+        params: dict[str, Any] | None = None,
+        *,
+        wait_timeout: float | None = None,
+        check: bool = False,
+        **options: Any,
+    ) -> Execution:
+        """Submit and wait; with ``check=True`` a run that did not succeed raises."""
+        execution = self.submit(script, params, **options).wait(wait_timeout)
+        if check:
+            execution.raise_for_status()
+        return execution
+
+    def get(self, id_or_prefix: str) -> Execution:
+        """The handle of an existing execution (a unique id prefix is enough)."""
+        return Execution(self, self.store.resolve(id_or_prefix))
+
+    def cancel(self, id_or_prefix: str) -> ExecutionStatus:
+        """Cancel an execution (see :meth:`Execution.cancel`)."""
+        return self.get(id_or_prefix).cancel()
+
+    def history(self, **filters: Any) -> pd.DataFrame:
+        """The history as a DataFrame, newest first.
+
+        Filters: ``script`` (name or names), ``status`` (value or values), ``since`` /
+        ``until`` (datetimes), ``page_context``, ``limit``, ``offset``.
+        """
+        from .frames import history_frame
+
+        query = self.store.history_query(**filters)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return history_frame(rows)
+
+    def wait_for(self, execution_id: str, timeout: float | None = None) -> ExecutionStatus:
+        """Block until the execution ends; return its final status.
+
+        With a Redis result backend the end is pushed (no polling interval is added);
+        otherwise the store is read at short, growing intervals.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        status = self.store.status(execution_id)
+        if status.is_final:
+            return status
+        notify = self.settings.effective_result_backend is not None
+        interval = POLL_FIRST_S
+        next_check = time.monotonic() + 2.0
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise ExecutionTimeout(
+                    f"execution {execution_id} still {status.value} after {timeout:g} s "
+                    "(it goes on; wait again or cancel it)"
+                )
+            noticed = False
+            if notify:
+                slice_s = NOTIFY_SLICE_S if remaining is None else min(NOTIFY_SLICE_S, remaining)
+                noticed = self._await_notice(execution_id, slice_s)
+            else:
+                time.sleep(interval if remaining is None else min(interval, remaining))
+                interval = min(POLL_MAX_S, interval * 1.5)
+            status = self.store.status(execution_id)
+            if status.is_final:
+                return status
+            if noticed:
+                # A notice for a delivery that did not end the run (a duplicate, or a run
+                # declared lost): it would return at once again, so read the store.
+                notify = False
+            if self.settings.embedded and time.monotonic() >= next_check:
+                next_check = time.monotonic() + 2.0
+                self._revive_local_worker(execution_id, status)
+
+    def _await_notice(self, execution_id: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` for Celery's completion notice; True if one came."""
+        from celery.exceptions import TimeoutError as CeleryTimeout
+
+        try:
+            self.app.AsyncResult(execution_id).get(
+                timeout=timeout, propagate=False, disable_sync_subtasks=False
+            )
+        except CeleryTimeout:
+            return False
+        except Exception:
+            log.debug("result backend unavailable; reading the store instead", exc_info=True)
+            return True
+        return True
+
+    def _revive_local_worker(self, execution_id: str, status: ExecutionStatus) -> None:
+        """A pending run with no local worker would wait forever: start one again."""
+        if status.value in ("queued", "retrying"):
+            local = self.local_worker()
+            if local.pid() is None:
+                log.warning(
+                    "local worker gone while %s was %s; starting it again",
+                    execution_id,
+                    status.value,
+                )
+                local.ensure()
+
+
+class Execution:
+    """The handle of one execution: its id, live status, and (once ended) its results."""
+
+    def __init__(self, client: Client, execution_id: str) -> None:
+        self.client = client
+        self.id = execution_id
+        self._attempts: list[dict[str, Any]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Execution {self.id[:8]} {self.record().get('script')} {self.status.value}>"
+
+    @property
+    def status(self) -> ExecutionStatus:
+        """The status now (read from the store)."""
+        return self.client.store.status(self.id)
+
+    def record(self) -> dict[str, Any]:
+        """The execution's record: the history columns and a few more."""
+        row = self.client.store.get(self.id)
+        row["parameters"] = json.loads(row["parameters"])
+        return row
+
+    def wait(self, timeout: float | None = None) -> Execution:
+        """Block until the run ends (``timeout`` in seconds; ExecutionTimeout after it)."""
+        self.client.wait_for(self.id, timeout)
+        self._attempts = None
+        return self
+
+    def attempts(self) -> list[dict[str, Any]]:
+        """Every attempt, with its output, result, traceback and metrics."""
+        if self._attempts is None or not self.status.is_final:
+            self._attempts = self.client.store.attempts(self.id)
+        return self._attempts
+
+    def _last(self) -> dict[str, Any]:
+        tried = self.attempts()
+        return tried[-1] if tried else {}
+
+    @property
+    def result(self) -> Any:
+        """The JSON document the script printed (None if it printed none)."""
+        return self._last().get("result")
+
+    @property
+    def data(self) -> Any:
+        """The result's ``data`` (or the whole JSON output when it is not shaped)."""
+        return self._last().get("data")
+
+    @property
+    def stdout(self) -> str:
+        """Captured standard output of the last attempt."""
+        return self._last().get("stdout") or ""
+
+    @property
+    def stderr(self) -> str:
+        """Captured standard error of the last attempt."""
+        return self._last().get("stderr") or ""
+
+    @property
+    def traceback(self) -> str | None:
+        """The traceback of a failed last attempt, if one was printed."""
+        return self._last().get("traceback")
+
+    def frame(self) -> pd.DataFrame | None:
+        """``data`` as a DataFrame when it is tabular, else None."""
+        from .frames import data_frame
+
+        return data_frame(self.data)
+
+    def cancel(self) -> ExecutionStatus:
+        """Cancel: a queued run never starts; a running one has its process tree ended.
+
+        Returns the status after the request (``cancelled``, or ``running`` while its
+        worker is ending it). Raises ExecutionConflict if the run already ended otherwise.
+        """
+        status = self.client.store.request_cancel(self.id)
+        if status is ExecutionStatus.CANCELLED:
+            try:  # the message may still sit in the broker: let workers drop it
+                self.client.app.control.revoke(self.id)
+            except Exception:
+                log.debug("revoke of %s not broadcast", self.id, exc_info=True)
+        return status
+
+    def raise_for_status(self) -> Execution:
+        """Raise ExecutionFailed unless the run succeeded."""
+        rec = self.record()
+        if rec["status"] != ExecutionStatus.SUCCEEDED.value:
+            raise ExecutionFailed(
+                self.id,
+                rec["script"],
+                rec["status"],
+                rec["error_type"],
+                rec["message"],
+                rec["exit_code"],
+                self.stderr[-2000:],
+            )
+        return self

@@ -1,0 +1,206 @@
+"""One attempt of one execution, from claim to record; and the reaper of lost runs.
+
+Called by the Celery task (which stays thin: delivery and retries) and by the worker's
+housekeeping thread. Uses the store, the registry, the runner and the protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import defaults, protocol, runner
+from .config import Settings
+from .exceptions import ScriptMetadataError, ScriptNotFound
+from .metadata import ScriptMeta
+from .registry import Registry
+from .status import ExecutionStatus
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What the task must do after an attempt."""
+
+    status: ExecutionStatus | None
+    """The status recorded (None when this delivery was not ours to run)."""
+    retry_in_s: float | None = None
+    """Seconds until the next attempt, when one is due."""
+
+
+def backoff(attempt: int) -> float:
+    """Delay before attempt ``attempt + 1``: exponential, capped, with equal jitter."""
+    ceiling = min(defaults.RETRY_BACKOFF_MAX_S, defaults.RETRY_BACKOFF_S * 2 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def wants_retry(meta: ScriptMeta, status: ExecutionStatus, retryable: bool, attempt: int) -> bool:
+    """Whether an attempt that ended in ``status`` gets another try."""
+    if attempt > meta.retries:
+        return False
+    if status is ExecutionStatus.FAILED:
+        return retryable or "failed" in meta.retry_on
+    if status is ExecutionStatus.TIMED_OUT:
+        return "timed_out" in meta.retry_on
+    if status is ExecutionStatus.LOST:
+        return "lost" in meta.retry_on
+    return False
+
+
+class Executor:
+    """Runs attempts for a worker."""
+
+    def __init__(self, settings: Settings, store: Store, registry: Registry) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+
+    def run_attempt(self, execution_id: str, attempt: int, worker: str) -> Outcome:
+        """Claim, run and record one attempt."""
+        row = self.store.claim(execution_id, attempt, worker)
+        if row is None:
+            log.info(
+                "execution %s attempt %s: not pending, delivery ignored", execution_id, attempt
+            )
+            return Outcome(None)
+        try:
+            script = self.registry.get(row["script"])
+        except (ScriptNotFound, ScriptMetadataError) as exc:
+            status = ExecutionStatus.FAILED
+            self.store.finish(
+                execution_id,
+                attempt,
+                status,
+                record={"error_type": type(exc).__name__, "message": str(exc)},
+                output={},
+            )
+            return Outcome(status)
+
+        timeout = row["timeout_s"] or script.meta.timeout or self.settings.default_timeout_s
+        workdir = tempfile.mkdtemp(prefix=f"scriptrun-{execution_id[:8]}-")
+        env = protocol.script_env(
+            os.environ,
+            self.settings.env_allow,
+            parameters=row["parameters"],
+            page_context=row["page_context"],
+            script_name=script.name,
+            execution_id=execution_id,
+        )
+        env["TMPDIR"] = workdir
+        spec = runner.RunSpec(
+            argv=script.command(),
+            env=env,
+            cwd=workdir,
+            timeout_s=timeout,
+            kill_grace_s=self.settings.kill_grace_s,
+            max_output_bytes=self.settings.max_output_bytes,
+        )
+        try:
+            outcome = runner.run(spec, poll=self._poller(execution_id))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        verdict = protocol.interpret(outcome, timeout)
+        retry = wants_retry(script.meta, verdict.status, verdict.retryable, attempt)
+        status = ExecutionStatus.RETRYING if retry else verdict.status
+        self.store.finish(
+            execution_id,
+            attempt,
+            status,
+            record={
+                "duration_s": outcome.duration_s,
+                "cpu_user_s": outcome.cpu_user_s,
+                "cpu_system_s": outcome.cpu_system_s,
+                "peak_rss_mb": outcome.peak_rss_mb,
+                "exit_code": outcome.exit_code,
+                "error_type": verdict.error_type,
+                "message": _clip(verdict.message),
+                "content_hash": script.content_hash,
+            },
+            output={
+                "stdout": outcome.stdout,
+                "stderr": outcome.stderr,
+                "stdout_bytes": outcome.stdout_bytes,
+                "stderr_bytes": outcome.stderr_bytes,
+                "stdout_truncated": outcome.stdout_truncated,
+                "stderr_truncated": outcome.stderr_truncated,
+                "traceback": verdict.traceback,
+                "result": _dump(verdict.result),
+                "data": _dump(verdict.data),
+            },
+        )
+        log.info(
+            "execution %s (%s) attempt %s: %s in %.3f s",
+            execution_id,
+            script.name,
+            attempt,
+            status.value,
+            outcome.duration_s,
+        )
+        return Outcome(status, backoff(attempt) if retry else None)
+
+    def _poller(self, execution_id: str) -> Callable[[], bool]:
+        last_beat = time.monotonic()
+
+        def poll() -> bool:
+            nonlocal last_beat
+            now = time.monotonic()
+            beat = now - last_beat >= self.settings.heartbeat_s
+            if beat:
+                last_beat = now
+            return self.store.beat(execution_id, beat)
+
+        return poll
+
+    def reap(self, resend: Callable[[str, int, str | None, float], None]) -> list[str]:
+        """Declare silent running runs lost (or pending again, per their retry policy).
+
+        ``resend(id, next_attempt, queue, countdown)`` queues a retry. Returns the ids
+        handled.
+        """
+        handled = []
+        for row in self.store.stale_running(self.settings.lost_after_s):
+            try:
+                meta = self.registry.get(row["script"]).meta
+            except (ScriptNotFound, ScriptMetadataError):
+                meta = ScriptMeta()
+            retry = wants_retry(meta, ExecutionStatus.LOST, False, row["attempt"])
+            if not self.store.mark_lost(
+                row["id"], row["attempt"], retry, self.settings.lost_after_s
+            ):
+                continue
+            handled.append(row["id"])
+            log.warning(
+                "execution %s attempt %s lost (worker %s)%s",
+                row["id"],
+                row["attempt"],
+                row["worker"],
+                "; retrying" if retry else "",
+            )
+            if retry:
+                try:
+                    resend(row["id"], row["attempt"] + 1, row["queue"], backoff(row["attempt"]))
+                except Exception as exc:
+                    log.exception("could not queue the retry of %s", row["id"])
+                    self.store.fail_pending(row["id"], "BrokerUnavailable", str(exc))
+        return handled
+
+
+def _clip(message: str | None, limit: int = 8000) -> str | None:
+    if message is None or len(message) <= limit:
+        return message
+    return message[:limit] + "…"
+
+
+def _dump(value: Any) -> str | None:
+    import json
+
+    return None if value is None else json.dumps(value, ensure_ascii=False)

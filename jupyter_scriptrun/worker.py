@@ -1,0 +1,94 @@
+"""The worker process: ``celery -A jupyter_scriptrun.worker worker`` (or ``scriptrun worker``).
+
+Builds the app from the environment's settings, registers the task, and runs the
+housekeeping thread: the reaper of lost runs and, for the embedded local worker, the
+idle exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+from celery.signals import worker_ready, worker_shutting_down
+
+from . import defaults
+from .celery_app import TASK_NAME, make_app
+from .config import get_settings
+from .executor import Executor
+from .registry import Registry
+from .store import get_store
+from .tasks import define_tasks
+
+log = logging.getLogger(__name__)
+
+settings = get_settings()
+app = make_app(settings)
+executor = Executor(
+    settings, get_store(settings.effective_database_url), Registry(settings.scripts_path)
+)
+execute = define_tasks(app, executor)
+
+IDLE_EXIT_ENV = "SCRIPTRUN_WORKER_IDLE_EXIT"
+"""Set by the local-worker launcher: seconds of idleness after which the worker exits."""
+
+_stop = threading.Event()
+
+
+def resend(execution_id: str, attempt: int, queue: str | None, countdown: float) -> None:
+    """Queue attempt ``attempt`` of an execution (used by the reaper)."""
+    app.send_task(
+        TASK_NAME,
+        args=(execution_id, attempt),
+        task_id=execution_id,
+        queue=queue or settings.queue,
+        countdown=countdown,
+    )
+
+
+def _housekeeping(idle_exit_s: float | None) -> None:
+    from celery.worker import state
+
+    idle_since = time.monotonic()
+    next_reap = 0.0
+    while not _stop.wait(1.0):
+        now = time.monotonic()
+        if now >= next_reap:
+            next_reap = now + defaults.REAP_EVERY_S
+            try:
+                executor.reap(resend)
+            except Exception:
+                log.exception("reaping lost runs failed (will try again)")
+        if idle_exit_s is None:
+            continue
+        if state.active_requests or state.reserved_requests:
+            idle_since = now
+        elif now - idle_since >= idle_exit_s:
+            log.info("idle for %.0f s: local worker exiting", idle_exit_s)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+
+@worker_ready.connect
+def _on_ready(**_: object) -> None:
+    idle = os.environ.get(IDLE_EXIT_ENV)
+    thread = threading.Thread(
+        target=_housekeeping,
+        args=(float(idle) if idle else None,),
+        name="scriptrun-housekeeping",
+        daemon=True,
+    )
+    thread.start()
+    log.info(
+        "scriptrun worker ready: store %s, scripts %s",
+        executor.store.engine.url.render_as_string(hide_password=True),
+        os.pathsep.join(str(p) for p in settings.scripts_path),
+    )
+
+
+@worker_shutting_down.connect
+def _on_shutdown(**_: object) -> None:
+    _stop.set()
