@@ -26,9 +26,8 @@ class InvalidParameters(ScriptrunError, ValueError):
         self.script = script
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(
-            f"invalid parameters for {script!r} ({len(problems)} problem(s)):\n{lines}"
-        )
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"invalid parameters for {script!r} ({count}):\n{lines}")
 
 
 class ExecutionNotFound(ScriptrunError, LookupError):

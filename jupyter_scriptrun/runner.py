@@ -277,7 +277,6 @@ def run(
     """
     started_at = datetime.now(UTC)
     t0 = time.monotonic()
-    own_peak_kb = _own_peak_rss_kb()
     try:
         proc = subprocess.Popen(
             spec.argv,
@@ -308,7 +307,7 @@ def run(
             peak_rss_mb=None,
             spawn_error=f"{type(exc).__name__}: {exc}",
         )
-    return _Supervisor(proc, spec, poll, on_output, t0, started_at, own_peak_kb).supervise()
+    return _Supervisor(proc, spec, poll, on_output, t0, started_at).supervise()
 
 
 @dataclass
@@ -321,7 +320,6 @@ class _Supervisor:
     on_output: Callable[[str, bytes], None] | None
     t0: float
     started_at: datetime
-    own_peak_kb: int
     buffers: dict[int, tuple[str, CappedBuffer]] = field(default_factory=dict)
 
     def supervise(self) -> RunOutcome:
@@ -443,9 +441,10 @@ class _Supervisor:
         stdout = next(b for n, b in self.buffers.values() if n == "stdout")
         stderr = next(b for n, b in self.buffers.values() if n == "stderr")
         peak_kb = sampler.peak_kb
-        if rusage is not None and rusage.ru_maxrss > self.own_peak_kb:
-            # ru_maxrss also counts the memory the child inherited at fork, so it is only
-            # the script's own when it exceeds what this process ever held.
+        if rusage is not None and rusage.ru_maxrss > _own_peak_rss_kb():
+            # ru_maxrss also counts this process's high-water mark at the child's fork and
+            # exec, so it is only the script's own when it exceeds what this process ever
+            # held (read now: the mark only grows).
             peak_kb = max(peak_kb, rusage.ru_maxrss)
         return RunOutcome(
             pid=pid,

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The seed's example script: shows every feature of the script contract.
 
-Runs on its own too:  SCRIPT_PARAMETERS='{"message": "Hi", "multiplier": 3}' python example_script.py
+Runs on its own too:
+    SCRIPT_PARAMETERS='{"message": "Hi", "multiplier": 3}' python example_script.py
 """
+
 # /// scriptrun
 # description = "Repeats a message: parameters, a delay, a JSON result (the seed's example)"
 # timeout = 60

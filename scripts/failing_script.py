@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Fails on purpose, in the two ways a script can: the seed's error JSON, or a crash."""
+
 # /// scriptrun
 # description = "Fails on purpose: mode 'json' (the seed's error output) or 'crash' (a traceback)"
 # [parameters.mode]
@@ -17,6 +18,10 @@ if params.get("mode") == "crash":
 try:
     raise ValueError("输入数据无效 (invalid input)")
 except ValueError as e:
-    print(json.dumps({"status": "error", "message": str(e), "error_type": type(e).__name__},
-                     ensure_ascii=False))
+    print(
+        json.dumps(
+            {"status": "error", "message": str(e), "error_type": type(e).__name__},
+            ensure_ascii=False,
+        )
+    )
     sys.exit(1)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """The seed's former Celery task, turned into a standalone script: logs, then a result."""
+
 # /// scriptrun
 # description = "A former Celery task as a standalone script: prints log lines, then JSON"
 # [parameters.count]

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Returns a table (a list of records): its data loads as a DataFrame."""
+
 # /// scriptrun
 # description = "Returns a table of squares and cubes (data loads as a DataFrame)"
 # [parameters.rows]

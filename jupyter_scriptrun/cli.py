@@ -1,0 +1,380 @@
+"""The ``scriptrun`` command: run, list, history, status, logs, cancel, worker, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from .exceptions import ExecutionTimeout, ScriptrunError
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` words to a dict; values are JSON where they parse, else strings.
+
+    Raises:
+        ValueError: a word without ``=``, an empty or repeated key.
+    """
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"{item!r}: parameters are written key=value")
+        if key in params:
+            raise ValueError(f"parameter {key!r} given twice")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, default=_json_default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (one sub-command per action)."""
+    parser = argparse.ArgumentParser(
+        prog="scriptrun",
+        description="Run registered scripts on Celery workers; every run is recorded.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a script and wait for its result")
+    p.add_argument("name", help="script name (see 'scriptrun list')")
+    p.add_argument(
+        "params",
+        nargs="*",
+        metavar="key=value",
+        help="parameters; values are JSON where they parse (3, true, [1,2]) else text",
+    )
+    p.add_argument(
+        "--params",
+        dest="params_json",
+        metavar="JSON",
+        help="parameters as one JSON object (merged under key=value ones)",
+    )
+    p.add_argument("--timeout", type=float, help="the run's time limit in seconds")
+    p.add_argument("--context", default="cli", help="page context recorded with the run")
+    p.add_argument("--queue", help="Celery queue (default: the script's, else 'scriptrun')")
+    p.add_argument("--no-wait", action="store_true", help="print the id and return at once")
+    p.add_argument("--json", action="store_true", help="print the whole record as JSON")
+
+    p = sub.add_parser("list", help="list the registered scripts")
+    p.add_argument("--json", action="store_true", help="print JSON (with parameter schemas)")
+
+    p = sub.add_parser("history", help="show past runs, newest first")
+    p.add_argument("--script", action="append", help="only this script (repeatable)")
+    p.add_argument("--status", action="append", help="only this status (repeatable)")
+    p.add_argument("--since", type=datetime.fromisoformat, help="ISO time, e.g. 2026-01-31")
+    p.add_argument("--limit", type=int, default=20, help="at most this many rows (0: all)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    p = sub.add_parser("status", help="show one run's record")
+    p.add_argument("id", help="execution id (or a unique prefix of 4+ characters)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("logs", help="print one run's captured stdout and stderr")
+    p.add_argument("id")
+    p.add_argument("--attempt", type=int, help="which attempt (default: the last)")
+
+    p = sub.add_parser("cancel", help="cancel a queued or running run")
+    p.add_argument("id")
+
+    p = sub.add_parser(
+        "worker",
+        help="start a worker in the foreground",
+        description="Start a Celery worker for scriptrun; extra arguments go "
+        "to 'celery worker' unchanged.",
+    )
+    p.add_argument("--concurrency", "-c", type=int, help="parallel runs (default: CPU count)")
+    p.add_argument("--pool", "-P", help="Celery pool: threads (default) or prefork")
+    p.add_argument("--queues", "-Q", help="comma-separated queues (default: 'scriptrun')")
+    p.add_argument("--loglevel", "-l", default="INFO")
+
+    p = sub.add_parser("local", help="the embedded default's local worker")
+    p.add_argument("action", choices=("status", "stop"))
+
+    sub.add_parser("demo", help="run the example scripts end to end and show the history")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 a run did not succeed, 2 bad input)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "worker":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "worker":
+        return _worker(args, extra)
+    try:
+        return COMMANDS[args.command](args)
+    except ScriptrunError as exc:
+        print(f"scriptrun: {exc}", file=sys.stderr)
+        return EXIT_USAGE if not isinstance(exc, ExecutionTimeout) else EXIT_RUN_FAILED
+    except ValueError as exc:
+        print(f"scriptrun: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _client() -> Any:
+    from . import default_client
+
+    return default_client()
+
+
+def _run(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {}
+    if args.params_json:
+        try:
+            params = json.loads(args.params_json)
+        except ValueError as exc:
+            raise ValueError(f"--params is not valid JSON: {exc}") from None
+        if not isinstance(params, dict):
+            raise ValueError("--params must be a JSON object")
+    params.update(parse_assignments(args.params))
+    client = _client()
+    execution = client.submit(
+        args.name, params, page_context=args.context, timeout=args.timeout, queue=args.queue
+    )
+    if args.no_wait:
+        print(execution.id)
+        return EXIT_OK
+    try:
+        execution.wait()
+    except KeyboardInterrupt:
+        status = execution.cancel()
+        print(f"\ninterrupted: run {execution.id[:8]} {status.value}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    record = execution.record()
+    if args.json:
+        print(_dumps({**record, "result": execution.result, "data": execution.data}))
+    else:
+        print(_summary(record))
+        if execution.data is not None:
+            print(_dumps(execution.data))
+        elif record["status"] == "succeeded" and execution.stdout.strip():
+            print(execution.stdout.rstrip())
+        if record["status"] != "succeeded" and execution.stderr.strip():
+            print("--- stderr (tail) ---", file=sys.stderr)
+            print("\n".join(execution.stderr.rstrip().splitlines()[-20:]), file=sys.stderr)
+    return EXIT_OK if record["status"] == "succeeded" else EXIT_RUN_FAILED
+
+
+def _summary(rec: dict[str, Any]) -> str:
+    mark = {"succeeded": "✔", "failed": "✘", "timed_out": "⏱", "cancelled": "⊘"}.get(
+        rec["status"], "•"
+    )
+    parts = [f"{mark} {rec['script']} [{rec['id'][:8]}] {rec['status']}"]
+    if rec.get("duration_s") is not None:
+        parts.append(f"in {rec['duration_s']:.3f} s")
+    if rec.get("peak_rss_mb") is not None:
+        parts.append(f"peak {rec['peak_rss_mb']:.1f} MiB")
+    if rec.get("attempt", 0) > 1:
+        parts.append(f"attempt {rec['attempt']}")
+    line = " · ".join(parts)
+    if rec["status"] != "succeeded" and (rec.get("error_type") or rec.get("message")):
+        line += f"\n  {rec.get('error_type') or 'Error'}: {rec.get('message') or ''}"
+    elif rec.get("message"):
+        line += f"\n  {rec['message']}"
+    return line
+
+
+def _list(args: argparse.Namespace) -> int:
+    scripts = _client().scripts()
+    if args.json:
+        print(_dumps([s.to_dict() for s in scripts]))
+        return EXIT_OK
+    if not scripts:
+        print("no scripts found; set SCRIPTRUN_SCRIPTS_PATH to your scripts' folder(s)")
+        return EXIT_OK
+    width = max(len(s.name) for s in scripts)
+    for s in scripts:
+        params = ", ".join(
+            f"{n}={spec['default']!r}" if "default" in spec else n
+            for n, spec in s.meta.parameters.items()
+        )
+        print(f"{s.name:<{width}}  {s.description}")
+        if params:
+            print(f"{'':<{width}}    params: {params}")
+    return EXIT_OK
+
+
+def _history(args: argparse.Namespace) -> int:
+    frame = _client().history(
+        script=args.script, status=args.status, since=args.since, limit=args.limit or None
+    )
+    if args.format == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif args.format == "json":
+        sys.stdout.write(frame.to_json(orient="records", date_format="iso", force_ascii=False))
+        sys.stdout.write("\n")
+    elif frame.empty:
+        print("no runs yet; try: scriptrun run example_script message=hi")
+    else:
+        import pandas as pd
+
+        view = frame[
+            [
+                "id",
+                "script",
+                "status",
+                "queued_at",
+                "duration_s",
+                "peak_rss_mb",
+                "exit_code",
+                "message",
+            ]
+        ].copy()
+        view["id"] = view["id"].str[:8]
+        view["queued_at"] = view["queued_at"].dt.strftime("%Y-%m-%d %H:%M:%S")
+        view["message"] = view["message"].fillna("").astype(str).str.slice(0, 40)
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(view.to_string(index=False))
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    execution = _client().get(args.id)
+    record = execution.record()
+    if args.json:
+        print(_dumps({**record, "result": execution.result, "data": execution.data}))
+    else:
+        print(_summary(record))
+        for key in (
+            "page_context",
+            "parameters",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "queue_s",
+            "cpu_user_s",
+            "cpu_system_s",
+            "exit_code",
+            "worker",
+        ):
+            print(f"  {key:<13} {record.get(key)}")
+    return EXIT_OK
+
+
+def _logs(args: argparse.Namespace) -> int:
+    execution = _client().get(args.id)
+    attempts = execution.attempts()
+    if not attempts:
+        print(f"run {execution.id[:8]} has not started yet ({execution.status.value})")
+        return EXIT_OK
+    chosen = (
+        attempts[-1]
+        if args.attempt is None
+        else next((a for a in attempts if a["attempt"] == args.attempt), None)
+    )
+    if chosen is None:
+        raise ValueError(f"run {execution.id[:8]} has no attempt {args.attempt}")
+    sys.stdout.write(chosen.get("stdout") or "")
+    if chosen.get("stderr"):
+        sys.stderr.write(chosen["stderr"])
+    return EXIT_OK
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    execution = _client().get(args.id)
+    status = execution.cancel()
+    print(
+        f"{execution.id[:8]}: {status.value}"
+        + (" (its worker is ending it)" if status.value == "running" else "")
+    )
+    return EXIT_OK
+
+
+def _worker(args: argparse.Namespace, extra: list[str]) -> int:
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "jupyter_scriptrun.worker",
+        "worker",
+        f"--loglevel={args.loglevel}",
+    ]
+    if args.concurrency:
+        argv.append(f"--concurrency={args.concurrency}")
+    if args.pool:
+        argv.append(f"--pool={args.pool}")
+    from .config import get_settings
+
+    argv.append(f"--queues={args.queues or get_settings().queue}")
+    argv.extend(extra)
+    os.execv(sys.executable, argv)
+    return EXIT_OK  # pragma: no cover - execv does not return
+
+
+def _local(args: argparse.Namespace) -> int:
+    local = _client().local_worker()
+    if args.action == "stop":
+        print("stopped" if local.stop() else "the local worker was not running")
+    else:
+        pid = local.pid()
+        print(f"running (pid {pid}, log {local.logfile})" if pid else "not running")
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    client = _client()
+    settings = client.settings
+    where = "embedded broker + local worker" if settings.embedded else settings.broker_url
+    print(f"jupyter_scriptrun demo: {where}; store {settings.effective_database_url}\n")
+    runs = [
+        ("example_script", {"message": "Hello from the demo", "multiplier": 3}),
+        ("example_script", {"message": "你好", "multiplier": 2}),
+        ("print_test_script", {"count": 2}),
+        ("disk_report", {"path": str(settings.data_dir)}),
+        ("table_script", {"rows": 5}),
+        ("failing_script", {"mode": "json"}),
+        ("failing_script", {"mode": "crash"}),
+    ]
+    handles = [client.submit(name, params, page_context="demo") for name, params in runs]
+    for handle in handles:
+        handle.wait(120)
+        print(_summary(handle.record()))
+    table = handles[4].frame()
+    if table is not None:
+        print("\ntable_script's data as a DataFrame:\n" + table.to_string(index=False))
+    try:
+        client.submit("example_script", {"multiplier": 0, "colour": "red"})
+    except ScriptrunError as exc:
+        print(f"\nbad parameters are refused before anything runs:\n{exc}")
+    frame = client.history(limit=len(runs))
+    print("\nhistory (sr.history()):")
+    print(frame[["script", "status", "duration_s", "peak_rss_mb", "exit_code"]].to_string())
+    print(
+        "\nall good: the failures above are the example's deliberate ones."
+        if [h.status.value for h in handles].count("failed") == 2
+        else "\nsomething did not go as expected"
+    )
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": _run,
+    "list": _list,
+    "history": _history,
+    "status": _status,
+    "logs": _logs,
+    "cancel": _cancel,
+    "local": _local,
+    "demo": _demo,
+}
