@@ -50,6 +50,7 @@ class Settings:
     env_allow: tuple[str, ...] = defaults.ENV_ALLOW
     heartbeat_s: float = defaults.HEARTBEAT_S
     lost_after_s: float = defaults.LOST_AFTER_S
+    reap_every_s: float = defaults.REAP_EVERY_S
     local_idle_timeout_s: float = defaults.LOCAL_IDLE_TIMEOUT_S
     visibility_timeout_s: float = defaults.VISIBILITY_TIMEOUT_S
 
@@ -90,6 +91,7 @@ class Settings:
             "SCRIPTRUN_MAX_OUTPUT_BYTES": str(self.max_output_bytes),
             "SCRIPTRUN_HEARTBEAT": str(self.heartbeat_s),
             "SCRIPTRUN_LOST_AFTER": str(self.lost_after_s),
+            "SCRIPTRUN_REAP_EVERY": str(self.reap_every_s),
             "SCRIPTRUN_VISIBILITY_TIMEOUT": str(self.visibility_timeout_s),
         }
         extra = [n for n in self.env_allow if n not in defaults.ENV_ALLOW]
@@ -136,6 +138,7 @@ class Settings:
             "SCRIPTRUN_MAX_OUTPUT_BYTES": ("max_output_bytes", int),
             "SCRIPTRUN_HEARTBEAT": ("heartbeat_s", float),
             "SCRIPTRUN_LOST_AFTER": ("lost_after_s", float),
+            "SCRIPTRUN_REAP_EVERY": ("reap_every_s", float),
             "SCRIPTRUN_LOCAL_IDLE_TIMEOUT": ("local_idle_timeout_s", float),
             "SCRIPTRUN_VISIBILITY_TIMEOUT": ("visibility_timeout_s", float),
         }

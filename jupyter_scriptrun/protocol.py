@@ -185,11 +185,9 @@ def interpret(outcome: RunOutcome, timeout_s: float | None = None) -> Verdict:
         error_type, message = "Signal", f"killed by {outcome.signal_name}"
     else:
         error_type = "ExitCode"
-        message = _stderr_tail(outcome.stderr) or f"exited with code {outcome.exit_code}"
-    if outcome.exit_code not in (0, None) and not outcome.signal_name and message:
-        message = (
-            message if error_type != "ExitCode" else f"{message} (exit code {outcome.exit_code})"
-        )
+        tail = _stderr_tail(outcome.stderr)
+        code = outcome.exit_code
+        message = f"{tail} (exit code {code})" if tail else f"exited with code {code}"
     return Verdict(
         ExecutionStatus.FAILED,
         message,

@@ -15,7 +15,6 @@ import time
 
 from celery.signals import worker_ready, worker_shutting_down
 
-from . import defaults
 from .celery_app import TASK_NAME, make_app
 from .config import get_settings
 from .executor import Executor
@@ -54,10 +53,10 @@ def _housekeeping(idle_exit_s: float | None) -> None:
 
     idle_since = time.monotonic()
     next_reap = 0.0
-    while not _stop.wait(1.0):
+    while not _stop.wait(min(1.0, settings.reap_every_s)):
         now = time.monotonic()
         if now >= next_reap:
-            next_reap = now + defaults.REAP_EVERY_S
+            next_reap = now + settings.reap_every_s
             try:
                 executor.reap(resend)
             except Exception:

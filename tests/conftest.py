@@ -1,0 +1,194 @@
+"""Shared fixtures: real Redis, real PostgreSQL, real worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.config import Settings, examples_dir
+
+TESTS = Path(__file__).resolve().parent
+TEST_SCRIPTS = TESTS / "scripts"
+REDIS_URL = os.environ.get("SCRIPTRUN_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+PG_ADMIN_URL = os.environ.get(
+    "SCRIPTRUN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests configure through Settings objects, never through a developer's SCRIPTRUN_*."""
+    for key in list(os.environ):
+        if key.startswith("SCRIPTRUN_") and not key.startswith("SCRIPTRUN_TEST_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis database (flushed once per session); fails loudly if Redis is down."""
+    import redis
+
+    conn = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        conn.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is needed at {REDIS_URL} ({exc}); .ci/run starts it")
+    conn.flushdb()
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database of our own for this session, dropped at the end."""
+    from sqlalchemy import create_engine, text
+
+    name = f"scriptrun_test_{os.getpid()}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        pytest.fail(f"PostgreSQL is needed at {PG_ADMIN_URL} ({exc}); .ci/run starts it")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    yield url
+    from jupyter_scriptrun.store import _stores
+
+    for key in [k for k in _stores if k == url]:
+        _stores.pop(key).dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded-default settings in a private data folder, with the test scripts."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        scripts_path=(TEST_SCRIPTS, examples_dir()),
+        queue=f"sr-test-{uuid.uuid4().hex[:8]}",
+        kill_grace_s=1.0,
+        heartbeat_s=0.5,
+        lost_after_s=3.0,
+        reap_every_s=0.5,
+        local_idle_timeout_s=30.0,
+    )
+
+
+@pytest.fixture
+def redis_settings(settings: Settings, redis_url: str) -> Settings:
+    """The same, on the real Redis broker."""
+    return settings.with_(broker_url=redis_url)
+
+
+class WorkerProcess:
+    """A real ``celery -A jupyter_scriptrun.worker worker`` process, started by a test."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        concurrency: int = 2,
+        pool: str = "threads",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.log = settings.data_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCRIPTRUN_")}
+        env.update(settings.to_env())
+        env.update(extra_env or {})
+        self.hostname = f"test-{uuid.uuid4().hex[:6]}@%h"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "jupyter_scriptrun.worker",
+                    "worker",
+                    "--loglevel=INFO",
+                    f"--concurrency={concurrency}",
+                    f"--pool={pool}",
+                    f"--queues={settings.queue}",
+                    f"--hostname={self.hostname}",
+                    "--without-mingle",
+                    "--without-gossip",
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self._wait_ready()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log.read_text()[-3000:]}")
+            if b" ready." in self.log.read_bytes():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"worker not ready after {timeout} s: {self.log.read_text()[-3000:]}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the worker's main process (and only it)."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def stop(self) -> None:
+        """Warm shutdown, then SIGKILL to the worker's own process group if it lingers."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real workers; every one is stopped at the end of the test."""
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings, **kw: object) -> WorkerProcess:
+        worker = WorkerProcess(settings, **kw)  # type: ignore[arg-type]
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def client(redis_settings: Settings, start_worker: Callable[..., WorkerProcess]) -> Client:
+    """A client on Redis with one real worker (2 threads) behind it."""
+    start_worker(redis_settings)
+    return Client(redis_settings)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
