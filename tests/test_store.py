@@ -1,0 +1,178 @@
+"""The store on SQLite and PostgreSQL: migrations, the life of a run, concurrency."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound
+from jupyter_scriptrun.status import ExecutionStatus
+from jupyter_scriptrun.store import HEAD_REVISION, MIGRATIONS, Store, new_execution_id
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        return Store(f"sqlite:///{tmp_path / 'store.db'}")
+    url = request.getfixturevalue("postgres_url")
+    s = Store(url)
+    with s.engine.begin() as conn:  # a clean slate per test on the shared database
+        conn.exec_driver_sql("DELETE FROM attempts; DELETE FROM executions; DELETE FROM scripts")
+    return s
+
+
+def create(store: Store, script: str = "s") -> str:
+    eid = new_execution_id()
+    store.create(
+        id=eid,
+        script=script,
+        script_id=store.ensure_script(script, "sha256:x"),
+        parameters=json.dumps({"a": 1}),
+        page_context="test",
+        queue="q",
+        timeout_s=10.0,
+        content_hash="sha256:x",
+    )
+    return eid
+
+
+def test_head_revision_is_the_newest_migration():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION
+
+
+def test_a_new_database_is_migrated_to_head(store: Store):
+    assert store.revision() == HEAD_REVISION
+    assert {"scripts", "executions", "attempts"} <= set(inspect(store.engine).get_table_names())
+
+
+def test_opening_again_is_a_no_op(store: Store):
+    Store(store.url).migrate()
+    assert store.revision() == HEAD_REVISION
+
+
+def test_script_ids_are_stable_integers(store: Store):
+    first = store.ensure_script("alpha", "sha256:1")
+    assert store.ensure_script("alpha", "sha256:2") == first
+    assert store.ensure_script("beta", None) != first
+
+
+def test_the_life_of_a_run(store: Store):
+    eid = create(store)
+    rec = store.get(eid)
+    assert rec["status"] == "queued" and rec["queued_at"].tzinfo is not None
+
+    claimed = store.claim(eid, 1, "w1")
+    assert claimed and claimed["status"] == "running"
+    assert store.claim(eid, 1, "w2") is None, "a second delivery must not run it again"
+
+    store.finish(
+        eid,
+        1,
+        ExecutionStatus.SUCCEEDED,
+        record={"duration_s": 0.5, "exit_code": 0, "peak_rss_mb": 12.5},
+        output={
+            "stdout": "out",
+            "stderr": "",
+            "result": json.dumps({"x": "你好"}),
+            "data": json.dumps("你好"),
+        },
+    )
+    rec = store.get(eid)
+    assert rec["status"] == "succeeded" and rec["duration_s"] == 0.5 and rec["worker"] == "w1"
+    assert rec["queue_s"] is not None and rec["queue_s"] >= 0
+    assert rec["finished_at"] >= rec["started_at"] >= rec["queued_at"]
+    [attempt] = store.attempts(eid)
+    assert attempt["stdout"] == "out" and attempt["result"] == {"x": "你好"}
+
+
+def test_each_attempt_of_a_retried_run_is_kept(store: Store):
+    eid = create(store)
+    store.claim(eid, 1, "w")
+    store.finish(eid, 1, ExecutionStatus.RETRYING, record={"exit_code": 75}, output={})
+    assert store.status(eid) is ExecutionStatus.RETRYING
+    assert store.claim(eid, 1, "w") is None
+    store.claim(eid, 2, "w")
+    store.finish(eid, 2, ExecutionStatus.SUCCEEDED, record={"exit_code": 0}, output={})
+    rec = store.get(eid)
+    assert rec["attempt"] == 2 and rec["status"] == "succeeded"
+    assert [a["status"] for a in store.attempts(eid)] == ["retrying", "succeeded"]
+
+
+def test_cancelling_a_queued_run_ends_it_and_it_never_starts(store: Store):
+    eid = create(store)
+    assert store.request_cancel(eid) is ExecutionStatus.CANCELLED
+    assert store.claim(eid, 1, "w") is None
+    assert store.get(eid)["finished_at"] is not None
+
+
+def test_cancelling_a_running_run_flags_it_for_its_worker(store: Store):
+    eid = create(store)
+    store.claim(eid, 1, "w")
+    assert store.request_cancel(eid) is ExecutionStatus.RUNNING
+    assert store.beat(eid, heartbeat=True) is True
+
+
+def test_cancelling_a_finished_run_is_a_conflict(store: Store):
+    eid = create(store)
+    store.claim(eid, 1, "w")
+    store.finish(eid, 1, ExecutionStatus.FAILED, record={}, output={})
+    with pytest.raises(ExecutionConflict, match="already ended: failed"):
+        store.request_cancel(eid)
+
+
+def test_a_silent_running_run_is_declared_lost(store: Store):
+    eid = create(store)
+    store.claim(eid, 1, "w-dead")
+    assert store.stale_running(60) == []
+    assert [r["id"] for r in store.stale_running(0)] == [eid]
+    assert store.mark_lost(eid, 1, retry=False, lost_after_s=0)
+    rec = store.get(eid)
+    assert rec["status"] == "lost" and rec["error_type"] == "WorkerLost"
+    assert "w-dead" in rec["message"]
+    assert not store.mark_lost(eid, 1, retry=False, lost_after_s=0)
+
+
+def test_ids_resolve_from_a_unique_prefix(store: Store):
+    eid = create(store)
+    assert store.resolve(eid[:8]) == eid
+    assert store.resolve(eid.upper()) == eid
+    for bad in ("zz", "abc", "../x", "0" * 32):
+        with pytest.raises(ExecutionNotFound):
+            store.resolve(bad)
+
+
+def test_history_filters(store: Store):
+    a, b = create(store, "alpha"), create(store, "beta")
+    store.request_cancel(b)
+    assert [r["id"] for r in store.history_rows(script="alpha")] == [a]
+    assert [r["id"] for r in store.history_rows(status="cancelled")] == [b]
+    assert [r["id"] for r in store.history_rows(limit=1)] == [b]
+
+
+def _submit_many(url: str, n: int) -> list[str]:
+    store = Store(url)
+    ids = []
+    for _ in range(n):
+        eid = create(store)
+        store.claim(eid, 1, "w")
+        store.finish(eid, 1, ExecutionStatus.SUCCEEDED, record={}, output={})
+        ids.append(eid)
+    return ids
+
+
+def test_several_processes_write_at_once_without_locking_errors(store: Store):
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        results = pool.starmap(_submit_many, [(store.url, 50)] * 4)
+    ids = [i for chunk in results for i in chunk]
+    assert len(ids) == len(set(ids)) == 200
+    assert store.count("succeeded") == 200
