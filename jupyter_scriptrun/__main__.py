@@ -1,0 +1,7 @@
+"""``python -m jupyter_scriptrun``: the scriptrun command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

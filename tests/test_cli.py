@@ -1,0 +1,101 @@
+"""The scriptrun command, run as a user would (a real process)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jupyter_scriptrun.cli import parse_assignments
+from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.local import LocalWorker
+
+
+def test_values_are_json_where_they_parse_else_text():
+    assert parse_assignments(
+        ["n=3", "f=1.5", "ok=true", "xs=[1,2]", "msg=hello world", "e=", "q=a=b"]
+    ) == {"n": 3, "f": 1.5, "ok": True, "xs": [1, 2], "msg": "hello world", "e": "", "q": "a=b"}
+
+
+@pytest.mark.parametrize("bad", [["novalue"], ["=3"], ["a=1", "a=2"]])
+def test_malformed_assignments_are_refused(bad):
+    with pytest.raises(ValueError):
+        parse_assignments(bad)
+
+
+@pytest.fixture
+def cli(settings: Settings, redis_settings: Settings, start_worker):
+    start_worker(redis_settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCRIPTRUN_")}
+    env.update(redis_settings.to_env())
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "jupyter_scriptrun", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    return run
+
+
+def test_run_prints_a_summary_and_the_data(cli):
+    out = cli("run", "example_script", "message=hi there", "multiplier=2")
+    assert out.returncode == 0, out.stderr
+    assert "✔ example_script" in out.stdout and "succeeded" in out.stdout
+    assert '"multiplied_message": "hi there hi there"' in out.stdout
+
+
+def test_run_json_and_exit_codes(cli):
+    out = cli("run", "failing_script", "--json")
+    assert out.returncode == 1
+    rec = json.loads(out.stdout)
+    assert rec["status"] == "failed" and rec["error_type"] == "ValueError"
+    bad = cli("run", "example_script", "multiplier=0")
+    assert bad.returncode == 2 and "multiplier: 0 is less than the minimum of 1" in bad.stderr
+    missing = cli("run", "nope")
+    assert missing.returncode == 2 and "no script named 'nope'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_list_history_status_logs_cancel(cli):
+    listing = cli("list")
+    assert "example_script" in listing.stdout and "multiplier=2" in listing.stdout
+    eid = cli("run", "print_test_script", "count=2", "--no-wait").stdout.strip()
+    assert len(eid) == 32
+    assert cli("run", "plain_text").returncode == 0
+    status = cli("status", eid[:8], "--json")
+    assert json.loads(status.stdout)["id"] == eid
+    logs = cli("logs", eid[:8])
+    assert "print test line 2/2" in logs.stdout
+    rows = list(csv.DictReader(io.StringIO(cli("history", "--format", "csv").stdout)))
+    assert {r["script"] for r in rows} == {"print_test_script", "plain_text"}
+    assert json.loads(cli("history", "--format", "json").stdout)[0]["script"]
+    assert "print_test_scr" in cli("history").stdout
+    cancelled = cli("cancel", eid)
+    assert cancelled.returncode == 2 and "already ended" in cancelled.stderr
+    assert cli("status", "ffffffff").returncode == 2
+
+
+def test_demo_on_the_embedded_default(settings: Settings):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCRIPTRUN_")}
+    env.update(settings.to_env())
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "jupyter_scriptrun", "demo"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    finally:
+        LocalWorker(settings).stop()
+    assert out.returncode == 0, out.stderr
+    assert "all good" in out.stdout and "你好" not in out.stderr
