@@ -22,10 +22,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# wait() without a push notification reads the store at growing intervals: the first
-# checks come quickly (short scripts), later ones rarely (long scripts cost nothing).
+# wait() without a push notification reads the store at growing intervals: every 20 ms
+# at most during the first seconds (short scripts are noticed at once), then every 100 ms
+# (a long script costs next to nothing to wait for). One read is a primary-key lookup.
 POLL_FIRST_S = 0.002
+POLL_SHORT_MAX_S = 0.02
 POLL_MAX_S = 0.1
+SHORT_PHASE_S = 5.0
 NOTIFY_SLICE_S = 2.0
 
 
@@ -203,7 +206,8 @@ class Client:
             return status
         notify = self.settings.effective_result_backend is not None
         interval = POLL_FIRST_S
-        next_check = time.monotonic() + 2.0
+        started = time.monotonic()
+        next_check = started + 2.0
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -217,7 +221,8 @@ class Client:
                 noticed = self._await_notice(execution_id, slice_s)
             else:
                 time.sleep(interval if remaining is None else min(interval, remaining))
-                interval = min(POLL_MAX_S, interval * 1.5)
+                short = time.monotonic() - started < SHORT_PHASE_S
+                interval = min(POLL_SHORT_MAX_S if short else POLL_MAX_S, interval * 1.5)
             status = self.store.status(execution_id)
             if status.is_final:
                 return status

@@ -9,7 +9,9 @@ document it prints last on stdout, ``{"status", "message", "data", "metadata"}``
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,11 +65,9 @@ def script_env(
     ``allow`` holds names or shell-style patterns (``LC_*``). Nothing else of the worker's
     environment reaches the script: broker and database URLs, passwords and tokens stay out.
     """
-    patterns = [p for p in allow if p]
+    allowed = _allow_regex(tuple(allow))
     env = {
-        k: v
-        for k, v in worker_env.items()
-        if not k.startswith("SCRIPTRUN_") and any(fnmatch.fnmatchcase(k, p) for p in patterns)
+        k: v for k, v in worker_env.items() if allowed.match(k) and not k.startswith("SCRIPTRUN_")
     }
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     if "LANG" not in env and "LC_ALL" not in env:
@@ -80,6 +80,13 @@ def script_env(
     env["SCRIPT_NAME"] = script_name
     env["EXECUTION_ID"] = execution_id
     return env
+
+
+@functools.lru_cache(maxsize=16)
+def _allow_regex(allow: tuple[str, ...]) -> re.Pattern[str]:
+    """One compiled pattern for the allowlist (it is checked for every variable of every run)."""
+    parts = [fnmatch.translate(p) for p in allow if p]
+    return re.compile("|".join(parts) if parts else "(?!)")
 
 
 def parse_result(stdout: str) -> Any:

@@ -25,7 +25,7 @@ READ_CHUNK = 64 * 1024
 # Peak memory is sampled at these delays after start, then every SAMPLE_EVERY_S: dense at
 # first because most scripts are short, sparse later because VmHWM keeps each process's
 # own high-water mark, so a sample never misses what a live process already reached.
-SAMPLE_AT_S = (0.0, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
+SAMPLE_AT_S = (0.0, 0.01, 0.03, 0.07, 0.15, 0.3)
 SAMPLE_EVERY_S = 0.5
 TICK_S = 0.5
 LEFTOVER_WAIT_S = 1.0
