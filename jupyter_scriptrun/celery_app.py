@@ -67,6 +67,14 @@ def make_app(settings: Settings) -> Celery:
             "interval_step": 0.5,
             "interval_max": 1.0,
         },
+        result_backend_transport_options={
+            "retry_policy": {
+                "max_retries": 2,
+                "interval_start": 0.2,
+                "interval_step": 0.5,
+                "interval_max": 1.0,
+            }
+        },
         redis_socket_connect_timeout=5,
         redis_backend_health_check_interval=30,
         worker_cancel_long_running_tasks_on_connection_loss=False,

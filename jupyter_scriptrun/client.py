@@ -145,10 +145,11 @@ class Client:
                 self.local_worker().ensure()
             self.app.send_task(TASK_NAME, args=(execution_id, 1), task_id=execution_id, queue=queue)
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
             self.store.fail_pending(execution_id, "BrokerUnavailable", reason)
             raise WorkerUnavailable(
-                f"could not queue the run on {self._broker_label()}: {reason}"
+                f"could not queue the run: {self._broker_label()} is unreachable ({reason}). "
+                "Is the broker running? (the run is recorded as failed)"
             ) from exc
 
     def _broker_label(self) -> str:
