@@ -265,3 +265,31 @@ def test_postgres_store_with_several_workers(
     assert (frame["status"] == "succeeded").all()
     assert frame["worker"].nunique() == 2, "both workers should have taken runs"
     assert os.environ.get("SCRIPTRUN_DATABASE_URL") is None
+
+
+def test_a_script_that_vanished_before_it_ran_fails_clearly(redis_settings: Settings,
+                                                            start_worker, tmp_path: Path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "ephemeral.py").write_text("print('hi')\n")
+    mine = redis_settings.with_(scripts_path=(folder,))
+    run = Client(mine).submit("ephemeral")  # queued: no worker yet
+    (folder / "ephemeral.py").unlink()
+    start_worker(mine)
+    rec = run.wait(30).record()
+    assert rec["status"] == "failed" and rec["error_type"] == "ScriptNotFound"
+    assert "ephemeral" in rec["message"]
+
+
+def test_rabbitmq_broker_without_a_result_backend(settings: Settings, start_worker):
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
+    except OSError:
+        pytest.fail("RabbitMQ is needed at 127.0.0.1:5672; .ci/run starts it")
+    rabbit = settings.with_(broker_url="amqp://guest:guest@127.0.0.1:5672//")
+    assert rabbit.effective_result_backend is None  # completion is read from the store
+    start_worker(rabbit)
+    run = Client(rabbit).run("example_script", {"multiplier": 2}, wait_timeout=60)
+    assert run.status is ExecutionStatus.SUCCEEDED and run.data["multiplier"] == 2
