@@ -25,7 +25,7 @@ from typing import Any
 
 from .client import Client
 from .config import Settings, examples_dir
-from .local import LocalWorker
+from .local import LocalWorker, worker_argv
 from .protocol import script_env
 
 
@@ -118,20 +118,13 @@ class Bench:
         log = self.tmp / f"worker-{uuid.uuid4().hex[:4]}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "jupyter_scriptrun.worker",
-                    "worker",
-                    "--loglevel=WARNING",
-                    f"--concurrency={concurrency}",
-                    f"--pool={self.args.pool}",
-                    f"--queues={settings.queue}",
-                    "--without-mingle",
-                    "--without-gossip",
-                ],
+                worker_argv(
+                    settings.queue,
+                    loglevel="WARNING",
+                    concurrency=concurrency,
+                    pool=self.args.pool,
+                    extra=("--without-mingle", "--without-gossip"),
+                ),
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

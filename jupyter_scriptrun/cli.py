@@ -301,23 +301,16 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace, extra: list[str]) -> int:
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "jupyter_scriptrun.worker",
-        "worker",
-        f"--loglevel={args.loglevel}",
-    ]
-    if args.concurrency:
-        argv.append(f"--concurrency={args.concurrency}")
-    if args.pool:
-        argv.append(f"--pool={args.pool}")
     from .config import get_settings
+    from .local import worker_argv
 
-    argv.append(f"--queues={args.queues or get_settings().queue}")
-    argv.extend(extra)
+    argv = worker_argv(
+        args.queues or get_settings().queue,
+        loglevel=args.loglevel,
+        concurrency=args.concurrency,
+        pool=args.pool,
+        extra=extra,
+    )
     os.execv(sys.executable, argv)
     return EXIT_OK  # pragma: no cover - execv does not return
 

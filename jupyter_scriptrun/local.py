@@ -19,6 +19,35 @@ from .exceptions import WorkerUnavailable
 log = logging.getLogger(__name__)
 
 
+def worker_argv(
+    queues: str,
+    *,
+    loglevel: str = "INFO",
+    concurrency: int | None = None,
+    pool: str | None = None,
+    hostname: str | None = None,
+    extra: tuple[str, ...] | list[str] = (),
+) -> list[str]:
+    """The command line of a worker process (plain ``celery worker`` on our app)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "jupyter_scriptrun.worker",
+        "worker",
+        f"--loglevel={loglevel}",
+        f"--queues={queues}",
+    ]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    if pool:
+        argv.append(f"--pool={pool}")
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    return [*argv, *extra]
+
+
 class LocalWorker:
     """One Celery worker per data directory, shared by every kernel and CLI that uses it.
 
@@ -70,21 +99,11 @@ class LocalWorker:
     def _spawn(self) -> int:
         env = {**os.environ, **self.settings.to_env()}
         env["SCRIPTRUN_WORKER_IDLE_EXIT"] = str(self.settings.local_idle_timeout_s)
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "jupyter_scriptrun.worker",
-            "worker",
-            "--loglevel=INFO",
-            "-Q",
+        cmd = worker_argv(
             self.settings.queue,
-            "--hostname",
-            f"local-{os.getpid()}@%h",
-            "--without-mingle",
-            "--without-gossip",
-        ]
+            hostname=f"local-{os.getpid()}@%h",
+            extra=("--without-mingle", "--without-gossip"),
+        )
         with open(self.logfile, "ab") as log_out:
             proc = subprocess.Popen(
                 cmd,

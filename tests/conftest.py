@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ import pytest
 
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, examples_dir
+from jupyter_scriptrun.local import worker_argv
 
 TESTS = Path(__file__).resolve().parent
 TEST_SCRIPTS = TESTS / "scripts"
@@ -110,21 +110,13 @@ class WorkerProcess:
         self.hostname = f"test-{uuid.uuid4().hex[:6]}@%h"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "jupyter_scriptrun.worker",
-                    "worker",
-                    "--loglevel=INFO",
-                    f"--concurrency={concurrency}",
-                    f"--pool={pool}",
-                    f"--queues={settings.queue}",
-                    f"--hostname={self.hostname}",
-                    "--without-mingle",
-                    "--without-gossip",
-                ],
+                worker_argv(
+                    settings.queue,
+                    concurrency=concurrency,
+                    pool=pool,
+                    hostname=self.hostname,
+                    extra=("--without-mingle", "--without-gossip"),
+                ),
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

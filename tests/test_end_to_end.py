@@ -267,8 +267,9 @@ def test_postgres_store_with_several_workers(
     assert os.environ.get("SCRIPTRUN_DATABASE_URL") is None
 
 
-def test_a_script_that_vanished_before_it_ran_fails_clearly(redis_settings: Settings,
-                                                            start_worker, tmp_path: Path):
+def test_a_script_that_vanished_before_it_ran_fails_clearly(
+    redis_settings: Settings, start_worker, tmp_path: Path
+):
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "ephemeral.py").write_text("print('hi')\n")
