@@ -188,7 +188,7 @@ class Bench:
         print(f"\n{'path':<34}{'p50':>9}{'p90':>9}{'ratio p50':>11}{'runs/s':>9}{'ratio':>8}")
         rows = [
             ("bare subprocess.run", "bare"),
-            (f"product ({self.args.broker})", "product"),
+            (f"product, {self.args.broker.split(':')[0]} broker", "product"),
             ("embedded default", "embedded"),
         ]
         for label, key in rows:
