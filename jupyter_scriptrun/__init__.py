@@ -95,3 +95,10 @@ def history(**filters: Any) -> pd.DataFrame:
 def scripts() -> list[Script]:
     """The registered scripts."""
     return default_client().scripts()
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_scriptrun``: registers the ``%scriptrun`` magics."""
+    from .magics import ScriptrunMagics
+
+    ipython.register_magics(ScriptrunMagics)

@@ -274,6 +274,18 @@ class Execution:
     def __repr__(self) -> str:
         return f"<Execution {self.id[:8]} {self.record().get('script')} {self.status.value}>"
 
+    def _repr_html_(self) -> str:
+        from .display import execution_html
+
+        rec = self.record()
+        frame = self.frame() if rec["status"] == "succeeded" else None
+        return execution_html(rec, self.data, frame)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        from .display import summary_line
+
+        printer.text(summary_line(self.record()))
+
     @property
     def status(self) -> ExecutionStatus:
         """The status now (read from the store)."""

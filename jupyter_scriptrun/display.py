@@ -1,0 +1,92 @@
+"""How records look in a notebook (HTML) and a terminal (text)."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+MARKS = {
+    "succeeded": "✔",
+    "failed": "✘",
+    "timed_out": "⏱",
+    "cancelled": "⊘",
+    "lost": "?",
+    "running": "⏳",
+    "queued": "…",
+    "retrying": "↻",
+}
+COLOURS = {
+    "succeeded": "#1a7f37",
+    "failed": "#cf222e",
+    "timed_out": "#bf8700",
+    "cancelled": "#6e7781",
+    "lost": "#8250df",
+}
+
+
+def summary_line(rec: dict[str, Any], elapsed_s: float | None = None) -> str:
+    """One line: mark, script, short id, status, duration, peak memory (and the error)."""
+    status = rec["status"]
+    parts = [f"{MARKS.get(status, '•')} {rec['script']} [{rec['id'][:8]}] {status}"]
+    if rec.get("duration_s") is not None:
+        parts.append(f"in {rec['duration_s']:.3f} s")
+    elif elapsed_s is not None:
+        parts.append(f"{elapsed_s:.1f} s")
+    if rec.get("peak_rss_mb") is not None:
+        parts.append(f"peak {rec['peak_rss_mb']:.1f} MiB")
+    if (rec.get("attempt") or 0) > 1:
+        parts.append(f"attempt {rec['attempt']}")
+    line = " · ".join(parts)
+    if status not in ("succeeded", "queued", "running") and (
+        rec.get("error_type") or rec.get("message")
+    ):
+        line += f" — {rec.get('error_type') or 'Error'}: {rec.get('message') or ''}"
+    return line
+
+
+def execution_html(rec: dict[str, Any], data: Any, frame: Any = None) -> str:
+    """An execution as a small HTML card: status, timings, memory, message, data."""
+    status = rec["status"]
+    colour = COLOURS.get(status, "#0969da")
+    rows = [
+        ("id", rec["id"]),
+        ("parameters", json.dumps(rec.get("parameters"), ensure_ascii=False)),
+        ("queued / started", f"{rec.get('queued_at')} / {rec.get('started_at')}"),
+        ("duration", _num(rec.get("duration_s"), "s")),
+        (
+            "cpu user / system",
+            f"{_num(rec.get('cpu_user_s'), 's')} / {_num(rec.get('cpu_system_s'), 's')}",
+        ),
+        ("peak memory", _num(rec.get("peak_rss_mb"), "MiB")),
+        ("exit code", rec.get("exit_code")),
+        ("worker", rec.get("worker")),
+    ]
+    if rec.get("message"):
+        rows.append(("message", rec["message"]))
+    if rec.get("error_type"):
+        rows.append(("error", rec["error_type"]))
+    body = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+        f"<td style='text-align:left'>{html.escape(str(v if v is not None else '—'))}</td></tr>"
+        for k, v in rows
+    )
+    head = (
+        f"<div><b style='color:{colour}'>{MARKS.get(status, '•')} {html.escape(status)}"
+        f"</b> <code>{html.escape(rec['script'])}</code></div>"
+    )
+    if frame is not None:
+        shown = frame.head(50).to_html(max_cols=20)
+        data_html = f"<details open><summary>data ({len(frame)} rows)</summary>{shown}</details>"
+    elif data is not None:
+        text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+        data_html = (
+            f"<details open><summary>data</summary><pre>{html.escape(text[:20000])}</pre></details>"
+        )
+    else:
+        data_html = ""
+    return f"{head}<table>{body}</table>{data_html}"
+
+
+def _num(value: Any, unit: str) -> str:
+    return "—" if value is None else f"{value:.3f} {unit}"

@@ -1,0 +1,184 @@
+"""IPython magics: ``%scriptrun NAME key=value …`` and its subcommands."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from typing import Any
+
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.display import Markdown, display
+
+from .cli import parse_assignments
+from .display import summary_line
+from .exceptions import ExecutionTimeout, ScriptrunError
+
+SUBCOMMANDS = ("list", "history", "status", "logs", "cancel")
+REFRESH_S = 0.25
+
+
+@magics_class
+class ScriptrunMagics(Magics):
+    """``%scriptrun``: run registered scripts from a notebook."""
+
+    def __init__(self, shell: Any = None, client: Any = None) -> None:
+        super().__init__(shell)
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        """The client the magics use (the process-wide one unless given)."""
+        if self._client is None:
+            from . import default_client
+
+            self._client = default_client()
+        return self._client
+
+    @magic_arguments()
+    @argument(
+        "name",
+        nargs="?",
+        help="a script name, or a subcommand: list | history | status ID | logs ID | cancel ID",
+    )
+    @argument(
+        "args",
+        nargs="*",
+        help="key=value parameters (values are JSON where they parse, else text; "
+        "{var} and $var take kernel variables); the id for status/logs/cancel",
+    )
+    @argument("--no-wait", action="store_true", help="return the handle at once")
+    @argument("--timeout", type=float, help="the run's time limit in seconds")
+    @argument("--context", help="page context recorded with the run (default: the notebook)")
+    @argument("--json", dest="params_json", metavar="PARAMS", help="parameters as one JSON object")
+    @argument(
+        "-o",
+        "--output",
+        dest="var",
+        metavar="VAR",
+        help="also bind the handle (or the history DataFrame) to this variable",
+    )
+    @argument("--script", action="append", help="history: only this script (repeatable)")
+    @argument("--status", action="append", help="history: only this status (repeatable)")
+    @argument("--limit", type=int, default=50, help="history: at most this many rows")
+    @line_magic
+    def scriptrun(self, line: str) -> Any:
+        """Run a registered script and show its result; or list, history, status, logs,
+        cancel. A kernel interrupt while waiting cancels the run (its process tree is
+        ended)."""
+        try:
+            # POSIX splitting, so that message="hello world" is one parameter.
+            argv = shlex.split(line)
+        except ValueError as exc:
+            print(f"scriptrun: cannot read the line: {exc}", file=sys.stderr)
+            return None
+        args = self.scriptrun.parser.parse_args(argv)
+        try:
+            if not args.name:
+                return self._list()
+            if args.name in SUBCOMMANDS:
+                value = getattr(self, f"_{args.name}")(args)
+            else:
+                value = self._run(args)
+        except ScriptrunError as exc:
+            print(f"scriptrun: {exc}", file=sys.stderr)
+            return None
+        except ValueError as exc:
+            print(f"scriptrun: {exc}", file=sys.stderr)
+            return None
+        if args.var and value is not None:
+            self.shell.user_ns[args.var] = value
+        return value
+
+    # -- subcommands -----------------------------------------------------------
+
+    def _list(self, args: Any = None) -> Any:
+        import pandas as pd
+
+        rows = [
+            {
+                "name": s.name,
+                "description": s.description,
+                "parameters": ", ".join(s.meta.parameters) or "(free-form)",
+                "timeout_s": s.meta.timeout,
+            }
+            for s in self.client.scripts()
+        ]
+        return pd.DataFrame(rows, columns=["name", "description", "parameters", "timeout_s"])
+
+    def _history(self, args: Any) -> Any:
+        return self.client.history(script=args.script, status=args.status, limit=args.limit)
+
+    def _one_id(self, args: Any) -> str:
+        if len(args.args) != 1:
+            raise ValueError(f"usage: %scriptrun {args.name} ID")
+        return args.args[0]
+
+    def _status(self, args: Any) -> Any:
+        return self.client.get(self._one_id(args))
+
+    def _logs(self, args: Any) -> None:
+        execution = self.client.get(self._one_id(args))
+        sys.stdout.write(execution.stdout)
+        if execution.stderr:
+            sys.stderr.write(execution.stderr)
+        return None
+
+    def _cancel(self, args: Any) -> None:
+        execution = self.client.get(self._one_id(args))
+        print(f"{execution.id[:8]}: {execution.cancel().value}")
+        return None
+
+    # -- running ---------------------------------------------------------------
+
+    def _run(self, args: Any) -> Any:
+        params: dict[str, Any] = {}
+        if args.params_json:
+            try:
+                params = json.loads(args.params_json)
+            except ValueError as exc:
+                raise ValueError(f"--json is not valid JSON: {exc}") from None
+            if not isinstance(params, dict):
+                raise ValueError("--json must be a JSON object")
+        params.update(parse_assignments(args.args))
+        execution = self.client.submit(
+            args.name,
+            params,
+            timeout=args.timeout,
+            page_context=args.context or self._page_context(),
+        )
+        if args.no_wait:
+            return execution
+        self._follow(execution)
+        return execution
+
+    def _follow(self, execution: Any) -> None:
+        """Wait with a live status line; a kernel interrupt cancels the run."""
+        started = time.monotonic()
+        live = display(Markdown(f"`{execution.id[:8]}` queued"), display_id=True)
+        try:
+            while True:
+                try:
+                    execution.wait(REFRESH_S)
+                    break
+                except ExecutionTimeout:
+                    rec = execution.client.store.get(execution.id)
+                    if live is not None:
+                        live.update(Markdown(summary_line(rec, time.monotonic() - started)))
+        except KeyboardInterrupt:
+            status = execution.cancel()
+            print(
+                f"interrupted: run {execution.id[:8]} {status.value}; its process tree is "
+                "being ended",
+                file=sys.stderr,
+            )
+            execution.wait(30)
+        if live is not None:
+            live.update(Markdown(summary_line(execution.record())))
+
+    def _page_context(self) -> str:
+        ns = self.shell.user_ns if self.shell is not None else {}
+        return str(ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or "ipython")

@@ -1,0 +1,96 @@
+"""%scriptrun on a real IPython shell, against a real worker and Redis."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from jupyter_scriptrun.client import Client, Execution
+from jupyter_scriptrun.magics import ScriptrunMagics
+from jupyter_scriptrun.status import ExecutionStatus
+
+
+def get_ipython() -> InteractiveShell:
+    """A real IPython shell (the same one for the whole session)."""
+    return InteractiveShell.instance()
+
+
+@pytest.fixture
+def ip(client: Client):
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "jupyter_scriptrun")
+    shell.register_magics(ScriptrunMagics(shell, client=client))
+    return shell
+
+
+def test_load_ext_registers_the_magic():
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "jupyter_scriptrun")
+    assert "scriptrun" in shell.magics_manager.magics["line"]
+
+
+def test_run_returns_the_handle_with_the_result(ip, capsys):
+    run = ip.run_line_magic("scriptrun", 'example_script message="hello world" multiplier=2')
+    assert isinstance(run, Execution) and run.status is ExecutionStatus.SUCCEEDED
+    assert run.data["multiplied_message"] == "hello world hello world"
+    assert run.record()["page_context"] == "ipython"
+    html = run._repr_html_()
+    assert "succeeded" in html and "hello world" in html
+
+
+def test_values_come_from_kernel_variables_and_o_binds_the_handle(ip):
+    ip.user_ns["msg"] = "from the kernel"
+    ip.run_cell("%scriptrun example_script message={msg!r} -o last")
+    assert ip.user_ns["last"].data["original_message"] == "from the kernel"
+
+
+def test_tabular_data_shows_as_a_table(ip):
+    run = ip.run_line_magic("scriptrun", "table_script rows=3")
+    assert "<table" in run._repr_html_() and run.frame()["square"].tolist() == [1, 4, 9]
+
+
+def test_errors_are_one_clear_line_not_a_traceback(ip, capsys):
+    assert ip.run_line_magic("scriptrun", "no_such_script") is None
+    err = capsys.readouterr().err
+    assert err.startswith("scriptrun: no script named 'no_such_script'")
+    assert "Traceback" not in err
+    assert ip.run_line_magic("scriptrun", "example_script multiplier=0 colour=red") is None
+    err = capsys.readouterr().err
+    assert "2 problems" in err and "multiplier: 0 is less than the minimum of 1" in err
+
+
+def test_subcommands(ip, capsys):
+    listing = ip.run_line_magic("scriptrun", "list")
+    assert "example_script" in set(listing["name"])
+    run = ip.run_line_magic("scriptrun", "print_test_script count=2 --no-wait")
+    run.wait(60)
+    assert ip.run_line_magic("scriptrun", f"status {run.id[:8]}").id == run.id
+    ip.run_line_magic("scriptrun", f"logs {run.id}")
+    assert "print test line 2/2" in capsys.readouterr().out
+    history = ip.run_line_magic("scriptrun", "history --script print_test_script")
+    assert history["id"].tolist() == [run.id]
+
+
+def test_cancel_subcommand_ends_a_running_run(ip, capsys):
+    run = ip.run_line_magic("scriptrun", "slow_script seconds=30 --no-wait")
+    ip.run_line_magic("scriptrun", f"cancel {run.id}")
+    assert run.wait(15).status is ExecutionStatus.CANCELLED
+
+
+def test_a_kernel_interrupt_while_waiting_cancels_the_run(ip, capsys):
+    import os
+    import signal
+    import threading
+
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        run = ip.run_line_magic("scriptrun", "slow_script seconds=60")
+    finally:
+        timer.cancel()
+    assert run.status is ExecutionStatus.CANCELLED
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_no_arguments_lists_the_scripts(ip):
+    assert "table_script" in set(ip.run_line_magic("scriptrun", "")["name"])
