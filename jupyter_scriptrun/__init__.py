@@ -97,6 +97,13 @@ def scripts() -> list[Script]:
     return default_client().scripts()
 
 
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """Where jupyter-server finds the extension (imported only by the server)."""
+    from .extension import ScriptrunExtension
+
+    return [{"module": "jupyter_scriptrun.extension", "app": ScriptrunExtension}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_scriptrun``: registers the ``%scriptrun`` magics."""
     from .magics import ScriptrunMagics

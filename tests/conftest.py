@@ -16,6 +16,8 @@ from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, examples_dir
 from jupyter_scriptrun.local import worker_argv
 
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
 TESTS = Path(__file__).resolve().parent
 TEST_SCRIPTS = TESTS / "scripts"
 REDIS_URL = os.environ.get("SCRIPTRUN_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
