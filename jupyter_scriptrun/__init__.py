@@ -87,8 +87,16 @@ def cancel(execution_id: str) -> ExecutionStatus:
     return default_client().cancel(execution_id)
 
 
-def history(**filters: Any) -> pd.DataFrame:
-    """The run history as a DataFrame (filters: script, status, since, until, limit…)."""
+def history(server: str | None = None, token: str | None = None, **filters: Any) -> pd.DataFrame:
+    """The run history as a DataFrame (filters: script, status, since, until, limit…).
+
+    With ``server`` (a Jupyter server URL, e.g. ``http://host:8888/``) and its ``token``,
+    the history is read over that server's REST API instead of from the local store.
+    """
+    if server is not None:
+        from .remote import remote_history
+
+        return remote_history(server, token, **filters)
     return default_client().history(**filters)
 
 

@@ -195,6 +195,21 @@ class Client:
             rows = conn.execute(query).all()
         return history_frame(rows)
 
+    def workers(self, timeout: float = 1.0) -> list[dict[str, Any]]:
+        """Online workers (Celery ping) with the execution ids they run and hold."""
+        inspect = self.app.control.inspect(timeout=timeout)
+        replies = inspect.ping() or {}
+        active = inspect.active() or {}
+        reserved = inspect.reserved() or {}
+        return [
+            {
+                "name": name,
+                "active": [t.get("id") for t in active.get(name, [])],
+                "reserved": [t.get("id") for t in reserved.get(name, [])],
+            }
+            for name in sorted(replies)
+        ]
+
     def wait_for(self, execution_id: str, timeout: float | None = None) -> ExecutionStatus:
         """Block until the execution ends; return its final status.
 

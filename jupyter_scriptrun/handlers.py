@@ -222,6 +222,17 @@ class CancelHandler(BaseHandler):
         self.send({"id": execution.id, "status": status.value})
 
 
+class WorkersHandler(BaseHandler):
+    """``GET /workers``: online workers with their active and reserved runs."""
+
+    @web.authenticated
+    @authorized
+    @mapped_errors
+    async def get(self) -> None:
+        """Ask the fleet (Celery's ping/inspect, 1 s timeout)."""
+        self.send(await self.call(self.client.workers))
+
+
 class SeedExecuteHandler(BaseHandler):
     """The seed's ``POST /api/execute-script/``: ``{"script_id", "parameters",
     "page_context"}`` → ``{"task_id"}``; ``script_id`` is the integer id or a name."""
@@ -283,6 +294,7 @@ def routes() -> list[tuple[str, type[BaseHandler]]]:
         (rf"{PREFIX}/executions/{ident}/logs/?", LogsHandler),
         (rf"{PREFIX}/executions/{ident}/cancel/?", CancelHandler),
         (rf"{PREFIX}/executions/{ident}/?", ExecutionHandler),
+        (rf"{PREFIX}/workers/?", WorkersHandler),
         (rf"{PREFIX}/execute-script/?", SeedExecuteHandler),
         (rf"{PREFIX}/script-task-result/?", SeedResultHandler),
     ]

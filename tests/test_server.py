@@ -136,3 +136,25 @@ async def test_requests_without_a_token_are_refused(jp_serverapp, http_server_cl
         with pytest.raises(HTTPClientError) as info:
             await http_server_client.fetch(f"{jp_base_url}scriptrun/api/{path}")
         assert info.value.code == 403
+
+
+async def test_workers_lists_the_online_worker(api):
+    workers = json.loads((await api("workers")).body)
+    assert len(workers) == 1 and workers[0]["name"].startswith("test-")
+
+
+async def test_history_over_rest_is_the_same_typed_dataframe(
+    jp_serverapp, jp_base_url, jp_http_port, http_server_client, redis_settings: Settings
+):
+    import asyncio
+
+    import jupyter_scriptrun as sr
+
+    Client(redis_settings).run("example_script", {"message": "remote"})
+    url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+    frame = await asyncio.to_thread(
+        sr.history, server=url, token=jp_serverapp.identity_provider.token
+    )
+    assert frame["script"].tolist() == ["example_script"]
+    assert str(frame["queued_at"].dt.tz) == "UTC" and frame["status"].dtype.name == "category"
+    assert frame["parameters"].iloc[0]["message"] == "remote"
