@@ -36,6 +36,20 @@ def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
     return params
 
 
+def build_params(json_text: str | None, assignments: Sequence[str], option: str) -> dict[str, Any]:
+    """Parameters from a JSON object option, overridden by ``key=value`` words."""
+    params: dict[str, Any] = {}
+    if json_text:
+        try:
+            params = json.loads(json_text)
+        except ValueError as exc:
+            raise ValueError(f"{option} is not valid JSON: {exc}") from None
+        if not isinstance(params, dict):
+            raise ValueError(f"{option} must be a JSON object")
+    params.update(parse_assignments(assignments))
+    return params
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -138,15 +152,7 @@ def _client() -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {}
-    if args.params_json:
-        try:
-            params = json.loads(args.params_json)
-        except ValueError as exc:
-            raise ValueError(f"--params is not valid JSON: {exc}") from None
-        if not isinstance(params, dict):
-            raise ValueError("--params must be a JSON object")
-    params.update(parse_assignments(args.params))
+    params = build_params(args.params_json, args.params, option="--params")
     client = _client()
     execution = client.submit(
         args.name, params, page_context=args.context, timeout=args.timeout, queue=args.queue

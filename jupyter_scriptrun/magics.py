@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
@@ -13,7 +12,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import Markdown, display
 
-from .cli import parse_assignments
+from .cli import build_params
 from .display import summary_line
 from .exceptions import ExecutionTimeout, ScriptrunError
 
@@ -135,15 +134,7 @@ class ScriptrunMagics(Magics):
     # -- running ---------------------------------------------------------------
 
     def _run(self, args: Any) -> Any:
-        params: dict[str, Any] = {}
-        if args.params_json:
-            try:
-                params = json.loads(args.params_json)
-            except ValueError as exc:
-                raise ValueError(f"--json is not valid JSON: {exc}") from None
-            if not isinstance(params, dict):
-                raise ValueError("--json must be a JSON object")
-        params.update(parse_assignments(args.args))
+        params = build_params(args.params_json, args.args, option="--json")
         execution = self.client.submit(
             args.name,
             params,
