@@ -182,20 +182,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _summary(rec: dict[str, Any]) -> str:
-    mark = {"succeeded": "✔", "failed": "✘", "timed_out": "⏱", "cancelled": "⊘"}.get(
-        rec["status"], "•"
-    )
-    parts = [f"{mark} {rec['script']} [{rec['id'][:8]}] {rec['status']}"]
-    if rec.get("duration_s") is not None:
-        parts.append(f"in {rec['duration_s']:.3f} s")
-    if rec.get("peak_rss_mb") is not None:
-        parts.append(f"peak {rec['peak_rss_mb']:.1f} MiB")
-    if rec.get("attempt", 0) > 1:
-        parts.append(f"attempt {rec['attempt']}")
-    line = " · ".join(parts)
-    if rec["status"] != "succeeded" and (rec.get("error_type") or rec.get("message")):
-        line += f"\n  {rec.get('error_type') or 'Error'}: {rec.get('message') or ''}"
-    elif rec.get("message"):
+    """The shared one-line summary, with a successful run's message under it."""
+    from .display import summary_line
+
+    line = summary_line(rec)
+    if rec["status"] == "succeeded" and rec.get("message"):
         line += f"\n  {rec['message']}"
     return line
 

@@ -6,6 +6,7 @@ housekeeping thread. Uses the store, the registry, the runner and the protocol.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -201,6 +202,4 @@ def _clip(message: str | None, limit: int = 8000) -> str | None:
 
 
 def _dump(value: Any) -> str | None:
-    import json
-
     return None if value is None else json.dumps(value, ensure_ascii=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, List, Unicode
+from traitlets import List, Unicode
 
 from .client import Client
 from .config import Settings
@@ -42,7 +42,6 @@ class ScriptrunExtension(ExtensionApp):
         help="Data folder of the embedded default (default: SCRIPTRUN_DATA_DIR)",
     )
     queue = Unicode(None, allow_none=True, config=True, help="Default Celery queue")
-    wait_limit_s = Float(0.0, config=True, help="Unused for now: the API never blocks on a run")
 
     def scriptrun_settings(self) -> Settings:
         """The environment's settings with this app's configured overrides."""
