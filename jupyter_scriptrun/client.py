@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .config import Settings, get_settings
 from .exceptions import ExecutionFailed, ExecutionTimeout, InvalidParameters, WorkerUnavailable
 from .protocol import encode_parameters
-from .registry import Registry, Script
+from .registry import Registry, Script, adhoc_script
 from .status import ExecutionStatus
 from .store import Store, get_store, new_execution_id
 
@@ -92,27 +92,77 @@ class Client:
         page_context: str = "python",
         timeout: float | None = None,
         queue: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Execution:
         """Validate and queue a run; returns its handle at once.
 
         Raises:
             ScriptNotFound: no such script (or a malformed name).
             InvalidParameters: every problem with ``params``, at once.
+            ExecutionConflict: ``idempotency_key`` was used before (``execution_id`` of
+                the exception names that run).
             WorkerUnavailable: the broker could not be reached (the run is recorded as
                 failed with the reason, nothing is lost silently).
         """
         found = self.registry.get(script)
+        return self._submit(
+            found,
+            params,
+            script_id=self._script_id(found),
+            page_context=page_context,
+            timeout=timeout,
+            queue=queue,
+            idempotency_key=idempotency_key,
+        )
+
+    def submit_source(
+        self,
+        source: str,
+        params: dict[str, Any] | None = None,
+        *,
+        name: str = "cell",
+        language: str = "python",
+        **options: Any,
+    ) -> Execution:
+        """Queue an ad-hoc script (e.g. a notebook cell) under ``name``: it runs and is
+        recorded like a registered script; its text travels with the run, so any worker
+        can run it. Options as for :meth:`submit`."""
+        if not isinstance(source, str) or not source.strip():
+            raise InvalidParameters(name, ["the script's source is empty"])
+        found = adhoc_script(name, source, language)
+        return self._submit(
+            found, params, script_id=None, source=source, language=language.lower(), **options
+        )
+
+    def _submit(
+        self,
+        found: Script,
+        params: dict[str, Any] | None,
+        *,
+        script_id: int | None,
+        page_context: str = "python",
+        timeout: float | None = None,
+        queue: str | None = None,
+        idempotency_key: str | None = None,
+        source: str | None = None,
+        language: str | None = None,
+    ) -> Execution:
         merged = found.meta.validate(found.name, params)
         encoded = encode_parameters(found.name, merged)
+        problems = []
         if timeout is not None and (
             isinstance(timeout, bool)
             or not isinstance(timeout, int | float)
             or not math.isfinite(timeout)
             or timeout <= 0
         ):
-            raise InvalidParameters(
-                found.name, [f"timeout must be a positive number, not {timeout!r}"]
-            )
+            problems.append(f"timeout must be a positive number, not {timeout!r}")
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255
+        ):
+            problems.append("idempotency_key must be a string of 1 to 255 characters")
+        if problems:
+            raise InvalidParameters(found.name, problems)
         timeout_s = (
             float(timeout) if timeout else (found.meta.timeout or self.settings.default_timeout_s)
         )
@@ -121,12 +171,15 @@ class Client:
         self.store.create(
             id=execution_id,
             script=found.name,
-            script_id=self._script_id(found),
+            script_id=script_id,
             parameters=encoded,
             page_context=str(page_context)[:1024],
             queue=queue,
             timeout_s=timeout_s,
             content_hash=found.content_hash,
+            idempotency_key=idempotency_key,
+            source=source,
+            language=language,
         )
         self._send(execution_id, queue)
         return Execution(self, execution_id)
@@ -352,6 +405,11 @@ class Execution:
     def traceback(self) -> str | None:
         """The traceback of a failed last attempt, if one was printed."""
         return self._last().get("traceback")
+
+    def output(self, offset: int = 0) -> dict[str, Any]:
+        """Output of the latest attempt as it arrives: ``{"attempt", "chunks",
+        "next_offset"}`` from chunk ``offset`` on (pass ``next_offset`` back for more)."""
+        return self.client.store.output(self.id, offset)
 
     def frame(self) -> pd.DataFrame | None:
         """``data`` as a DataFrame when it is tabular, else None."""

@@ -53,6 +53,10 @@ class Settings:
     reap_every_s: float = defaults.REAP_EVERY_S
     local_idle_timeout_s: float = defaults.LOCAL_IDLE_TIMEOUT_S
     visibility_timeout_s: float = defaults.VISIBILITY_TIMEOUT_S
+    allow_adhoc: bool = True
+    """Whether workers run ad-hoc sources (``%%scriptrun`` cells). Whoever can start runs
+    can then run any code on the workers; a fleet serving people who may only run the
+    registered scripts turns this off (``SCRIPTRUN_ALLOW_ADHOC=0``)."""
 
     @property
     def embedded(self) -> bool:
@@ -93,6 +97,7 @@ class Settings:
             "SCRIPTRUN_LOST_AFTER": str(self.lost_after_s),
             "SCRIPTRUN_REAP_EVERY": str(self.reap_every_s),
             "SCRIPTRUN_VISIBILITY_TIMEOUT": str(self.visibility_timeout_s),
+            "SCRIPTRUN_ALLOW_ADHOC": "1" if self.allow_adhoc else "0",
         }
         extra = [n for n in self.env_allow if n not in defaults.ENV_ALLOW]
         if extra:
@@ -132,6 +137,10 @@ class Settings:
         if v := env.get("SCRIPTRUN_ENV_ALLOW", "").strip():
             extra = tuple(n.strip() for n in v.replace(",", " ").split() if n.strip())
             kw["env_allow"] = defaults.ENV_ALLOW + extra
+        if v := env.get("SCRIPTRUN_ALLOW_ADHOC", "").strip().lower():
+            if v not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ConfigurationError(f"SCRIPTRUN_ALLOW_ADHOC={v!r}: use 1 or 0")
+            kw["allow_adhoc"] = v in ("1", "true", "yes", "on")
         numbers = {
             "SCRIPTRUN_DEFAULT_TIMEOUT": ("default_timeout_s", float),
             "SCRIPTRUN_KILL_GRACE": ("kill_grace_s", float),

@@ -35,8 +35,14 @@ heartbeats, so a busy database or a paused VM does not make live runs look dead.
 REAP_EVERY_S = 30.0
 """How often each worker looks for lost runs."""
 
-CANCEL_CHECK_S = 0.5
-"""How often a running run checks the store for a cancel request: the cancel latency."""
+TICK_S = 0.25
+"""How often a running run checks the store for a cancel request (the cancel latency) and
+writes the output that arrived since the last tick (the latency of live output)."""
+
+LIVE_OUTPUT_BYTES = 1024 * 1024
+"""Live output kept per attempt for watchers (``logs?offset=``, the magics' live view).
+Beyond it live output stops with a note; the final record still keeps the start and the
+end of each stream (MAX_OUTPUT_BYTES)."""
 
 RETRY_BACKOFF_S = 2.0
 """First retry delay; doubled for each further attempt (with full jitter)."""

@@ -19,6 +19,10 @@ class ScriptMetadataError(ScriptrunError):
     """A script's ``# /// scriptrun`` block is malformed."""
 
 
+class AdhocNotAllowed(ScriptrunError, PermissionError):
+    """The workers were configured not to run ad-hoc sources (``SCRIPTRUN_ALLOW_ADHOC=0``)."""
+
+
 class InvalidParameters(ScriptrunError, ValueError):
     """Parameters do not match the script's schema; ``problems`` lists every one."""
 
@@ -35,7 +39,12 @@ class ExecutionNotFound(ScriptrunError, LookupError):
 
 
 class ExecutionConflict(ScriptrunError):
-    """The operation does not apply to the execution in its current state."""
+    """The operation does not apply to the execution in its current state (or an
+    idempotency key was used before: ``execution_id`` names the existing run)."""
+
+    def __init__(self, message: str, execution_id: str | None = None) -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
 
 
 class WorkerUnavailable(ScriptrunError):

@@ -15,13 +15,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import defaults, protocol, runner
 from .config import Settings
-from .exceptions import ScriptMetadataError, ScriptNotFound
+from .exceptions import AdhocNotAllowed, ScriptMetadataError, ScriptNotFound
+from .live import LiveOutput
 from .metadata import ScriptMeta
-from .registry import Registry
+from .registry import Registry, Script, adhoc_script
 from .status import ExecutionStatus
 from .store import Store
 
@@ -73,40 +75,42 @@ class Executor:
                 "execution %s attempt %s: not pending, delivery ignored", execution_id, attempt
             )
             return Outcome(None)
-        try:
-            script = self.registry.get(row["script"])
-        except (ScriptNotFound, ScriptMetadataError) as exc:
-            status = ExecutionStatus.FAILED
-            self.store.finish(
-                execution_id,
-                attempt,
-                status,
-                record={"error_type": type(exc).__name__, "message": str(exc)},
-                output={},
-            )
-            return Outcome(status)
-
-        timeout = row["timeout_s"] or script.meta.timeout or self.settings.default_timeout_s
         workdir = tempfile.mkdtemp(prefix=f"scriptrun-{execution_id[:8]}-")
-        env = protocol.script_env(
-            os.environ,
-            self.settings.env_allow,
-            parameters=row["parameters"],
-            page_context=row["page_context"],
-            script_name=script.name,
-            execution_id=execution_id,
-        )
-        env["TMPDIR"] = workdir
-        spec = runner.RunSpec(
-            argv=script.command(),
-            env=env,
-            cwd=workdir,
-            timeout_s=timeout,
-            kill_grace_s=self.settings.kill_grace_s,
-            max_output_bytes=self.settings.max_output_bytes,
-        )
         try:
-            outcome = runner.run(spec, poll=self._poller(execution_id))
+            try:
+                script = self._script(row, Path(workdir))
+            except (ScriptNotFound, ScriptMetadataError, AdhocNotAllowed) as exc:
+                status = ExecutionStatus.FAILED
+                self.store.finish(
+                    execution_id,
+                    attempt,
+                    status,
+                    record={"error_type": type(exc).__name__, "message": str(exc)},
+                    output={},
+                )
+                return Outcome(status)
+            timeout = row["timeout_s"] or script.meta.timeout or self.settings.default_timeout_s
+            env = protocol.script_env(
+                os.environ,
+                self.settings.env_allow,
+                parameters=row["parameters"],
+                page_context=row["page_context"],
+                script_name=script.name,
+                execution_id=execution_id,
+            )
+            env["TMPDIR"] = workdir
+            spec = runner.RunSpec(
+                argv=script.command(),
+                env=env,
+                cwd=workdir,
+                timeout_s=timeout,
+                kill_grace_s=self.settings.kill_grace_s,
+                max_output_bytes=self.settings.max_output_bytes,
+            )
+            live = LiveOutput(min(defaults.LIVE_OUTPUT_BYTES, self.settings.max_output_bytes))
+            outcome = runner.run(
+                spec, poll=self._poller(execution_id, attempt, live), on_output=live.add
+            )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         verdict = protocol.interpret(outcome, timeout)
@@ -137,6 +141,7 @@ class Executor:
                 "result": _dump(verdict.result),
                 "data": _dump(verdict.data),
             },
+            chunks=live.take(final=True),
         )
         log.info(
             "execution %s (%s) attempt %s: %s in %.3f s",
@@ -148,11 +153,31 @@ class Executor:
         )
         return Outcome(status, backoff(attempt) if retry else None)
 
-    def _poller(self, execution_id: str) -> Callable[[], bool]:
+    def _script(self, row: dict[str, Any], workdir: Path | None) -> Script:
+        """The registered script a run names, or its ad-hoc source written to ``workdir``."""
+        if row.get("source") is None:
+            return self.registry.get(row["script"])
+        if not self.settings.allow_adhoc:
+            raise AdhocNotAllowed(
+                "this worker does not run ad-hoc scripts (SCRIPTRUN_ALLOW_ADHOC=0); "
+                "register the script in a scripts folder instead"
+            )
+        script = adhoc_script(row["script"], row["source"], row["language"] or "python", workdir)
+        if workdir is not None:
+            script.path.write_text(row["source"], encoding="utf-8", errors="surrogatepass")
+        return script
+
+    def _poller(self, execution_id: str, attempt: int, live: LiveOutput) -> Callable[[], bool]:
         last_beat = time.monotonic()
 
         def poll() -> bool:
             nonlocal last_beat
+            chunks = live.take()
+            if chunks:
+                try:
+                    self.store.append_output(execution_id, attempt, chunks)
+                except Exception:  # live output is a courtesy: the run must go on
+                    log.warning("live output of %s not written", execution_id, exc_info=True)
             now = time.monotonic()
             beat = now - last_beat >= self.settings.heartbeat_s
             if beat:
@@ -170,8 +195,8 @@ class Executor:
         handled = []
         for row in self.store.stale_running(self.settings.lost_after_s):
             try:
-                meta = self.registry.get(row["script"]).meta
-            except (ScriptNotFound, ScriptMetadataError):
+                meta = self._script(row, None).meta
+            except (ScriptNotFound, ScriptMetadataError, AdhocNotAllowed):
                 meta = ScriptMeta()
             retry = wants_retry(meta, ExecutionStatus.LOST, False, row["attempt"])
             if not self.store.mark_lost(

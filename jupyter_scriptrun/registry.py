@@ -31,6 +31,17 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
     ".js": ("node",),
     ".R": ("Rscript",),
 }
+LANGUAGES: dict[str, str] = {
+    "python": ".py",
+    "bash": ".sh",
+    "sh": ".sh",
+    "perl": ".pl",
+    "ruby": ".rb",
+    "node": ".js",
+    "javascript": ".js",
+    "r": ".R",
+}
+"""Languages of ad-hoc scripts (``%%scriptrun --lang``) and the extension that runs each."""
 PYTHON_RE = re.compile(r"^python(\d+(\.\d+)?)?$")
 MAX_SCRIPT_BYTES = 5 * 1024 * 1024
 
@@ -212,6 +223,29 @@ class Registry:
         script = Script(name=name, path=path, meta=meta, content_hash=file_hash(data))
         self._cache[path] = (key, script)
         return script
+
+
+def adhoc_script(name: str, source: str, language: str, folder: Path | None = None) -> Script:
+    """An ad-hoc script (a notebook cell's text) as a Script, to be written in ``folder``.
+
+    Its own ``# /// scriptrun`` block, if any, declares parameters and limits as in a file.
+
+    Raises:
+        ScriptNotFound: a malformed name, an unknown language or an over-long source.
+        ScriptMetadataError: a malformed metadata block.
+    """
+    check_name(name)
+    suffix = LANGUAGES.get(str(language).lower())
+    if suffix is None:
+        raise ScriptNotFound(
+            f"unknown language {language!r} (one of: {', '.join(sorted(LANGUAGES))})"
+        )
+    data = source.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_SCRIPT_BYTES:
+        raise ScriptNotFound(f"ad-hoc script {name!r} is larger than {MAX_SCRIPT_BYTES} bytes")
+    meta = parse_metadata(source, source=f"ad-hoc script {name!r}")
+    path = (folder or Path.cwd()) / f"{name}{suffix}"
+    return Script(name=name, path=path, meta=meta, content_hash=file_hash(data))
 
 
 def check_name(name: object) -> None:

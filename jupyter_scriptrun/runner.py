@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from .defaults import TICK_S
+
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 64 * 1024
@@ -27,7 +29,6 @@ READ_CHUNK = 64 * 1024
 # own high-water mark, so a sample never misses what a live process already reached.
 SAMPLE_AT_S = (0.0, 0.01, 0.03, 0.07, 0.15, 0.3)
 SAMPLE_EVERY_S = 0.5
-TICK_S = 0.5
 LEFTOVER_WAIT_S = 1.0
 
 

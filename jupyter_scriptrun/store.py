@@ -17,11 +17,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .exceptions import ExecutionConflict, ExecutionNotFound
 from .status import PENDING, ExecutionStatus
-from .tables import HISTORY_COLUMNS, attempts, executions, scripts
+from .tables import HISTORY_COLUMNS, attempts, executions, output_chunks, scripts
 
 log = logging.getLogger(__name__)
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 """The newest migration; a test checks it against the migrations folder."""
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIN_ID_PREFIX = 4
@@ -159,25 +159,53 @@ class Store:
         queue: str | None,
         timeout_s: float | None,
         content_hash: str | None,
+        idempotency_key: str | None = None,
+        source: str | None = None,
+        language: str | None = None,
     ) -> None:
-        """Insert a ``queued`` execution (before anything is sent to a broker)."""
-        with self._write() as conn:
-            conn.execute(
-                insert(executions).values(
-                    id=id,
-                    script=script,
-                    script_id=script_id,
-                    status=ExecutionStatus.QUEUED.value,
-                    page_context=page_context,
-                    parameters=parameters,
-                    queue=queue,
-                    timeout_s=timeout_s,
-                    queued_at=utcnow(),
-                    attempt=0,
-                    content_hash=content_hash,
-                    cancel_requested=False,
-                )
+        """Insert a ``queued`` execution (before anything is sent to a broker).
+
+        ``source``/``language`` carry an ad-hoc script's text for the worker.
+
+        Raises:
+            ExecutionConflict: ``idempotency_key`` was used before (its ``execution_id``
+                names that run).
+        """
+        try:
+            self._insert_execution(
+                id=id,
+                script=script,
+                script_id=script_id,
+                status=ExecutionStatus.QUEUED.value,
+                page_context=page_context,
+                parameters=parameters,
+                queue=queue,
+                timeout_s=timeout_s,
+                queued_at=utcnow(),
+                attempt=0,
+                content_hash=content_hash,
+                cancel_requested=False,
+                idempotency_key=idempotency_key,
+                source=source,
+                language=language,
             )
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            with self.engine.connect() as conn:
+                existing = conn.execute(
+                    select(executions.c.id).where(executions.c.idempotency_key == idempotency_key)
+                ).scalar()
+            if existing is None:
+                raise
+            raise ExecutionConflict(
+                f"idempotency key {idempotency_key!r} was already used by execution {existing}",
+                execution_id=existing,
+            ) from None
+
+    def _insert_execution(self, **values: Any) -> None:
+        with self._write() as conn:
+            conn.execute(insert(executions).values(**values))
 
     def fail_pending(self, id: str, error_type: str, message: str) -> None:
         """Mark a pending run that could not be (re)queued as failed, keeping the reason."""
@@ -262,14 +290,17 @@ class Store:
         *,
         record: dict[str, Any],
         output: dict[str, Any],
+        chunks: Sequence[tuple[int, str, str]] = (),
     ) -> None:
         """Record the end of an attempt; ``status`` is final, or ``retrying``.
 
         ``record`` holds the metric and error columns shared by both tables, ``output``
-        the attempt's captured streams, result and traceback.
+        the attempt's captured streams, result and traceback; ``chunks`` the live output
+        not yet written (see :meth:`append_output`), written in the same transaction.
         """
         now = utcnow()
         with self._write() as conn:
+            self._insert_chunks(conn, id, attempt, chunks, now)
             conn.execute(
                 update(attempts)
                 .where(attempts.c.execution_id == id, attempts.c.attempt == attempt)
@@ -294,6 +325,66 @@ class Store:
                     id,
                     attempt,
                 )
+
+    def append_output(self, id: str, attempt: int, chunks: Sequence[tuple[int, str, str]]) -> None:
+        """Add live output: ``(seq, stream, text)`` chunks, ``seq`` counting from 0 per
+        attempt (the attempt's single writer, its worker, numbers them)."""
+        if chunks:
+            with self._write() as conn:
+                self._insert_chunks(conn, id, attempt, chunks, utcnow())
+
+    @staticmethod
+    def _insert_chunks(
+        conn: Connection,
+        id: str,
+        attempt: int,
+        chunks: Sequence[tuple[int, str, str]],
+        now: datetime,
+    ) -> None:
+        if chunks:
+            conn.execute(
+                insert(output_chunks),
+                [
+                    {
+                        "execution_id": id,
+                        "attempt": attempt,
+                        "seq": seq,
+                        "stream": stream,
+                        "text": text,
+                        "at": now,
+                    }
+                    for seq, stream, text in chunks
+                ],
+            )
+
+    def output(self, id: str, offset: int = 0, attempt: int | None = None) -> dict[str, Any]:
+        """Live output of an attempt (the latest by default) from chunk ``offset`` on.
+
+        Returns ``{"attempt", "chunks": [{"seq", "stream", "text"}], "next_offset"}``;
+        pass ``next_offset`` back to read only what is new.
+        """
+        with self.engine.connect() as conn:
+            if attempt is None:
+                attempt = conn.execute(
+                    select(executions.c.attempt).where(executions.c.id == id)
+                ).scalar()
+                if attempt is None:
+                    raise ExecutionNotFound(f"no execution {id!r}")
+            rows = conn.execute(
+                select(output_chunks.c.seq, output_chunks.c.stream, output_chunks.c.text)
+                .where(
+                    output_chunks.c.execution_id == id,
+                    output_chunks.c.attempt == attempt,
+                    output_chunks.c.seq >= max(0, offset),
+                )
+                .order_by(output_chunks.c.seq)
+            ).all()
+        chunks = [{"seq": r.seq, "stream": r.stream, "text": r.text} for r in rows]
+        return {
+            "attempt": attempt,
+            "chunks": chunks,
+            "next_offset": chunks[-1]["seq"] + 1 if chunks else max(0, offset),
+        }
 
     def request_cancel(self, id: str) -> ExecutionStatus:
         """Cancel: a pending run ends at once, a running one is flagged for its worker.

@@ -88,9 +88,13 @@ executions = Table(
     Column("content_hash", String(80)),
     Column("heartbeat_at", UTCDateTime),
     Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("idempotency_key", String(255)),
+    Column("source", Text),
+    Column("language", String(32)),
     Index(None, "status"),
     Index(None, "queued_at"),
     Index(None, "script", "queued_at"),
+    Index(None, "idempotency_key", unique=True),
 )
 
 attempts = Table(
@@ -125,6 +129,24 @@ attempts = Table(
     Column("result", Text),
     Column("data", Text),
 )
+
+output_chunks = Table(
+    "output_chunks",
+    metadata,
+    Column(
+        "execution_id",
+        String(32),
+        ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("attempt", Integer, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("stream", String(8), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+)
+"""Output as it arrives, for live views (``logs?offset=``); the attempt row keeps the
+final capped streams."""
 
 HISTORY_COLUMNS = (
     "id",

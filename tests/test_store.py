@@ -21,11 +21,14 @@ def store(request, tmp_path: Path) -> Store:
     url = request.getfixturevalue("postgres_url")
     s = Store(url)
     with s.engine.begin() as conn:  # a clean slate per test on the shared database
-        conn.exec_driver_sql("DELETE FROM attempts; DELETE FROM executions; DELETE FROM scripts")
+        conn.exec_driver_sql(
+            "DELETE FROM output_chunks; DELETE FROM attempts; DELETE FROM executions; "
+            "DELETE FROM scripts"
+        )
     return s
 
 
-def create(store: Store, script: str = "s") -> str:
+def create(store: Store, script: str = "s", **extra: object) -> str:
     eid = new_execution_id()
     store.create(
         id=eid,
@@ -36,6 +39,7 @@ def create(store: Store, script: str = "s") -> str:
         queue="q",
         timeout_s=10.0,
         content_hash="sha256:x",
+        **extra,
     )
     return eid
 
@@ -176,3 +180,71 @@ def test_several_processes_write_at_once_without_locking_errors(store: Store):
     ids = [i for chunk in results for i in chunk]
     assert len(ids) == len(set(ids)) == 200
     assert store.count("succeeded") == 200
+
+
+def test_upgrading_from_the_first_revision_keeps_every_run(tmp_path: Path):
+    from alembic import command
+    from alembic.config import Config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store(url, migrate=False)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with old.engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.commit()
+    assert old.revision() == "0001"
+    with old.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO executions (id, script, status, page_context, parameters, queued_at,"
+            " attempt, cancel_requested) VALUES ('a'||hex(randomblob(15)), 's', 'succeeded', '',"
+            " '{}', '2026-01-01 00:00:00', 1, 0)"
+        )
+        eid = conn.exec_driver_sql("SELECT id FROM executions").scalar()
+        conn.exec_driver_sql(
+            "INSERT INTO attempts (execution_id, attempt, status, started_at, stdout)"
+            f" VALUES ('{eid}', 1, 'succeeded', '2026-01-01 00:00:00', 'kept')"
+        )
+    old.dispose()
+
+    upgraded = Store(url)
+    assert upgraded.revision() == HEAD_REVISION
+    assert upgraded.attempts(eid)[0]["stdout"] == "kept"
+    assert upgraded.get(eid)["idempotency_key"] is None
+
+
+def test_an_idempotency_key_admits_one_run(store: Store):
+    first = create(store, idempotency_key="nightly-2026-11-28")
+    with pytest.raises(ExecutionConflict, match="already used") as caught:
+        create(store, idempotency_key="nightly-2026-11-28")
+    assert caught.value.execution_id == first
+    assert store.count() == 1
+    create(store)
+    create(store)  # runs without a key never conflict
+    assert store.count() == 3
+
+
+def test_live_output_is_read_incrementally_per_attempt(store: Store):
+    eid = create(store)
+    store.claim(eid, 1, "w")
+    store.append_output(eid, 1, [(0, "stdout", "line 1\n"), (1, "stderr", "warn\n")])
+    first = store.output(eid)
+    assert first["attempt"] == 1 and first["next_offset"] == 2
+    assert [(c["stream"], c["text"]) for c in first["chunks"]] == [
+        ("stdout", "line 1\n"),
+        ("stderr", "warn\n"),
+    ]
+    assert store.output(eid, first["next_offset"])["chunks"] == []
+    store.finish(
+        eid,
+        1,
+        ExecutionStatus.SUCCEEDED,
+        record={},
+        output={"stdout": "line 1\nline 2\n"},
+        chunks=[(2, "stdout", "line 2\n")],
+    )
+    rest = store.output(eid, first["next_offset"])
+    assert [c["text"] for c in rest["chunks"]] == ["line 2\n"] and rest["next_offset"] == 3
+    with pytest.raises(ExecutionNotFound):
+        store.output(new_execution_id())
