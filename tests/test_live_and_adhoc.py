@@ -53,7 +53,8 @@ def test_an_ad_hoc_cell_declares_its_parameters_like_a_file(client: Client):
         "# type = 'integer'\n"
         "# minimum = 1\n"
         "# ///\n"
-        'n=$(python3 -c \'import json,os;print(json.loads(os.environ["SCRIPT_PARAMETERS"])["n"])\')\n'
+        "n=$(python3 -c 'import json, os; "
+        'print(json.loads(os.environ["SCRIPT_PARAMETERS"])["n"])\')\n'
         'echo "{\\"status\\": \\"success\\", \\"data\\": {\\"n\\": $n}}"\n'
     )
     with pytest.raises(InvalidParameters, match="n"):
