@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings, get_settings
@@ -410,6 +412,33 @@ class Execution:
         """Output of the latest attempt as it arrives: ``{"attempt", "chunks",
         "next_offset"}`` from chunk ``offset`` on (pass ``next_offset`` back for more)."""
         return self.client.store.output(self.id, offset)
+
+    def follow(
+        self, interval: float = 0.25, ticks: bool = False
+    ) -> Iterator[dict[str, Any] | None]:
+        """Yield output chunks (``{"attempt", "seq", "stream", "text"}``) as they arrive,
+        until the run ends; a retry starts again from its own first chunk. With ``ticks``,
+        also yield None every ``interval`` (for a live clock)."""
+        attempt: int | None = None
+        offset = 0
+        while True:
+            # Status first: a run seen final has all its output already written (the last
+            # chunks go in the same transaction as the final status).
+            final = self.status.is_final
+            page = self.client.store.output(self.id, offset if attempt is not None else 0)
+            if page["attempt"] != attempt:
+                if attempt is not None:
+                    page = self.client.store.output(self.id, 0, page["attempt"])
+                attempt = page["attempt"]
+            for chunk in page["chunks"]:
+                yield {"attempt": attempt, **chunk}
+            offset = page["next_offset"]
+            if final:
+                return
+            if ticks:
+                yield None
+            with contextlib.suppress(ExecutionTimeout):
+                self.wait(interval)
 
     def frame(self) -> pd.DataFrame | None:
         """``data`` as a DataFrame when it is tabular, else None."""

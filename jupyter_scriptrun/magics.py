@@ -8,13 +8,13 @@ import sys
 import time
 from typing import Any
 
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import Markdown, display
 
 from .cli import build_params
 from .display import summary_line
-from .exceptions import ExecutionTimeout, ScriptrunError
+from .exceptions import ScriptrunError
 
 SUBCOMMANDS = ("list", "history", "status", "logs", "cancel")
 REFRESH_S = 0.25
@@ -60,14 +60,22 @@ class ScriptrunMagics(Magics):
         metavar="VAR",
         help="also bind the handle (or the history DataFrame) to this variable",
     )
+    @argument("--name", dest="cell_name", help="cell mode: the name its runs are recorded under")
+    @argument(
+        "--lang",
+        default="python",
+        help="cell mode: the cell's language (python, bash, sh, perl, ruby, node, r)",
+    )
     @argument("--script", action="append", help="history: only this script (repeatable)")
     @argument("--status", action="append", help="history: only this status (repeatable)")
     @argument("--limit", type=int, default=50, help="history: at most this many rows")
-    @line_magic
-    def scriptrun(self, line: str) -> Any:
-        """Run a registered script and show its result; or list, history, status, logs,
-        cancel. A kernel interrupt while waiting cancels the run (its process tree is
-        ended)."""
+    @line_cell_magic
+    def scriptrun(self, line: str, cell: str | None = None) -> Any:
+        """Run a registered script and show its output live, then its result; or list,
+        history, status, logs, cancel. As a cell magic (``%%scriptrun [--lang L]
+        [--name N] key=value …``) run the cell's body as an ad-hoc script, recorded like
+        any other run. A kernel interrupt while waiting cancels the run (its process tree
+        is ended)."""
         try:
             # POSIX splitting, so that message="hello world" is one parameter.
             argv = shlex.split(line)
@@ -76,9 +84,11 @@ class ScriptrunMagics(Magics):
             return None
         args = self.scriptrun.parser.parse_args(argv)
         try:
-            if not args.name:
+            if cell is not None:
+                value = self._run_cell(args, cell)
+            elif not args.name:
                 return self._list()
-            if args.name in SUBCOMMANDS:
+            elif args.name in SUBCOMMANDS:
                 value = getattr(self, f"_{args.name}")(args)
             else:
                 value = self._run(args)
@@ -146,19 +156,45 @@ class ScriptrunMagics(Magics):
         self._follow(execution)
         return execution
 
+    def _run_cell(self, args: Any, cell: str) -> Any:
+        # The positional "name" slot holds the first key=value in cell mode.
+        assignments = ([args.name] if args.name else []) + list(args.args)
+        params = build_params(args.params_json, assignments, option="--json")
+        execution = self.client.submit_source(
+            cell,
+            params,
+            name=args.cell_name or "cell",
+            language=args.lang,
+            timeout=args.timeout,
+            page_context=args.context or self._page_context(),
+        )
+        if args.no_wait:
+            return execution
+        self._follow(execution)
+        return execution
+
     def _follow(self, execution: Any) -> None:
-        """Wait with a live status line; a kernel interrupt cancels the run."""
+        """Show the status line and the output as it comes; a kernel interrupt cancels."""
         started = time.monotonic()
-        live = display(Markdown(f"`{execution.id[:8]}` queued"), display_id=True)
+        # A status line updated in place needs a front end that can (a notebook); a
+        # terminal would print every update, so there only the output is shown.
+        live = (
+            display(Markdown(f"`{execution.id[:8]}` queued"), display_id=True)
+            if self._in_kernel()
+            else None
+        )
+        last_update = 0.0
         try:
-            while True:
-                try:
-                    execution.wait(REFRESH_S)
-                    break
-                except ExecutionTimeout:
+            for chunk in execution.follow(REFRESH_S, ticks=True):
+                if chunk is not None:
+                    stream = sys.stderr if chunk["stream"] == "stderr" else sys.stdout
+                    stream.write(chunk["text"])
+                    stream.flush()
+                now = time.monotonic()
+                if live is not None and now - last_update >= REFRESH_S:
+                    last_update = now
                     rec = execution.client.store.get(execution.id)
-                    if live is not None:
-                        live.update(Markdown(summary_line(rec, time.monotonic() - started)))
+                    live.update(Markdown(summary_line(rec, now - started)))
         except KeyboardInterrupt:
             status = execution.cancel()
             print(
@@ -169,6 +205,9 @@ class ScriptrunMagics(Magics):
             execution.wait(30)
         if live is not None:
             live.update(Markdown(summary_line(execution.record())))
+
+    def _in_kernel(self) -> bool:
+        return self.shell is not None and getattr(self.shell, "kernel", None) is not None
 
     def _page_context(self) -> str:
         ns = self.shell.user_ns if self.shell is not None else {}

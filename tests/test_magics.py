@@ -94,3 +94,54 @@ def test_a_kernel_interrupt_while_waiting_cancels_the_run(ip, capsys):
 
 def test_no_arguments_lists_the_scripts(ip):
     assert "table_script" in set(ip.run_line_magic("scriptrun", "")["name"])
+
+
+def test_output_lines_show_while_the_run_goes_on(ip, monkeypatch):
+    import io
+    import sys
+    import time
+
+    class Timestamped(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[tuple[float, str]] = []
+
+        def write(self, text: str) -> int:
+            self.writes.append((time.monotonic(), text))
+            return super().write(text)
+
+    out = Timestamped()
+    monkeypatch.setattr(sys, "stdout", out)
+    run = ip.run_line_magic("scriptrun", "slow_script seconds=2")
+    returned = time.monotonic()
+    assert run.status is ExecutionStatus.SUCCEEDED
+    first_step = next(t for t, text in out.writes if "step 1" in text)
+    assert returned - first_step > 1.0, "output was shown only at the end"
+    assert "".join(text for _, text in out.writes if "step" in text or "slept" in text) in (
+        run.stdout
+    )
+
+
+def test_a_cell_runs_as_an_ad_hoc_script(ip, capsys):
+    ip.user_ns["n"] = 4
+    ip.run_cell(
+        "%%scriptrun --name squares rows={n} -o cell_run\n"
+        "import json, os\n"
+        "rows = json.loads(os.environ['SCRIPT_PARAMETERS'])['rows']\n"
+        "print('computing', rows, 'rows')\n"
+        "print(json.dumps({'status': 'success', 'data': [{'n': i, 'sq': i * i}"
+        " for i in range(rows)]}))\n"
+    )
+    run = ip.user_ns["cell_run"]
+    assert run.status is ExecutionStatus.SUCCEEDED and run.record()["script"] == "squares"
+    assert run.frame()["sq"].tolist() == [0, 1, 4, 9]
+    assert "computing 4 rows" in capsys.readouterr().out
+
+
+def test_a_bash_cell_and_a_bad_language(ip, capsys):
+    ip.run_cell('%%scriptrun --lang bash -o sh_run\necho "from bash $BASH_VERSION" >&2\n')
+    run = ip.user_ns["sh_run"]
+    assert run.status is ExecutionStatus.SUCCEEDED and "from bash" in run.stderr
+    ip.run_cell("%%scriptrun --lang cobol\nDISPLAY 'HI'.\n")
+    err = capsys.readouterr().err
+    assert "scriptrun: unknown language 'cobol'" in err and "Traceback" not in err
