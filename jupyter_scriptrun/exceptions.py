@@ -34,6 +34,14 @@ class InvalidParameters(ScriptrunError, ValueError):
         super().__init__(f"invalid parameters for {script!r} ({count}):\n{lines}")
 
 
+class InvalidRequest(ScriptrunError, ValueError):
+    """A REST request is malformed; ``problems`` lists every one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid request: " + "; ".join(problems))
+
+
 class ExecutionNotFound(ScriptrunError, LookupError):
     """No execution has that id (or the id prefix is ambiguous)."""
 

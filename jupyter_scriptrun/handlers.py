@@ -18,10 +18,12 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
+from . import openapi
 from .exceptions import (
     ExecutionConflict,
     ExecutionNotFound,
     InvalidParameters,
+    InvalidRequest,
     ScriptMetadataError,
     ScriptNotFound,
     WorkerUnavailable,
@@ -30,6 +32,7 @@ from .exceptions import (
 PREFIX = "/scriptrun/api"
 ERRORS: list[tuple[type[Exception], int]] = [
     (InvalidParameters, 400),
+    (InvalidRequest, 400),
     (ScriptMetadataError, 400),
     (ScriptNotFound, 404),
     (ExecutionNotFound, 404),
@@ -56,8 +59,10 @@ def mapped_errors(method: Callable[..., Any]) -> Callable[..., Any]:
             for kind, code in ERRORS:
                 if isinstance(exc, kind):
                     body: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
-                    if isinstance(exc, InvalidParameters):
+                    if isinstance(exc, InvalidParameters | InvalidRequest):
                         body["problems"] = exc.problems
+                    if getattr(exc, "execution_id", None):
+                        body["execution_id"] = exc.execution_id
                     self.set_status(code)
                     self.finish(json.dumps(body, ensure_ascii=False))
                     return None
@@ -80,15 +85,29 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
         """Run a blocking client call in a thread, so the server stays responsive."""
         return await asyncio.to_thread(fn, *args, **kwargs)
 
-    def json_body(self) -> dict[str, Any]:
-        """The request body as a JSON object, or a 400 naming the problem."""
+    def json_body(self, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The request body as a JSON object (checked against ``schema``), or a 400
+        listing every problem."""
         try:
             body = json.loads(self.request.body or b"{}")
         except ValueError as exc:
-            raise ValueError(f"the request body is not valid JSON: {exc}") from None
+            raise InvalidRequest([f"the request body is not valid JSON: {exc}"]) from None
         if not isinstance(body, dict):
-            raise ValueError("the request body must be a JSON object")
+            raise InvalidRequest(["the request body must be a JSON object"])
+        if schema is not None and (problems := openapi.body_problems(schema, body)):
+            raise InvalidRequest(problems)
         return body
+
+    def int_argument(self, name: str, default: int, maximum: int | None = None) -> int:
+        """A non-negative integer query argument, or a 400 naming it."""
+        raw = self.get_argument(name, str(default))
+        try:
+            value = int(raw)
+        except ValueError:
+            raise InvalidRequest([f"{name}: {raw!r} is not an integer"]) from None
+        if value < 0 or (maximum is not None and value > maximum):
+            raise InvalidRequest([f"{name}: {value} is not between 0 and {maximum or 'more'}"])
+        return value
 
     def send(self, value: Any, status: int = 200) -> None:
         """Answer with JSON."""
@@ -139,16 +158,30 @@ class ExecutionsHandler(BaseHandler):
     @mapped_errors
     async def get(self) -> None:
         """The history, newest first; filters: script, status, since, limit, offset."""
+        problems = []
         since = self.get_argument("since", None)
+        try:
+            since_at = datetime.fromisoformat(since) if since else None
+        except ValueError:
+            problems.append(f"since: {since!r} is not an ISO 8601 date-time")
+            since_at = None
+        statuses = self.get_arguments("status")
+        if bad := [s for s in statuses if s not in openapi.STATUSES]:
+            problems.append(f"status: {bad[0]!r} is not one of {', '.join(openapi.STATUSES)}")
+        fmt = self.get_argument("format", "json")
+        if fmt not in ("json", "csv"):
+            problems.append(f"format: {fmt!r} is not 'json' or 'csv'")
+        if problems:
+            raise InvalidRequest(problems)
         filters = {
             "script": self.get_arguments("script") or None,
-            "status": self.get_arguments("status") or None,
-            "since": datetime.fromisoformat(since) if since else None,
-            "limit": int(self.get_argument("limit", "100")),
-            "offset": int(self.get_argument("offset", "0")),
+            "status": statuses or None,
+            "since": since_at,
+            "limit": self.int_argument("limit", 100, maximum=1_000_000),
+            "offset": self.int_argument("offset", 0),
         }
         frame = await self.call(self.client.history, **filters)
-        if self.get_argument("format", "json") == "csv":
+        if fmt == "csv":
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.finish(frame.to_csv(index=False))
             return
@@ -159,18 +192,26 @@ class ExecutionsHandler(BaseHandler):
     @authorized
     @mapped_errors
     async def post(self) -> None:
-        """Submit a run: ``{"script", "parameters", "page_context", "timeout"}`` → 202."""
-        body = self.json_body()
-        script = body.get("script")
-        if not isinstance(script, str):
-            raise ValueError("'script' (a script name) is required")
-        execution = await self.call(
-            self.client.submit,
-            script,
-            body.get("parameters") or {},
-            page_context=str(body.get("page_context") or "api"),
-            timeout=body.get("timeout"),
-        )
+        """Submit a run (see ``SubmitRequest`` in the OpenAPI document) → 202."""
+        body = self.json_body(openapi.SUBMIT_BODY)
+        options = {
+            "page_context": body.get("page_context") or "api",
+            "timeout": body.get("timeout"),
+            "queue": body.get("queue"),
+            "idempotency_key": body.get("idempotency_key"),
+        }
+        params = body.get("parameters") or {}
+        if "source" in body:
+            execution = await self.call(
+                self.client.submit_source,
+                body["source"],
+                params,
+                name=body.get("name", "cell"),
+                language=body.get("language", "python"),
+                **options,
+            )
+        else:
+            execution = await self.call(self.client.submit, body["script"], params, **options)
         self.send(await self.call(self.execution_view, execution), status=202)
 
 
@@ -187,7 +228,8 @@ class ExecutionHandler(BaseHandler):
 
 
 class LogsHandler(BaseHandler):
-    """``GET /executions/{id}/logs``: captured stdout and stderr of the last attempt."""
+    """``GET /executions/{id}/logs[?offset=N]``: the output of the last attempt, whole or
+    from a chunk offset on (while it runs, too)."""
 
     @web.authenticated
     @authorized
@@ -195,18 +237,38 @@ class LogsHandler(BaseHandler):
     async def get(self, execution_id: str) -> None:
         """The logs."""
         execution = await self.call(self.client.get, execution_id)
-        attempts = await self.call(execution.attempts)
-        last = attempts[-1] if attempts else {}
-        self.send(
-            {
-                "id": execution.id,
+        if self.get_argument("offset", None) is not None:
+            offset = self.int_argument("offset", 0)
+            self.send(await self.call(self._incremental, execution, offset))
+        else:
+            self.send(await self.call(self._whole, execution))
+
+    @staticmethod
+    def _incremental(execution: Any, offset: int) -> dict[str, Any]:
+        status = execution.status  # first: a final status means every chunk is written
+        page = execution.output(offset)
+        return {"id": execution.id, "status": status.value, **page, "done": status.is_final}
+
+    @staticmethod
+    def _whole(execution: Any) -> dict[str, Any]:
+        status = execution.status
+        view: dict[str, Any] = {"id": execution.id, "status": status.value}
+        if status.is_final:
+            attempts = execution.attempts()
+            last = attempts[-1] if attempts else {}
+            return {
+                **view,
                 "attempt": last.get("attempt"),
                 "stdout": last.get("stdout") or "",
                 "stderr": last.get("stderr") or "",
                 "stdout_truncated": bool(last.get("stdout_truncated")),
                 "stderr_truncated": bool(last.get("stderr_truncated")),
             }
-        )
+        page = execution.output(0)  # still running: what arrived so far
+        text = {"stdout": "", "stderr": ""}
+        for chunk in page["chunks"]:
+            text[chunk["stream"]] += chunk["text"]
+        return {**view, "attempt": page["attempt"], **text}
 
 
 class CancelHandler(BaseHandler):
@@ -242,7 +304,7 @@ class SeedExecuteHandler(BaseHandler):
     @mapped_errors
     async def post(self) -> None:
         """Submit by the seed's field names."""
-        body = self.json_body()
+        body = self.json_body(openapi.SEED_SUBMIT_BODY)
         ref = body.get("script_id", body.get("script"))
         if isinstance(ref, int) and not isinstance(ref, bool):
             ids = await self.call(self.client.store.script_ids)
@@ -284,6 +346,16 @@ class SeedResultHandler(BaseHandler):
         )
 
 
+class OpenAPIHandler(BaseHandler):
+    """``GET /openapi.json``: the API's OpenAPI 3.1 document."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """The document, with this server's base URL."""
+        self.send(openapi.document(self.base_url))
+
+
 def routes() -> list[tuple[str, type[BaseHandler]]]:
     """URL patterns relative to the server's base URL."""
     ident = r"(?P<execution_id>[^/]+)"
@@ -297,4 +369,5 @@ def routes() -> list[tuple[str, type[BaseHandler]]]:
         (rf"{PREFIX}/workers/?", WorkersHandler),
         (rf"{PREFIX}/execute-script/?", SeedExecuteHandler),
         (rf"{PREFIX}/script-task-result/?", SeedResultHandler),
+        (rf"{PREFIX}/openapi.json", OpenAPIHandler),
     ]

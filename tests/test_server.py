@@ -132,9 +132,23 @@ async def test_the_seeds_simplified_endpoints_still_work(api, redis_settings: Se
 
 
 async def test_requests_without_a_token_are_refused(jp_serverapp, http_server_client, jp_base_url):
-    for path in ("scripts", "executions", "script-task-result?task_id=x"):
+    for path in (
+        "scripts",
+        "scripts/example_script",
+        "executions",
+        "executions/abcd/logs",
+        "workers",
+        "openapi.json",
+        "script-task-result?task_id=x",
+    ):
         with pytest.raises(HTTPClientError) as info:
             await http_server_client.fetch(f"{jp_base_url}scriptrun/api/{path}")
+        assert info.value.code == 403
+    for path in ("executions", "executions/abcd/cancel", "execute-script"):
+        with pytest.raises(HTTPClientError) as info:
+            await http_server_client.fetch(
+                f"{jp_base_url}scriptrun/api/{path}", method="POST", body="{}"
+            )
         assert info.value.code == 403
 
 
@@ -158,3 +172,88 @@ async def test_history_over_rest_is_the_same_typed_dataframe(
     assert frame["script"].tolist() == ["example_script"]
     assert str(frame["queued_at"].dt.tz) == "UTC" and frame["status"].dtype.name == "category"
     assert frame["parameters"].iloc[0]["message"] == "remote"
+
+
+def conforms(document: dict, component: str, value) -> None:
+    """Assert that ``value`` matches a schema of the OpenAPI document."""
+    from jsonschema import Draft202012Validator
+
+    schema = {**document, "$ref": f"#/components/schemas/{component}"}
+    errors = [e.message for e in Draft202012Validator(schema).iter_errors(value)]
+    assert not errors, errors
+
+
+async def test_the_openapi_document_is_valid_and_matches_the_answers(api, redis_settings):
+    from openapi_spec_validator import validate
+
+    document = json.loads((await api("openapi.json")).body)
+    validate(document)
+    from jupyter_scriptrun.handlers import routes
+
+    assert len(document["paths"]) == len(routes())
+    created = json.loads((await api("executions", "POST", {"script": "example_script"})).body)
+    conforms(document, "Execution", created)
+    Client(redis_settings).get(created["id"]).wait(60)
+    conforms(document, "Execution", json.loads((await api(f"executions/{created['id']}")).body))
+    for row in json.loads((await api("executions")).body):
+        conforms(document, "HistoryRow", row)
+    for script in json.loads((await api("scripts")).body):
+        conforms(document, "Script", script)
+    conforms(document, "Logs", json.loads((await api(f"executions/{created['id']}/logs")).body))
+    _, error = await error_of(api("executions", "POST", {"script": "nope"}))
+    conforms(document, "Error", error)
+
+
+async def test_logs_can_be_read_incrementally_while_the_run_goes_on(api):
+    import asyncio
+
+    created = json.loads(
+        (
+            await api("executions", "POST", {"script": "slow_script", "parameters": {"seconds": 2}})
+        ).body
+    )
+    url = f"executions/{created['id']}/logs"
+    offset, text, seen_while_running = 0, "", False
+    for _ in range(200):
+        page = json.loads((await api(url, offset=offset)).body)
+        text += "".join(c["text"] for c in page["chunks"] if c["stream"] == "stdout")
+        offset = page["next_offset"]
+        if page["status"] == "running" and "step 1" in text:
+            seen_while_running = True
+        if page["done"]:
+            break
+        await asyncio.sleep(0.1)
+    assert seen_while_running and page["status"] == "succeeded"
+    whole = json.loads((await api(url)).body)
+    assert text == whole["stdout"]
+
+
+async def test_an_idempotency_key_makes_a_repeated_post_a_409_naming_the_run(api):
+    body = {"script": "example_script", "idempotency_key": "nightly-42"}
+    first = json.loads((await api("executions", "POST", body)).body)
+    code, error = await error_of(api("executions", "POST", body))
+    assert code == 409 and error["execution_id"] == first["id"]
+
+
+async def test_an_ad_hoc_source_can_be_posted(api, redis_settings):
+    body = {"source": 'print(\'{"status": "success", "data": 7}\')', "name": "api_cell"}
+    created = json.loads((await api("executions", "POST", body)).body)
+    run = Client(redis_settings).get(created["id"]).wait(60)
+    assert run.data == 7 and run.record()["script"] == "api_cell"
+
+
+async def test_malformed_requests_are_400_listing_every_problem(api):
+    code, body = await error_of(
+        api("executions", "POST", {"script": "example_script", "timeout": -1, "colour": 1})
+    )
+    assert code == 400 and len(body["problems"]) == 2
+    assert any("colour" in p for p in body["problems"])
+    code, body = await error_of(api("executions", "POST", {"script": "a", "source": "b"}))
+    assert code == 400 and "exactly one of" in body["problems"][0]
+    code, body = await error_of(api("executions", "POST", "[1, 2]"))
+    assert code == 400 and "JSON object" in body["message"]
+    for params in ({"limit": "-1"}, {"limit": "many"}, {"format": "xml"}, {"since": "soon"}):
+        code, body = await error_of(api("executions", **params))
+        assert code == 400, params
+    code, body = await error_of(api("executions", status="done"))
+    assert code == 400 and "not one of" in body["message"]

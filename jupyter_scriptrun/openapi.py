@@ -1,0 +1,414 @@
+"""The REST API's OpenAPI 3.1 document; the handlers validate request bodies against it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._version import __version__
+from .status import ExecutionStatus
+from .tables import HISTORY_COLUMNS
+
+STATUSES = [s.value for s in ExecutionStatus]
+
+SUBMIT_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "A run of a registered script (``script``) or of an ad-hoc source "
+    "(``source``, with ``language`` and ``name``).",
+    "properties": {
+        "script": {"type": "string", "minLength": 1, "maxLength": 255},
+        "source": {"type": "string", "minLength": 1},
+        "language": {"type": "string", "default": "python"},
+        "name": {"type": "string", "minLength": 1, "maxLength": 128, "default": "cell"},
+        "parameters": {"type": "object", "default": {}},
+        "page_context": {"type": "string", "maxLength": 1024, "default": "api"},
+        "timeout": {"type": "number", "exclusiveMinimum": 0},
+        "queue": {"type": "string", "minLength": 1, "maxLength": 255},
+        "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255},
+    },
+    "oneOf": [{"required": ["script"]}, {"required": ["source"]}],
+    "additionalProperties": False,
+}
+
+SEED_SUBMIT_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "The seed's request: ``script_id`` is the integer id or the name.",
+    "properties": {
+        "script_id": {"type": ["integer", "string"]},
+        "script": {"type": "string"},
+        "parameters": {"type": "object"},
+        "page_context": {"type": "string", "maxLength": 1024},
+    },
+    "anyOf": [{"required": ["script_id"]}, {"required": ["script"]}],
+}
+
+_NULLABLE_NUMBER = {"type": ["number", "null"]}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+
+EXECUTION: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "script", "status", "queued_at", "parameters", "links"],
+    "properties": {
+        "id": {"type": "string"},
+        "script": {"type": "string"},
+        "status": {"enum": STATUSES},
+        "page_context": {"type": "string"},
+        "parameters": {"type": "object"},
+        "queued_at": {"type": "string", "format": "date-time"},
+        "started_at": _NULLABLE_STRING,
+        "finished_at": _NULLABLE_STRING,
+        "queue_s": _NULLABLE_NUMBER,
+        "duration_s": _NULLABLE_NUMBER,
+        "cpu_user_s": _NULLABLE_NUMBER,
+        "cpu_system_s": _NULLABLE_NUMBER,
+        "peak_rss_mb": _NULLABLE_NUMBER,
+        "exit_code": {"type": ["integer", "null"]},
+        "attempt": {"type": "integer"},
+        "worker": _NULLABLE_STRING,
+        "error_type": _NULLABLE_STRING,
+        "message": _NULLABLE_STRING,
+        "idempotency_key": _NULLABLE_STRING,
+        "result": {},
+        "data": {},
+        "links": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
+HISTORY_ROW: dict[str, Any] = {
+    "type": "object",
+    "required": list(HISTORY_COLUMNS),
+    "properties": {c: EXECUTION["properties"].get(c, {}) for c in HISTORY_COLUMNS},
+}
+
+SCRIPT: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "language", "parameters"],
+    "properties": {
+        "name": {"type": "string"},
+        "path": {"type": "string"},
+        "language": {"type": "string"},
+        "description": {"type": "string"},
+        "timeout": _NULLABLE_NUMBER,
+        "parameters": {"type": "object", "description": "JSON Schema of the parameters"},
+    },
+}
+
+LOGS: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "status", "attempt"],
+    "properties": {
+        "id": {"type": "string"},
+        "status": {"enum": STATUSES},
+        "attempt": {"type": ["integer", "null"]},
+        "stdout": {"type": "string"},
+        "stderr": {"type": "string"},
+        "stdout_truncated": {"type": "boolean"},
+        "stderr_truncated": {"type": "boolean"},
+        "chunks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["seq", "stream", "text"],
+                "properties": {
+                    "seq": {"type": "integer"},
+                    "stream": {"enum": ["stdout", "stderr"]},
+                    "text": {"type": "string"},
+                },
+            },
+        },
+        "next_offset": {"type": "integer"},
+        "done": {"type": "boolean"},
+    },
+}
+
+ERROR: dict[str, Any] = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "problems": {"type": "array", "items": {"type": "string"}},
+        "execution_id": {"type": "string"},
+    },
+}
+
+WORKER: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "active", "reserved"],
+    "properties": {
+        "name": {"type": "string"},
+        "active": {"type": "array", "items": {"type": "string"}},
+        "reserved": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "malformed input; every problem is listed",
+        403: "no valid token, or not authorized for the scriptrun resource",
+        404: "no such script or execution",
+        409: "conflicts with the run's state, or the idempotency key was used before",
+        503: "no broker reachable (the run is recorded as failed)",
+    }
+    return {str(c): _json({"$ref": "#/components/schemas/Error"}, text[c]) for c in codes}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_ID = {"name": "execution_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def document(base_url: str = "/") -> dict[str, Any]:
+    """The OpenAPI document for a server mounted at ``base_url``."""
+    prefix = base_url.rstrip("/") + "/scriptrun/api"
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "jupyter_scriptrun",
+            "version": __version__,
+            "description": "Run registered scripts on a Celery worker fleet and read every "
+            "run's record. Authenticate as for Jupyter: `Authorization: token <token>`.",
+        },
+        "servers": [{"url": prefix}],
+        "security": [{"token": []}],
+        "paths": {
+            "/scripts": {
+                "get": {
+                    "summary": "Every registered script with its parameter schema",
+                    "operationId": "listScripts",
+                    "responses": {
+                        "200": _json({"type": "array", "items": _ref("Script")}, "scripts"),
+                        **_errors(403),
+                    },
+                }
+            },
+            "/scripts/{name}": {
+                "get": {
+                    "summary": "One script",
+                    "operationId": "getScript",
+                    "parameters": [
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {"200": _json(_ref("Script"), "the script"), **_errors(403, 404)},
+                }
+            },
+            "/executions": {
+                "get": {
+                    "summary": "The history, newest first (JSON records or CSV)",
+                    "operationId": "listExecutions",
+                    "parameters": [
+                        {"name": "script", "in": "query", "schema": {"type": "string"}},
+                        {"name": "status", "in": "query", "schema": {"enum": STATUSES}},
+                        {
+                            "name": "since",
+                            "in": "query",
+                            "schema": {"type": "string", "format": "date-time"},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 1000000},
+                        },
+                        {
+                            "name": "offset",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                        {"name": "format", "in": "query", "schema": {"enum": ["json", "csv"]}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "history rows",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"type": "array", "items": _ref("HistoryRow")}
+                                },
+                                "text/csv": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **_errors(400, 403),
+                    },
+                },
+                "post": {
+                    "summary": "Queue a run",
+                    "operationId": "submitExecution",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("SubmitRequest")}},
+                    },
+                    "responses": {
+                        "202": _json(_ref("Execution"), "queued"),
+                        **_errors(400, 403, 404, 409, 503),
+                    },
+                },
+            },
+            "/executions/{execution_id}": {
+                "get": {
+                    "summary": "One execution with its result (an id or a unique prefix)",
+                    "operationId": "getExecution",
+                    "parameters": [_ID],
+                    "responses": {
+                        "200": _json(_ref("Execution"), "the execution"),
+                        **_errors(403, 404),
+                    },
+                }
+            },
+            "/executions/{execution_id}/logs": {
+                "get": {
+                    "summary": "Output: whole (no offset) or incremental from a chunk offset",
+                    "operationId": "getLogs",
+                    "parameters": [
+                        _ID,
+                        {
+                            "name": "offset",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0},
+                            "description": "return live chunks from this one on; pass back "
+                            "`next_offset` to read only what is new",
+                        },
+                    ],
+                    "responses": {"200": _json(_ref("Logs"), "output"), **_errors(400, 403, 404)},
+                }
+            },
+            "/executions/{execution_id}/cancel": {
+                "post": {
+                    "summary": "Cancel a queued or running run (its process tree is ended)",
+                    "operationId": "cancelExecution",
+                    "parameters": [_ID],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["id", "status"],
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "status": {"enum": STATUSES},
+                                },
+                            },
+                            "the status after the request",
+                        ),
+                        **_errors(403, 404, 409),
+                    },
+                }
+            },
+            "/workers": {
+                "get": {
+                    "summary": "Online workers and the runs they hold",
+                    "operationId": "listWorkers",
+                    "responses": {
+                        "200": _json({"type": "array", "items": _ref("Worker")}, "workers"),
+                        **_errors(403, 503),
+                    },
+                }
+            },
+            "/execute-script": {
+                "post": {
+                    "summary": "The seed's submit endpoint (an alias of POST /executions)",
+                    "operationId": "seedExecuteScript",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("SeedSubmitRequest")}},
+                    },
+                    "responses": {
+                        "202": _json(
+                            {
+                                "type": "object",
+                                "required": ["task_id", "status"],
+                                "properties": {
+                                    "task_id": {"type": "string"},
+                                    "status": {"type": "string"},
+                                },
+                            },
+                            "queued",
+                        ),
+                        **_errors(400, 403, 404, 503),
+                    },
+                }
+            },
+            "/script-task-result": {
+                "get": {
+                    "summary": "The seed's result endpoint",
+                    "operationId": "seedScriptTaskResult",
+                    "parameters": [
+                        {
+                            "name": "task_id",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["task_id", "status", "result"],
+                                "properties": {
+                                    "task_id": {"type": "string"},
+                                    "status": {"enum": STATUSES},
+                                    "result": {},
+                                    "execution": _ref("Execution"),
+                                },
+                            },
+                            "state and result",
+                        ),
+                        **_errors(400, 403, 404),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "operationId": "openapi",
+                    "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "token": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "`token <the Jupyter server's token>`",
+                }
+            },
+            "schemas": {
+                "SubmitRequest": SUBMIT_BODY,
+                "SeedSubmitRequest": SEED_SUBMIT_BODY,
+                "Execution": EXECUTION,
+                "HistoryRow": HISTORY_ROW,
+                "Script": SCRIPT,
+                "Logs": LOGS,
+                "Worker": WORKER,
+                "Error": ERROR,
+            },
+        },
+    }
+
+
+def body_problems(schema: dict[str, Any], body: Any) -> list[str]:
+    """Every way ``body`` breaks ``schema``, as readable lines (empty when it is fine)."""
+    from jsonschema import Draft202012Validator
+
+    problems = []
+    for error in sorted(Draft202012Validator(schema).iter_errors(body), key=lambda e: e.path):
+        where = ".".join(str(p) for p in error.path)
+        if error.validator == "oneOf" and isinstance(body, dict):
+            message = "give exactly one of 'script' (a registered name) or 'source'"
+        elif error.validator == "additionalProperties":
+            message = f"{error.message} (allowed: {', '.join(schema['properties'])})"
+        else:
+            message = error.message
+        problems.append(f"{where}: {message}" if where else message)
+    return problems
