@@ -46,6 +46,7 @@ __all__ = [
     "default_client",
     "get",
     "history",
+    "panel",
     "run",
     "scripts",
     "submit",
@@ -103,6 +104,14 @@ def history(server: str | None = None, token: str | None = None, **filters: Any)
 def scripts() -> list[Script]:
     """The registered scripts."""
     return default_client().scripts()
+
+
+def panel(**options: Any) -> Any:
+    """The widget panel (ipywidgets): pick a script, fill its form, run and watch it,
+    browse the history. Display it as a cell's last expression."""
+    from .panel import Panel
+
+    return Panel(default_client(), **options)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

@@ -1,0 +1,442 @@
+"""The ipywidgets panel: pick a script, fill its form, run, watch, browse the history."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import ipywidgets as w
+
+from .display import MARKS, execution_html
+from .exceptions import InvalidParameters, ScriptrunError
+from .status import ExecutionStatus
+
+log = logging.getLogger(__name__)
+
+REFRESH_S = 0.5
+OUTPUT_KEEP_CHARS = 200_000
+HISTORY_COLUMNS = ("id", "script", "status", "queued_at", "duration_s", "peak_rss_mb", "message")
+INVALID = "2px solid #cf222e"
+
+
+class ParameterField:
+    """One form field made from a parameter's JSON Schema, and its value back."""
+
+    def __init__(self, name: str, spec: dict[str, Any], required: bool) -> None:
+        self.name = name
+        self.spec = spec
+        self.required = required
+        kind = spec.get("type")
+        label = f"{name}{' *' if required else ''}"
+        common: dict[str, Any] = {
+            "description": label,
+            "description_allow_html": False,
+            "style": {"description_width": "140px"},
+            "layout": w.Layout(width="460px"),
+        }
+        default = spec.get("default")
+        self.kind = kind
+        if "enum" in spec:
+            options = list(spec["enum"])
+            self.widget: w.ValueWidget = w.Dropdown(
+                options=[(str(o), o) for o in options],
+                value=default if default in options else options[0],
+                **common,
+            )
+        elif kind == "boolean":
+            self.widget = w.Checkbox(value=bool(default), indent=False, **common)
+        elif kind in ("object", "array"):
+            text = "" if default is None else json.dumps(default, ensure_ascii=False)
+            self.widget = w.Textarea(value=text, placeholder=f"JSON {kind}", **common)
+        else:
+            # Numbers use a text box: an empty optional number means "not given", which a
+            # numeric widget (always holding a number) could not say.
+            text = "" if default is None else str(default)
+            self.widget = w.Text(value=text, placeholder=self._hint(), **common)
+        self.widget.tooltip = spec.get("description") or ""
+        help_text = spec.get("description") or ""
+        self.help = w.HTML(
+            f"<span style='color:#6e7781;font-size:90%'>{html.escape(help_text)}</span>"
+        )
+        self.box = w.HBox([self.widget, self.help])
+
+    def _hint(self) -> str:
+        kind = self.spec.get("type", "text")
+        bounds = []
+        if "minimum" in self.spec:
+            bounds.append(f"≥ {self.spec['minimum']}")
+        if "maximum" in self.spec:
+            bounds.append(f"≤ {self.spec['maximum']}")
+        return " ".join([str(kind), *bounds])
+
+    def value(self) -> tuple[bool, Any]:
+        """``(given, value)``; raises ValueError naming the field when the text is wrong."""
+        raw = self.widget.value
+        if isinstance(self.widget, w.Dropdown | w.Checkbox):
+            return True, raw
+        text = str(raw).strip()
+        if text == "":
+            return False, None
+        kind = self.kind
+        try:
+            if kind == "integer":
+                return True, int(text)
+            if kind == "number":
+                return True, float(text)
+            if kind in ("object", "array"):
+                return True, json.loads(text)
+        except ValueError:
+            raise ValueError(f"{self.name}: {text!r} is not a valid {kind}") from None
+        if kind == "string":
+            return True, str(raw)
+        try:  # no declared type: JSON where it parses, else text (as on the command line)
+            return True, json.loads(text)
+        except ValueError:
+            return True, str(raw)
+
+    def flag(self, problem: str | None) -> None:
+        """Mark the field invalid (with the reason) or clear the mark."""
+        self.widget.layout.border = INVALID if problem else ""
+        note = problem or self.spec.get("description") or ""
+        colour = "#cf222e" if problem else "#6e7781"
+        self.help.value = f"<span style='color:{colour};font-size:90%'>{html.escape(note)}</span>"
+
+
+class Panel:
+    """A widget panel over a client: ``sr.panel()`` in a notebook.
+
+    Everything slow (waiting for runs, reading output) happens on a background thread;
+    the kernel stays free while runs are active, and the panel refreshes itself.
+    """
+
+    def __init__(self, client: Any, refresh_s: float = REFRESH_S) -> None:
+        self.client = client
+        self.refresh_s = refresh_s
+        self.fields: dict[str, ParameterField] = {}
+        self.free_form: w.Textarea | None = None
+        self._runs: dict[str, Any] = {}  # id -> Execution, in the order started
+        self._offsets: dict[str, tuple[int | None, int]] = {}
+        self._texts: dict[str, str] = {}
+        self._labels: list[tuple[str, str]] = []
+        self._lock = threading.RLock()
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
+
+        scripts = client.scripts()
+        self._scripts = {s.name: s for s in scripts}
+        self.script = w.Dropdown(
+            options=list(self._scripts),
+            description="Script",
+            style={"description_width": "140px"},
+            layout=w.Layout(width="460px"),
+        )
+        self.description = w.HTML()
+        self.form = w.VBox()
+        self.problems = w.HTML()
+        self.run_button = w.Button(description="Run", button_style="primary", icon="play")
+        self.cancel_button = w.Button(
+            description="Cancel", button_style="warning", icon="stop", disabled=True
+        )
+        self.runs = w.Select(options=[], description="Runs", rows=5, layout=w.Layout(width="100%"))
+        self.status = w.HTML()
+        self.output = w.Textarea(
+            value="",
+            disabled=True,
+            layout=w.Layout(width="100%", height="160px"),
+            placeholder="output appears here as the script prints it",
+        )
+        self.result = w.HTML()
+
+        self.history_script = w.Dropdown(
+            options=[("all scripts", "")] + [(n, n) for n in self._scripts], description="Script"
+        )
+        self.history_status = w.Dropdown(
+            options=[("any status", "")] + [(s.value, s.value) for s in ExecutionStatus],
+            description="Status",
+        )
+        self.history_limit = w.BoundedIntText(
+            value=20, min=1, max=10_000, description="Rows", layout=w.Layout(width="180px")
+        )
+        self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        self.history = w.HTML()
+
+        run_tab = w.VBox(
+            [
+                self.script,
+                self.description,
+                self.form,
+                self.problems,
+                w.HBox([self.run_button, self.cancel_button]),
+                self.runs,
+                self.status,
+                self.output,
+                self.result,
+            ]
+        )
+        history_tab = w.VBox(
+            [
+                w.HBox(
+                    [
+                        self.history_script,
+                        self.history_status,
+                        self.history_limit,
+                        self.refresh_button,
+                    ]
+                ),
+                self.history,
+            ]
+        )
+        self.tabs = w.Tab(children=[run_tab, history_tab])
+        self.tabs.set_title(0, "Run")
+        self.tabs.set_title(1, "History")
+        self.widget = w.VBox([self.tabs])
+
+        self.script.observe(lambda _: self._build_form(), names="value")
+        self.run_button.on_click(lambda _: self.run())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.runs.observe(lambda _: self._show_selected(), names="value")
+        self.refresh_button.on_click(lambda _: self.refresh_history())
+        for control in (self.history_script, self.history_status, self.history_limit):
+            control.observe(lambda _: self.refresh_history(), names="value")
+        self._build_form()
+        self.refresh_history()
+
+    # -- display ----------------------------------------------------------------
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # -- the form ---------------------------------------------------------------
+
+    def _build_form(self) -> None:
+        script = self._scripts.get(self.script.value)
+        self.fields = {}
+        self.free_form = None
+        if script is None:
+            self.description.value = "<i>no scripts registered (see SCRIPTRUN_SCRIPTS_PATH)</i>"
+            self.form.children = []
+            self.run_button.disabled = True
+            return
+        meta = script.meta
+        self.description.value = (
+            f"<div style='margin:2px 0 6px 144px;color:#57606a'>"
+            f"{html.escape(meta.description or '(no description)')}</div>"
+        )
+        if meta.declares_parameters:
+            required = set(meta.schema.get("required", []))
+            for name, spec in meta.parameters.items():
+                self.fields[name] = ParameterField(name, spec, name in required)
+            boxes = [f.box for f in self.fields.values()]
+            for f in self.fields.values():
+                f.widget.observe(lambda _: self.validate(), names="value")
+        else:
+            self.free_form = w.Textarea(
+                value="{}",
+                description="parameters",
+                placeholder='JSON object, e.g. {"message": "hi"}',
+                style={"description_width": "140px"},
+                layout=w.Layout(width="460px"),
+            )
+            self.free_form.observe(lambda _: self.validate(), names="value")
+            boxes = [self.free_form]
+        self.form.children = boxes
+        self.validate()
+
+    def parameters(self) -> dict[str, Any]:
+        """The form's values (defaults filled in), or InvalidParameters listing every
+        problem; each wrong field is flagged."""
+        script = self._scripts[self.script.value]
+        problems: dict[str, str] = {}
+        params: dict[str, Any] = {}
+        if self.free_form is not None:
+            try:
+                params = json.loads(self.free_form.value or "{}")
+            except ValueError as exc:
+                raise InvalidParameters(
+                    script.name, [f"parameters: not valid JSON ({exc})"]
+                ) from None
+        for name, field in self.fields.items():
+            try:
+                given, value = field.value()
+            except ValueError as exc:
+                problems[name] = str(exc)
+                continue
+            if given:
+                params[name] = value
+        try:
+            merged = script.meta.validate(script.name, params)
+        except InvalidParameters as exc:
+            for line in exc.problems:
+                name = line.split(":", 1)[0]
+                problems.setdefault(name, line)
+            merged = None
+        for name, field in self.fields.items():
+            field.flag(problems.get(name))
+        if problems or merged is None:
+            raise InvalidParameters(script.name, list(problems.values()))
+        return merged
+
+    def validate(self) -> bool:
+        """Check the form now: flag wrong fields, list problems, enable Run when fine."""
+        try:
+            self.parameters()
+        except InvalidParameters as exc:
+            items = "".join(f"<li>{html.escape(p)}</li>" for p in exc.problems)
+            self.problems.value = f"<ul style='color:#cf222e;margin:0'>{items}</ul>"
+            self.run_button.disabled = True
+            return False
+        self.problems.value = ""
+        self.run_button.disabled = False
+        return True
+
+    # -- runs -------------------------------------------------------------------
+
+    def run(self) -> Any:
+        """Submit the form's run (several may be active at once); returns its handle."""
+        if not self.validate():
+            return None
+        try:
+            execution = self.client.submit(
+                self.script.value, self.parameters(), page_context="panel"
+            )
+        except ScriptrunError as exc:
+            self.problems.value = f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
+            return None
+        with self._lock:
+            self._runs[execution.id] = execution
+            self._offsets[execution.id] = (None, 0)
+            self._texts[execution.id] = ""
+        self._relabel()
+        self.runs.value = execution.id
+        self._ensure_watcher()
+        return execution
+
+    def cancel(self) -> None:
+        """Cancel the selected run."""
+        execution = self._runs.get(self.runs.value or "")
+        if execution is None:
+            return
+        try:
+            execution.cancel()
+        except ScriptrunError as exc:
+            self.problems.value = f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
+        self._refresh_run(execution.id)
+
+    @property
+    def active(self) -> list[str]:
+        """Ids of the panel's runs that have not ended."""
+        with self._lock:
+            return [i for i, e in self._runs.items() if not e.status.is_final]
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Block until every run started here has ended and the panel shows it (tests)."""
+        deadline = time.monotonic() + timeout
+        while self._watcher is not None and self._watcher.is_alive():
+            if time.monotonic() > deadline:
+                raise TimeoutError("panel runs still active")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        """Stop refreshing and close the widgets."""
+        self._stop.set()
+        self.widget.close()
+
+    def _ensure_watcher(self) -> None:
+        with self._lock:
+            if self._watcher is None or not self._watcher.is_alive():
+                self._watcher = threading.Thread(
+                    target=self._watch, name="scriptrun-panel", daemon=True
+                )
+                self._watcher.start()
+
+    def _watch(self) -> None:
+        """Refresh the runs while any is active; then the history once, and stop."""
+        while not self._stop.is_set():
+            try:
+                active = self.active
+                for execution_id in list(self._runs):
+                    self._refresh_run(execution_id)
+                self._relabel()
+            except Exception:  # a store hiccup must not kill the refresh loop
+                log.warning("panel refresh failed", exc_info=True)
+                active = [True]
+            if not active:
+                break
+            self._stop.wait(self.refresh_s)
+        try:
+            self.refresh_history()
+        except Exception:
+            log.warning("history refresh failed", exc_info=True)
+
+    def _refresh_run(self, execution_id: str) -> None:
+        execution = self._runs[execution_id]
+        with self._lock:
+            attempt, offset = self._offsets[execution_id]
+            status = execution.status
+            page = execution.output(offset if attempt is not None else 0)
+            if attempt is not None and page["attempt"] != attempt:
+                page = execution.output(0)
+                self._texts[execution_id] += f"\n--- attempt {page['attempt']} ---\n"
+            text = self._texts[execution_id] + "".join(c["text"] for c in page["chunks"])
+            self._texts[execution_id] = text[-OUTPUT_KEEP_CHARS:]
+            self._offsets[execution_id] = (page["attempt"], page["next_offset"])
+            if execution_id == self.runs.value:
+                self._show(execution, status)
+
+    def _show_selected(self) -> None:
+        execution = self._runs.get(self.runs.value or "")
+        if execution is not None:
+            self._show(execution, execution.status)
+
+    def _show(self, execution: Any, status: ExecutionStatus) -> None:
+        from .display import summary_line
+
+        rec = execution.record()
+        self.status.value = html.escape(summary_line(rec))
+        if self.output.value != self._texts.get(execution.id, ""):
+            self.output.value = self._texts.get(execution.id, "")
+        self.cancel_button.disabled = status.is_final
+        if status.is_final and not self.result.value.startswith(f"<!--{execution.id}-->"):
+            frame = execution.frame() if status is ExecutionStatus.SUCCEEDED else None
+            card = execution_html(rec, execution.data, frame)
+            if execution.traceback:
+                card += f"<pre style='color:#cf222e'>{html.escape(execution.traceback)}</pre>"
+            self.result.value = f"<!--{execution.id}-->{card}"
+        elif not status.is_final:
+            self.result.value = ""
+
+    def _relabel(self) -> None:
+        """Keep the runs list's labels (mark, script, id, status) current, newest first."""
+        with self._lock:
+            options = []
+            for execution_id in reversed(list(self._runs)):
+                rec = self.client.store.get(execution_id)
+                mark = MARKS.get(rec["status"], "•")
+                label = f"{mark} {rec['script']} [{execution_id[:8]}] {rec['status']}"
+                options.append((label, execution_id))
+            if options != self._labels:
+                self._labels = options
+                selected = self.runs.value
+                self.runs.options = options
+                if selected in self._runs:
+                    self.runs.value = selected
+
+    # -- history ----------------------------------------------------------------
+
+    def refresh_history(self) -> None:
+        """Load the history with the chosen filters into the table."""
+        frame = self.client.history(
+            script=self.history_script.value or None,
+            status=self.history_status.value or None,
+            limit=self.history_limit.value,
+        )
+        if frame.empty:
+            self.history.value = "<i>no runs yet</i>"
+            return
+        shown = frame[list(HISTORY_COLUMNS)].copy()
+        shown["id"] = shown["id"].str[:8]
+        self.history.value = shown.to_html(index=False, na_rep="—", float_format="{:.3f}".format)

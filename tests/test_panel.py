@@ -1,0 +1,91 @@
+"""The widget panel, driven through its ipywidgets models against a real worker."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.panel import INVALID, Panel
+from jupyter_scriptrun.status import ExecutionStatus
+
+
+@pytest.fixture
+def panel(client: Client):
+    p = Panel(client, refresh_s=0.1)
+    yield p
+    p.close()
+
+
+def test_the_form_follows_the_scripts_schema(panel: Panel):
+    panel.script.value = "example_script"
+    assert set(panel.fields) == {"message", "multiplier", "delay"}
+    multiplier = panel.fields["multiplier"]
+    assert multiplier.widget.value == "2"  # the declared default
+    assert "example_script" in [o for o in panel.script.options]
+    assert "Repeats a message" in panel.description.value
+
+
+def test_invalid_fields_are_flagged_before_submission(panel: Panel):
+    panel.script.value = "example_script"
+    panel.fields["multiplier"].widget.value = "0"
+    assert panel.run_button.disabled
+    assert panel.fields["multiplier"].widget.layout.border == INVALID
+    assert "less than the minimum of 1" in panel.problems.value
+    panel.fields["multiplier"].widget.value = "not a number"
+    assert "is not a valid integer" in panel.problems.value
+    panel.fields["multiplier"].widget.value = "2"
+    assert not panel.run_button.disabled and panel.problems.value == ""
+    assert panel.fields["multiplier"].widget.layout.border == ""
+    assert panel.run() is not None
+
+
+def test_clicking_run_shows_output_status_and_a_table(panel: Panel):
+    panel.script.value = "table_script"
+    panel.fields["rows"].widget.value = "3"
+    panel.run_button.click()
+    panel.wait(60)
+    ((label, execution_id),) = panel.runs.options
+    assert panel.runs.value == execution_id and "succeeded" in label
+    assert "succeeded" in panel.status.value
+    assert "<table" in panel.result.value and "square" in panel.result.value
+    assert execution_id[:8] in panel.history.value  # refreshed when the run ended
+
+
+def test_several_runs_at_once_and_cancel(panel: Panel):
+    panel.script.value = "slow_script"
+    panel.fields["seconds"].widget.value = "30"
+    slow = panel.run()
+    panel.fields["seconds"].widget.value = "0.5"
+    quick = panel.run()
+    assert len(panel.runs.options) == 2 and panel.runs.value == quick.id
+    panel.runs.value = slow.id
+    deadline = time.monotonic() + 20
+    while "step" not in panel.output.value:  # live output while it runs
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    panel.cancel_button.click()
+    panel.wait(30)
+    assert slow.status is ExecutionStatus.CANCELLED
+    assert quick.status is ExecutionStatus.SUCCEEDED
+    assert panel.cancel_button.disabled
+
+
+def test_a_free_form_script_takes_a_json_object(panel: Panel):
+    panel.script.value = "plain_text"
+    assert panel.free_form is not None
+    panel.free_form.value = "{not json"
+    assert panel.run_button.disabled and "not valid JSON" in panel.problems.value
+    panel.free_form.value = '{"anything": 1}'
+    assert not panel.run_button.disabled
+
+
+def test_history_filters(panel: Panel, client: Client):
+    client.run("plain_text")
+    client.run("failing_script")
+    panel.history_status.value = "failed"
+    assert "failing_script" in panel.history.value and "plain_text" not in panel.history.value
+    panel.history_status.value = ""
+    panel.history_script.value = "plain_text"
+    assert "plain_text" in panel.history.value and "failing_script" not in panel.history.value
