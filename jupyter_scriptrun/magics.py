@@ -10,13 +10,28 @@ from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from .cli import build_params
 from .display import summary_line
 from .exceptions import ScriptrunError
 
 SUBCOMMANDS = ("list", "history", "status", "logs", "cancel")
+
+
+class StatusLine:
+    """The live status line: Markdown in a notebook, the same words as plain text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+
 REFRESH_S = 0.25
 
 
@@ -179,7 +194,7 @@ class ScriptrunMagics(Magics):
         # A status line updated in place needs a front end that can (a notebook); a
         # terminal would print every update, so there only the output is shown.
         live = (
-            display(Markdown(f"`{execution.id[:8]}` queued"), display_id=True)
+            display(StatusLine(f"`{execution.id[:8]}` queued"), display_id=True)
             if self._in_kernel()
             else None
         )
@@ -194,7 +209,7 @@ class ScriptrunMagics(Magics):
                 if live is not None and now - last_update >= REFRESH_S:
                     last_update = now
                     rec = execution.client.store.get(execution.id)
-                    live.update(Markdown(summary_line(rec, now - started)))
+                    live.update(StatusLine(summary_line(rec, now - started)))
         except KeyboardInterrupt:
             status = execution.cancel()
             print(
@@ -204,7 +219,7 @@ class ScriptrunMagics(Magics):
             )
             execution.wait(30)
         if live is not None:
-            live.update(Markdown(summary_line(execution.record())))
+            live.update(StatusLine(summary_line(execution.record())))
 
     def _in_kernel(self) -> bool:
         return self.shell is not None and getattr(self.shell, "kernel", None) is not None

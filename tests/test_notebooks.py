@@ -1,0 +1,111 @@
+"""The notebooks in notebooks/ run top to bottom on a fresh embedded default, with the
+outputs a reader expects (executed by nbclient in a real kernel)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import JupyterLabProcess
+from nbclient import NotebookClient
+
+from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.local import LocalWorker
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@pytest.fixture
+def embedded(settings: Settings, monkeypatch: pytest.MonkeyPatch):
+    """The kernel's environment: the embedded default in a private data folder."""
+    for key, value in settings.to_env().items():
+        monkeypatch.setenv(key, value)
+    yield settings
+    LocalWorker(settings).stop()
+
+
+def execute(name: str, cwd: Path) -> nbformat.NotebookNode:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    ).execute()
+    return nb
+
+
+def texts(nb: nbformat.NotebookNode) -> list[str]:
+    """Every cell's outputs as text (streams, plain and HTML results, errors)."""
+    out = []
+    for cell in nb.cells:
+        chunks = []
+        for o in cell.get("outputs", []):
+            if o.output_type == "stream":
+                chunks.append(o.text)
+            elif o.output_type in ("execute_result", "display_data"):
+                chunks.append(o.data.get("text/plain", "") + o.data.get("text/html", ""))
+            elif o.output_type == "error":
+                chunks.append("\n".join(o.traceback))
+        out.append("\n".join(chunks))
+    return out
+
+
+def errors(nb: nbformat.NotebookNode) -> list[str]:
+    """Python errors raised by cells (a script's own traceback on stderr is not one)."""
+    return [
+        f"{o.ename}: {o.evalue}"
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if o.output_type == "error"
+    ]
+
+
+def images(nb: nbformat.NotebookNode) -> int:
+    return sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_quickstart(embedded: Settings, tmp_path: Path):
+    nb = execute("quickstart.ipynb", tmp_path)
+    out = texts(nb)
+    whole = "\n".join(out)
+    assert errors(nb) == []
+    assert "object>" not in whole  # every display has a readable text form
+    assert "example_script" in out[3]  # the list
+    assert "hello from the notebook hello from the notebook" in whole
+    assert "'original_message': 'hello from the notebook'" in out[7]
+    assert "from a variable" in out[10]
+    assert "KeyError" in whole  # the deliberate crash, reported as one line
+    assert "computing 4 rows" in whole and "square" in whole
+    assert "('succeeded', 'from Python from Python')" in out[19]
+    assert "succeeded" in whole and "failed" in whole
+
+
+def test_panel(embedded: Settings, tmp_path: Path):
+    nb = execute("panel.ipynb", tmp_path)
+    views = [
+        o
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert views, "the panel did not display as a widget"
+    assert "'succeeded'" in texts(nb)[3]
+    state = nb.metadata.get("widgets", {})
+    assert state == {} or isinstance(state, dict)
+
+
+def test_analysis_over_rest(embedded: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    server = JupyterLabProcess(embedded, tmp_path)
+    try:
+        monkeypatch.setenv("SCRIPTRUN_SERVER_URL", server.url)
+        monkeypatch.setenv("SCRIPTRUN_SERVER_TOKEN", server.token)
+        nb = execute("analysis.ipynb", tmp_path)
+    finally:
+        server.stop()
+    out = texts(nb)
+    whole = "\n".join(out)
+    assert errors(nb) == []
+    assert f"11 runs from the server {server.url}" in whole
+    assert "example_script" in out[7] and "failing_script" in out[7]
+    assert images(nb) >= 3
+    # the failures table names both deliberate failures
+    assert "ValueError" in whole and "KeyError" in whole
