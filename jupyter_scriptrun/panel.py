@@ -380,7 +380,8 @@ class Panel:
             page = execution.output(offset if attempt is not None else 0)
             if attempt is not None and page["attempt"] != attempt:
                 page = execution.output(0)
-                self._texts[execution_id] += f"\n--- attempt {page['attempt']} ---\n"
+                if attempt >= 1:  # attempt 0 is "queued": nothing ran yet
+                    self._texts[execution_id] += f"\n--- attempt {page['attempt']} ---\n"
             text = self._texts[execution_id] + "".join(c["text"] for c in page["chunks"])
             self._texts[execution_id] = text[-OUTPUT_KEEP_CHARS:]
             self._offsets[execution_id] = (page["attempt"], page["next_offset"])

@@ -1,0 +1,94 @@
+"""End to end in a real browser: JupyterLab started here, Debian's Chromium driven by
+Playwright, the panel displayed in a notebook, a script run by clicking Run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import JupyterLabProcess
+
+from jupyter_scriptrun.config import Settings, examples_dir
+from jupyter_scriptrun.local import LocalWorker
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt install chromium)"
+)
+# Flags for a sandboxed root session on a closed network (no background connections).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+@pytest.fixture
+def lab(settings: Settings, tmp_path: Path):
+    settings = settings.with_(scripts_path=(examples_dir(),))
+    root = tmp_path / "lab"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("import jupyter_scriptrun as sr\nsr.panel()")],
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
+    nbformat.write(nb, root / "panel_e2e.ipynb")
+    server = JupyterLabProcess(settings, root)
+    yield server
+    server.stop()
+    LocalWorker(settings).stop()
+
+
+def test_run_a_script_from_the_panel_in_jupyterlab(lab: JupyterLabProcess, tmp_path: Path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{lab.url}lab/tree/panel_e2e.ipynb?token={lab.token}")
+            cell = page.locator(".jp-Notebook .jp-Cell").first
+            expect(cell).to_be_visible(timeout=60_000)
+            # Wait for the kernel, then run the cell as a user would: click it, Shift+Enter
+            # (again if a kernel that had just said "idle" was still connecting).
+            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
+            panel = page.locator(".widget-dropdown select").first
+            for _ in range(3):
+                cell.locator(".jp-InputArea-editor").click()
+                page.keyboard.press("Shift+Enter")
+                try:
+                    panel.wait_for(state="visible", timeout=30_000)
+                    break
+                except PlaywrightTimeout:
+                    continue
+
+            script = page.locator(".widget-dropdown select").first
+            expect(script).to_be_visible(timeout=60_000)
+            script.select_option(label="table_script")
+            # The kernel rebuilds the form for the chosen script: wait for it.
+            expect(page.get_by_text("Returns a table of squares")).to_be_visible()
+            rows = page.get_by_role("textbox", name="rows", exact=True)
+            rows.fill("3")
+            rows.press("Tab")
+            expect(page.locator("button.jupyter-button", has_text="Run")).to_be_enabled()
+            page.locator("button.jupyter-button", has_text="Run").first.click()
+
+            result = page.locator(".widget-html", has_text="square").first
+            expect(result).to_be_visible(timeout=60_000)
+            expect(page.locator(".widget-html", has_text="succeeded").first).to_be_visible()
+            expect(page.get_by_text('{"rows": 3}')).to_be_visible()
+            expect(page.locator("select option", has_text="table_script [")).to_have_count(1)
+        finally:
+            page.screenshot(path=str(tmp_path / "panel.png"), full_page=True)
+            browser.close()
