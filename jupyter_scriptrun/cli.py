@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", default="cli", help="page context recorded with the run")
     p.add_argument("--queue", help="Celery queue (default: the script's, else 'scriptrun')")
     p.add_argument("--no-wait", action="store_true", help="print the id and return at once")
+    p.add_argument(
+        "--follow", "-f", action="store_true", help="print the script's output as it comes"
+    )
     p.add_argument("--json", action="store_true", help="print the whole record as JSON")
 
     p = sub.add_parser("list", help="list the registered scripts")
@@ -105,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("logs", help="print one run's captured stdout and stderr")
     p.add_argument("id")
     p.add_argument("--attempt", type=int, help="which attempt (default: the last)")
+    p.add_argument(
+        "--follow", "-f", action="store_true", help="print output as it comes until the run ends"
+    )
 
     p = sub.add_parser("cancel", help="cancel a queued or running run")
     p.add_argument("id")
@@ -161,7 +167,10 @@ def _run(args: argparse.Namespace) -> int:
         print(execution.id)
         return EXIT_OK
     try:
-        execution.wait()
+        if args.follow:
+            _follow(execution)
+        else:
+            execution.wait()
     except KeyboardInterrupt:
         status = execution.cancel()
         print(f"\ninterrupted: run {execution.id[:8]} {status.value}", file=sys.stderr)
@@ -173,9 +182,9 @@ def _run(args: argparse.Namespace) -> int:
         print(_summary(record))
         if execution.data is not None:
             print(_dumps(execution.data))
-        elif record["status"] == "succeeded" and execution.stdout.strip():
+        elif record["status"] == "succeeded" and execution.stdout.strip() and not args.follow:
             print(execution.stdout.rstrip())
-        if record["status"] != "succeeded" and execution.stderr.strip():
+        if record["status"] != "succeeded" and execution.stderr.strip() and not args.follow:
             print("--- stderr (tail) ---", file=sys.stderr)
             print("\n".join(execution.stderr.rstrip().splitlines()[-20:]), file=sys.stderr)
     return EXIT_OK if record["status"] == "succeeded" else EXIT_RUN_FAILED
@@ -268,8 +277,22 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _follow(execution: Any) -> None:
+    """Copy the run's output to ours as the worker records it, until the run ends."""
+    for chunk in execution.follow():
+        stream = sys.stderr if chunk["stream"] == "stderr" else sys.stdout
+        stream.write(chunk["text"])
+        stream.flush()
+
+
 def _logs(args: argparse.Namespace) -> int:
     execution = _client().get(args.id)
+    if args.follow:
+        try:
+            _follow(execution)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED  # stop following; the run goes on
+        return EXIT_OK
     attempts = execution.attempts()
     if not attempts:
         print(f"run {execution.id[:8]} has not started yet ({execution.status.value})")

@@ -84,6 +84,15 @@ def test_list_history_status_logs_cancel(cli):
     assert cli("status", "ffffffff").returncode == 2
 
 
+def test_follow_prints_output_as_it_comes(cli):
+    out = cli("run", "slow_script", "seconds=1", "--follow")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.index("step 1:") < out.stdout.index("✔ slow_script")
+    eid = cli("run", "print_test_script", "count=3", "--no-wait").stdout.strip()
+    followed = cli("logs", eid, "--follow")
+    assert followed.returncode == 0 and "print test line 3/3" in followed.stdout
+
+
 def test_demo_on_the_embedded_default(settings: Settings):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCRIPTRUN_")}
     env.update(settings.to_env())
