@@ -53,6 +53,11 @@ class Settings:
     reap_every_s: float = defaults.REAP_EVERY_S
     local_idle_timeout_s: float = defaults.LOCAL_IDLE_TIMEOUT_S
     visibility_timeout_s: float = defaults.VISIBILITY_TIMEOUT_S
+    default_runner: str = "fresh"
+    """How Python scripts start when their metadata does not say (``runner = ...``):
+    ``fresh`` (a new interpreter per run) or ``warm`` (forked from a pre-warmed parent)."""
+    warm_preload: tuple[str, ...] = ()
+    """Modules the warm parent imports once, e.g. ``pandas,numpy``."""
     allow_adhoc: bool = True
     """Whether workers run ad-hoc sources (``%%scriptrun`` cells). Whoever can start runs
     can then run any code on the workers; a fleet serving people who may only run the
@@ -98,7 +103,10 @@ class Settings:
             "SCRIPTRUN_REAP_EVERY": str(self.reap_every_s),
             "SCRIPTRUN_VISIBILITY_TIMEOUT": str(self.visibility_timeout_s),
             "SCRIPTRUN_ALLOW_ADHOC": "1" if self.allow_adhoc else "0",
+            "SCRIPTRUN_DEFAULT_RUNNER": self.default_runner,
         }
+        if self.warm_preload:
+            env["SCRIPTRUN_WARM_PRELOAD"] = ",".join(self.warm_preload)
         extra = [n for n in self.env_allow if n not in defaults.ENV_ALLOW]
         if extra:
             env["SCRIPTRUN_ENV_ALLOW"] = ",".join(extra)
@@ -141,6 +149,12 @@ class Settings:
             if v not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                 raise ConfigurationError(f"SCRIPTRUN_ALLOW_ADHOC={v!r}: use 1 or 0")
             kw["allow_adhoc"] = v in ("1", "true", "yes", "on")
+        if v := env.get("SCRIPTRUN_DEFAULT_RUNNER", "").strip().lower():
+            if v not in ("fresh", "warm"):
+                raise ConfigurationError(f"SCRIPTRUN_DEFAULT_RUNNER={v!r}: use fresh or warm")
+            kw["default_runner"] = v
+        if v := env.get("SCRIPTRUN_WARM_PRELOAD", "").strip():
+            kw["warm_preload"] = tuple(m.strip() for m in v.split(",") if m.strip())
         numbers = {
             "SCRIPTRUN_DEFAULT_TIMEOUT": ("default_timeout_s", float),
             "SCRIPTRUN_KILL_GRACE": ("kill_grace_s", float),

@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -66,6 +67,7 @@ class Executor:
         self.settings = settings
         self.store = store
         self.registry = registry
+        self._warm: Any = None
 
     def run_attempt(self, execution_id: str, attempt: int, worker: str) -> Outcome:
         """Claim, run and record one attempt."""
@@ -109,7 +111,10 @@ class Executor:
             )
             live = LiveOutput(min(defaults.LIVE_OUTPUT_BYTES, self.settings.max_output_bytes))
             outcome = runner.run(
-                spec, poll=self._poller(execution_id, attempt, live), on_output=live.add
+                spec,
+                poll=self._poller(execution_id, attempt, live),
+                on_output=live.add,
+                spawn=self._spawner(script),
             )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -152,6 +157,35 @@ class Executor:
             outcome.duration_s,
         )
         return Outcome(status, backoff(attempt) if retry else None)
+
+    def _spawner(self, script: Script) -> Callable[[runner.RunSpec], Any] | None:
+        """The warm runner for a Python script that asks for it (or by the worker's
+        default); None (a fresh interpreter) otherwise."""
+        mode = script.meta.runner or self.settings.default_runner
+        if mode != "warm" or script.command() != [sys.executable, str(script.path)]:
+            return None  # not Python on this interpreter, or interpreter options: fresh
+        if self._warm is None:
+            from .warm import WarmParent
+
+            parent_env = protocol.script_env(
+                os.environ,
+                self.settings.env_allow,
+                parameters="{}",
+                page_context="",
+                script_name="",
+                execution_id="",
+            )
+            for name in ("PYTHONPATH", "VIRTUAL_ENV"):
+                if name in os.environ:
+                    parent_env[name] = os.environ[name]
+            self._warm = WarmParent(self.settings.warm_preload, parent_env)
+        warm = self._warm
+        return lambda spec: warm.spawn(spec.argv, spec.env, spec.cwd)
+
+    def close(self) -> None:
+        """Stop the warm parent, if one was started."""
+        if self._warm is not None:
+            self._warm.stop()
 
     def _script(self, row: dict[str, Any], workdir: Path | None) -> Script:
         """The registered script a run names, or its ad-hoc source written to ``workdir``."""

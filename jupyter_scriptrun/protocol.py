@@ -160,6 +160,9 @@ def interpret(outcome: RunOutcome, timeout_s: float | None = None) -> Verdict:
 
     if outcome.spawn_error:
         return Verdict(ExecutionStatus.FAILED, outcome.spawn_error, "SpawnError", retryable=False)
+    if outcome.runner_error:
+        # Not the script's fault: worth another attempt when the script allows retries.
+        return Verdict(ExecutionStatus.FAILED, outcome.runner_error, "RunnerLost", retryable=True)
     if outcome.cancelled:
         return Verdict(
             ExecutionStatus.CANCELLED,

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from .defaults import TICK_S
 
@@ -66,6 +67,8 @@ class RunOutcome:
     timed_out: bool = False
     cancelled: bool = False
     spawn_error: str | None = None
+    runner_error: str | None = None
+    """Set when the process that started the child died before reporting its end."""
 
     @property
     def signal_name(self) -> str | None:
@@ -259,18 +262,83 @@ def _own_peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+class FreshChild:
+    """A run's process started by this process (``subprocess``): the default."""
+
+    def __init__(self, spec: RunSpec) -> None:
+        # Plain pipes of our own: the runner reads and closes the raw descriptors.
+        self.stdout, out_w = os.pipe()
+        self.stderr, err_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                spec.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                env=spec.env,
+                cwd=spec.cwd,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except BaseException:
+            os.close(self.stdout)
+            os.close(self.stderr)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        self.pid = self.proc.pid
+        self.exit_fd = _pidfd_open(self.pid)
+
+    def reap(self) -> tuple[int | None, float, float, int, str | None] | None:
+        """``(waitstatus, utime, stime, maxrss_kb, error)`` once it ended, else None."""
+        pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+        if pid != self.pid:
+            return None
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        return status, usage.ru_utime, usage.ru_stime, usage.ru_maxrss, None
+
+    def parent_peak_kb(self) -> int:
+        """This process's memory high-water mark (a forked child's ru_maxrss starts there)."""
+        return _own_peak_rss_kb()
+
+    def close(self) -> None:
+        """Release the exit descriptor."""
+        if self.exit_fd is not None:
+            os.close(self.exit_fd)
+            self.exit_fd = None
+
+
+class Child(Protocol):
+    """What the supervisor needs of a run's process (fresh, or forked by a warm parent)."""
+
+    pid: int
+    stdout: int
+    stderr: int
+    exit_fd: int | None
+    """Readable once the process ended (a pidfd, or the warm parent's connection)."""
+
+    def reap(self) -> tuple[int | None, float, float, int, str | None] | None: ...
+
+    def parent_peak_kb(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
 def run(
     spec: RunSpec,
     poll: Callable[[], bool] | None = None,
     on_output: Callable[[str, bytes], None] | None = None,
+    spawn: Callable[[RunSpec], Child] | None = None,
 ) -> RunOutcome:
     """Run ``spec.argv`` to completion and report.
 
     Args:
         spec: the command, its environment and its limits.
-        poll: called about every half second while the run lasts; returning True cancels
-            the run (its whole process tree is terminated).
+        poll: called every tick while the run lasts; returning True cancels the run (its
+            whole process tree is terminated).
         on_output: called with ("stdout" | "stderr", chunk) as output arrives.
+        spawn: starts the process (default: a fresh one; see ``warm`` for the other).
 
     The child gets its own session and process group, no stdin, and never a shell. On
     timeout or cancel the group gets SIGTERM, then SIGKILL after the grace period; the
@@ -279,16 +347,7 @@ def run(
     started_at = datetime.now(UTC)
     t0 = time.monotonic()
     try:
-        proc = subprocess.Popen(
-            spec.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=spec.env,
-            cwd=spec.cwd,
-            start_new_session=True,
-            close_fds=True,
-        )
+        child = (spawn or FreshChild)(spec)
     except OSError as exc:
         now = datetime.now(UTC)
         return RunOutcome(
@@ -308,14 +367,14 @@ def run(
             peak_rss_mb=None,
             spawn_error=f"{type(exc).__name__}: {exc}",
         )
-    return _Supervisor(proc, spec, poll, on_output, t0, started_at).supervise()
+    return _Supervisor(child, spec, poll, on_output, t0, started_at).supervise()
 
 
 @dataclass
 class _Supervisor:
     """The event loop of one run: pipes, the exit, the clock and the kill sequence."""
 
-    proc: subprocess.Popen[bytes]
+    child: Child
     spec: RunSpec
     poll: Callable[[], bool] | None
     on_output: Callable[[str, bytes], None] | None
@@ -324,15 +383,14 @@ class _Supervisor:
     buffers: dict[int, tuple[str, CappedBuffer]] = field(default_factory=dict)
 
     def supervise(self) -> RunOutcome:
-        proc, spec = self.proc, self.spec
-        pid = proc.pid
+        child, spec = self.child, self.spec
+        pid = child.pid
         sampler = TreeSampler(pid)
         sel = selectors.DefaultSelector()
-        assert proc.stdout is not None and proc.stderr is not None
-        for name, stream in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-            self.buffers[stream.fileno()] = (name, CappedBuffer(spec.max_output_bytes))
-            sel.register(stream.fileno(), selectors.EVENT_READ)
-        pidfd = _pidfd_open(pid)
+        for name, fd in (("stdout", child.stdout), ("stderr", child.stderr)):
+            self.buffers[fd] = (name, CappedBuffer(spec.max_output_bytes))
+            sel.register(fd, selectors.EVENT_READ)
+        pidfd = child.exit_fd
         if pidfd is not None:
             sel.register(pidfd, selectors.EVENT_READ)
         open_pipes = set(self.buffers)
@@ -344,7 +402,10 @@ class _Supervisor:
         kill_at: float | None = None  # when SIGKILL follows the SIGTERM already sent
         exited_at: float | None = None
         give_up_pipes_at: float | None = None
-        status = rusage = None
+        status: int | None = None
+        ended = False
+        usage: tuple[float, float, int] | None = None
+        child_error: str | None = None
 
         while True:
             now = time.monotonic()
@@ -353,7 +414,7 @@ class _Supervisor:
                 samples.popleft()
                 if not samples:
                     samples.append(now + SAMPLE_EVERY_S)
-            if status is None:
+            if not ended:
                 if deadline is not None and now >= deadline and kill_at is None:
                     timed_out = True
                     kill_at = self._terminate(sampler, now)
@@ -374,25 +435,31 @@ class _Supervisor:
                 kill_at = None
                 give_up_pipes_at = now + LEFTOVER_WAIT_S
 
-            if status is None:
-                reaped = os.wait4(pid, os.WNOHANG)
-                if reaped[0] == pid:
-                    status, rusage = reaped[1], reaped[2]
+            if not ended:
+                reaped = child.reap()
+                if reaped is not None:
+                    ended = True
+                    status, utime, stime, maxrss, child_error = reaped
+                    usage = (utime, stime, maxrss)
                     exited_at = now
-                    proc.returncode = os.waitstatus_to_exitcode(status)
                     if pidfd is not None:
                         sel.unregister(pidfd)
-                        os.close(pidfd)
+                        child.close()
                         pidfd = None
-                    if kill_at is None and _group_alive(pid):
+                    if child_error is not None and kill_at is None:
+                        # The process that could report the exit is gone: end the run's tree.
+                        sampler.adopt(_group_members(pid))
+                        kill_at = self._terminate(sampler, now, grace=0.0)
+                        give_up_pipes_at = kill_at + LEFTOVER_WAIT_S
+                    elif kill_at is None and _group_alive(pid):
                         # Left-overs (background jobs, daemons) end with the run.
                         sampler.adopt(_group_members(pid))
                         if sampler.any_alive():
                             grace = min(spec.kill_grace_s, 1.0)
                             kill_at = self._terminate(sampler, now, grace=grace)
                             give_up_pipes_at = kill_at + LEFTOVER_WAIT_S
-            leftovers = status is not None and (kill_at is not None or give_up_pipes_at is not None)
-            if status is not None:
+            leftovers = ended and (kill_at is not None or give_up_pipes_at is not None)
+            if ended:
                 if not open_pipes and not (leftovers and sampler.any_alive()):
                     break
                 if give_up_pipes_at is not None and now >= give_up_pipes_at:
@@ -400,7 +467,7 @@ class _Supervisor:
                     break
 
             waits = [samples[0] - now] if samples else []
-            if status is None:
+            if not ended:
                 waits.append(next_tick - now)
                 if deadline is not None and kill_at is None:
                     waits.append(deadline - now)
@@ -435,21 +502,21 @@ class _Supervisor:
 
         finished = time.monotonic()
         sel.close()
-        if pidfd is not None:
-            os.close(pidfd)
-        for stream in (proc.stdout, proc.stderr):
-            stream.close()
+        child.close()
+        for fd in (child.stdout, child.stderr):
+            with contextlib.suppress(OSError):
+                os.close(fd)
         stdout = next(b for n, b in self.buffers.values() if n == "stdout")
         stderr = next(b for n, b in self.buffers.values() if n == "stderr")
         peak_kb = sampler.peak_kb
-        if rusage is not None and rusage.ru_maxrss > _own_peak_rss_kb():
-            # ru_maxrss also counts this process's high-water mark at the child's fork and
-            # exec, so it is only the script's own when it exceeds what this process ever
+        if usage is not None and usage[2] > child.parent_peak_kb():
+            # ru_maxrss also counts the forking process's high-water mark at the fork (and
+            # exec), so it is only the script's own when it exceeds what that process ever
             # held (read now: the mark only grows).
-            peak_kb = max(peak_kb, rusage.ru_maxrss)
+            peak_kb = max(peak_kb, usage[2])
         return RunOutcome(
             pid=pid,
-            exit_code=proc.returncode,
+            exit_code=None if status is None else os.waitstatus_to_exitcode(status),
             stdout=stdout.text(),
             stderr=stderr.text(),
             stdout_bytes=stdout.total,
@@ -459,17 +526,18 @@ class _Supervisor:
             started_at=self.started_at,
             finished_at=datetime.now(UTC),
             duration_s=(exited_at or finished) - self.t0,
-            cpu_user_s=rusage.ru_utime if rusage else 0.0,
-            cpu_system_s=rusage.ru_stime if rusage else 0.0,
+            cpu_user_s=usage[0] if usage else 0.0,
+            cpu_system_s=usage[1] if usage else 0.0,
             peak_rss_mb=round(peak_kb / 1024, 3) if peak_kb else None,
             timed_out=timed_out,
             cancelled=cancelled,
+            runner_error=child_error,
         )
 
     def _terminate(self, sampler: TreeSampler, now: float, grace: float | None = None) -> float:
         """SIGTERM the group and every known descendant; return when SIGKILL is due."""
         sampler.sample()  # learn the newest descendants before signalling
-        _killpg(self.proc.pid, signal.SIGTERM)
+        _killpg(self.child.pid, signal.SIGTERM)
         sampler.signal_all(signal.SIGTERM)
         return now + (self.spec.kill_grace_s if grace is None else grace)
 

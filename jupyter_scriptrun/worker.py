@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from .celery_app import TASK_NAME, make_app
 from .config import get_settings
@@ -91,3 +91,8 @@ def _on_ready(**_: object) -> None:
 @worker_shutting_down.connect
 def _on_shutdown(**_: object) -> None:
     _stop.set()
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(**_: object) -> None:
+    executor.close()  # the warm parent, if one was started

@@ -1,0 +1,404 @@
+"""The warm runner: a pre-warmed Python parent that forks a fresh child per run.
+
+A fresh interpreter costs tens of milliseconds before the script's first line (and
+hundreds more for ``import pandas``). The warm parent pays that once: it imports the
+configured modules, then for each run forks a child that becomes the script — its own
+session and process group, its own environment, stdin from /dev/null, stdout/stderr to the
+worker's pipes, the script run as ``__main__`` — and exits when the script does. Nothing a
+script does reaches the parent or the next run: each child is a copy that ends.
+
+The worker talks to the parent over a Unix socket, one connection per run: it sends the
+request and the two pipe ends (SCM_RIGHTS), and receives ``{"pid"}`` then, at the end,
+``{"exit", "utime", "stime", "maxrss"}`` (the parent is the one that can ``wait4``).
+
+Run as ``python -m jupyter_scriptrun.warm SOCKET`` (the worker starts it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+from typing import Any
+
+HEADER = struct.Struct("!I")
+MAX_REQUEST = 16 * 1024 * 1024
+PRELOAD_ENV = "SCRIPTRUN_WARM_PRELOAD"
+
+
+# -- the parent (a separate, single-threaded process) -------------------------------
+
+
+def serve(path: str) -> None:
+    """Preload, listen on ``path``, fork a child per request; exit with the worker."""
+    import gc
+    import importlib
+
+    for name in filter(None, (m.strip() for m in os.environ.get(PRELOAD_ENV, "").split(","))):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a missing module must not stop the runner
+            print(f"scriptrun warm: cannot preload {name!r}: {exc}", file=sys.stderr)
+    # Import what every child needs now, so children share these pages.
+    import runpy  # noqa: F401
+    import traceback  # noqa: F401
+
+    gc.collect()
+    gc.freeze()  # keep preloaded objects out of the collector: fewer copied pages per child
+
+    owner = os.getppid()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener.bind(path)
+    listener.listen(128)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    children: dict[int, socket.socket] = {}
+    try:
+        while os.getppid() == owner:
+            for key, _ in sel.select(1.0):
+                if key.fileobj is listener:
+                    conn, _ = listener.accept()
+                    pid = _start(conn, listener, wake_r, wake_w, *children.values())
+                    if pid is not None:
+                        children[pid] = conn
+                else:
+                    with contextlib.suppress(BlockingIOError):
+                        while os.read(wake_r, 4096):
+                            pass
+            _reap(children)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _reap(children: dict[int, socket.socket]) -> None:
+    while children:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = children.pop(pid, None)
+        if conn is None:
+            continue
+        report = {
+            "exit": status,
+            "utime": usage.ru_utime,
+            "stime": usage.ru_stime,
+            "maxrss": usage.ru_maxrss,
+        }
+        with contextlib.suppress(OSError):
+            conn.sendall(json.dumps(report).encode() + b"\n")
+        conn.close()
+
+
+def _start(conn: socket.socket, *inherited: Any) -> int | None:
+    """Read one request and fork its child; None (and the connection closed) on error."""
+    fds: list[int] = []
+    try:
+        conn.settimeout(10)
+        head, fds, _, _ = socket.recv_fds(conn, HEADER.size, 2)
+        if len(head) != HEADER.size or len(fds) != 2:
+            raise ValueError("malformed request header")
+        (size,) = HEADER.unpack(head)
+        if size > MAX_REQUEST:
+            raise ValueError("request too large")
+        data = bytearray()
+        while len(data) < size:
+            chunk = conn.recv(size - len(data))
+            if not chunk:
+                raise ValueError("request cut short")
+            data += chunk
+        request = json.loads(data)
+        pid = os.fork()
+        if pid == 0:
+            code = 70
+            try:
+                conn.close()
+                code = _become_script(request, fds, inherited)
+            finally:
+                os._exit(code)
+        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        return pid
+    except Exception as exc:
+        with contextlib.suppress(OSError):
+            conn.sendall(json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode() + b"\n")
+        conn.close()
+        return None
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+# -- the child: from a copy of the parent to the script ----------------------------
+
+
+def _become_script(request: dict[str, Any], fds: list[int], inherited: tuple[Any, ...]) -> int:
+    """Set up the process as a fresh ``python SCRIPT`` would be, run it, return its code."""
+    import io
+    import runpy
+    import threading
+
+    os.setsid()
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for obj in inherited:
+        with contextlib.suppress(OSError, AttributeError):
+            obj.close() if hasattr(obj, "close") else os.close(obj)
+
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(fds[0], 1)
+    os.dup2(fds[1], 2)
+    keep = {0, 1, 2}
+    for fd in (devnull, *fds):
+        if fd not in keep:
+            os.close(fd)
+
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    script = request["argv"][1]
+    sys.argv = [script, *request["argv"][2:]]
+    sys.path[0] = os.path.dirname(os.path.abspath(script))
+    encoding = os.environ.get("PYTHONIOENCODING", "utf-8").split(":")[0] or "utf-8"
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.FileIO(0, "r"), encoding=encoding)
+    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))  # as a fresh interpreter reads it
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(1, "w")), encoding=encoding, write_through=unbuffered
+    )
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(2, "w")),
+        encoding=encoding,
+        errors="backslashreplace",
+        line_buffering=True,
+        write_through=unbuffered,
+    )
+    if "numpy" in sys.modules:  # the stdlib's random reseeds at fork; numpy's does not
+        with contextlib.suppress(Exception):
+            sys.modules["numpy"].random.seed()
+
+    code = 0
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+    except KeyboardInterrupt:
+        _print_exception(script)
+        code = 128 + signal.SIGINT
+    except BaseException:
+        _print_exception(script)
+        code = 1
+    finally:
+        # What a fresh interpreter does at exit: join threads, atexit, flush.
+        with contextlib.suppress(BaseException):
+            threading._shutdown()  # type: ignore[attr-defined]
+        with contextlib.suppress(BaseException):
+            import atexit
+
+            atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(BaseException):
+                stream.flush()
+    return code
+
+
+def _exit_code(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value & 0xFF
+    print(value, file=sys.stderr)
+    return 1
+
+
+def _print_exception(script: str) -> None:
+    """The traceback as ``python SCRIPT`` prints it: without runpy's own frames."""
+    import traceback
+
+    kind, value, tb = sys.exc_info()
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != os.path.abspath(
+        script
+    ):
+        tb = tb.tb_next
+    traceback.print_exception(kind, value, tb)
+
+
+# -- the worker's side --------------------------------------------------------------
+
+
+class WarmParent:
+    """The worker's handle on its warm parent: started on first use, restarted if it died.
+
+    Args:
+        preload: modules the parent imports once (e.g. ``("pandas", "numpy")``).
+        env: the parent's own environment; only allowlisted variables, since a forked
+            child could read the parent's initial environment in /proc/self/environ.
+    """
+
+    def __init__(self, preload: tuple[str, ...], env: dict[str, str]) -> None:
+        import tempfile
+        import threading
+
+        self.preload = preload
+        self.env = {**env, PRELOAD_ENV: ",".join(preload)}
+        self.dir = tempfile.mkdtemp(prefix="scriptrun-warm-")
+        self.path = os.path.join(self.dir, "parent.sock")
+        self.proc: Any = None
+        self._lock = threading.Lock()
+
+    def ensure(self, timeout: float = 120.0) -> None:
+        """Start the parent unless it runs, and wait until it listens."""
+        import subprocess
+        import time
+
+        with self._lock:
+            if self.proc is not None and self.proc.poll() is None:
+                return
+            if self.proc is not None:
+                print(
+                    f"scriptrun warm: parent {self.proc.pid} ended ({self.proc.returncode}); "
+                    "starting a new one",
+                    file=sys.stderr,
+                )
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            # Its own messages (a module that failed to preload) go to the worker's log.
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jupyter_scriptrun.warm", self.path],
+                env=self.env,
+                cwd=self.dir,
+                stdin=subprocess.DEVNULL,
+                close_fds=True,
+            )
+            deadline = time.monotonic() + timeout
+            while not os.path.exists(self.path):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise OSError("the warm parent did not start (see the worker's log)")
+                time.sleep(0.01)
+
+    @property
+    def pid(self) -> int | None:
+        """The parent's pid while it runs."""
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: str | None) -> WarmChild:
+        """Fork a child running ``argv`` (``[python, script, *args]``); raises OSError."""
+        self.ensure()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.settimeout(30)
+            conn.connect(self.path)
+            payload = json.dumps({"argv": argv, "env": env, "cwd": cwd or os.getcwd()}).encode()
+            socket.send_fds(conn, [HEADER.pack(len(payload))], [out_w, err_w])
+            conn.sendall(payload)
+            buffer = b""
+            while b"\n" not in buffer:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                buffer += chunk
+            line, _, rest = buffer.partition(b"\n")
+            answer = json.loads(line) if line else {"error": "the warm parent closed"}
+            if "pid" not in answer:
+                raise OSError(f"warm runner: {answer.get('error')}")
+        except BaseException:
+            conn.close()
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        conn.setblocking(False)
+        return WarmChild(answer["pid"], out_r, err_r, conn, rest, self.pid)
+
+    def stop(self) -> None:
+        """End the parent (children already running go on until their runs end)."""
+        import shutil
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            with contextlib.suppress(Exception):
+                self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class WarmChild:
+    """A run's process, forked by the warm parent: pipes, and its end as a message."""
+
+    def __init__(
+        self,
+        pid: int,
+        stdout: int,
+        stderr: int,
+        conn: socket.socket,
+        buffered: bytes,
+        parent_pid: int | None,
+    ) -> None:
+        self.pid = pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self.conn = conn
+        self._buffer = buffered  # the exit report may have come with the pid
+        self.parent_pid = parent_pid
+        self.exit_fd: int | None = conn.fileno()
+
+    def reap(self) -> tuple[int | None, float, float, int, str | None] | None:
+        """``(waitstatus, utime, stime, maxrss_kb, error)`` once the child ended, else
+        None. A parent that died first gives ``(None, …, error)``."""
+        while not self._buffer.endswith(b"\n"):
+            try:
+                data = self.conn.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return None
+            except OSError:
+                data = b""
+            if not data:
+                return (None, 0.0, 0.0, 0, "the warm parent died while the run was in progress")
+            self._buffer += data
+        report = json.loads(self._buffer)
+        return (report["exit"], report["utime"], report["stime"], report["maxrss"], None)
+
+    def parent_peak_kb(self) -> int:
+        """The warm parent's memory high-water mark (what a forked child starts from)."""
+        if self.parent_pid is None:
+            return 0
+        try:
+            with open(f"/proc/{self.parent_pid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmHWM:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            return 0
+        return 0
+
+    def close(self) -> None:
+        """Release the connection (the pipes belong to the runner)."""
+        self.exit_fd = None
+        with contextlib.suppress(OSError):
+            self.conn.close()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

@@ -1,0 +1,138 @@
+"""The warm runner keeps the script contract of a fresh interpreter, isolates runs from
+each other, kills trees on timeout, and survives the death of its parent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import TEST_SCRIPTS, pid_alive
+
+from jupyter_scriptrun import protocol, runner
+from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.config import Settings, examples_dir
+from jupyter_scriptrun.defaults import ENV_ALLOW
+from jupyter_scriptrun.status import ExecutionStatus
+from jupyter_scriptrun.warm import WarmParent
+
+
+@pytest.fixture(scope="module")
+def warm():
+    env = protocol.script_env(
+        os.environ, ENV_ALLOW, parameters="{}", page_context="", script_name="", execution_id=""
+    )
+    parent = WarmParent(("json",), env)
+    yield parent
+    parent.stop()
+
+
+def run(warm: WarmParent, tmp_path: Path, source: str | Path, params=None, **spec_kw):
+    path = source if isinstance(source, Path) else tmp_path / "script.py"
+    if not isinstance(source, Path):
+        path.write_text(source)
+    env = protocol.script_env(
+        os.environ,
+        ENV_ALLOW,
+        parameters=json.dumps(params or {}),
+        page_context="test",
+        script_name=path.stem,
+        execution_id="e1",
+    )
+    spec = runner.RunSpec(argv=[sys.executable, str(path)], env=env, cwd=str(tmp_path), **spec_kw)
+    outcome = runner.run(spec, spawn=lambda s: warm.spawn(s.argv, s.env, s.cwd))
+    return outcome, protocol.interpret(outcome, spec.timeout_s)
+
+
+def test_the_seed_example_gives_the_same_result_as_a_fresh_interpreter(warm, tmp_path):
+    script = examples_dir() / "example_script.py"
+    outcome, verdict = run(warm, tmp_path, script, {"message": "你好", "multiplier": 2})
+    assert outcome.exit_code == 0 and verdict.status is ExecutionStatus.SUCCEEDED
+    assert verdict.data["multiplied_message"] == "你好 你好"
+    assert verdict.result["metadata"]["script_name"] == "example_script"
+    assert outcome.cpu_user_s + outcome.cpu_system_s > 0 and outcome.peak_rss_mb > 0
+
+
+def test_exit_codes_exceptions_and_stdin_behave_as_in_python(warm, tmp_path):
+    assert run(warm, tmp_path, "import sys; sys.exit(3)")[0].exit_code == 3
+    assert run(warm, tmp_path, "raise SystemExit('bye')")[0].stderr == "bye\n"
+    outcome, verdict = run(warm, tmp_path, "def f():\n    {}['k']\nf()\n")
+    assert outcome.exit_code == 1 and verdict.error_type == "KeyError"
+    assert outcome.stderr.startswith("Traceback (most recent call last):\n  File ")
+    assert "runpy" not in outcome.stderr and "script.py" in outcome.stderr
+    outcome, _ = run(warm, tmp_path, "print(input())")
+    assert "EOFError" in outcome.stderr  # stdin is /dev/null, as for a fresh run
+    outcome, _ = run(warm, tmp_path, "import sys; print(sys.argv[0], __name__)")
+    assert outcome.stdout.strip() == f"{tmp_path / 'script.py'} __main__"
+    outcome, _ = run(warm, tmp_path, "import atexit; atexit.register(print, 'at exit')")
+    assert outcome.stdout == "at exit\n"
+
+
+def test_nothing_a_run_does_reaches_the_next(warm, tmp_path):
+    script = TEST_SCRIPTS / "leaky.py"
+    first = run(warm, tmp_path, script)[1].data
+    second = run(warm, tmp_path, script)[1].data
+    for found in (first, second):
+        assert found["patched_json"] is None and found["env"] is None
+        assert found["modules_marked"] is False
+    assert first["random"] is None or first["random"] != second["random"]
+
+
+def test_a_timeout_kills_the_whole_tree(warm, tmp_path):
+    pidfile = tmp_path / "pids"
+    source = (
+        "import os, signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])\n"
+        f"open({str(pidfile)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        "print('started', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    t0 = time.monotonic()
+    outcome, verdict = run(warm, tmp_path, source, timeout_s=1.5, kill_grace_s=0.5)
+    assert verdict.status is ExecutionStatus.TIMED_OUT and outcome.stdout == "started\n"
+    assert time.monotonic() - t0 < 5
+    time.sleep(0.2)
+    assert not any(pid_alive(int(p)) for p in pidfile.read_text().split())
+
+
+def test_a_dead_parent_fails_the_run_clearly_and_is_replaced(warm, tmp_path):
+    pidfile = tmp_path / "pid"
+    source = (
+        f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+    )
+
+    def kill_parent() -> None:
+        while not pidfile.exists():
+            time.sleep(0.02)
+        os.kill(warm.pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_parent)
+    killer.start()
+    _, verdict = run(warm, tmp_path, source, kill_grace_s=0.5)
+    killer.join()
+    assert verdict.status is ExecutionStatus.FAILED and verdict.error_type == "RunnerLost"
+    assert verdict.retryable
+    time.sleep(0.2)
+    assert not pid_alive(int(pidfile.read_text()))  # the orphaned run was ended too
+    assert run(warm, tmp_path, "print('again')")[0].stdout == "again\n"
+
+
+def test_a_worker_runs_python_scripts_warm_and_keeps_secrets_out(
+    redis_settings: Settings, start_worker
+):
+    settings = redis_settings.with_(default_runner="warm", warm_preload=("pandas",))
+    start_worker(settings, extra_env={"MY_SECRET_TOKEN": "hunter2"})
+    client = Client(settings)
+    found = client.run("leaky", wait_timeout=120).data
+    assert found["environ_block_has_secret"] is False
+    frame_run = client.run("uses_pandas", wait_timeout=120)
+    assert frame_run.status is ExecutionStatus.SUCCEEDED and frame_run.data == {"sum": 10}
+    shell = client.run("plain_text", wait_timeout=60)  # not Python: runs fresh
+    assert shell.status is ExecutionStatus.SUCCEEDED
