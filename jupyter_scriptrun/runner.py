@@ -420,13 +420,15 @@ class _Supervisor:
                     kill_at = self._terminate(sampler, now)
                 if now >= next_tick:
                     next_tick = now + TICK_S
-                    if self.poll is not None and kill_at is None:
+                    # Polled while a kill is under way too: the run is alive (heartbeat)
+                    # until its tree is gone.
+                    if self.poll is not None:
                         try:
                             wants_cancel = self.poll()
                         except Exception:  # a broken callback must not orphan the child
                             log.exception("run %s: poll callback failed", pid)
                             wants_cancel = False
-                        if wants_cancel:
+                        if wants_cancel and not (cancelled or timed_out):
                             cancelled = True
                             kill_at = self._terminate(sampler, now)
             if kill_at is not None and now >= kill_at:

@@ -112,7 +112,7 @@ def test_output_lines_show_while_the_run_goes_on(ip, monkeypatch):
 
     out = Timestamped()
     monkeypatch.setattr(sys, "stdout", out)
-    run = ip.run_line_magic("scriptrun", "slow_script seconds=2")
+    run = ip.run_line_magic("scriptrun", "slow_script seconds=3")
     returned = time.monotonic()
     assert run.status is ExecutionStatus.SUCCEEDED
     first_step = next(t for t, text in out.writes if "step 1" in text)

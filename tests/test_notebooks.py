@@ -109,3 +109,17 @@ def test_analysis_over_rest(embedded: Settings, tmp_path: Path, monkeypatch: pyt
     assert images(nb) >= 3
     # the failures table names both deliberate failures
     assert "ValueError" in whole and "KeyError" in whole
+
+
+def test_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SCRIPTRUN_BENCH_RUNS", "8")
+    monkeypatch.setenv("SCRIPTRUN_BENCH_BROKER", "redis://127.0.0.1:6379/14")
+    monkeypatch.setenv("SCRIPTRUN_BENCH_HISTORY", "5000")
+    nb = execute("benchmark.ipynb", tmp_path)
+    assert errors(nb) == []
+    out = texts(nb)
+    whole = "\n".join(out)
+    for path in ("bare", "product", "warm", "embedded"):
+        assert path in out[4]  # the summary table
+    assert "speed-up" in whole and "load_s" in whole
+    assert images(nb) >= 3
