@@ -245,10 +245,7 @@ class Client:
         """
         from .frames import history_frame
 
-        query = self.store.history_query(**filters)
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return history_frame(rows)
+        return history_frame(self.store.history_columns(**filters))
 
     def workers(self, timeout: float = 1.0) -> list[dict[str, Any]]:
         """Online workers (Celery ping) with the execution ids they run and hold."""

@@ -248,3 +248,16 @@ def test_live_output_is_read_incrementally_per_attempt(store: Store):
     assert [c["text"] for c in rest["chunks"]] == ["line 2\n"] and rest["next_offset"] == 3
     with pytest.raises(ExecutionNotFound):
         store.output(new_execution_id())
+
+
+def test_history_columns_make_the_typed_frame_on_both_databases(store: Store):
+    from jupyter_scriptrun.frames import history_frame
+
+    for _ in range(3):
+        create(store, script="alpha")
+    frame = history_frame(store.history_columns())
+    assert len(frame) == 3 and str(frame["queued_at"].dt.tz) == "UTC"
+    assert frame["parameters"].tolist() == [{"a": 1}] * 3
+    assert frame["status"].dtype.name == "category" and frame["attempt"].dtype == "float64"
+    empty = history_frame(store.history_columns(script="nope"))
+    assert empty.empty and list(empty.columns) == list(frame.columns)
