@@ -123,6 +123,21 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_scriptrun``: registers the ``%scriptrun`` magics."""
+    import threading
+
     from .magics import ScriptrunMagics
 
     ipython.register_magics(ScriptrunMagics)
+    # Warm the heavy imports in the background while the user types the first command.
+    threading.Thread(target=_warm_imports, name="scriptrun-warm-imports", daemon=True).start()
+
+
+def _warm_imports() -> None:
+    """Import what the first run needs (Celery; jsonschema, whose optional format
+    checkers can take seconds to import) so that it does not wait for them."""
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        import jsonschema  # noqa: F401
+
+        from . import celery_app  # noqa: F401

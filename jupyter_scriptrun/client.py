@@ -346,7 +346,8 @@ class Execution:
 
         rec = self.record()
         frame = self.frame() if rec["status"] == "succeeded" else None
-        return execution_html(rec, self.data, frame)
+        failed = rec["status"] != "succeeded"
+        return execution_html(rec, self.data, frame, self.stdout, self.stderr if failed else "")
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         from .display import summary_line

@@ -45,8 +45,14 @@ def summary_line(rec: dict[str, Any], elapsed_s: float | None = None) -> str:
     return line
 
 
-def execution_html(rec: dict[str, Any], data: Any, frame: Any = None) -> str:
-    """An execution as a small HTML card: status, timings, memory, message, data."""
+OUTPUT_TAIL_CHARS = 4000
+
+
+def execution_html(
+    rec: dict[str, Any], data: Any, frame: Any = None, stdout: str = "", stderr: str = ""
+) -> str:
+    """An execution as a small HTML card: status, timings, memory, message, data — or,
+    when the run returned no data, the end of its output."""
     status = rec["status"]
     colour = COLOURS.get(status, "#0969da")
     rows = [
@@ -85,6 +91,15 @@ def execution_html(rec: dict[str, Any], data: Any, frame: Any = None) -> str:
         )
     else:
         data_html = ""
+    if data is None and frame is None:
+        for name, text in (("output", stdout), ("stderr", stderr)):
+            if text.strip():
+                tail = text[-OUTPUT_TAIL_CHARS:]
+                cut = "…" if len(text) > OUTPUT_TAIL_CHARS else ""
+                data_html += (
+                    f"<details open><summary>{name}</summary>"
+                    f"<pre>{cut}{html.escape(tail)}</pre></details>"
+                )
     return f"{head}<table>{body}</table>{data_html}"
 
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
+from collections.abc import Sequence
 
+# jsonschema is imported now, not on the first run: with its optional format checkers
+# installed (jupyterlab brings rfc3987-syntax) its first import takes seconds.
+import jsonschema  # noqa: F401
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from .celery_app import TASK_NAME, make_app
@@ -24,8 +29,25 @@ from .tasks import define_tasks
 
 log = logging.getLogger(__name__)
 
+
+def explicit_pool(argv: Sequence[str]) -> str | None:
+    """The pool named on the command line (``--pool X``, ``--pool=X``, ``-P X``), if any."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--pool="):
+            return arg.split("=", 1)[1]
+        if arg.startswith("-P") and len(arg) > 2 and not arg.startswith("--"):
+            return arg[2:]
+        if arg in ("--pool", "-P") and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
 settings = get_settings()
 app = make_app(settings)
+if pool := explicit_pool(sys.argv):
+    # Celery prefers the app's worker_pool ("threads" here) over a --pool equal to its own
+    # default, so an explicit "--pool prefork" would be ignored without this (celery#6711).
+    app.conf.worker_pool = pool
 executor = Executor(
     settings, get_store(settings.effective_database_url), Registry(settings.scripts_path)
 )

@@ -1,0 +1,125 @@
+"""Faults and abuse against real workers, Redis and stores: the product survives them
+with nothing lost, nothing left running, and the next run unaffected."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from conftest import pid_alive
+
+from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.status import ExecutionStatus
+
+
+def wait_running(run, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while run.status is not ExecutionStatus.RUNNING:
+        assert time.monotonic() < deadline, f"run still {run.status.value}"
+        time.sleep(0.05)
+
+
+def test_a_script_forking_200_children_is_ended_whole(client: Client, tmp_path: Path):
+    pidfile = tmp_path / "pids"
+    run = client.submit("fork_bomb", {"children": 200, "pidfile": str(pidfile)}, timeout=4)
+    rec = run.wait(60).record()
+    assert rec["status"] == "timed_out"
+    time.sleep(0.5)
+    survivors = [p for p in map(int, pidfile.read_text().split()) if pid_alive(p)]
+    assert survivors == []
+    assert client.run("example_script").status is ExecutionStatus.SUCCEEDED
+
+
+def test_output_that_is_not_utf8_is_stored_and_shown(client: Client):
+    run = client.run("binary_output")
+    assert run.status is ExecutionStatus.SUCCEEDED
+    assert run.stdout == "before \ufffd\ufffd\ufffd after\n"
+    assert "err \ufffd( end" in run.stderr
+    assert "before" in run._repr_html_()
+    chunks = "".join(c["text"] for c in run.output()["chunks"] if c["stream"] == "stdout")
+    assert chunks == run.stdout
+
+
+def test_shell_metacharacters_in_parameters_are_only_data(client: Client, tmp_path: Path):
+    marker = tmp_path / "pwned"
+    nasty = f"$(touch {marker}); `touch {marker}` && rm -rf / ; echo ${{HOME}} | cat"
+    run = client.run("example_script", {"message": nasty})
+    assert run.status is ExecutionStatus.SUCCEEDED
+    assert run.data["original_message"] == nasty
+    shell = client.run("disk_report", {"path": f"/tmp; touch {marker}"})
+    assert shell.data["path"] == f"/tmp; touch {marker}"  # a (missing) folder name, no more
+    assert not marker.exists()
+
+
+def test_a_pickled_message_is_refused_and_the_worker_goes_on(
+    redis_settings: Settings, start_worker
+):
+    from jupyter_scriptrun.celery_app import TASK_NAME
+
+    worker = start_worker(redis_settings)
+    client = Client(redis_settings)
+    victim = client.submit("example_script")
+    # The same task, sent by someone else as pickle: never executed.
+    client.app.send_task(
+        TASK_NAME, args=(victim.id, 1), queue=redis_settings.queue, serializer="pickle"
+    )
+    assert victim.wait(30).status is ExecutionStatus.SUCCEEDED  # the JSON delivery ran
+    time.sleep(1)
+    log = worker.log.read_text()
+    assert "ContentDisallowed" in log or "disallowed" in log.lower()
+    assert len(victim.attempts()) == 1
+    assert client.run("plain_text").status is ExecutionStatus.SUCCEEDED
+
+
+def test_a_worker_stopped_with_sigterm_finishes_the_run_in_flight(
+    redis_settings: Settings, start_worker
+):
+    worker = start_worker(redis_settings)
+    client = Client(redis_settings)
+    run = client.submit("slow_script", {"seconds": 3})
+    wait_running(run)
+    os.kill(worker.pid, signal.SIGTERM)  # warm shutdown: documented policy is "finish"
+    assert run.wait(60).status is ExecutionStatus.SUCCEEDED
+    worker.proc.wait(30)
+    assert worker.proc.returncode == 0
+
+
+def test_a_killed_pool_process_leaves_no_run_running(redis_settings: Settings, start_worker):
+    import psutil
+
+    worker = start_worker(redis_settings, pool="prefork", concurrency=1)
+    client = Client(redis_settings)
+    run = client.submit("slow_script", {"seconds": 60})
+    wait_running(run)
+    tree = psutil.Process(worker.pid).children(recursive=True)
+    script = next(p for p in tree if "slow_script" in " ".join(p.cmdline()))
+    pool_child = script.parent()
+    script_pids = [script.pid]
+    pool_child.kill()
+    rec = run.wait(60).record()
+    assert rec["status"] in ("lost", "failed"), rec
+    time.sleep(0.5)
+    assert not any(pid_alive(p) for p in script_pids), "the script outlived its worker"
+    assert client.run("example_script", wait_timeout=60).status is ExecutionStatus.SUCCEEDED
+
+
+def test_huge_and_deeply_nested_parameters_are_refused_before_queueing(client: Client):
+    from jupyter_scriptrun.exceptions import InvalidParameters
+
+    before = client.store.count()
+    with pytest.raises(InvalidParameters, match="bytes of JSON; the limit is"):
+        client.submit("echo_env", {"blob": "x" * 200_000})
+    deep: dict = {}
+    node = deep
+    for _ in range(5000):
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(InvalidParameters):
+        client.submit("echo_env", {"deep": deep})
+    assert client.store.count() == before
+    assert json.dumps({"ok": 1})
