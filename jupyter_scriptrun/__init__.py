@@ -133,11 +133,11 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def _warm_imports() -> None:
-    """Import what the first run needs (Celery; jsonschema, whose optional format
-    checkers can take seconds to import) so that it does not wait for them."""
+    """Import what the first run needs (Celery, jsonschema) so that it does not wait."""
     import contextlib
 
     with contextlib.suppress(Exception):
-        import jsonschema  # noqa: F401
-
         from . import celery_app  # noqa: F401
+        from .metadata import load_jsonschema
+
+        load_jsonschema()

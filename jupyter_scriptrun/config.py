@@ -53,6 +53,8 @@ class Settings:
     reap_every_s: float = defaults.REAP_EVERY_S
     local_idle_timeout_s: float = defaults.LOCAL_IDLE_TIMEOUT_S
     visibility_timeout_s: float = defaults.VISIBILITY_TIMEOUT_S
+    memory_limit_mb: float | None = None
+    """Address-space limit of each run (MiB) when its metadata names none; None: none."""
     default_runner: str = "fresh"
     """How Python scripts start when their metadata does not say (``runner = ...``):
     ``fresh`` (a new interpreter per run) or ``warm`` (forked from a pre-warmed parent)."""
@@ -105,6 +107,8 @@ class Settings:
             "SCRIPTRUN_ALLOW_ADHOC": "1" if self.allow_adhoc else "0",
             "SCRIPTRUN_DEFAULT_RUNNER": self.default_runner,
         }
+        if self.memory_limit_mb:
+            env["SCRIPTRUN_MEMORY_LIMIT_MB"] = str(self.memory_limit_mb)
         if self.warm_preload:
             env["SCRIPTRUN_WARM_PRELOAD"] = ",".join(self.warm_preload)
         extra = [n for n in self.env_allow if n not in defaults.ENV_ALLOW]
@@ -164,6 +168,7 @@ class Settings:
             "SCRIPTRUN_REAP_EVERY": ("reap_every_s", float),
             "SCRIPTRUN_LOCAL_IDLE_TIMEOUT": ("local_idle_timeout_s", float),
             "SCRIPTRUN_VISIBILITY_TIMEOUT": ("visibility_timeout_s", float),
+            "SCRIPTRUN_MEMORY_LIMIT_MB": ("memory_limit_mb", float),
         }
         for name, (attr, kind) in numbers.items():
             if v := env.get(name, "").strip():

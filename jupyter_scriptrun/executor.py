@@ -6,6 +6,7 @@ housekeeping thread. Uses the store, the registry, the runner and the protocol.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -101,6 +102,7 @@ class Executor:
                 execution_id=execution_id,
             )
             env["TMPDIR"] = workdir
+            memory_limit = script.meta.memory_limit_mb or self.settings.memory_limit_mb
             spec = runner.RunSpec(
                 argv=script.command(),
                 env=env,
@@ -108,6 +110,7 @@ class Executor:
                 timeout_s=timeout,
                 kill_grace_s=self.settings.kill_grace_s,
                 max_output_bytes=self.settings.max_output_bytes,
+                memory_limit_mb=memory_limit,
             )
             live = LiveOutput(min(defaults.LIVE_OUTPUT_BYTES, self.settings.max_output_bytes))
             outcome = runner.run(
@@ -119,6 +122,13 @@ class Executor:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         verdict = protocol.interpret(outcome, timeout)
+        if memory_limit and verdict.error_type == "MemoryError":
+            verdict = dataclasses.replace(
+                verdict,
+                error_type="MemoryLimitExceeded",
+                message=f"the run reached its memory limit of {memory_limit:g} MiB "
+                f"(MemoryError: {verdict.message or ''})",
+            )
         retry = wants_retry(script.meta, verdict.status, verdict.retryable, attempt)
         status = ExecutionStatus.RETRYING if retry else verdict.status
         self.store.finish(
@@ -180,7 +190,7 @@ class Executor:
                     parent_env[name] = os.environ[name]
             self._warm = WarmParent(self.settings.warm_preload, parent_env)
         warm = self._warm
-        return lambda spec: warm.spawn(spec.argv, spec.env, spec.cwd)
+        return lambda spec: warm.spawn(spec.argv, spec.env, spec.cwd, spec.memory_limit_mb)
 
     def close(self) -> None:
         """Stop the warm parent, if one was started."""

@@ -24,6 +24,7 @@ TOP_LEVEL_KEYS = {
     "additional_parameters",
     "runner",
     "tags",
+    "memory_limit_mb",
 }
 PARAMETER_KEYS = {
     "type",
@@ -44,6 +45,29 @@ PARAMETER_KEYS = {
     "title",
     "required",
 }
+
+
+def load_jsonschema() -> Any:
+    """``import jsonschema`` without its ``iri`` format checker.
+
+    jsonschema imports every optional format library it finds at its own import;
+    rfc3987-syntax (which jupyterlab installs) builds a grammar there and takes seconds,
+    on every worker, CLI and kernel start. We never check formats, so it is kept out of
+    that one import (and stays importable for anyone else afterwards); the only effect is
+    that ``FormatChecker`` in this process does not check ``iri`` / ``iri-reference``.
+    """
+    import sys
+
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+        return sys.modules.get("jsonschema") or __import__("jsonschema")
+    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+    try:
+        import jsonschema
+    finally:
+        del sys.modules["rfc3987_syntax"]
+    return jsonschema
+
+
 JSON_TYPES = {"string", "integer", "number", "boolean", "array", "object", "null"}
 RETRYABLE = {"failed", "timed_out", "lost"}
 
@@ -62,6 +86,7 @@ class ScriptMeta:
     additional_parameters: bool | None = None
     runner: str | None = None
     tags: tuple[str, ...] = ()
+    memory_limit_mb: float | None = None
 
     @property
     def declares_parameters(self) -> bool:
@@ -93,9 +118,7 @@ class ScriptMeta:
 
     @cached_property
     def _validator(self) -> Any:
-        from jsonschema import Draft202012Validator
-
-        return Draft202012Validator(self.schema)
+        return load_jsonschema().Draft202012Validator(self.schema)
 
     def defaults(self) -> dict[str, Any]:
         """Declared defaults, by parameter name."""
@@ -137,6 +160,7 @@ class ScriptMeta:
             "queue": self.queue,
             "runner": self.runner,
             "tags": list(self.tags),
+            "memory_limit_mb": self.memory_limit_mb,
             "parameters": self.schema,
         }
 
@@ -190,6 +214,7 @@ def parse_metadata(text: str, source: str = "<script>") -> ScriptMeta:
         additional_parameters=data.get("additional_parameters"),
         runner=data.get("runner"),
         tags=tuple(data.get("tags", ())),
+        memory_limit_mb=float(data["memory_limit_mb"]) if "memory_limit_mb" in data else None,
     )
 
 
@@ -207,6 +232,11 @@ def _check(data: dict[str, Any]) -> list[str]:
     retry_on = data.get("retry_on", [])
     if not isinstance(retry_on, list) or not set(retry_on) <= RETRYABLE:
         problems.append(f"retry_on must be a list drawn from {sorted(RETRYABLE)}")
+    limit = data.get("memory_limit_mb")
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int | float) or limit < 16
+    ):
+        problems.append(f"memory_limit_mb must be a number of MiB (16 or more), not {limit!r}")
     if "runner" in data and data["runner"] not in ("fresh", "warm"):
         problems.append("runner must be 'fresh' or 'warm'")
     params = data.get("parameters", {})
@@ -223,8 +253,9 @@ def _check(data: dict[str, Any]) -> list[str]:
         if kind is not None and not set(kinds) <= JSON_TYPES:
             problems.append(f"parameters.{name}: unknown type {kind!r}")
     if not problems and params:
-        from jsonschema import Draft202012Validator
-        from jsonschema.exceptions import SchemaError
+        jsonschema = load_jsonschema()
+        Draft202012Validator = jsonschema.Draft202012Validator
+        SchemaError = jsonschema.exceptions.SchemaError
 
         meta_schema = {
             "type": "object",

@@ -399,7 +399,9 @@ def document(base_url: str = "/") -> dict[str, Any]:
 
 def body_problems(schema: dict[str, Any], body: Any) -> list[str]:
     """Every way ``body`` breaks ``schema``, as readable lines (empty when it is fine)."""
-    from jsonschema import Draft202012Validator
+    from .metadata import load_jsonschema
+
+    Draft202012Validator = load_jsonschema().Draft202012Validator
 
     problems = []
     for error in sorted(Draft202012Validator(schema).iter_errors(body), key=lambda e: e.path):

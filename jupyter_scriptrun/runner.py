@@ -43,6 +43,8 @@ class RunSpec:
     timeout_s: float | None = None
     kill_grace_s: float = 5.0
     max_output_bytes: int = 2 * 1024 * 1024
+    memory_limit_mb: float | None = None
+    """Address-space limit (RLIMIT_AS) of the process; its children inherit it."""
 
 
 @dataclass
@@ -288,6 +290,12 @@ class FreshChild:
             os.close(out_w)
             os.close(err_w)
         self.pid = self.proc.pid
+        if spec.memory_limit_mb:
+            # Set from here right after the start: microseconds before the script can
+            # allocate anything (a preexec_fn would be unsafe in a threaded worker).
+            limit = int(spec.memory_limit_mb * 2**20)
+            with contextlib.suppress(ProcessLookupError):
+                resource.prlimit(self.pid, resource.RLIMIT_AS, (limit, limit))
         self.exit_fd = _pidfd_open(self.pid)
 
     def reap(self) -> tuple[int | None, float, float, int, str | None] | None:

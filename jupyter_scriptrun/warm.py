@@ -189,6 +189,11 @@ def _become_script(request: dict[str, Any], fds: list[int], inherited: tuple[Any
         if fd not in keep:
             os.close(fd)
 
+    if request.get("memory_limit_mb"):
+        import resource
+
+        limit = int(request["memory_limit_mb"] * 2**20)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -333,7 +338,13 @@ class WarmParent:
         """The parent's pid while it runs."""
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: str | None) -> WarmChild:
+    def spawn(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        memory_limit_mb: float | None = None,
+    ) -> WarmChild:
         """Fork a child running ``argv`` (``[python, script, *args]``); raises OSError."""
         self.ensure()
         out_r, out_w = os.pipe()
@@ -342,7 +353,13 @@ class WarmParent:
         try:
             conn.settimeout(30)
             conn.connect(self.path)
-            payload = json.dumps({"argv": argv, "env": env, "cwd": cwd or os.getcwd()}).encode()
+            request = {
+                "argv": argv,
+                "env": env,
+                "cwd": cwd or os.getcwd(),
+                "memory_limit_mb": memory_limit_mb,
+            }
+            payload = json.dumps(request).encode()
             socket.send_fds(conn, [HEADER.pack(len(payload))], [out_w, err_w])
             conn.sendall(payload)
             buffer = b""

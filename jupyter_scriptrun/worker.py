@@ -15,14 +15,12 @@ import threading
 import time
 from collections.abc import Sequence
 
-# jsonschema is imported now, not on the first run: with its optional format checkers
-# installed (jupyterlab brings rfc3987-syntax) its first import takes seconds.
-import jsonschema  # noqa: F401
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from .celery_app import TASK_NAME, make_app
 from .config import get_settings
 from .executor import Executor
+from .metadata import load_jsonschema
 from .registry import Registry
 from .store import get_store
 from .tasks import define_tasks
@@ -42,6 +40,7 @@ def explicit_pool(argv: Sequence[str]) -> str | None:
     return None
 
 
+load_jsonschema()  # now, not during the first run
 settings = get_settings()
 app = make_app(settings)
 if pool := explicit_pool(sys.argv):

@@ -123,3 +123,20 @@ def test_huge_and_deeply_nested_parameters_are_refused_before_queueing(client: C
         client.submit("echo_env", {"deep": deep})
     assert client.store.count() == before
     assert json.dumps({"ok": 1})
+
+
+@pytest.mark.parametrize("runner", ["fresh", "warm"])
+def test_a_memory_limit_stops_a_greedy_script_and_nothing_else(
+    redis_settings: Settings, start_worker, runner: str
+):
+    import psutil
+
+    limited = redis_settings.with_(memory_limit_mb=300.0, default_runner=runner)
+    worker = start_worker(limited)
+    client = Client(limited)
+    greedy = client.run("memory_hog", {"mb": 1024}, wait_timeout=60).record()
+    assert (greedy["status"], greedy["error_type"]) == ("failed", "MemoryLimitExceeded")
+    assert "memory limit of 300 MiB" in greedy["message"]
+    modest = client.run("memory_hog", {"mb": 50}, wait_timeout=60)
+    assert modest.status is ExecutionStatus.SUCCEEDED
+    assert psutil.Process(worker.pid).memory_info().rss < 300 * 2**20
