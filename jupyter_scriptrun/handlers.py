@@ -178,12 +178,12 @@ class ExecutionsHandler(BaseHandler):
             "status": statuses or None,
             "since": since_at,
             "limit": self.int_argument("limit", 100, maximum=1_000_000),
-            "offset": self.int_argument("offset", 0),
+            "offset": self.int_argument("offset", 0, maximum=openapi.MAX_OFFSET),
         }
         frame = await self.call(self.client.history, **filters)
         if fmt == "csv":
-            self.set_header("Content-Type", "text/csv; charset=utf-8")
-            self.finish(frame.to_csv(index=False))
+            # APIHandler.finish sets its own Content-Type unless told which.
+            self.finish(frame.to_csv(index=False), set_content_type="text/csv; charset=utf-8")
             return
         self.set_header("Content-Type", "application/json")
         self.finish(frame.to_json(orient="records", date_format="iso", force_ascii=False))
@@ -238,7 +238,7 @@ class LogsHandler(BaseHandler):
         """The logs."""
         execution = await self.call(self.client.get, execution_id)
         if self.get_argument("offset", None) is not None:
-            offset = self.int_argument("offset", 0)
+            offset = self.int_argument("offset", 0, maximum=openapi.MAX_OFFSET)
             self.send(await self.call(self._incremental, execution, offset))
         else:
             self.send(await self.call(self._whole, execution))

@@ -9,6 +9,8 @@ from .status import ExecutionStatus
 from .tables import HISTORY_COLUMNS
 
 STATUSES = [s.value for s in ExecutionStatus]
+MAX_OFFSET = 2**31 - 1
+"""Largest offset accepted (the databases' integer range, with room)."""
 
 SUBMIT_BODY: dict[str, Any] = {
     "type": "object",
@@ -120,6 +122,13 @@ LOGS: dict[str, Any] = {
     },
 }
 
+JUPYTER_ERROR: dict[str, Any] = {
+    "type": "object",
+    "description": "An answer of jupyter-server itself (authentication, XSRF).",
+    "required": ["message"],
+    "properties": {"message": {"type": "string"}, "reason": {"type": ["string", "null"]}},
+}
+
 ERROR: dict[str, Any] = {
     "type": "object",
     "required": ["error", "message"],
@@ -154,7 +163,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "conflicts with the run's state, or the idempotency key was used before",
         503: "no broker reachable (the run is recorded as failed)",
     }
-    return {str(c): _json({"$ref": "#/components/schemas/Error"}, text[c]) for c in codes}
+    return {str(c): _json(_ref("JupyterError" if c == 403 else "Error"), text[c]) for c in codes}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -223,7 +232,7 @@ def document(base_url: str = "/") -> dict[str, Any]:
                         {
                             "name": "offset",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 0},
+                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
                         },
                         {"name": "format", "in": "query", "schema": {"enum": ["json", "csv"]}},
                     ],
@@ -273,7 +282,7 @@ def document(base_url: str = "/") -> dict[str, Any]:
                         {
                             "name": "offset",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 0},
+                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
                             "description": "return live chunks from this one on; pass back "
                             "`next_offset` to read only what is new",
                         },
@@ -392,6 +401,7 @@ def document(base_url: str = "/") -> dict[str, Any]:
                 "Logs": LOGS,
                 "Worker": WORKER,
                 "Error": ERROR,
+                "JupyterError": JUPYTER_ERROR,
             },
         },
     }
