@@ -51,6 +51,7 @@ class Settings:
     heartbeat_s: float = defaults.HEARTBEAT_S
     lost_after_s: float = defaults.LOST_AFTER_S
     reap_every_s: float = defaults.REAP_EVERY_S
+    requeue_after_s: float = defaults.REQUEUE_AFTER_S
     local_idle_timeout_s: float = defaults.LOCAL_IDLE_TIMEOUT_S
     visibility_timeout_s: float = defaults.VISIBILITY_TIMEOUT_S
     memory_limit_mb: float | None = None
@@ -103,6 +104,7 @@ class Settings:
             "SCRIPTRUN_HEARTBEAT": str(self.heartbeat_s),
             "SCRIPTRUN_LOST_AFTER": str(self.lost_after_s),
             "SCRIPTRUN_REAP_EVERY": str(self.reap_every_s),
+            "SCRIPTRUN_REQUEUE_AFTER": str(self.requeue_after_s),
             "SCRIPTRUN_VISIBILITY_TIMEOUT": str(self.visibility_timeout_s),
             "SCRIPTRUN_ALLOW_ADHOC": "1" if self.allow_adhoc else "0",
             "SCRIPTRUN_DEFAULT_RUNNER": self.default_runner,
@@ -166,6 +168,7 @@ class Settings:
             "SCRIPTRUN_HEARTBEAT": ("heartbeat_s", float),
             "SCRIPTRUN_LOST_AFTER": ("lost_after_s", float),
             "SCRIPTRUN_REAP_EVERY": ("reap_every_s", float),
+            "SCRIPTRUN_REQUEUE_AFTER": ("requeue_after_s", float),
             "SCRIPTRUN_LOCAL_IDLE_TIMEOUT": ("local_idle_timeout_s", float),
             "SCRIPTRUN_VISIBILITY_TIMEOUT": ("visibility_timeout_s", float),
             "SCRIPTRUN_MEMORY_LIMIT_MB": ("memory_limit_mb", float),

@@ -261,7 +261,18 @@ class Executor:
                 except Exception as exc:
                     log.exception("could not queue the retry of %s", row["id"])
                     self.store.fail_pending(row["id"], "BrokerUnavailable", str(exc))
+        self._resend_unclaimed(resend)
         return handled
+
+    def _resend_unclaimed(self, resend: Callable[[str, int, str | None, float], None]) -> None:
+        """Send again the messages of runs queued long ago and never claimed. Safe: a
+        duplicate delivery cannot claim a run twice, so at worst it is dropped."""
+        for row in self.store.unclaimed(self.settings.requeue_after_s):
+            log.warning("execution %s still queued, unclaimed: sending it again", row["id"])
+            try:
+                resend(row["id"], 1, row["queue"], 0.0)
+            except Exception:
+                log.warning("could not send %s again (broker down?)", row["id"], exc_info=True)
 
 
 def _clip(message: str | None, limit: int = 8000) -> str | None:

@@ -196,6 +196,8 @@ class Store:
                 queue=queue,
                 timeout_s=timeout_s,
                 queued_at=utcnow(),
+                # For a queued run, heartbeat_at is when its message was last sent.
+                heartbeat_at=utcnow(),
                 attempt=0,
                 content_hash=content_hash,
                 cancel_requested=False,
@@ -440,6 +442,30 @@ class Store:
                 )
             )
             return [dict(r._mapping) for r in rows]
+
+    def unclaimed(self, sent_before_s: float, limit: int = 1000) -> list[dict[str, Any]]:
+        """Queued runs whose message was sent ``sent_before_s`` ago or more and that no
+        worker has claimed: their message may have been lost (a broker restarted without
+        persistence). Marks them as sent again now, so each is re-sent once per period."""
+        now = utcnow()
+        cutoff = now - timedelta(seconds=sent_before_s)
+        with self._write() as conn:
+            rows = conn.execute(
+                select(executions.c.id, executions.c.queue)
+                .where(
+                    executions.c.status == ExecutionStatus.QUEUED.value,
+                    executions.c.heartbeat_at < cutoff,
+                )
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if rows:
+                conn.execute(
+                    update(executions)
+                    .where(executions.c.id.in_([r.id for r in rows]))
+                    .values(heartbeat_at=now)
+                )
+        return [dict(r._mapping) for r in rows]
 
     def mark_lost(self, id: str, attempt: int, retry: bool, lost_after_s: float) -> bool:
         """Declare a silent running attempt lost: pending again (``retry``) or final.

@@ -261,3 +261,17 @@ def test_history_columns_make_the_typed_frame_on_both_databases(store: Store):
     assert frame["status"].dtype.name == "category" and frame["attempt"].dtype == "float64"
     empty = history_frame(store.history_columns(script="nope"))
     assert empty.empty and list(empty.columns) == list(frame.columns)
+
+
+def test_unclaimed_queued_runs_are_handed_out_once_per_period(store: Store):
+    import time
+
+    eid = create(store)
+    assert store.unclaimed(60) == []
+    time.sleep(0.3)
+    [row] = store.unclaimed(0.2)
+    assert row["id"] == eid and row["queue"] == "q"
+    assert store.unclaimed(0.2) == []  # just marked as sent again
+    store.claim(eid, 1, "w")
+    time.sleep(0.3)
+    assert store.unclaimed(0.2) == []  # claimed runs are never re-sent
