@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -26,19 +28,69 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from .exceptions import ExecutionConflict, ExecutionNotFound
 from .status import PENDING, ExecutionStatus
 from .tables import HISTORY_COLUMNS, attempts, executions, output_chunks, scripts
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Any)
 
 TIME_COLUMNS = ("queued_at", "started_at", "finished_at")
 HEAD_REVISION = "0002"
 """The newest migration; a test checks it against the migrations folder."""
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIN_ID_PREFIX = 4
+
+
+RETRY_FOR_S = 60.0
+"""How long a store operation keeps retrying while the database is unreachable (a
+PostgreSQL restart, a failover): long enough to ride one out, short of the lost timeout."""
+TRANSIENT = (
+    "connection",
+    "server closed",
+    "terminating",
+    "shutting down",
+    "starting up",
+    "the database system is",
+    "database is locked",
+)
+
+
+def _transient(exc: DBAPIError) -> bool:
+    """Whether a database error is worth retrying (the database away, not a bad query)."""
+    return bool(exc.connection_invalidated) or any(t in str(exc).lower() for t in TRANSIENT)
+
+
+def _retrying(method: F) -> F:
+    """Retry a store operation while the database is briefly unavailable.
+
+    Each operation is one transaction, so a retry repeats it whole; writes are written to
+    be harmless when repeated after a commit whose answer was lost.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        delay = 0.1
+        deadline = time.monotonic() + self.retry_for_s
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except (OperationalError, InterfaceError) as exc:
+                if not _transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "store: %s failed (%s); retrying in %.1f s",
+                    method.__name__,
+                    str(exc).splitlines()[0][:200],
+                    delay,
+                )
+                self.engine.dispose()
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def utcnow() -> datetime:
@@ -63,6 +115,7 @@ class Store:
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
+        self.retry_for_s = RETRY_FOR_S
         self.engine = make_engine(url)
         if migrate:
             self.migrate()
@@ -127,6 +180,7 @@ class Store:
 
     # -- scripts --------------------------------------------------------------
 
+    @_retrying
     def ensure_script(self, name: str, content_hash: str | None) -> int:
         """The stable integer id of a script name, registering it on first sight."""
         now = utcnow()
@@ -219,10 +273,12 @@ class Store:
                 execution_id=existing,
             ) from None
 
+    @_retrying
     def _insert_execution(self, **values: Any) -> None:
         with self._write() as conn:
             conn.execute(insert(executions).values(**values))
 
+    @_retrying
     def fail_pending(self, id: str, error_type: str, message: str) -> None:
         """Mark a pending run that could not be (re)queued as failed, keeping the reason."""
         now = utcnow()
@@ -238,6 +294,7 @@ class Store:
                 )
             )
 
+    @_retrying
     def claim(self, id: str, attempt: int, worker: str) -> dict[str, Any] | None:
         """Move a pending execution to ``running`` as ``attempt``; None when it is not
         this delivery's to run (already running, final, cancelled, or another attempt)."""
@@ -285,7 +342,10 @@ class Store:
             return {**r, **values}
 
     def beat(self, id: str, heartbeat: bool) -> bool:
-        """Refresh the heartbeat (when ``heartbeat``) and say whether cancel was asked."""
+        """Refresh the heartbeat (when ``heartbeat``) and say whether cancel was asked.
+
+        Not retried: it runs every tick of a run, and a run must not stall on it while the
+        database is away; the next tick tries again."""
         if heartbeat:
             with self._write() as conn:
                 conn.execute(
@@ -298,6 +358,7 @@ class Store:
                 ).scalar()
             )
 
+    @_retrying
     def finish(
         self,
         id: str,
@@ -358,8 +419,13 @@ class Store:
         now: datetime,
     ) -> None:
         if chunks:
+            if conn.dialect.name == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as dialect_insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            # Idempotent: a retried write after a lost commit answer repeats no chunk.
             conn.execute(
-                insert(output_chunks),
+                dialect_insert(output_chunks).on_conflict_do_nothing(),
                 [
                     {
                         "execution_id": id,
@@ -373,6 +439,7 @@ class Store:
                 ],
             )
 
+    @_retrying
     def output(self, id: str, offset: int = 0, attempt: int | None = None) -> dict[str, Any]:
         """Live output of an attempt (the latest by default) from chunk ``offset`` on.
 
@@ -402,6 +469,7 @@ class Store:
             "next_offset": chunks[-1]["seq"] + 1 if chunks else max(0, offset),
         }
 
+    @_retrying
     def request_cancel(self, id: str) -> ExecutionStatus:
         """Cancel: a pending run ends at once, a running one is flagged for its worker.
 
@@ -431,6 +499,7 @@ class Store:
             conn.execute(update(executions).where(executions.c.id == id).values(**values))
             return ExecutionStatus(values.get("status", status.value))
 
+    @_retrying
     def stale_running(self, lost_after_s: float) -> list[dict[str, Any]]:
         """Running executions whose heartbeat stopped ``lost_after_s`` ago or more."""
         limit = utcnow() - timedelta(seconds=lost_after_s)
@@ -443,6 +512,7 @@ class Store:
             )
             return [dict(r._mapping) for r in rows]
 
+    @_retrying
     def unclaimed(self, sent_before_s: float, limit: int = 1000) -> list[dict[str, Any]]:
         """Queued runs whose message was sent ``sent_before_s`` ago or more and that no
         worker has claimed: their message may have been lost (a broker restarted without
@@ -467,6 +537,7 @@ class Store:
                 )
         return [dict(r._mapping) for r in rows]
 
+    @_retrying
     def mark_lost(self, id: str, attempt: int, retry: bool, lost_after_s: float) -> bool:
         """Declare a silent running attempt lost: pending again (``retry``) or final.
 
@@ -522,6 +593,7 @@ class Store:
 
     # -- reading --------------------------------------------------------------
 
+    @_retrying
     def resolve(self, id_or_prefix: str) -> str:
         """A full execution id from an id or a unique prefix of at least 4 characters."""
         key = str(id_or_prefix).strip().lower()
@@ -549,6 +621,7 @@ class Store:
             raise ExecutionNotFound(f"{key!r} matches several executions; give more of the id")
         return ids[0]
 
+    @_retrying
     def get(self, id: str) -> dict[str, Any]:
         """One execution's record (the history columns and more)."""
         with self.engine.connect() as conn:
@@ -557,6 +630,7 @@ class Store:
             raise ExecutionNotFound(f"no execution {id!r}")
         return dict(row._mapping)
 
+    @_retrying
     def status(self, id: str) -> ExecutionStatus:
         """The current status of one execution (one narrow query)."""
         with self.engine.connect() as conn:
@@ -565,6 +639,7 @@ class Store:
             raise ExecutionNotFound(f"no execution {id!r}")
         return ExecutionStatus(value)
 
+    @_retrying
     def attempts(self, id: str) -> list[dict[str, Any]]:
         """Every attempt of an execution, oldest first, with output and result."""
         with self.engine.connect() as conn:
