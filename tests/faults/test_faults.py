@@ -140,3 +140,18 @@ def test_a_memory_limit_stops_a_greedy_script_and_nothing_else(
     modest = client.run("memory_hog", {"mb": 50}, wait_timeout=60)
     assert modest.status is ExecutionStatus.SUCCEEDED
     assert psutil.Process(worker.pid).memory_info().rss < 300 * 2**20
+
+
+def test_a_gibibyte_on_stdout_leaves_the_worker_small(redis_settings: Settings, start_worker):
+    import psutil
+
+    worker = start_worker(redis_settings)
+    client = Client(redis_settings)
+    run = client.run("flood", {"mib": 1024}, wait_timeout=120)
+    rec = run.record()
+    assert rec["status"] == "succeeded" and run.data == 1024
+    [attempt] = run.attempts()
+    assert attempt["stdout_bytes"] >= 2**30 and attempt["stdout_truncated"]
+    assert len(run.stdout) < 3 * 2**20  # the cap (2 MiB) plus the marker
+    assert psutil.Process(worker.pid).memory_info().rss < 250 * 2**20
+    assert client.run("example_script").status is ExecutionStatus.SUCCEEDED
