@@ -206,6 +206,28 @@ class Bench:
         store.dispose()
         return {"rows": rows, "load_s": loaded, "fill_s": filled}
 
+    def soak(self, client: Client, worker_pid: int, n: int) -> dict[str, Any]:
+        """Worker tree RSS while ``n`` runs go through, in batches: does it stay flat?"""
+        batch = 200
+        rss = [tree_rss_mb(worker_pid)]
+        done = 0
+        while done < n:
+            size = min(batch, n - done)
+            self.product_throughput(client, size)
+            done += size
+            rss.append(tree_rss_mb(worker_pid))
+        time.sleep(1.0)
+        idle = tree_rss_mb(worker_pid)
+        return {
+            "runs": n,
+            "rss_start_mb": rss[0],
+            "rss_end_mb": rss[-1],
+            "rss_max_mb": max(rss),
+            "rss_idle_mb": idle,
+            "growth": rss[-1] / rss[1] - 1 if len(rss) > 1 else 0.0,
+            "rss_mb": rss,
+        }
+
     def product_throughput(self, client: Client, n: int) -> float:
         t0 = time.perf_counter()
         runs = [client.submit(self.script, self.params, page_context="bench") for _ in range(n)]
@@ -276,6 +298,8 @@ class Bench:
                 results[key]["breakdown_ms"] = self.breakdown(client, key, results[key])
                 results[key]["throughput_per_s"] = self.product_throughput(client, m)
                 results[key]["worker_rss_mb"] = tree_rss_mb(worker.pid)
+                if self.args.soak and key == "warm":
+                    results["soak"] = self.soak(client, worker.pid, self.args.soak)
             finally:
                 self.stop_worker(worker)
 
@@ -348,6 +372,14 @@ class Bench:
                 f"{w['throughput_vs_fresh']:.2f}x fresh (target >= 3x); worker tree RSS "
                 f"{w['worker_rss_mb']:.0f} MiB (fresh: {p['worker_rss_mb']:.0f} MiB)"
             )
+        if "soak" in r:
+            s = r["soak"]
+            print(
+                f"soak, warm: {s['runs']:,} runs; worker tree RSS {s['rss_start_mb']:.0f} MiB "
+                f"at start, {s['rss_end_mb']:.0f} at the end ({s['growth']:+.1%} after the "
+                f"first batch), max {s['rss_max_mb']:.0f}, idle {s['rss_idle_mb']:.0f} "
+                "(target <= 150 MiB, flat +-10%)"
+            )
         for h in r.get("history", []):
             print(f"history of {h['rows']:,} runs into a DataFrame: {h['load_s']:.2f} s")
         if "pandas_warm" in r:
@@ -393,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pool", default="threads", choices=("threads", "prefork"))
     parser.add_argument("--skip-embedded", action="store_true")
     parser.add_argument("--skip-pandas", action="store_true")
+    parser.add_argument(
+        "--soak", type=int, default=0, help="also push this many warm runs, watching memory"
+    )
     parser.add_argument(
         "--history-rows",
         type=int,
