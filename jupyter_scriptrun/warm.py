@@ -172,6 +172,7 @@ def _become_script(request: dict[str, Any], fds: list[int], inherited: tuple[Any
     import threading
 
     os.setsid()
+    _die_with_parent()
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
@@ -257,6 +258,17 @@ def _run_as_main(script: str) -> None:
     main.__builtins__ = builtins
     sys.modules["__main__"] = main
     exec(code, main.__dict__)
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this child when the warm parent exits (it exits when its worker dies)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before the signal was armed
+        os._exit(70)
 
 
 def _exit_code(value: Any) -> int:

@@ -155,3 +155,25 @@ def test_a_gibibyte_on_stdout_leaves_the_worker_small(redis_settings: Settings, 
     assert len(run.stdout) < 3 * 2**20  # the cap (2 MiB) plus the marker
     assert psutil.Process(worker.pid).memory_info().rss < 250 * 2**20
     assert client.run("example_script").status is ExecutionStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("runner", ["fresh", "warm"])
+def test_a_script_does_not_outlive_its_killed_worker(
+    redis_settings: Settings, start_worker, tmp_path: Path, runner: str
+):
+    settings = redis_settings.with_(default_runner=runner)
+    worker = start_worker(settings)
+    client = Client(settings)
+    pidfile = tmp_path / "pid"
+    run = client.submit("silent_sleeper", {"pidfile": str(pidfile)})
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    script = int(pidfile.read_text())
+    worker.kill()  # SIGKILL to the worker's main process only
+    deadline = time.monotonic() + 5  # warm: the parent notices its worker within 1 s
+    while pid_alive(script):
+        assert time.monotonic() < deadline, "the script outlived its worker"
+        time.sleep(0.05)
+    assert run.status is ExecutionStatus.RUNNING  # until the reaper of a live worker
