@@ -1,5 +1,5 @@
 """Redis (a private instance, started and stopped by the test) dies and comes back while
-runs are queued and running: every run ends in a final state, none disappears."""
+runs are queued and running (500): every run ends in a final state, none disappears."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_runs_survive_a_redis_crash_and_restart(
     fleet = settings.with_(broker_url=redis.url, requeue_after_s=3.0)
     start_worker(fleet)
     client = Client(fleet)
-    runs = [client.submit("example_script", {"delay": 0.05}) for _ in range(150)]
+    runs = [client.submit("example_script") for _ in range(500)]
     deadline = time.monotonic() + 60
     while client.store.count("succeeded") < 20:
         assert time.monotonic() < deadline
@@ -95,7 +95,7 @@ def test_runs_survive_a_redis_crash_and_restart(
     redis.start()  # same port, empty
 
     final = {s.value for s in FINAL}
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300
     while True:
         statuses = [r.status.value for r in runs]
         if all(s in final for s in statuses):
@@ -104,7 +104,7 @@ def test_runs_survive_a_redis_crash_and_restart(
         time.sleep(0.5)
     counts = {s: statuses.count(s) for s in set(statuses)}
     # Every run ended; those in flight during the crash may be lost, none is left waiting.
-    assert counts.get("succeeded", 0) >= 100, counts
+    assert counts.get("succeeded", 0) >= 490, counts
     assert set(counts) <= {"succeeded", "lost", "failed"}, counts
     assert client.store.count("queued") == 0 and client.store.count("running") == 0
     assert client.run("example_script", wait_timeout=60).status is ExecutionStatus.SUCCEEDED
