@@ -8,9 +8,8 @@ from typing import Any
 import pandas as pd
 
 from .status import ALL
-from .tables import HISTORY_COLUMNS
+from .tables import HISTORY_COLUMNS, TIME_COLUMNS
 
-TIME_COLUMNS = ("queued_at", "started_at", "finished_at")
 FLOAT_COLUMNS = (
     "queue_s",
     "duration_s",

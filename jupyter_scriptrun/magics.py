@@ -166,10 +166,7 @@ class ScriptrunMagics(Magics):
             timeout=args.timeout,
             page_context=args.context or self._page_context(),
         )
-        if args.no_wait:
-            return execution
-        self._follow(execution)
-        return execution
+        return execution if args.no_wait else self._follow(execution)
 
     def _run_cell(self, args: Any, cell: str) -> Any:
         # The positional "name" slot holds the first key=value in cell mode.
@@ -183,13 +180,11 @@ class ScriptrunMagics(Magics):
             timeout=args.timeout,
             page_context=args.context or self._page_context(),
         )
-        if args.no_wait:
-            return execution
-        self._follow(execution)
-        return execution
+        return execution if args.no_wait else self._follow(execution)
 
-    def _follow(self, execution: Any) -> None:
-        """Show the status line and the output as it comes; a kernel interrupt cancels."""
+    def _follow(self, execution: Any) -> Any:
+        """Show the status line and the output as it comes; a kernel interrupt cancels.
+        Returns the execution."""
         started = time.monotonic()
         # A status line updated in place needs a front end that can (a notebook); a
         # terminal would print every update, so there only the output is shown.
@@ -220,6 +215,7 @@ class ScriptrunMagics(Magics):
             execution.wait(30)
         if live is not None:
             live.update(StatusLine(summary_line(execution.record())))
+        return execution
 
     def _in_kernel(self) -> bool:
         return self.shell is not None and getattr(self.shell, "kernel", None) is not None

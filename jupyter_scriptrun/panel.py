@@ -11,7 +11,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from .display import MARKS, execution_html
+from .display import MARKS, execution_html, summary_line
 from .exceptions import InvalidParameters, ScriptrunError
 from .status import ExecutionStatus
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 REFRESH_S = 0.5
 OUTPUT_KEEP_CHARS = 200_000
-HISTORY_COLUMNS = ("id", "script", "status", "queued_at", "duration_s", "peak_rss_mb", "message")
+SHOWN_COLUMNS = ("id", "script", "status", "queued_at", "duration_s", "peak_rss_mb", "message")
 INVALID = "2px solid #cf222e"
 
 
@@ -122,6 +122,7 @@ class Panel:
         self._offsets: dict[str, tuple[int | None, int]] = {}
         self._texts: dict[str, str] = {}
         self._labels: list[tuple[str, str]] = []
+        self._states: dict[str, tuple[str, str]] = {}  # id -> (script, last status seen)
         self._lock = threading.RLock()
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
@@ -308,6 +309,7 @@ class Panel:
             return None
         with self._lock:
             self._runs[execution.id] = execution
+            self._states[execution.id] = (self.script.value, ExecutionStatus.QUEUED.value)
             self._offsets[execution.id] = (None, 0)
             self._texts[execution.id] = ""
         self._relabel()
@@ -330,7 +332,7 @@ class Panel:
     def active(self) -> list[str]:
         """Ids of the panel's runs that have not ended."""
         with self._lock:
-            return [i for i, e in self._runs.items() if not e.status.is_final]
+            return [i for i, (_, s) in self._states.items() if not ExecutionStatus(s).is_final]
 
     def wait(self, timeout: float = 60.0) -> None:
         """Block until every run started here has ended and the panel shows it (tests)."""
@@ -357,10 +359,10 @@ class Panel:
         """Refresh the runs while any is active; then the history once, and stop."""
         while not self._stop.is_set():
             try:
-                active = self.active
-                for execution_id in list(self._runs):
+                for execution_id in self.active:  # ended runs do not change any more
                     self._refresh_run(execution_id)
                 self._relabel()
+                active = self.active
             except Exception:  # a store hiccup must not kill the refresh loop
                 log.warning("panel refresh failed", exc_info=True)
                 active = [True]
@@ -385,6 +387,7 @@ class Panel:
             text = self._texts[execution_id] + "".join(c["text"] for c in page["chunks"])
             self._texts[execution_id] = text[-OUTPUT_KEEP_CHARS:]
             self._offsets[execution_id] = (page["attempt"], page["next_offset"])
+            self._states[execution_id] = (self._states[execution_id][0], status.value)
             if execution_id == self.runs.value:
                 self._show(execution, status)
 
@@ -394,8 +397,6 @@ class Panel:
             self._show(execution, execution.status)
 
     def _show(self, execution: Any, status: ExecutionStatus) -> None:
-        from .display import summary_line
-
         rec = execution.record()
         self.status.value = html.escape(summary_line(rec))
         if self.output.value != self._texts.get(execution.id, ""):
@@ -415,9 +416,8 @@ class Panel:
         with self._lock:
             options = []
             for execution_id in reversed(list(self._runs)):
-                rec = self.client.store.get(execution_id)
-                mark = MARKS.get(rec["status"], "•")
-                label = f"{mark} {rec['script']} [{execution_id[:8]}] {rec['status']}"
+                script, status = self._states[execution_id]
+                label = f"{MARKS.get(status, '•')} {script} [{execution_id[:8]}] {status}"
                 options.append((label, execution_id))
             if options != self._labels:
                 self._labels = options
@@ -438,6 +438,6 @@ class Panel:
         if frame.empty:
             self.history.value = "<i>no runs yet</i>"
             return
-        shown = frame[list(HISTORY_COLUMNS)].copy()
+        shown = frame[list(SHOWN_COLUMNS)].copy()
         shown["id"] = shown["id"].str[:8]
         self.history.value = shown.to_html(index=False, na_rep="—", float_format="{:.3f}".format)

@@ -32,12 +32,18 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 
 from .exceptions import ExecutionConflict, ExecutionNotFound
 from .status import PENDING, ExecutionStatus
-from .tables import HISTORY_COLUMNS, attempts, executions, output_chunks, scripts
+from .tables import (
+    HISTORY_COLUMNS,
+    TIME_COLUMNS,
+    attempts,
+    executions,
+    output_chunks,
+    scripts,
+)
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Any)
 
-TIME_COLUMNS = ("queued_at", "started_at", "finished_at")
 HEAD_REVISION = "0002"
 """The newest migration; a test checks it against the migrations folder."""
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -504,12 +510,7 @@ class Store:
         """Running executions whose heartbeat stopped ``lost_after_s`` ago or more."""
         limit = utcnow() - timedelta(seconds=lost_after_s)
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(executions).where(
-                    executions.c.status == ExecutionStatus.RUNNING.value,
-                    executions.c.heartbeat_at < limit,
-                )
-            )
+            rows = conn.execute(select(executions).where(*_silent(ExecutionStatus.RUNNING, limit)))
             return [dict(r._mapping) for r in rows]
 
     @_retrying
@@ -522,10 +523,7 @@ class Store:
         with self._write() as conn:
             rows = conn.execute(
                 select(executions.c.id, executions.c.queue)
-                .where(
-                    executions.c.status == ExecutionStatus.QUEUED.value,
-                    executions.c.heartbeat_at < cutoff,
-                )
+                .where(*_silent(ExecutionStatus.QUEUED, cutoff))
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()
@@ -552,8 +550,7 @@ class Store:
                 .where(
                     executions.c.id == id,
                     executions.c.attempt == attempt,
-                    executions.c.status == ExecutionStatus.RUNNING.value,
-                    executions.c.heartbeat_at < limit,
+                    *_silent(ExecutionStatus.RUNNING, limit),
                 )
                 .with_for_update()
             ).first()
@@ -721,6 +718,11 @@ class Store:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def _silent(status: ExecutionStatus, since: datetime) -> tuple[Any, Any]:
+    """Conditions: in ``status`` with no heartbeat (running) or send (queued) since."""
+    return executions.c.status == status.value, executions.c.heartbeat_at < since
 
 
 def _aware(value: datetime) -> datetime:

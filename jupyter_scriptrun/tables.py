@@ -97,15 +97,21 @@ executions = Table(
     Index(None, "idempotency_key", unique=True),
 )
 
-attempts = Table(
-    "attempts",
-    metadata,
-    Column(
+
+def _execution_key() -> Column[str]:
+    """The execution a row belongs to: part of the primary key, deleted with it."""
+    return Column(
         "execution_id",
         String(32),
         ForeignKey("executions.id", ondelete="CASCADE"),
         primary_key=True,
-    ),
+    )
+
+
+attempts = Table(
+    "attempts",
+    metadata,
+    _execution_key(),
     Column("attempt", Integer, primary_key=True),
     Column("status", String(16), nullable=False),
     Column("worker", String(255)),
@@ -133,12 +139,7 @@ attempts = Table(
 output_chunks = Table(
     "output_chunks",
     metadata,
-    Column(
-        "execution_id",
-        String(32),
-        ForeignKey("executions.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _execution_key(),
     Column("attempt", Integer, primary_key=True),
     Column("seq", Integer, primary_key=True),
     Column("stream", String(8), nullable=False),
@@ -147,6 +148,9 @@ output_chunks = Table(
 )
 """Output as it arrives, for live views (``logs?offset=``); the attempt row keeps the
 final capped streams."""
+
+TIME_COLUMNS = ("queued_at", "started_at", "finished_at")
+"""The history's timestamp columns."""
 
 HISTORY_COLUMNS = (
     "id",

@@ -149,13 +149,7 @@ class WorkerProcess:
 
     def stop(self) -> None:
         """Warm shutdown, then SIGKILL to the worker's own process group if it lingers."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc, 15)
 
 
 @pytest.fixture
@@ -178,6 +172,17 @@ def client(redis_settings: Settings, start_worker: Callable[..., WorkerProcess])
     """A client on Redis with one real worker (2 threads) behind it."""
     start_worker(redis_settings)
     return Client(redis_settings)
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM a process we started; SIGKILL its own process group after ``grace_s``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
 
 def pid_alive(pid: int) -> bool:
@@ -253,10 +258,4 @@ class JupyterLabProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL to its own process group (kernels it started included)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc, 20)

@@ -3,7 +3,6 @@ with nothing lost, nothing left running, and the next run unaffected."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -122,7 +121,6 @@ def test_huge_and_deeply_nested_parameters_are_refused_before_queueing(client: C
     with pytest.raises(InvalidParameters):
         client.submit("echo_env", {"deep": deep})
     assert client.store.count() == before
-    assert json.dumps({"ok": 1})
 
 
 @pytest.mark.parametrize("runner", ["fresh", "warm"])
