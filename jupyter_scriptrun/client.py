@@ -243,9 +243,9 @@ class Client:
         Filters: ``script`` (name or names), ``status`` (value or values), ``since`` /
         ``until`` (datetimes), ``page_context``, ``limit``, ``offset``.
         """
-        from .frames import history_frame
+        from .frames import history
 
-        return history_frame(self.store.history_columns(**filters))
+        return history(self.store, **filters)
 
     def workers(self, timeout: float = 1.0) -> list[dict[str, Any]]:
         """Online workers (Celery ping) with the execution ids they run and hold."""

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from . import columnar
 from .status import ALL
 from .tables import HISTORY_COLUMNS, TIME_COLUMNS
+
+if TYPE_CHECKING:
+    from .store import Store
 
 FLOAT_COLUMNS = (
     "queue_s",
@@ -19,7 +24,25 @@ FLOAT_COLUMNS = (
     "exit_code",
     "attempt",
 )
+# Text columns with few distinct values: one Python string per value, not per row.
+REPEATED_COLUMNS = ("script", "status", "page_context", "worker", "error_type")
 STATUS_DTYPE = pd.CategoricalDtype(categories=list(ALL))
+
+
+def history(store: Store, **filters: Any) -> pd.DataFrame:
+    """The history DataFrame of ``store`` (filters as ``Store.history_query``).
+
+    From a SQLite file, read as Arrow slices in parallel (``columnar``): a million runs in a
+    few seconds instead of twenty. Elsewhere, or without the ADBC driver, through SQLAlchemy.
+    """
+    path = columnar.sqlite_file(store.url)
+    if path is not None and columnar.available():
+        slices, rows = store.history_slices(os.cpu_count() or 1, **filters)
+        parts = columnar.read_slices(path, slices, rows, _arrow_frame)
+        if len(parts) == 1:
+            return parts[0]
+        return pd.concat(parts, ignore_index=True)
+    return history_frame(store.history_columns(**filters))
 
 
 def history_frame(rows: list[tuple[Any, ...]] | dict[str, list[Any]]) -> pd.DataFrame:
@@ -34,8 +57,67 @@ def history_frame(rows: list[tuple[Any, ...]] | dict[str, list[Any]]) -> pd.Data
         frame = pd.DataFrame({c: pd.Series(rows[c], dtype=object) for c in HISTORY_COLUMNS})
     else:
         frame = pd.DataFrame.from_records([tuple(r) for r in rows], columns=list(HISTORY_COLUMNS))
+    return _typed(frame)
+
+
+def _arrow_frame(table: Any) -> pd.DataFrame:
+    """``history_frame`` of an Arrow table of driver values (times as SQLite's text),
+    each column converted in C: no Python object per value but for strings and dicts."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    data: dict[str, Any] = {}
+    for name in HISTORY_COLUMNS:
+        column = table[name]
+        if name in TIME_COLUMNS:
+            utc = pc.assume_timezone(column.cast(pa.timestamp("us")), "UTC")
+            data[name] = pd.Series(utc.to_pandas(), copy=False)
+        elif name in FLOAT_COLUMNS:
+            data[name] = column.cast(pa.float64()).to_numpy()
+        elif name in REPEATED_COLUMNS:
+            data[name] = pd.Series(_repeated_strings(column), dtype=object, copy=False)
+        else:  # a column NULL throughout comes as int64: cast it
+            text = column.cast(pa.string()).to_numpy(zero_copy_only=False)
+            data[name] = pd.Series(text, dtype=object, copy=False)
+    data["status"] = pd.Categorical(data["status"], dtype=STATUS_DTYPE)
+    data["parameters"] = _loads_arrow(table["parameters"])
+    return pd.DataFrame(data, columns=list(HISTORY_COLUMNS))
+
+
+def _repeated_strings(column: Any) -> Any:
+    """A text column of few distinct values as an object array holding one Python string
+    per distinct value (dictionary-encoded in Arrow, then indexed in NumPy)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(column.cast(pa.string()).combine_chunks())
+    values = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
+    codes = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy()
+    return values[codes]
+
+
+def _loads_arrow(column: Any) -> list[Any]:
+    """Parse a text column with one ``json.loads``: the array's text is joined in Arrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = column.cast(pa.string()).combine_chunks()
+    if len(texts) and texts.null_count == 0:
+        whole = pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts)
+        try:
+            parsed = json.loads("[" + pc.binary_join(whole, ",")[0].as_py() + "]")
+            if len(parsed) == len(texts):
+                return parsed
+        except ValueError:
+            pass
+    return _loads_all(texts.to_pylist())
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     for col in TIME_COLUMNS:
-        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
+        # Microseconds always: pandas would otherwise pick the unit from the values.
+        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601").dt.as_unit("us")
     for col in FLOAT_COLUMNS:
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     frame["status"] = frame["status"].astype(STATUS_DTYPE)

@@ -19,7 +19,6 @@ from sqlalchemy import (
     DateTime,
     Engine,
     String,
-    and_,
     create_engine,
     event,
     func,
@@ -44,7 +43,7 @@ from .tables import (
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Any)
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 """The newest migration; a test checks it against the migrations folder."""
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIN_ID_PREFIX = 4
@@ -670,29 +669,45 @@ class Store:
             cols = [
                 type_coerce(c, plain).label(c.name) if c.name in TIME_COLUMNS else c for c in cols
             ]
-        conds = []
-        if script:
-            names = [script] if isinstance(script, str) else list(script)
-            conds.append(executions.c.script.in_(names))
-        if status:
-            values = [status] if isinstance(status, str) else list(status)
-            conds.append(executions.c.status.in_([ExecutionStatus(v).value for v in values]))
-        if since is not None:
-            conds.append(executions.c.queued_at >= _aware(since))
-        if until is not None:
-            conds.append(executions.c.queued_at < _aware(until))
-        if page_context is not None:
-            conds.append(executions.c.page_context == page_context)
-        query = (
-            select(*cols)
-            .where(and_(True, *conds))
-            .order_by(executions.c.queued_at.desc(), executions.c.id)
-        )
+        conds = _history_conditions(script, status, since, until, page_context)
+        query = select(*cols).where(*conds).order_by(*_NEWEST_FIRST)
         if limit is not None:
             query = query.limit(limit)
         if offset:
             query = query.offset(offset)
         return query
+
+    def history_slices(self, parts: int, **filters: Any) -> tuple[list[str], int]:
+        """The history query cut into up to ``parts`` consecutive slices, newest first, as
+        SQL texts with the values inlined, and the number of rows in all: for readers that
+        run the slices in parallel on connections of their own (``columnar``).
+
+        Slices are cut at ``queued_at`` values, so runs queued at the same instant stay
+        together and each slice comes ordered from the database (the ``queued_at`` index).
+        """
+        conds = _history_conditions(
+            *(filters.get(k) for k in ("script", "status", "since", "until", "page_context"))
+        )
+        queued_at = executions.c.queued_at
+        cuts: list[datetime] = []
+        with self.engine.connect() as conn:
+            count = select(func.count()).select_from(executions).where(*conds)
+            total = conn.execute(count).scalar_one()
+            if parts > 1 and filters.get("limit") is None and not filters.get("offset"):
+                at = select(queued_at).where(*conds).order_by(queued_at.desc()).limit(1)
+                offsets = sorted({total * k // parts for k in range(1, parts)} - {0})
+                cuts = sorted({conn.execute(at.offset(o)).scalar_one() for o in offsets})[::-1]
+        base = self.history_query(raw_times=True, **filters)
+        slices = []
+        for k in range(len(cuts) + 1):
+            query = base
+            if k < len(cuts):
+                query = query.where(queued_at > cuts[k])
+            if k > 0:
+                query = query.where(queued_at <= cuts[k - 1])
+            sql = query.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True})
+            slices.append(str(sql))
+        return slices, total
 
     def history_columns(self, **filters: Any) -> dict[str, list[Any]]:
         """History as columns of driver values (timestamps unparsed): the fast path to a
@@ -718,6 +733,33 @@ class Store:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+_NEWEST_FIRST = (executions.c.queued_at.desc(), executions.c.id)
+
+
+def _history_conditions(
+    script: str | Sequence[str] | None,
+    status: str | Sequence[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+    page_context: str | None,
+) -> list[Any]:
+    """WHERE conditions of the history filters."""
+    conds: list[Any] = []
+    if script:
+        names = [script] if isinstance(script, str) else list(script)
+        conds.append(executions.c.script.in_(names))
+    if status:
+        values = [status] if isinstance(status, str) else list(status)
+        conds.append(executions.c.status.in_([ExecutionStatus(v).value for v in values]))
+    if since is not None:
+        conds.append(executions.c.queued_at >= _aware(since))
+    if until is not None:
+        conds.append(executions.c.queued_at < _aware(until))
+    if page_context is not None:
+        conds.append(executions.c.page_context == page_context)
+    return conds
 
 
 def _silent(status: ExecutionStatus, since: datetime) -> tuple[Any, Any]:
