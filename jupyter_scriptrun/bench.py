@@ -2,11 +2,13 @@
 
     python -m jupyter_scriptrun.bench [--runs 200] [--broker redis://127.0.0.1:6379/14]
 
-Prints latency (p50/p90/p99) and throughput with 2 worker slots for: a bare subprocess,
-the product on the given broker with full recording in fresh mode and in warm mode, and the
-embedded default; each with its ratio to the bare baseline measured in the same run. Then
-a script importing pandas, bare vs. warm with pandas preloaded. ``--json FILE`` saves the
-figures.
+Prints, for a bare subprocess, the seed's Plan 2 (the work as a plain Celery task in the
+worker's process), the product on the given broker with full recording in fresh and in
+warm mode, and the embedded default (fresh and warm): latency p50/p90/p99 over sequential
+runs, throughput with 1 and 2 worker slots, CPU per run (client + worker tree), worker
+RSS; each with its ratio to the bare baseline measured in the same run. Then the store's
+own cost per run, a script importing pandas bare vs. warm with pandas preloaded, and
+history loading times. ``--json FILE`` saves the figures.
 """
 
 from __future__ import annotations
@@ -47,6 +49,34 @@ def tree_rss_mb(pid: int) -> float:
         except psutil.NoSuchProcess:
             continue
     return total / 2**20
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process tree, its reaped children included."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return float("nan")
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process and its reaped children."""
+    import resource
+
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -119,11 +149,70 @@ class Bench:
     def bare_latency(self, n: int, path: Path | None = None) -> list[float]:
         return [self._bare_once(path) for _ in range(n)]
 
-    def bare_throughput(self, n: int, slots: int = 2) -> float:
-        t0 = time.perf_counter()
+    def bare_throughput(self, n: int, slots: int = 2) -> tuple[float, float]:
+        """Runs per second with ``slots`` runs at a time, and CPU ms per run."""
+        cpu0, t0 = own_cpu_s(), time.perf_counter()
         with ThreadPoolExecutor(slots) as pool:
             list(pool.map(lambda _: self._bare_once(), range(n)))
-        return n / (time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        return n / elapsed, (own_cpu_s() - cpu0) / n * 1000
+
+    # -- the seed's Plan 2 -----------------------------------------------------
+
+    def start_plan2(self, concurrency: int) -> tuple[subprocess.Popen[bytes], Any]:
+        """A Plan 2 worker (prefork, ``concurrency`` processes) and its task, once ready."""
+        from .bench_plan2 import TASK_NAME, make_app
+
+        queue = f"{self.base.queue}-plan2"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCRIPTRUN_")}
+        env.update(SCRIPTRUN_BENCH_BROKER=self.args.broker, SCRIPTRUN_BENCH_QUEUE=queue)
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "jupyter_scriptrun.bench_plan2",
+            "worker",
+            "--loglevel=WARNING",
+            "--pool=prefork",
+            f"--concurrency={concurrency}",
+            f"--queues={queue}",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+        log = self.tmp / f"plan2-{uuid.uuid4().hex[:4]}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        task = make_app(self.args.broker, queue).signature(TASK_NAME)
+        self._plan2_once(task)  # ready once a run comes back
+        return proc, task
+
+    def _plan2_env(self) -> dict[str, str]:
+        return {
+            "SCRIPT_PARAMETERS": json.dumps(self.params),
+            "PAGE_CONTEXT": "bench",
+            "SCRIPT_NAME": self.script,
+            "EXECUTION_ID": "plan2",
+        }
+
+    def _plan2_once(self, task: Any) -> float:
+        t0 = time.perf_counter()
+        result = task.apply_async(args=(str(self.path), self._plan2_env())).get(timeout=60)
+        elapsed = time.perf_counter() - t0
+        if not result or result.get("status") != "success":
+            raise RuntimeError(f"Plan 2 run failed: {result!r}")
+        return elapsed
+
+    def plan2_throughput(self, task: Any, worker_pid: int, n: int) -> tuple[float, float]:
+        cpu0, wcpu0, t0 = own_cpu_s(), tree_cpu_s(worker_pid), time.perf_counter()
+        pending = [task.apply_async(args=(str(self.path), self._plan2_env())) for _ in range(n)]
+        for result in pending:
+            result.get(timeout=300)
+        elapsed = time.perf_counter() - t0
+        cpu = own_cpu_s() - cpu0 + tree_cpu_s(worker_pid) - wcpu0
+        return n / elapsed, cpu / n * 1000
 
     # -- the product -----------------------------------------------------------
 
@@ -198,6 +287,7 @@ class Bench:
                 conn.execute(insert(executions), batch)
         filled = time.perf_counter() - t0
         client = Client(self.base.with_(database_url=url))
+        client.history(limit=1)  # imports and connections, not the load itself
         t0 = time.perf_counter()
         frame = client.history()
         loaded = time.perf_counter() - t0
@@ -235,6 +325,52 @@ class Bench:
             run.wait(300)
         return n / (time.perf_counter() - t0)
 
+    def product_throughput_cpu(
+        self, client: Client, worker_pid: int, n: int
+    ) -> tuple[float, float]:
+        """Runs per second and CPU ms per run (this client + the worker tree)."""
+        cpu0, wcpu0 = own_cpu_s(), tree_cpu_s(worker_pid)
+        rate = self.product_throughput(client, n)
+        cpu = own_cpu_s() - cpu0 + tree_cpu_s(worker_pid) - wcpu0
+        return rate, cpu / n * 1000
+
+    def store_cost(self, n: int) -> dict[str, float]:
+        """The store alone: ms per run to create, claim and finish its record (what the
+        product writes per run, without a broker or a process)."""
+        from .status import ExecutionStatus
+        from .store import Store, new_execution_id
+
+        url = self.base.database_url or f"sqlite:///{self.tmp / 'store-cost.db'}"
+        store = Store(url)
+        script_id = store.ensure_script(self.script, "sha256:bench")
+        record = {
+            "duration_s": 0.02,
+            "cpu_user_s": 0.01,
+            "cpu_system_s": 0.0,
+            "peak_rss_mb": 10.0,
+            "exit_code": 0,
+            "content_hash": "sha256:bench",
+        }
+        output = {"stdout": '{"status": "success"}\n', "stdout_bytes": 22, "result": "{}"}
+        t0 = time.perf_counter()
+        for _ in range(n):
+            eid = new_execution_id()
+            store.create(
+                id=eid,
+                script=self.script,
+                script_id=script_id,
+                parameters=json.dumps(self.params),
+                page_context="bench-store",
+                queue=self.base.queue,
+                timeout_s=None,
+                content_hash="sha256:bench",
+            )
+            store.claim(eid, 1, "bench")
+            store.finish(eid, 1, ExecutionStatus.SUCCEEDED, record=record, output=output)
+        per_run = (time.perf_counter() - t0) / n * 1000
+        store.dispose()
+        return {"per_run_ms": per_run, "runs": n, "database": url.split(":")[0]}
+
     def start_worker(self, settings: Settings, concurrency: int = 2) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCRIPTRUN_")}
         env.update(settings.to_env())
@@ -266,6 +402,30 @@ class Bench:
             proc.kill()
             proc.wait()
 
+    def measure_product(self, key: str, settings: Settings, results: dict[str, Any]) -> None:
+        """Latency, throughput with 1 and 2 slots, CPU and RSS of one product path."""
+        n, m = self.args.runs, self.args.throughput_runs
+        worker = self.start_worker(settings, concurrency=1)
+        try:
+            one = self.product_throughput_cpu(Client(settings), worker.pid, m)[0]
+        finally:
+            self.stop_worker(worker)
+        worker = self.start_worker(settings, concurrency=2)
+        try:
+            client = Client(settings)
+            self.product_latency(client, 5)
+            x = results[key] = summarize(self.product_latency(client, n, context=key))
+            x["breakdown_ms"] = self.breakdown(client, key, x)
+            x["throughput_per_s"], x["cpu_ms_per_run"] = self.product_throughput_cpu(
+                client, worker.pid, m
+            )
+            x["throughput_1_per_s"] = one
+            x["worker_rss_mb"] = tree_rss_mb(worker.pid)
+            if self.args.soak and key == "warm":
+                results["soak"] = self.soak(client, worker.pid, self.args.soak)
+        finally:
+            self.stop_worker(worker)
+
     def run(self) -> dict[str, Any]:
         n, m = self.args.runs, self.args.throughput_runs
         results: dict[str, Any] = {
@@ -276,32 +436,38 @@ class Bench:
             "cpus": os.cpu_count(),
         }
         print(
-            f"benchmark: {self.script}, {n} sequential runs, {m} runs for throughput, "
-            f"{self.args.pool} pool with 2 slots; figures in ms",
+            f"benchmark: {self.script}, {n} sequential runs, {m} runs for throughput with 1 "
+            f"and 2 slots ({self.args.pool} pool for the product); figures in ms",
             flush=True,
         )
         self.bare_latency(5)
-        bare = self.bare_latency(n)
-        results["bare"] = summarize(bare)
-        results["bare"]["throughput_per_s"] = self.bare_throughput(m)
+        bare = results["bare"] = summarize(self.bare_latency(n))
+        bare["throughput_1_per_s"] = self.bare_throughput(m, slots=1)[0]
+        bare["throughput_per_s"], bare["cpu_ms_per_run"] = self.bare_throughput(m)
 
-        broker = self.base.with_(broker_url=self.args.broker)
-        for key, settings in (
-            ("product", broker),
-            ("warm", broker.with_(default_runner="warm")),
-        ):
-            worker = self.start_worker(settings)
+        if not self.args.skip_plan2:
+            worker, task = self.start_plan2(1)
             try:
-                client = Client(settings)
-                self.product_latency(client, 5)
-                results[key] = summarize(self.product_latency(client, n, context=key))
-                results[key]["breakdown_ms"] = self.breakdown(client, key, results[key])
-                results[key]["throughput_per_s"] = self.product_throughput(client, m)
-                results[key]["worker_rss_mb"] = tree_rss_mb(worker.pid)
-                if self.args.soak and key == "warm":
-                    results["soak"] = self.soak(client, worker.pid, self.args.soak)
+                one = self.plan2_throughput(task, worker.pid, m)[0]
             finally:
                 self.stop_worker(worker)
+            worker, task = self.start_plan2(2)
+            try:
+                for _ in range(5):
+                    self._plan2_once(task)
+                x = results["plan2"] = summarize([self._plan2_once(task) for _ in range(n)])
+                x["throughput_per_s"], x["cpu_ms_per_run"] = self.plan2_throughput(
+                    task, worker.pid, m
+                )
+                x["throughput_1_per_s"] = one
+                x["worker_rss_mb"] = tree_rss_mb(worker.pid)
+            finally:
+                self.stop_worker(worker)
+
+        broker = self.base.with_(broker_url=self.args.broker)
+        self.measure_product("product", broker, results)
+        self.measure_product("warm", broker.with_(default_runner="warm"), results)
+        results["store"] = self.store_cost(max(50, n))
 
         if not self.args.skip_pandas:
             k = max(5, n // 10)
@@ -321,28 +487,31 @@ class Bench:
             results.setdefault("history", []).append(self.history_load(rows))
 
         if not self.args.skip_embedded:
-            embedded = self.base.with_(data_dir=self.tmp / "embedded")
-            client = Client(embedded)
-            try:
-                self.product_latency(client, 5)
-                results["embedded"] = summarize(self.product_latency(client, n))
-            finally:
-                LocalWorker(embedded).stop()
+            for key, runner in (("embedded", "fresh"), ("embedded_warm", "warm")):
+                embedded = self.base.with_(data_dir=self.tmp / key, default_runner=runner)
+                client = Client(embedded)
+                try:
+                    self.product_latency(client, 5)
+                    results[key] = summarize(self.product_latency(client, n))
+                finally:
+                    LocalWorker(embedded).stop()
         self.report(results)
         return results
 
     def report(self, r: dict[str, Any]) -> None:
         bare = r["bare"]
         print(
-            f"\n{'path':<34}{'p50':>9}{'p90':>9}{'p99':>9}{'ratio p50':>11}{'runs/s':>9}"
-            f"{'ratio':>8}"
+            f"\n{'path':<34}{'p50':>8}{'p90':>8}{'p99':>8}{'ratio':>8}"
+            f"{'runs/s 1':>10}{'runs/s 2':>10}{'ratio':>7}{'CPU/run':>9}"
         )
         broker = self.args.broker.split(":")[0]
         rows = [
             ("bare subprocess.run", "bare"),
+            (f"Plan 2 (in-process task), {broker}", "plan2"),
             (f"product fresh, {broker}", "product"),
             (f"product warm, {broker}", "warm"),
             ("embedded default (fresh)", "embedded"),
+            ("embedded, warm runner", "embedded_warm"),
         ]
         for label, key in rows:
             if key not in r:
@@ -350,15 +519,18 @@ class Bench:
             x = r[key]
             ratio = x["p50_ms"] / bare["p50_ms"]
             x["latency_ratio"] = ratio
-            tput = x.get("throughput_per_s")
             line = (
-                f"{label[:33]:<34}{x['p50_ms']:>9.1f}{x['p90_ms']:>9.1f}{x['p99_ms']:>9.1f}"
-                f"{ratio:>10.2f}x"
+                f"{label[:33]:<34}{x['p50_ms']:>8.1f}{x['p90_ms']:>8.1f}{x['p99_ms']:>8.1f}"
+                f"{ratio:>7.2f}x"
             )
-            if tput is not None:
-                x["throughput_ratio"] = tput / bare["throughput_per_s"]
-                line += f"{tput:>9.1f}{x['throughput_ratio']:>7.2f}x"
+            if "throughput_per_s" in x:
+                x["throughput_ratio"] = x["throughput_per_s"] / bare["throughput_per_s"]
+                line += (
+                    f"{x['throughput_1_per_s']:>10.1f}{x['throughput_per_s']:>10.1f}"
+                    f"{x['throughput_ratio']:>6.2f}x{x['cpu_ms_per_run']:>9.1f}"
+                )
             print(line)
+        print("(ratio: p50 / bare p50, and runs/s with 2 slots / bare's; CPU/run in ms)")
         p = r["product"]
         print(
             f"\nproduct overhead over bare: {p['p50_ms'] - bare['p50_ms']:+.1f} ms at p50 "
@@ -390,11 +562,19 @@ class Bench:
                 f"pandas preloaded {r['pandas_warm']['p50_ms']:.1f} ms = {speedup:.0f}x faster "
                 "(target >= 20x)"
             )
+        st = r["store"]
+        print(
+            f"the store alone ({st['database']}): {st['per_run_ms']:.1f} ms per run to create, "
+            "claim and finish a record"
+        )
         if "embedded" in r:
-            print(
-                f"embedded default vs {self.args.broker.split(':')[0]}: "
-                f"{r['embedded']['p50_ms'] - p['p50_ms']:+.1f} ms at p50"
+            line = (
+                f"embedded default: p50 {r['embedded']['p50_ms']:.1f} ms fresh "
+                f"({r['embedded']['p50_ms'] - p['p50_ms']:+.1f} vs {broker})"
             )
+            if "embedded_warm" in r:
+                line += f", {r['embedded_warm']['p50_ms']:.1f} ms warm"
+            print(line + " (target: p50 <= 50 ms)")
 
 
 def benchmark(**options: Any) -> dict[str, Any]:
@@ -425,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pool", default="threads", choices=("threads", "prefork"))
     parser.add_argument("--skip-embedded", action="store_true")
     parser.add_argument("--skip-pandas", action="store_true")
+    parser.add_argument("--skip-plan2", action="store_true", help="skip the Plan 2 baseline")
     parser.add_argument(
         "--soak", type=int, default=0, help="also push this many warm runs, watching memory"
     )

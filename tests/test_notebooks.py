@@ -117,7 +117,8 @@ def test_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert errors(nb) == []
     out = texts(nb)
     whole = "\n".join(out)
-    for path in ("bare", "product", "warm", "embedded"):
+    for path in ("bare", "plan2", "product", "warm", "embedded", "embedded_warm"):
         assert path in out[4]  # the summary table
     assert "speed-up" in whole and "load_s" in whole
+    assert "1 slot" in whole and "the store alone:" in whole
     assert images(nb) >= 3
