@@ -25,6 +25,7 @@ from .config import Settings
 from .exceptions import AdhocNotAllowed, ScriptMetadataError, ScriptNotFound
 from .live import LiveOutput
 from .metadata import ScriptMeta
+from .orphans import Ledger
 from .registry import Registry, Script, adhoc_script
 from .status import ExecutionStatus
 from .store import Store
@@ -68,6 +69,7 @@ class Executor:
         self.settings = settings
         self.store = store
         self.registry = registry
+        self.ledger = Ledger(settings.data_dir / "running")
         self._warm: Any = None
 
     def run_attempt(self, execution_id: str, attempt: int, worker: str) -> Outcome:
@@ -113,12 +115,18 @@ class Executor:
                 memory_limit_mb=memory_limit,
             )
             live = LiveOutput(min(defaults.LIVE_OUTPUT_BYTES, self.settings.max_output_bytes))
-            outcome = runner.run(
-                spec,
-                poll=self._poller(execution_id, attempt, live),
-                on_output=live.add,
-                spawn=self._spawner(script),
-            )
+            sessions: list[int] = []
+            try:
+                outcome = runner.run(
+                    spec,
+                    poll=self._poller(execution_id, attempt, live),
+                    on_output=live.add,
+                    spawn=self._spawner(script),
+                    on_start=lambda sid: self._record_session(sid, execution_id, attempt, sessions),
+                )
+            finally:
+                for sid in sessions:  # the tree is gone when run() returns
+                    self.ledger.remove(sid)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         verdict = protocol.interpret(outcome, timeout)
@@ -229,6 +237,17 @@ class Executor:
             return self.store.beat(execution_id, beat)
 
         return poll
+
+    def _record_session(self, sid: int, execution_id: str, attempt: int, into: list[int]) -> None:
+        try:
+            self.ledger.add(sid, execution_id, attempt)
+            into.append(sid)
+        except OSError:  # the run goes on; only the clean-up after a crash is lost
+            log.warning("could not record session %s of %s", sid, execution_id, exc_info=True)
+
+    def sweep_orphans(self) -> int:
+        """Kill what scripts of dead workers on this host left running; how many."""
+        return sum(len(entry["killed"]) for entry in self.ledger.sweep())
 
     def reap(self, resend: Callable[[str, int, str | None, float], None]) -> list[str]:
         """Declare silent running runs lost (or pending again, per their retry policy).

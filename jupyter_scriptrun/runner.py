@@ -352,6 +352,7 @@ def run(
     poll: Callable[[], bool] | None = None,
     on_output: Callable[[str, bytes], None] | None = None,
     spawn: Callable[[RunSpec], Child] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> RunOutcome:
     """Run ``spec.argv`` to completion and report.
 
@@ -361,6 +362,7 @@ def run(
             whole process tree is terminated).
         on_output: called with ("stdout" | "stderr", chunk) as output arrives.
         spawn: starts the process (default: a fresh one; see ``warm`` for the other).
+        on_start: called with the child's pid (its session id) once it runs.
 
     The child gets its own session and process group, no stdin, and never a shell. On
     timeout or cancel the group gets SIGTERM, then SIGKILL after the grace period; the
@@ -389,6 +391,8 @@ def run(
             peak_rss_mb=None,
             spawn_error=f"{type(exc).__name__}: {exc}",
         )
+    if on_start is not None:
+        on_start(child.pid)
     return _Supervisor(child, spec, poll, on_output, t0, started_at).supervise()
 
 

@@ -1,8 +1,8 @@
 """The worker process: ``celery -A jupyter_scriptrun.worker worker`` (or ``scriptrun worker``).
 
 Builds the app from the environment's settings, registers the task, and runs the
-housekeeping thread: the reaper of lost runs and, for the embedded local worker, the
-idle exit.
+housekeeping thread: the sweep of processes that scripts of dead workers on this host left
+behind, the reaper of lost runs and, for the embedded local worker, the idle exit.
 """
 
 from __future__ import annotations
@@ -78,6 +78,10 @@ def _housekeeping(idle_exit_s: float | None) -> None:
         now = time.monotonic()
         if now >= next_reap:
             next_reap = now + settings.reap_every_s
+            try:
+                executor.sweep_orphans()  # first: a crashed worker's leftovers on this host
+            except Exception:
+                log.exception("sweeping orphaned script processes failed (will try again)")
             try:
                 executor.reap(resend)
             except Exception:

@@ -1,0 +1,113 @@
+"""A per-host ledger of the sessions that running scripts lead, so that nothing a script
+started outlives a worker killed with SIGKILL.
+
+Every script runs in a session of its own (its pid is the session id). The parent-death
+signal ends the script itself with its worker, but not the children it started. So the
+worker writes one small file per running script (session id, owner pid, start times) in
+a folder shared by the workers of a host, and removes it when the run's tree is gone.
+Any worker on the host, and a restarted one at start, sweeps that folder: an entry whose
+owner is dead names a session whose remaining processes are killed. Start times guard
+against reused pids. A process that left the session (``setsid`` of its own) escapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from .runner import _start_time, _stat_fields
+
+log = logging.getLogger(__name__)
+
+
+class Ledger:
+    """The folder of running scripts' sessions on this host."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    def add(self, sid: int, execution_id: str, attempt: int) -> None:
+        """Record that this process supervises the session ``sid`` of a run."""
+        entry = {
+            "sid": sid,
+            "sid_start": _start_time(sid),
+            "owner": os.getpid(),
+            "owner_start": _start_time(os.getpid()),
+            "execution_id": execution_id,
+            "attempt": attempt,
+        }
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".{sid}.tmp"
+        tmp.write_text(json.dumps(entry))
+        os.replace(tmp, self.dir / f"{sid}.json")  # a sweep never reads half an entry
+
+    def remove(self, sid: int) -> None:
+        """The session's tree is gone: forget it."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / f"{sid}.json").unlink()
+
+    def sweep(self) -> list[dict[str, Any]]:
+        """Kill what is left of sessions whose supervising process died; return those
+        entries (each with ``killed``, the pids signalled)."""
+        swept = []
+        try:
+            names = [n for n in os.listdir(self.dir) if n.endswith(".json")]
+        except FileNotFoundError:
+            return swept
+        for name in names:
+            path = self.dir / name
+            try:
+                entry = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # removed meanwhile, or not ours
+            if _alive(entry.get("owner"), entry.get("owner_start")):
+                continue
+            entry["killed"] = kill_session(int(entry["sid"]), entry.get("sid_start"))
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            swept.append(entry)
+            if entry["killed"]:
+                log.warning(
+                    "execution %s attempt %s: its worker (pid %s) died; killed %d process(es) "
+                    "its script left behind (session %s)",
+                    entry.get("execution_id"),
+                    entry.get("attempt"),
+                    entry.get("owner"),
+                    len(entry["killed"]),
+                    entry["sid"],
+                )
+        return swept
+
+
+def kill_session(sid: int, started: float | None) -> list[int]:
+    """SIGKILL every process in session ``sid`` that started no earlier than ``started``
+    (clock ticks since boot); the pids signalled."""
+    killed = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        pid = int(entry)
+        fields = _stat_fields(pid)
+        if not fields or len(fields) < 20 or fields[3] != str(sid).encode():
+            continue
+        if started is not None and float(fields[19]) < started:
+            continue  # older than the session's leader: not the run's (pid reuse)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
+
+
+def _alive(pid: object, started: object) -> bool:
+    if not isinstance(pid, int):
+        return False
+    fields = _stat_fields(pid)
+    if not fields or fields[0] in (b"Z", b"X"):
+        return False
+    return started is None or _start_time(pid) == started
