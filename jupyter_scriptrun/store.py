@@ -299,11 +299,15 @@ class Store:
                 )
             )
 
-    @_retrying
     def claim(self, id: str, attempt: int, worker: str) -> dict[str, Any] | None:
         """Move a pending execution to ``running`` as ``attempt``; None when it is not
         this delivery's to run (already running, final, cancelled, or another attempt)."""
-        now = utcnow()
+        # The claim's instant, fixed before any retry, tells this claim's own commit (whose
+        # answer a dropped connection lost) from another delivery's.
+        return self._claim(id, attempt, worker, utcnow())
+
+    @_retrying
+    def _claim(self, id: str, attempt: int, worker: str, now: datetime) -> dict[str, Any] | None:
         with self._write() as conn:
             row = conn.execute(
                 select(executions).where(executions.c.id == id).with_for_update()
@@ -311,6 +315,9 @@ class Store:
             if row is None:
                 return None
             r = row._mapping
+            mine = (ExecutionStatus.RUNNING.value, attempt, worker, now)
+            if (r["status"], r["attempt"], r["worker"], r["started_at"]) == mine:
+                return dict(r)  # committed by this very claim before the retry
             if r["status"] not in {s.value for s in PENDING} or r["attempt"] != attempt - 1:
                 return None
             if r["cancel_requested"]:

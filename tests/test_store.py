@@ -98,6 +98,19 @@ def test_the_life_of_a_run(store: Store):
     assert attempt["stdout"] == "out" and attempt["result"] == {"x": "你好"}
 
 
+def test_a_claim_retried_after_its_lost_commit_still_gets_the_run(store: Store):
+    from jupyter_scriptrun.store import utcnow
+
+    eid = create(store)
+    now = utcnow()
+    first = store._claim(eid, 1, "host/1", now)
+    # The connection dropped after the commit: the retry repeats the claim, same instant.
+    again = store._claim(eid, 1, "host/1", now)
+    assert first and again and again["id"] == eid and again["status"] == "running"
+    assert store.claim(eid, 1, "host/1") is None, "another delivery to the same worker"
+    assert len(store.attempts(eid)) == 1
+
+
 def test_each_attempt_of_a_retried_run_is_kept(store: Store):
     eid = create(store)
     store.claim(eid, 1, "w")
