@@ -1,21 +1,31 @@
-"""History read from SQLite as Arrow tables (ADBC), slices in parallel: the fast path for
-big histories.
+"""Big histories read from SQLite as Arrow columns (ADBC), in a child process: the fast
+path to a DataFrame of a million runs.
 
 The ``sqlite3`` module builds a Python object per value (about 6 s per million runs here);
-ADBC's SQLite driver fills Arrow columns in C and lets go of the GIL while it does, so
-two slices read on two connections take one core each. Used only where it applies (a
-SQLite file, ``adbc_driver_sqlite`` importable); the caller falls back to SQLAlchemy.
+ADBC's SQLite driver fills Arrow columns in C and lets go of the GIL, so slices read on
+connections of their own take one core each.
+
+Why a child process: the driver carries its own copy of SQLite. Two copies of SQLite in
+one process must never open the same database (sqlite.org/howtocorrupt.html, 2.2.1):
+POSIX locks belong to the process, so when one copy closes its file the other copy's
+locks go too, and a copy that believes itself the last connection deletes the WAL the
+other still writes to — committed runs vanish. In a child of its own the driver is just
+another process on the database, which SQLite is made for. The child streams Arrow IPC
+on its stdout; the parent converts each slice as it arrives.
+
+    python -m jupyter_scriptrun.columnar < {"path": ..., "rows": N, "slices": [SQL, ...]}
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
-
-from sqlalchemy.engine import make_url
 
 T = TypeVar("T")
 
@@ -24,9 +34,31 @@ T = TypeVar("T")
 BATCH_ROWS_OPTION = "adbc.sqlite.query.batch_rows"
 BUSY_TIMEOUT_MS = 60_000
 
+# Below this many runs the plain path is faster than starting the child.
+COLUMNAR_FROM_ROWS = 50_000
+
+# As tables.TIME_COLUMNS (not imported: the child needs no SQLAlchemy) and the history's
+# numeric columns, all floats in the frame.
+TIME_COLUMNS = ("queued_at", "started_at", "finished_at")
+FLOAT_COLUMNS = (
+    "queue_s",
+    "duration_s",
+    "cpu_user_s",
+    "cpu_system_s",
+    "peak_rss_mb",
+    "exit_code",
+    "attempt",
+)
+
+
+class ColumnarError(RuntimeError):
+    """The child reader failed (the caller falls back to the plain path)."""
+
 
 def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL, None for other databases and in-memory ones."""
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return None
@@ -37,41 +69,106 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def available() -> bool:
-    """Whether the ADBC SQLite driver and pyarrow can be imported."""
-    try:
-        import adbc_driver_sqlite.dbapi  # noqa: F401
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the ADBC SQLite driver and pyarrow are installed."""
+    from importlib.util import find_spec
+
+    return find_spec("adbc_driver_sqlite") is not None and find_spec("pyarrow") is not None
 
 
-def read_slices(
-    path: Path,
-    slices: list[str],
-    rows: int,
-    convert: Callable[[Any], T],
-    threads: int | None = None,
-) -> list[T]:
-    """Run each SQL slice on a connection of its own, ``threads`` at a time, and return
-    ``convert(table)`` of each, in the order of ``slices``.
+def read(path: Path, slices: list[str], rows: int, convert: Callable[[Any], T]) -> list[T]:
+    """Run the SQL slices against ``path`` in a child process; ``convert`` each slice's
+    Arrow table as it arrives, in the order of ``slices``.
 
-    Converting in the same thread overlaps one slice's Python work (parsing JSON) with the
-    next slice's read, which runs without the GIL.
+    Raises:
+        ColumnarError: the child failed; its error is in the message.
     """
+    import pyarrow as pa
+
+    spec = json.dumps({"path": str(path), "rows": rows, "slices": slices})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", __name__],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(spec.encode())
+        proc.stdin.close()
+        converted = []
+        try:
+            with pa.ipc.open_stream(proc.stdout) as reader:
+                for batch in reader:
+                    converted.append(convert(pa.Table.from_batches([batch])))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ColumnarError(f"{exc}; {proc.stderr.read().decode(errors='replace')}") from exc
+        if proc.wait() != 0:
+            raise ColumnarError(proc.stderr.read().decode(errors="replace")[-2000:])
+        return converted
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def _read_slices(path: str, slices: list[str], rows: int) -> Iterator[Any]:
+    """Each slice as an Arrow table of the history's types, in order; read in threads."""
     import adbc_driver_sqlite.dbapi as adbc
 
-    def read(sql: str) -> T:
-        with adbc.connect(str(path)) as conn, conn.cursor() as cur:
+    def one(sql: str) -> Any:
+        with adbc.connect(path) as conn, conn.cursor() as cur:
             # Wait for a writer's lock as the store's own connections do.
             cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cur.adbc_statement.set_options(**{BATCH_ROWS_OPTION: str(max(rows, 1) + 1)})
             cur.execute(sql)
-            table = cur.fetch_arrow_table()
-        return convert(table)
+            return _typed(cur.fetch_arrow_table())
 
-    workers = threads or min(len(slices), os.cpu_count() or 1)
-    if workers <= 1 or len(slices) == 1:
-        return [read(sql) for sql in slices]
+    workers = min(len(slices), os.cpu_count() or 1)
+    if workers <= 1:
+        yield from map(one, slices)
+        return
     with ThreadPoolExecutor(workers, thread_name_prefix="scriptrun-history") as pool:
-        return list(pool.map(read, slices))
+        yield from pool.map(one, slices)
+
+
+def _typed(table: Any) -> Any:
+    """The table with the history's Arrow types: times as UTC timestamps, numbers as
+    float64, the rest text (a column NULL throughout comes from the driver as int64)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for name in table.column_names:
+        column = table[name]
+        if name in TIME_COLUMNS:
+            column = pc.assume_timezone(column.cast(pa.timestamp("us")), "UTC")
+        elif name in FLOAT_COLUMNS:
+            column = column.cast(pa.float64())
+        else:
+            column = column.cast(pa.string())
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+def main() -> int:
+    """The child: a JSON spec on stdin, one Arrow IPC stream of every slice on stdout."""
+    import pyarrow as pa
+
+    spec = json.load(sys.stdin)
+    out = sys.stdout.buffer
+    writer = None
+    for table in _read_slices(spec["path"], spec["slices"], spec["rows"]):
+        if writer is None:
+            writer = pa.ipc.new_stream(out, table.schema)
+        for batch in table.to_batches():
+            writer.write_batch(batch)
+    if writer is not None:
+        writer.close()
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,9 +1,11 @@
-"""The history's fast path (Arrow slices read in parallel from SQLite) gives exactly the
-frame of the plain SQLAlchemy path, for every filter, with ties and NULL-first columns."""
+"""The history's fast path (Arrow slices read by a child process from SQLite) gives exactly
+the frame of the plain SQLAlchemy path, for every filter, with ties and NULL-first
+columns, and never endangers the database the process itself writes to."""
 
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,8 +15,9 @@ from sqlalchemy import insert
 
 from jupyter_scriptrun import columnar
 from jupyter_scriptrun.frames import _arrow_frame, history, history_frame
-from jupyter_scriptrun.store import Store
-from jupyter_scriptrun.tables import executions
+from jupyter_scriptrun.status import ExecutionStatus
+from jupyter_scriptrun.store import Store, new_execution_id
+from jupyter_scriptrun.tables import TIME_COLUMNS, executions
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 ROWS = 3000
@@ -82,7 +85,7 @@ def test_the_fast_path_applies_to_a_sqlite_file(store: Store):
 
 @pytest.mark.parametrize("filters", FILTERS, ids=lambda f: ",".join(f) or "all")
 def test_fast_and_plain_paths_give_the_same_frame(store: Store, filters: dict):
-    fast = history(store, **filters)
+    fast = history(store, columnar_from=0, **filters)
     plain = history_frame(store.history_columns(**filters))
     pd.testing.assert_frame_equal(fast, plain)
     if filters == {}:
@@ -96,7 +99,7 @@ def test_fast_and_plain_paths_give_the_same_frame(store: Store, filters: dict):
 def test_slices_cover_every_run_once_in_order(store: Store, parts: int):
     slices, rows = store.history_slices(parts)
     assert rows == ROWS and 1 <= len(slices) <= parts
-    frames = columnar.read_slices(columnar.sqlite_file(store.url), slices, rows, _arrow_frame)
+    frames = columnar.read(columnar.sqlite_file(store.url), slices, rows, _arrow_frame)
     joined = pd.concat(frames, ignore_index=True)
     pd.testing.assert_frame_equal(joined, history_frame(store.history_columns()))
     # The 400 runs queued at one instant sit in one slice, whatever the cut points.
@@ -107,3 +110,63 @@ def test_slices_cover_every_run_once_in_order(store: Store, parts: int):
 def test_a_history_with_a_limit_is_read_as_one_slice(store: Store):
     slices, _ = store.history_slices(4, limit=10)
     assert len(slices) == 1 and "LIMIT" in slices[0]
+
+
+def test_the_child_uses_the_store_s_time_columns():
+    assert columnar.TIME_COLUMNS == TIME_COLUMNS
+
+
+def test_small_histories_take_the_plain_path(store: Store, monkeypatch: pytest.MonkeyPatch):
+    def fail(*args: object) -> None:
+        raise AssertionError("the child reader was started")
+
+    monkeypatch.setattr(columnar, "read", fail)
+    assert len(history(store, limit=5)) == 5  # 3000 runs < COLUMNAR_FROM_ROWS
+
+
+def test_reading_fast_loses_nothing_this_process_writes(tmp_path: Path):
+    """Two copies of SQLite in one process share POSIX locks: with the driver's copy in
+    this process, its reads beside this process's writes deleted the WAL under them or
+    died of SIGBUS on a truncated -shm (seen). The read runs in a child process, so fast
+    reads in a thread while this process writes lose nothing."""
+    store = Store(f"sqlite:///{tmp_path / 'live.db'}")
+    sid = store.ensure_script("s", None)
+
+    def add() -> str:
+        eid = new_execution_id()
+        store.create(
+            id=eid,
+            script="s",
+            script_id=sid,
+            parameters="{}",
+            page_context="t",
+            queue="q",
+            timeout_s=None,
+            content_hash=None,
+        )
+        return eid
+
+    written = [add()]
+    store.claim(written[0], 1, "w")  # a connection of this process holds the database open
+    done = threading.Event()
+    seen: list[int] = []
+
+    def read() -> None:
+        while not done.is_set():
+            seen.append(len(history(store, columnar_from=0)))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        while len(seen) < 3:
+            written.append(add())
+    finally:
+        done.set()
+        reader.join(60)
+    store.finish(written[0], 1, ExecutionStatus.SUCCEEDED, record={}, output={})
+    assert seen == sorted(seen) and seen[-1] <= len(written)
+    assert len(history(store, columnar_from=0)) == len(written)
+    store.dispose()
+    reopened = Store(store.url)  # what another process sees
+    assert {r["id"] for r in reopened.history_rows()} == set(written)
+    assert reopened.get(written[0])["status"] == "succeeded"
