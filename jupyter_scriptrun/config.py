@@ -105,6 +105,7 @@ class Settings:
             "SCRIPTRUN_LOST_AFTER": str(self.lost_after_s),
             "SCRIPTRUN_REAP_EVERY": str(self.reap_every_s),
             "SCRIPTRUN_REQUEUE_AFTER": str(self.requeue_after_s),
+            "SCRIPTRUN_LOCAL_IDLE_TIMEOUT": str(self.local_idle_timeout_s),
             "SCRIPTRUN_VISIBILITY_TIMEOUT": str(self.visibility_timeout_s),
             "SCRIPTRUN_ALLOW_ADHOC": "1" if self.allow_adhoc else "0",
             "SCRIPTRUN_DEFAULT_RUNNER": self.default_runner,

@@ -15,7 +15,7 @@ import pytest
 
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, examples_dir
-from jupyter_scriptrun.local import worker_argv
+from jupyter_scriptrun.local import LocalWorker, worker_argv
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -207,6 +207,7 @@ class JupyterLabProcess:
     """A real ``jupyter lab`` (with our extension, on ``settings``) on loopback."""
 
     def __init__(self, settings: Settings, root: Path) -> None:
+        self.settings = settings
         self.port = free_port()
         self.token = uuid.uuid4().hex
         self.url = f"http://127.0.0.1:{self.port}/"
@@ -257,5 +258,8 @@ class JupyterLabProcess:
         raise RuntimeError(f"jupyter lab not ready: {self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL to its own process group (kernels it started included)."""
+        """SIGTERM, then SIGKILL to its own process group (kernels it started included);
+        then the embedded local worker the server started, which has a session of its own."""
         stop_process(self.proc, 20)
+        if self.settings.embedded:
+            LocalWorker(self.settings).stop()
