@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,41 +34,46 @@ from .local import LocalWorker, worker_argv
 from .protocol import script_env
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MiB."""
+def _tree(pid: int) -> list[Any] | None:
+    """A process and all its descendants (psutil), None if it is gone."""
     import psutil
 
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return float("nan")
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return total / 2**20
+        return None
 
 
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of a process tree, its reaped children included."""
+def _tree_sum(pid: int, measure: Callable[[Any], float]) -> float:
+    """The sum of ``measure(process)`` over a process tree (NaN if it is gone)."""
     import psutil
 
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
+    procs = _tree(pid)
+    if procs is None:
         return float("nan")
     total = 0.0
     for proc in procs:
         try:
-            t = proc.cpu_times()
+            total += measure(proc)
         except psutil.NoSuchProcess:
-            continue
-        total += t.user + t.system + t.children_user + t.children_system
+            continue  # ended meanwhile
     return total
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MiB."""
+    return _tree_sum(pid, lambda p: p.memory_info().rss) / 2**20
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process tree, its reaped children included."""
+
+    def cpu(proc: Any) -> float:
+        t = proc.cpu_times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    return _tree_sum(pid, cpu)
 
 
 def own_cpu_s() -> float:
@@ -164,27 +170,17 @@ class Bench:
         from .bench_plan2 import TASK_NAME, make_app
 
         queue = f"{self.base.queue}-plan2"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SCRIPTRUN_")}
-        env.update(SCRIPTRUN_BENCH_BROKER=self.args.broker, SCRIPTRUN_BENCH_QUEUE=queue)
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "jupyter_scriptrun.bench_plan2",
-            "worker",
-            "--loglevel=WARNING",
-            "--pool=prefork",
-            f"--concurrency={concurrency}",
-            f"--queues={queue}",
-            "--without-mingle",
-            "--without-gossip",
-        ]
-        log = self.tmp / f"plan2-{uuid.uuid4().hex[:4]}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        argv = worker_argv(
+            queue,
+            loglevel="WARNING",
+            concurrency=concurrency,
+            pool="prefork",
+            extra=("--without-mingle", "--without-gossip"),
+            app="jupyter_scriptrun.bench_plan2",
+        )
+        proc = self._spawn(
+            "plan2", argv, SCRIPTRUN_BENCH_BROKER=self.args.broker, SCRIPTRUN_BENCH_QUEUE=queue
+        )
         task = make_app(self.args.broker, queue).signature(TASK_NAME)
         self._plan2_once(task)  # ready once a run comes back
         return proc, task
@@ -371,24 +367,26 @@ class Bench:
         store.dispose()
         return {"per_run_ms": per_run, "runs": n, "database": url.split(":")[0]}
 
-    def start_worker(self, settings: Settings, concurrency: int = 2) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SCRIPTRUN_")}
-        env.update(settings.to_env())
-        log = self.tmp / f"worker-{uuid.uuid4().hex[:4]}.log"
+    def _spawn(self, name: str, argv: list[str], **env: str) -> subprocess.Popen[bytes]:
+        """Start a worker process of ours: no SCRIPTRUN_* of this process, ``env`` added,
+        its log in the bench folder."""
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("SCRIPTRUN_")}
+        environ.update(env)
+        log = self.tmp / f"{name}-{uuid.uuid4().hex[:4]}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                worker_argv(
-                    settings.queue,
-                    loglevel="WARNING",
-                    concurrency=concurrency,
-                    pool=self.args.pool,
-                    extra=("--without-mingle", "--without-gossip"),
-                ),
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+            return subprocess.Popen(
+                argv, env=environ, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
+
+    def start_worker(self, settings: Settings, concurrency: int = 2) -> subprocess.Popen[bytes]:
+        argv = worker_argv(
+            settings.queue,
+            loglevel="WARNING",
+            concurrency=concurrency,
+            pool=self.args.pool,
+            extra=("--without-mingle", "--without-gossip"),
+        )
+        proc = self._spawn("worker", argv, **settings.to_env())
         client = Client(settings)
         client.run(self.script, self.params, wait_timeout=60)  # ready once a run comes back
         return proc

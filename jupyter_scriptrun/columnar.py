@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .columns import FLOAT_COLUMNS, TIME_COLUMNS
+
 T = TypeVar("T")
 
 # The driver guesses a column's type from the first batch of rows: a batch as large as the
@@ -36,19 +38,6 @@ BUSY_TIMEOUT_MS = 60_000
 
 # Below this many runs the plain path is faster than starting the child.
 COLUMNAR_FROM_ROWS = 50_000
-
-# As tables.TIME_COLUMNS (not imported: the child needs no SQLAlchemy) and the history's
-# numeric columns, all floats in the frame.
-TIME_COLUMNS = ("queued_at", "started_at", "finished_at")
-FLOAT_COLUMNS = (
-    "queue_s",
-    "duration_s",
-    "cpu_user_s",
-    "cpu_system_s",
-    "peak_rss_mb",
-    "exit_code",
-    "attempt",
-)
 
 
 class ColumnarError(RuntimeError):

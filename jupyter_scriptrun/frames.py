@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from . import columnar
+from .columns import FLOAT_COLUMNS, HISTORY_COLUMNS, TIME_COLUMNS
 from .status import ALL
-from .tables import HISTORY_COLUMNS, TIME_COLUMNS
 
 if TYPE_CHECKING:
     from .store import Store
@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 # More slices than cores: the child reads the next ones while this process converts.
 SLICES_PER_CPU = 4
 
-FLOAT_COLUMNS = columnar.FLOAT_COLUMNS
 # Text columns with few distinct values: one Python string per value, not per row.
 REPEATED_COLUMNS = ("script", "status", "page_context", "worker", "error_type")
 STATUS_DTYPE = pd.CategoricalDtype(categories=list(ALL))
@@ -38,8 +37,9 @@ def history(
     """
     path = columnar.sqlite_file(store.url)
     if path is not None and columnar.available():
-        slices, rows = store.history_slices(SLICES_PER_CPU * (os.cpu_count() or 1), **filters)
+        rows = store.history_count(**filters)
         if rows >= columnar_from:
+            slices = store.history_slices(SLICES_PER_CPU * (os.cpu_count() or 1), rows, **filters)
             try:
                 parts = columnar.read(path, slices, rows, _arrow_frame)
             except columnar.ColumnarError as exc:
@@ -92,10 +92,9 @@ def _repeated_strings(column: Any) -> Any:
     """A text column of few distinct values as an object array holding one Python string
     per distinct value (dictionary-encoded in Arrow, then indexed in NumPy)."""
     import numpy as np
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    encoded = pc.dictionary_encode(column.cast(pa.string()).combine_chunks())
+    encoded = pc.dictionary_encode(column.combine_chunks())
     values = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
     codes = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy()
     return values[codes]
@@ -106,7 +105,7 @@ def _loads_arrow(column: Any) -> list[Any]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    texts = column.cast(pa.string()).combine_chunks()
+    texts = column.combine_chunks()
     if len(texts) and texts.null_count == 0:
         whole = pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts)
         try:

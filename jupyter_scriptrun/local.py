@@ -27,14 +27,16 @@ def worker_argv(
     pool: str | None = None,
     hostname: str | None = None,
     extra: tuple[str, ...] | list[str] = (),
+    app: str = "jupyter_scriptrun.worker",
 ) -> list[str]:
-    """The command line of a worker process (plain ``celery worker`` on our app)."""
+    """The command line of a worker process (plain ``celery worker`` on our app, or on
+    ``app``)."""
     argv = [
         sys.executable,
         "-m",
         "celery",
         "-A",
-        "jupyter_scriptrun.worker",
+        app,
         "worker",
         f"--loglevel={loglevel}",
         f"--queues={queues}",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._version import __version__
+from .columns import HISTORY_COLUMNS
 from .status import ExecutionStatus
-from .tables import HISTORY_COLUMNS
 
 STATUSES = [s.value for s in ExecutionStatus]
 MAX_OFFSET = 2**31 - 1

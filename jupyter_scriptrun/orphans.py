@@ -20,7 +20,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from .runner import _start_time, _stat_fields
+from .runner import SESSION_FIELD, is_zombie, proc_members, start_time
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,9 @@ class Ledger:
         """Record that this process supervises the session ``sid`` of a run."""
         entry = {
             "sid": sid,
-            "sid_start": _start_time(sid),
+            "sid_start": start_time(sid),
             "owner": os.getpid(),
-            "owner_start": _start_time(os.getpid()),
+            "owner_start": start_time(os.getpid()),
             "execution_id": execution_id,
             "attempt": attempt,
         }
@@ -88,15 +88,8 @@ def kill_session(sid: int, started: float | None) -> list[int]:
     """SIGKILL every process in session ``sid`` that started no earlier than ``started``
     (clock ticks since boot); the pids signalled."""
     killed = []
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        pid = int(entry)
-        fields = _stat_fields(pid)
-        if not fields or len(fields) < 20 or fields[3] != str(sid).encode():
-            continue
-        if started is not None and float(fields[19]) < started:
+    for pid, start in proc_members(SESSION_FIELD, sid):
+        if pid == os.getpid() or (started is not None and start < started):
             continue  # older than the session's leader: not the run's (pid reuse)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
@@ -105,9 +98,6 @@ def kill_session(sid: int, started: float | None) -> list[int]:
 
 
 def _alive(pid: object, started: object) -> bool:
-    if not isinstance(pid, int):
+    if not isinstance(pid, int) or is_zombie(pid):
         return False
-    fields = _stat_fields(pid)
-    if not fields or fields[0] in (b"Z", b"X"):
-        return False
-    return started is None or _start_time(pid) == started
+    return started is None or start_time(pid) == started

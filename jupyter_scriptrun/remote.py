@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
+from .columns import HISTORY_COLUMNS
 from .exceptions import ScriptrunError
 from .frames import history_frame
-from .tables import HISTORY_COLUMNS
 
 
 def remote_history(server: str, token: str | None = None, **filters: Any) -> pd.DataFrame:

@@ -157,7 +157,7 @@ class TreeSampler:
             pid = todo.pop()
             seen.append(pid)
             if pid not in self.known:
-                start = _start_time(pid)
+                start = start_time(pid)
                 if start is None:
                     continue
                 self.known[pid] = start
@@ -170,7 +170,7 @@ class TreeSampler:
         for pid, start in list(self.known.items()):
             if pid == self.root:
                 continue
-            if _start_time(pid) != start:
+            if start_time(pid) != start:
                 self.known.pop(pid, None)  # gone, or the pid was reused
                 continue
             try:
@@ -181,14 +181,14 @@ class TreeSampler:
     def adopt(self, pids: list[int]) -> None:
         """Track more pids (members of the process group found after the exit)."""
         for pid in pids:
-            start = _start_time(pid)
+            start = start_time(pid)
             if start is not None:
                 self.known.setdefault(pid, start)
 
     def any_alive(self) -> bool:
         """True while a descendant seen earlier still runs (zombies do not count)."""
         for pid, start in list(self.known.items()):
-            if pid != self.root and _start_time(pid) == start and not _is_zombie(pid):
+            if pid != self.root and start_time(pid) == start and not is_zombie(pid):
                 return True
         return False
 
@@ -219,6 +219,12 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+# Indexes into /proc/PID/stat after the command name (see ``_stat_fields``).
+PGRP_FIELD = 2
+SESSION_FIELD = 3
+START_TIME_FIELD = 19
+
+
 def _stat_fields(pid: int) -> list[bytes] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -229,24 +235,33 @@ def _stat_fields(pid: int) -> list[bytes] | None:
     return data[data.rfind(b")") + 2 :].split()
 
 
-def _start_time(pid: int) -> float | None:
+def start_time(pid: int) -> float | None:
+    """When ``pid`` started (clock ticks since boot), None if it is gone."""
     fields = _stat_fields(pid)
-    return float(fields[19]) if fields and len(fields) > 19 else None
+    return float(fields[START_TIME_FIELD]) if fields and len(fields) > START_TIME_FIELD else None
 
 
-def _is_zombie(pid: int) -> bool:
+def is_zombie(pid: int) -> bool:
+    """Whether ``pid`` is gone or a zombie."""
     fields = _stat_fields(pid)
     return not fields or fields[0] in (b"Z", b"X")
 
 
 def _group_members(pgid: int) -> list[int]:
     """Pids whose process group is ``pgid`` (a scan of /proc: only for the rare case)."""
+    return [pid for pid, _ in proc_members(PGRP_FIELD, pgid)]
+
+
+def proc_members(field: int, value: int) -> list[tuple[int, float]]:
+    """Processes whose /proc stat ``field`` (PGRP_FIELD, SESSION_FIELD) is ``value``, with
+    their start times (clock ticks since boot): a scan of /proc."""
+    wanted = str(value).encode()
     members = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             fields = _stat_fields(int(entry))
-            if fields and len(fields) > 2 and fields[2] == str(pgid).encode():
-                members.append(int(entry))
+            if fields and len(fields) > START_TIME_FIELD and fields[field] == wanted:
+                members.append((int(entry), float(fields[START_TIME_FIELD])))
     return members
 
 

@@ -29,11 +29,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from .columns import HISTORY_COLUMNS, TIME_COLUMNS
 from .exceptions import ExecutionConflict, ExecutionNotFound
 from .status import PENDING, ExecutionStatus
 from .tables import (
-    HISTORY_COLUMNS,
-    TIME_COLUMNS,
     attempts,
     executions,
     output_chunks,
@@ -684,25 +683,29 @@ class Store:
             query = query.offset(offset)
         return query
 
-    def history_slices(self, parts: int, **filters: Any) -> tuple[list[str], int]:
+    def history_count(self, **filters: Any) -> int:
+        """How many runs the history filters match (``limit``/``offset`` not applied)."""
+        conds = _history_conditions(**filters)
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(executions).where(*conds)
+            ).scalar_one()
+
+    def history_slices(self, parts: int, rows: int, **filters: Any) -> list[str]:
         """The history query cut into up to ``parts`` consecutive slices, newest first, as
-        SQL texts with the values inlined, and the number of rows in all: for readers that
-        run the slices in parallel on connections of their own (``columnar``).
+        SQL texts with the values inlined: for readers that run the slices in parallel on
+        connections of their own (``columnar``). ``rows`` is ``history_count(**filters)``.
 
         Slices are cut at ``queued_at`` values, so runs queued at the same instant stay
-        together and each slice comes ordered from the database (the ``queued_at`` index).
+        together and each slice comes ordered from the database (the history's index).
         """
-        conds = _history_conditions(
-            *(filters.get(k) for k in ("script", "status", "since", "until", "page_context"))
-        )
         queued_at = executions.c.queued_at
         cuts: list[datetime] = []
-        with self.engine.connect() as conn:
-            count = select(func.count()).select_from(executions).where(*conds)
-            total = conn.execute(count).scalar_one()
-            if parts > 1 and filters.get("limit") is None and not filters.get("offset"):
-                at = select(queued_at).where(*conds).order_by(queued_at.desc()).limit(1)
-                offsets = sorted({total * k // parts for k in range(1, parts)} - {0})
+        if parts > 1 and filters.get("limit") is None and not filters.get("offset"):
+            conds = _history_conditions(**filters)
+            at = select(queued_at).where(*conds).order_by(queued_at.desc()).limit(1)
+            offsets = sorted({rows * k // parts for k in range(1, parts)} - {0})
+            with self.engine.connect() as conn:
                 cuts = sorted({conn.execute(at.offset(o)).scalar_one() for o in offsets})[::-1]
         base = self.history_query(raw_times=True, **filters)
         slices = []
@@ -714,7 +717,7 @@ class Store:
                 query = query.where(queued_at <= cuts[k - 1])
             sql = query.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True})
             slices.append(str(sql))
-        return slices, total
+        return slices
 
     def history_columns(self, **filters: Any) -> dict[str, list[Any]]:
         """History as columns of driver values (timestamps unparsed): the fast path to a
@@ -746,13 +749,15 @@ _NEWEST_FIRST = (executions.c.queued_at.desc(), executions.c.id)
 
 
 def _history_conditions(
-    script: str | Sequence[str] | None,
-    status: str | Sequence[str] | None,
-    since: datetime | None,
-    until: datetime | None,
-    page_context: str | None,
+    script: str | Sequence[str] | None = None,
+    status: str | Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    page_context: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[Any]:
-    """WHERE conditions of the history filters."""
+    """WHERE conditions of the history filters (``limit``/``offset`` are not conditions)."""
     conds: list[Any] = []
     if script:
         names = [script] if isinstance(script, str) else list(script)

@@ -150,28 +150,3 @@ output_chunks = Table(
 )
 """Output as it arrives, for live views (``logs?offset=``); the attempt row keeps the
 final capped streams."""
-
-TIME_COLUMNS = ("queued_at", "started_at", "finished_at")
-"""The history's timestamp columns."""
-
-HISTORY_COLUMNS = (
-    "id",
-    "script",
-    "status",
-    "page_context",
-    "parameters",
-    "queued_at",
-    "started_at",
-    "finished_at",
-    "queue_s",
-    "duration_s",
-    "cpu_user_s",
-    "cpu_system_s",
-    "peak_rss_mb",
-    "exit_code",
-    "attempt",
-    "worker",
-    "error_type",
-    "message",
-)
-"""The history DataFrame's columns, in order (a contract: see DESIGN.md)."""

@@ -12,6 +12,7 @@ import pytest
 from conftest import pid_alive
 
 from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.columns import HISTORY_COLUMNS
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.exceptions import (
     ExecutionConflict,
@@ -22,7 +23,6 @@ from jupyter_scriptrun.exceptions import (
     WorkerUnavailable,
 )
 from jupyter_scriptrun.status import ExecutionStatus
-from jupyter_scriptrun.tables import HISTORY_COLUMNS
 
 
 def test_the_seed_example_runs_and_is_recorded(client: Client):

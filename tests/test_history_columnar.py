@@ -17,7 +17,7 @@ from jupyter_scriptrun import columnar
 from jupyter_scriptrun.frames import _arrow_frame, history, history_frame
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, new_execution_id
-from jupyter_scriptrun.tables import TIME_COLUMNS, executions
+from jupyter_scriptrun.tables import executions
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 ROWS = 3000
@@ -97,7 +97,8 @@ def test_fast_and_plain_paths_give_the_same_frame(store: Store, filters: dict):
 
 @pytest.mark.parametrize("parts", [1, 2, 3, 7])
 def test_slices_cover_every_run_once_in_order(store: Store, parts: int):
-    slices, rows = store.history_slices(parts)
+    rows = store.history_count()
+    slices = store.history_slices(parts, rows)
     assert rows == ROWS and 1 <= len(slices) <= parts
     frames = columnar.read(columnar.sqlite_file(store.url), slices, rows, _arrow_frame)
     joined = pd.concat(frames, ignore_index=True)
@@ -108,12 +109,8 @@ def test_slices_cover_every_run_once_in_order(store: Store, parts: int):
 
 
 def test_a_history_with_a_limit_is_read_as_one_slice(store: Store):
-    slices, _ = store.history_slices(4, limit=10)
+    slices = store.history_slices(4, store.history_count(limit=10), limit=10)
     assert len(slices) == 1 and "LIMIT" in slices[0]
-
-
-def test_the_child_uses_the_store_s_time_columns():
-    assert columnar.TIME_COLUMNS == TIME_COLUMNS
 
 
 def test_small_histories_take_the_plain_path(store: Store, monkeypatch: pytest.MonkeyPatch):

@@ -1,0 +1,40 @@
+"""The history's columns by kind: importable without SQLAlchemy or pandas (the columnar
+reader's child process needs them)."""
+
+from __future__ import annotations
+
+HISTORY_COLUMNS = (
+    "id",
+    "script",
+    "status",
+    "page_context",
+    "parameters",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "queue_s",
+    "duration_s",
+    "cpu_user_s",
+    "cpu_system_s",
+    "peak_rss_mb",
+    "exit_code",
+    "attempt",
+    "worker",
+    "error_type",
+    "message",
+)
+"""The history DataFrame's columns, in order (a contract: see DESIGN.md)."""
+
+TIME_COLUMNS = ("queued_at", "started_at", "finished_at")
+"""The history's timestamp columns (timezone-aware UTC in the frame)."""
+
+FLOAT_COLUMNS = (
+    "queue_s",
+    "duration_s",
+    "cpu_user_s",
+    "cpu_system_s",
+    "peak_rss_mb",
+    "exit_code",
+    "attempt",
+)
+"""The history's numeric columns (floats in the frame)."""
