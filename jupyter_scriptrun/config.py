@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import defaults
 from .exceptions import ConfigurationError
+from .queues import parse_queues, queue_problem
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -44,6 +45,10 @@ class Settings:
     broker when it is Redis; otherwise completion is read from the store."""
     data_dir: Path = field(default_factory=default_data_dir)
     queue: str = defaults.QUEUE
+    """The default queue: where runs go when neither the caller nor the script names one."""
+    queues: tuple[str, ...] = ()
+    """Queues runs may be sent to besides :attr:`queue` (``SCRIPTRUN_QUEUES``); empty: the
+    queues registered scripts name in their metadata (see ``queues.allowed_queues``)."""
     default_timeout_s: float = defaults.TIMEOUT_S
     kill_grace_s: float = defaults.KILL_GRACE_S
     max_output_bytes: int = defaults.MAX_OUTPUT_BYTES
@@ -112,6 +117,8 @@ class Settings:
         }
         if self.memory_limit_mb:
             env["SCRIPTRUN_MEMORY_LIMIT_MB"] = str(self.memory_limit_mb)
+        if self.queues:
+            env["SCRIPTRUN_QUEUES"] = ",".join(self.queues)
         if self.warm_preload:
             env["SCRIPTRUN_WARM_PRELOAD"] = ",".join(self.warm_preload)
         extra = [n for n in self.env_allow if n not in defaults.ENV_ALLOW]
@@ -148,7 +155,14 @@ class Settings:
         if v := env.get("SCRIPTRUN_DATA_DIR", "").strip():
             kw["data_dir"] = Path(v).expanduser().resolve()
         if v := env.get("SCRIPTRUN_QUEUE", "").strip():
+            if problem := queue_problem(v):
+                raise ConfigurationError(f"SCRIPTRUN_QUEUE: {problem}")
             kw["queue"] = v
+        if v := env.get("SCRIPTRUN_QUEUES", "").strip():
+            names = parse_queues(v)
+            if problems := [p for p in map(queue_problem, names) if p]:
+                raise ConfigurationError("SCRIPTRUN_QUEUES: " + "; ".join(problems))
+            kw["queues"] = names
         if v := env.get("SCRIPTRUN_ENV_ALLOW", "").strip():
             extra = tuple(n.strip() for n in v.replace(",", " ").split() if n.strip())
             kw["env_allow"] = defaults.ENV_ALLOW + extra

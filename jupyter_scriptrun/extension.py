@@ -42,6 +42,12 @@ class ScriptrunExtension(ExtensionApp):
         help="Data folder of the embedded default (default: SCRIPTRUN_DATA_DIR)",
     )
     queue = Unicode(None, allow_none=True, config=True, help="Default Celery queue")
+    queues = List(
+        Unicode(),
+        config=True,
+        help="Queues runs may be sent to besides the default (default: SCRIPTRUN_QUEUES, "
+        "else those the registered scripts name)",
+    )
 
     def scriptrun_settings(self) -> Settings:
         """The environment's settings with this app's configured overrides."""
@@ -57,6 +63,8 @@ class ScriptrunExtension(ExtensionApp):
             changes["data_dir"] = Path(self.data_dir).resolve()
         if self.queue:
             changes["queue"] = self.queue
+        if self.queues:
+            changes["queues"] = tuple(self.queues)
         return settings.with_(**changes) if changes else settings
 
     def initialize_settings(self) -> None:

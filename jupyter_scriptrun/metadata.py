@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import threading
 import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from .exceptions import InvalidParameters, ScriptMetadataError
+from .queues import queue_problem
 
 # PEP 723's regular expression, for our block type only.
 BLOCK_RE = re.compile(r"(?m)^# /// scriptrun\s*$\s(?P<content>(^#(| .*)$\s)*?)^# ///\s*$")
@@ -47,6 +49,9 @@ PARAMETER_KEYS = {
 }
 
 
+_IMPORT_LOCK = threading.RLock()
+
+
 def load_jsonschema() -> Any:
     """``import jsonschema`` without its ``iri`` format checker.
 
@@ -58,14 +63,18 @@ def load_jsonschema() -> Any:
     """
     import sys
 
-    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
-        return sys.modules.get("jsonschema") or __import__("jsonschema")
-    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
-    try:
-        import jsonschema
-    finally:
-        del sys.modules["rfc3987_syntax"]
-    return jsonschema
+    # One import at a time: a thread warming the imports in the background (``%load_ext``)
+    # leaves a partly initialised module in sys.modules while it runs, which a second
+    # thread must not take for the finished one.
+    with _IMPORT_LOCK:
+        if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+            return sys.modules.get("jsonschema") or __import__("jsonschema")
+        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+        try:
+            import jsonschema
+        finally:
+            del sys.modules["rfc3987_syntax"]
+        return jsonschema
 
 
 JSON_TYPES = {"string", "integer", "number", "boolean", "array", "object", "null"}
@@ -239,6 +248,8 @@ def _check(data: dict[str, Any]) -> list[str]:
         problems.append(f"memory_limit_mb must be a number of MiB (16 or more), not {limit!r}")
     if "runner" in data and data["runner"] not in ("fresh", "warm"):
         problems.append("runner must be 'fresh' or 'warm'")
+    if "queue" in data and (problem := queue_problem(data["queue"])):
+        problems.append(problem)
     params = data.get("parameters", {})
     if not isinstance(params, dict):
         return [*problems, "parameters must be a table of tables"]

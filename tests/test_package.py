@@ -44,6 +44,7 @@ def test_settings_survive_the_trip_to_a_child_process(tmp_path):
         data_dir=tmp_path,
         scripts_path=(tmp_path / "a", tmp_path / "b"),
         queue="q1",
+        queues=("q1", "gpu"),
         default_timeout_s=11.0,
         kill_grace_s=2.0,
         max_output_bytes=4096,
