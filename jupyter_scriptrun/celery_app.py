@@ -12,6 +12,12 @@ from .config import Settings
 TASK_NAME = "scriptrun.execute"
 
 
+def shadow_name(script: str) -> str:
+    """The name Celery's logs, ``inspect active`` and Flower show for a run of ``script``
+    (the task itself stays ``scriptrun.execute``)."""
+    return f"scriptrun:{script}"
+
+
 def make_app(settings: Settings) -> Celery:
     """A Celery app for these settings.
 
@@ -34,7 +40,11 @@ def make_app(settings: Settings) -> Celery:
         "visibility_timeout": settings.visibility_timeout_s,
     }
     if settings.embedded:
-        broker_dir = settings.data_dir / "broker"
+        from .local import local_fingerprint
+
+        # A folder per configuration: runs reach only the local worker that runs them as
+        # this client would (see local_fingerprint).
+        broker_dir = settings.data_dir / "broker" / local_fingerprint(settings)
         (broker_dir / "queue").mkdir(parents=True, exist_ok=True)
         (broker_dir / "control").mkdir(parents=True, exist_ok=True)
         transport_options.update(

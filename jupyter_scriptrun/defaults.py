@@ -32,10 +32,12 @@ LOST_AFTER_S = 60.0
 """A ``running`` run whose heartbeat is older than this is declared ``lost``: six missed
 heartbeats, so a busy database or a paused VM does not make live runs look dead."""
 
-REQUEUE_AFTER_S = 600.0
-"""A run still queued and unclaimed this long after its message was sent gets its message
-sent again (once per period): a broker restarted without persistence loses messages, and
-a run must never wait forever for one. Duplicates are harmless (claims are idempotent)."""
+REQUEUE_AFTER_S = 30.0
+"""A run still queued and unclaimed this long after its message was sent is looked for in
+the broker (once per period): a broker restarted without persistence loses messages, and a
+run must never wait forever for one. Only a message that is really gone is sent again, so
+a long backlog or a queue no worker consumes gets no copies; with the reaper's period, a
+lost run is running again within about a minute of the broker's return."""
 
 REAP_EVERY_S = 30.0
 """How often each worker looks for lost runs."""

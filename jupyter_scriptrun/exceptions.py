@@ -59,6 +59,20 @@ class WorkerUnavailable(ScriptrunError):
     """No worker could be reached or started."""
 
 
+class StoreUnavailable(ScriptrunError):
+    """The store (the database) could not be reached or opened."""
+
+
+class RunFailed(ScriptrunError):
+    """Raised by the Celery task when a run did not succeed, so that Celery, its result
+    backend and Flower record a failed task (with the error type and message)."""
+
+
+class MalformedTask(ScriptrunError, ValueError):
+    """A ``scriptrun.execute`` message whose arguments are not an execution id and an
+    attempt number (a foreign or corrupt message); refused without touching the store."""
+
+
 class ExecutionTimeout(ScriptrunError, TimeoutError):
     """Waiting for an execution took longer than the caller allowed (the run goes on)."""
 

@@ -26,9 +26,10 @@ from .exceptions import AdhocNotAllowed, ScriptMetadataError, ScriptNotFound
 from .live import LiveOutput
 from .metadata import ScriptMeta
 from .orphans import Ledger
+from .queues import queue_problem
 from .registry import Registry, Script, adhoc_script
 from .status import ExecutionStatus
-from .store import Store
+from .store import Store, get_store, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ class Outcome:
     """The status recorded (None when this delivery was not ours to run)."""
     retry_in_s: float | None = None
     """Seconds until the next attempt, when one is due."""
+    error_type: str | None = None
+    message: str | None = None
+    """The error of a run that did not succeed (what Celery records for the task)."""
 
 
 def backoff(attempt: int) -> float:
@@ -65,12 +69,20 @@ def wants_retry(meta: ScriptMeta, status: ExecutionStatus, retryable: bool, atte
 class Executor:
     """Runs attempts for a worker."""
 
-    def __init__(self, settings: Settings, store: Store, registry: Registry) -> None:
+    def __init__(self, settings: Settings, registry: Registry, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store
         self.registry = registry
         self.ledger = Ledger(settings.data_dir / "running")
+        self._store = store
         self._warm: Any = None
+
+    @property
+    def store(self) -> Store:
+        """The store, opened (and migrated) on first use: when the worker starts, not when
+        Celery's own tools import the worker module."""
+        if self._store is None:
+            self._store = get_store(self.settings.effective_database_url)
+        return self._store
 
     def run_attempt(self, execution_id: str, attempt: int, worker: str) -> Outcome:
         """Claim, run and record one attempt."""
@@ -93,7 +105,7 @@ class Executor:
                     record={"error_type": type(exc).__name__, "message": str(exc)},
                     output={},
                 )
-                return Outcome(status)
+                return Outcome(status, error_type=type(exc).__name__, message=str(exc))
             timeout = row["timeout_s"] or script.meta.timeout or self.settings.default_timeout_s
             env = protocol.script_env(
                 os.environ,
@@ -174,7 +186,12 @@ class Executor:
             status.value,
             outcome.duration_s,
         )
-        return Outcome(status, backoff(attempt) if retry else None)
+        return Outcome(
+            status,
+            backoff(attempt) if retry else None,
+            error_type=verdict.error_type,
+            message=_clip(verdict.message, 500),
+        )
 
     def _spawner(self, script: Script) -> Callable[[runner.RunSpec], Any] | None:
         """The warm runner for a Python script that asks for it (or by the worker's
@@ -249,11 +266,19 @@ class Executor:
         """Kill what scripts of dead workers on this host left running; how many."""
         return sum(len(entry["killed"]) for entry in self.ledger.sweep())
 
-    def reap(self, resend: Callable[[str, int, str | None, float], None]) -> list[str]:
-        """Declare silent running runs lost (or pending again, per their retry policy).
+    def reap(
+        self,
+        resend: Resend,
+        probe: Callable[[str, list[str]], Any] | None = None,
+        on_lost: Callable[[str, str], None] | None = None,
+    ) -> list[str]:
+        """Declare silent running runs lost (or pending again, per their retry policy),
+        and send again the messages of queued runs that the broker lost.
 
-        ``resend(id, next_attempt, queue, countdown)`` queues a retry. Returns the ids
-        handled.
+        ``resend(id, next_attempt, queue, countdown, script)`` queues an attempt;
+        ``probe(queue, ids)`` says which messages the broker lost and whether a worker
+        consumes the queue (a ``broker_probe.Probe``); ``on_lost(id, message)`` hears of
+        each run that ended lost. Returns the ids declared lost.
         """
         handled = []
         for row in self.store.stale_running(self.settings.lost_after_s):
@@ -275,23 +300,69 @@ class Executor:
                 "; retrying" if retry else "",
             )
             if retry:
-                try:
-                    resend(row["id"], row["attempt"] + 1, row["queue"], backoff(row["attempt"]))
-                except Exception as exc:
-                    log.exception("could not queue the retry of %s", row["id"])
-                    self.store.fail_pending(row["id"], "BrokerUnavailable", str(exc))
-        self._resend_unclaimed(resend)
+                self._resend(resend, row, row["attempt"] + 1, backoff(row["attempt"]))
+            elif on_lost is not None:
+                on_lost(row["id"], f"worker {row['worker']} stopped responding")
+        self._resend_unclaimed(resend, probe)
         return handled
 
-    def _resend_unclaimed(self, resend: Callable[[str, int, str | None, float], None]) -> None:
-        """Send again the messages of runs queued long ago and never claimed. Safe: a
-        duplicate delivery cannot claim a run twice, so at worst it is dropped."""
+    def _resend(self, resend: Resend, row: dict[str, Any], attempt: int, countdown: float) -> None:
+        """Queue an attempt of a pending run; a run that cannot be queued fails with the
+        reason (a queue refused as unsafe, or the broker away)."""
+        queue = row["queue"] or self.settings.queue
+        if problem := queue_problem(queue):
+            # Recorded before this release checked queue names: never send it anywhere.
+            self.store.fail_pending(row["id"], "InvalidQueue", problem)
+            log.error("execution %s not sent again: %s", row["id"], problem)
+            return
+        try:
+            resend(row["id"], attempt, queue, countdown, row["script"])
+        except Exception as exc:
+            log.exception("could not queue %s again", row["id"])
+            if attempt > 1:  # a retry that cannot be queued would wait forever
+                self.store.fail_pending(row["id"], "BrokerUnavailable", str(exc))
+
+    def _resend_unclaimed(
+        self, resend: Resend, probe: Callable[[str, list[str]], Any] | None
+    ) -> None:
+        """Send again the messages that the broker lost (a restart without persistence),
+        of runs queued ``requeue_after_s`` ago and never claimed. A message the broker
+        still holds is not copied; a queue no worker consumes is noted in its runs."""
+        by_queue: dict[str, list[dict[str, Any]]] = {}
         for row in self.store.unclaimed(self.settings.requeue_after_s):
-            log.warning("execution %s still queued, unclaimed: sending it again", row["id"])
-            try:
-                resend(row["id"], 1, row["queue"], 0.0)
-            except Exception:
-                log.warning("could not send %s again (broker down?)", row["id"], exc_info=True)
+            by_queue.setdefault(row["queue"] or self.settings.queue, []).append(row)
+        for queue, rows in by_queue.items():
+            ids = [r["id"] for r in rows]
+            found = None
+            if probe is not None and queue_problem(queue) is None:
+                try:
+                    found = probe(queue, ids)
+                except Exception:
+                    log.warning("could not look into queue %s", queue, exc_info=True)
+                    continue  # the broker is away: try again next period
+            if found is not None and found.consumers == 0:
+                note = (
+                    f"waiting: no worker consumes queue {queue!r} "
+                    f"(checked {utcnow():%Y-%m-%d %H:%M:%S} UTC); start one with "
+                    f"'scriptrun worker -Q {queue}'"
+                )
+                self.store.note_pending(ids, note)
+                log.warning("%d run(s) %s", len(ids), note)
+            lost = (
+                rows
+                if found is None or found.missing is None
+                else [r for r in rows if r["id"] in found.missing]
+            )
+            for row in lost:
+                log.warning(
+                    "execution %s still queued and its message is gone: sending it again",
+                    row["id"],
+                )
+                self._resend(resend, row, 1, 0.0)
+
+
+Resend = Callable[[str, int, str, float, str], None]
+"""``resend(id, attempt, queue, countdown, script)``: queue one attempt of a run."""
 
 
 def _clip(message: str | None, limit: int = 8000) -> str | None:

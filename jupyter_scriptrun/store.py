@@ -62,9 +62,17 @@ TRANSIENT = (
 )
 
 
+PERMANENT = ("does not exist", "authentication failed", "password", "no such table")
+"""Errors that waiting will not mend (a wrong URL, credentials), though they arrive as
+connection failures."""
+
+
 def _transient(exc: DBAPIError) -> bool:
     """Whether a database error is worth retrying (the database away, not a bad query)."""
-    return bool(exc.connection_invalidated) or any(t in str(exc).lower() for t in TRANSIENT)
+    text = str(exc).lower()
+    if any(p in text for p in PERMANENT):
+        return False
+    return bool(exc.connection_invalidated) or any(t in text for t in TRANSIENT)
 
 
 def _retrying(method: F) -> F:
@@ -212,6 +220,30 @@ class Store:
                 return int(
                     conn.execute(select(scripts.c.id).where(scripts.c.name == name)).scalar_one()
                 )
+
+    @_retrying
+    def ensure_scripts(self, hashes: dict[str, str | None]) -> dict[str, int]:
+        """Register the scripts not yet known (name → content hash), in name order, and
+        return every registered name's id: ids are given at discovery and never change."""
+        with self._write() as conn:
+            known = {r.name: r.id for r in conn.execute(select(scripts.c.name, scripts.c.id))}
+            new = sorted(set(hashes) - set(known))
+            if new:
+                now = utcnow()
+                conn.execute(
+                    _dialect_insert(conn, scripts).on_conflict_do_nothing(),  # a racing peer
+                    [
+                        {
+                            "name": n,
+                            "content_hash": hashes[n],
+                            "first_seen_at": now,
+                            "last_seen_at": now,
+                        }
+                        for n in new
+                    ],
+                )
+                known = {r.name: r.id for r in conn.execute(select(scripts.c.name, scripts.c.id))}
+        return known
 
     def script_ids(self) -> dict[str, int]:
         """Registered names and their ids."""
@@ -430,13 +462,9 @@ class Store:
         now: datetime,
     ) -> None:
         if chunks:
-            if conn.dialect.name == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert as dialect_insert
             # Idempotent: a retried write after a lost commit answer repeats no chunk.
             conn.execute(
-                dialect_insert(output_chunks).on_conflict_do_nothing(),
+                _dialect_insert(conn, output_chunks).on_conflict_do_nothing(),
                 [
                     {
                         "execution_id": id,
@@ -481,8 +509,11 @@ class Store:
         }
 
     @_retrying
-    def request_cancel(self, id: str) -> ExecutionStatus:
-        """Cancel: a pending run ends at once, a running one is flagged for its worker.
+    def request_cancel(
+        self, id: str, reason: str = "cancelled before it started"
+    ) -> ExecutionStatus:
+        """Cancel: a pending run ends at once (``reason`` is its message), a running one
+        is flagged for its worker.
 
         Raises:
             ExecutionConflict: the run already ended (other than by cancellation).
@@ -505,7 +536,7 @@ class Store:
                     status=ExecutionStatus.CANCELLED.value,
                     finished_at=now,
                     error_type="Cancelled",
-                    message="cancelled before it started",
+                    message=reason,
                 )
             conn.execute(update(executions).where(executions.c.id == id).values(**values))
             return ExecutionStatus(values.get("status", status.value))
@@ -527,7 +558,7 @@ class Store:
         cutoff = now - timedelta(seconds=sent_before_s)
         with self._write() as conn:
             rows = conn.execute(
-                select(executions.c.id, executions.c.queue)
+                select(executions.c.id, executions.c.queue, executions.c.script)
                 .where(*_silent(ExecutionStatus.QUEUED, cutoff))
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -539,6 +570,20 @@ class Store:
                     .values(heartbeat_at=now)
                 )
         return [dict(r._mapping) for r in rows]
+
+    @_retrying
+    def note_pending(self, ids: Sequence[str], message: str) -> None:
+        """Say in still-queued runs' records why they wait (e.g. no worker consumes
+        their queue); the run's own end overwrites it."""
+        with self._write() as conn:
+            conn.execute(
+                update(executions)
+                .where(
+                    executions.c.id.in_(list(ids)),
+                    executions.c.status == ExecutionStatus.QUEUED.value,
+                )
+                .values(message=message)
+            )
 
     @_retrying
     def mark_lost(self, id: str, attempt: int, retry: bool, lost_after_s: float) -> bool:
@@ -772,6 +817,15 @@ def _history_conditions(
     if page_context is not None:
         conds.append(executions.c.page_context == page_context)
     return conds
+
+
+def _dialect_insert(conn: Connection, table: Any) -> Any:
+    """The dialect's INSERT (for ``on_conflict_do_nothing``)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table)
 
 
 def _silent(status: ExecutionStatus, since: datetime) -> tuple[Any, Any]:

@@ -1,0 +1,122 @@
+"""What the broker still holds: whether a run's message is queued, and who consumes a queue.
+
+The reaper asks before sending a queued run's message again, so that a message is sent
+again only when it is really gone (a broker restarted without persistence), and a queue
+that no worker consumes is reported instead of filled with copies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_SCAN = 20_000
+"""Longest queue whose messages are read to find ids; a longer one is a backlog, not a
+loss, and its runs are taken to be there."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the broker says about some queued runs of one queue."""
+
+    missing: frozenset[str] | None
+    """Ids whose message is in none of the broker's places; None: the broker cannot tell."""
+    consumers: int | None
+    """Workers consuming the queue; None: the broker cannot tell."""
+
+
+class BrokerProbe:
+    """Looks into the broker of a Celery app (Redis, RabbitMQ, the embedded one)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def probe(self, queue: str, ids: Collection[str], consumed: set[str] | None) -> Probe:
+        """Which of ``ids`` (queued runs sent to ``queue``) have no message any more.
+
+        ``consumed`` is the set of queues online workers consume (from :meth:`consumed`),
+        used where the broker does not count consumers itself.
+        """
+        with self.app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1)
+            transport = conn.transport.driver_type
+            channel = conn.default_channel
+            if transport == "redis":
+                present = _redis_ids(channel, queue)
+                consumers = None if consumed is None else int(queue in consumed)
+            elif transport == "amqp":
+                return _amqp_probe(channel, queue, ids)
+            elif transport == "filesystem":
+                present = _folder_ids(channel, queue)
+                consumers = None if consumed is None else int(queue in consumed)
+            else:
+                return Probe(None, None)
+        missing = None if present is None else frozenset(set(ids) - present)
+        return Probe(missing, consumers)
+
+    def consumed(self, timeout: float = 1.0) -> set[str] | None:
+        """The queues that online workers consume (Celery's ``inspect active_queues``);
+        None when no worker answered."""
+        replies = self.app.control.inspect(timeout=timeout).active_queues() or {}
+        if not replies:
+            return None
+        return {q["name"] for queues in replies.values() for q in queues or ()}
+
+
+def _message_id(raw: bytes | str) -> str | None:
+    try:
+        message = json.loads(raw)
+        if isinstance(message, list):  # the unacked hash: [message, exchange, routing key]
+            message = message[0]
+        return message["headers"]["id"]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+def _redis_ids(channel: Any, queue: str) -> set[str] | None:
+    """Ids of the messages in ``queue`` (every priority) and in the unacked hash (taken by
+    a worker, not yet acknowledged); None for a queue too long to read."""
+    client = channel.client
+    keys = [channel._q_for_pri(queue, pri) for pri in channel.priority_steps]
+    keys = list(dict.fromkeys(keys))
+    if sum(client.llen(k) for k in keys) > MAX_SCAN:
+        return None
+    ids: set[str] = set()
+    for key in keys:
+        ids.update(filter(None, map(_message_id, client.lrange(key, 0, -1))))
+    ids.update(filter(None, map(_message_id, client.hvals(channel.unacked_key))))
+    return ids
+
+
+def _amqp_probe(channel: Any, queue: str, ids: Collection[str]) -> Probe:
+    """RabbitMQ counts a queue's ready messages and consumers but names no message: an
+    empty queue has lost them all; one holding messages is taken to hold these."""
+    try:
+        _name, ready, consumers = channel.queue_declare(queue=queue, passive=True)
+    except Exception as exc:  # NOT_FOUND: the queue (and its messages) is gone
+        if "NOT_FOUND" not in str(exc) and "404" not in str(exc):
+            raise
+        return Probe(frozenset(ids), 0)
+    return Probe(frozenset(ids) if ready == 0 else frozenset(), consumers)
+
+
+def _folder_ids(channel: Any, queue: str) -> set[str]:
+    """Ids of the embedded broker's message files for ``queue``."""
+    folder = channel.data_folder_in
+    ids: set[str] = set()
+    suffix = f".{queue}.msg"
+    for name in os.listdir(folder):
+        if name.endswith(suffix) and not name.startswith("."):
+            try:
+                with open(os.path.join(folder, name), "rb") as f:
+                    if found := _message_id(f.read()):
+                        ids.add(found)
+            except OSError:
+                continue  # taken by a worker meanwhile
+    return ids
