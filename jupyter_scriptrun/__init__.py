@@ -58,6 +58,7 @@ _client: Client | None = None
 def default_client() -> Client:
     """The process-wide client, configured from the environment."""
     global _client
+    _await_warm_imports()
     if _client is None:
         from .client import Client
 
@@ -127,9 +128,18 @@ def load_ipython_extension(ipython: Any) -> None:
 
     from .magics import ScriptrunMagics
 
+    global _warming
     ipython.register_magics(ScriptrunMagics)
     # Warm the heavy imports in the background while the user types the first command.
-    threading.Thread(target=_warm_imports, name="scriptrun-warm-imports", daemon=True).start()
+    if _warming is None:
+        _warming = threading.Thread(
+            target=_warm_imports, name="scriptrun-warm-imports", daemon=True
+        )
+        _warming.start()
+
+
+_warming: Any = None
+"""The thread importing Celery and jsonschema in the background after ``%load_ext``."""
 
 
 def _warm_imports() -> None:
@@ -141,3 +151,13 @@ def _warm_imports() -> None:
         from .metadata import load_jsonschema
 
         load_jsonschema()
+
+
+def _await_warm_imports() -> None:
+    """Let the background imports finish before the first call uses those modules: a
+    module another thread is still importing can be seen half-initialised."""
+    import threading
+
+    warming = _warming
+    if warming is not None and warming is not threading.current_thread():
+        warming.join()

@@ -12,8 +12,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings, get_settings
-from .exceptions import ExecutionFailed, ExecutionTimeout, InvalidParameters, WorkerUnavailable
+from .exceptions import (
+    ExecutionFailed,
+    ExecutionTimeout,
+    InvalidParameters,
+    StoreUnavailable,
+    WorkerUnavailable,
+)
 from .protocol import encode_parameters
+from .queues import allowed_queues, queue_problem
 from .registry import Registry, Script, adhoc_script
 from .status import ExecutionStatus
 from .store import Store, get_store, new_execution_id
@@ -53,9 +60,18 @@ class Client:
 
     @property
     def store(self) -> Store:
-        """The store (opened, and migrated if needed, on first use)."""
+        """The store (opened, and migrated if needed, on first use).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached or opened (the message names
+                it, without its password, and says what to check).
+        """
         if self._store is None:
-            self._store = get_store(self.settings.effective_database_url)
+            url = self.settings.effective_database_url
+            try:
+                self._store = get_store(url)
+            except Exception as exc:
+                raise StoreUnavailable(store_problem(url, exc)) from None
         return self._store
 
     @property
@@ -79,6 +95,11 @@ class Client:
     def scripts(self) -> list[Script]:
         """Every registered script."""
         return self.registry.scripts()
+
+    def script_ids(self) -> dict[str, int]:
+        """Every discovered script's stable integer id (the seed's ``script_id``), by name;
+        scripts seen for the first time are registered now."""
+        return self.store.ensure_scripts({s.name: s.content_hash for s in self.scripts()})
 
     def script(self, name: str) -> Script:
         """One script by name (raises ScriptNotFound with the known names)."""
@@ -163,12 +184,16 @@ class Client:
             not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255
         ):
             problems.append("idempotency_key must be a string of 1 to 255 characters")
+        queue = queue or found.meta.queue or self.settings.queue
+        if problem := self.queue_problem(queue):
+            problems.append(problem)
         if problems:
             raise InvalidParameters(found.name, problems)
         timeout_s = (
             float(timeout) if timeout else (found.meta.timeout or self.settings.default_timeout_s)
         )
-        queue = queue or found.meta.queue or self.settings.queue
+        if self.settings.embedded:
+            queue = self.settings.queue  # one local worker serves every queue on a laptop
         execution_id = new_execution_id()
         self.store.create(
             id=execution_id,
@@ -183,8 +208,29 @@ class Client:
             source=source,
             language=language,
         )
-        self._send(execution_id, queue)
+        self._send(execution_id, queue, found.name)
         return Execution(self, execution_id)
+
+    def queues(self) -> tuple[str, ...]:
+        """The queues runs may be sent to (``SCRIPTRUN_QUEUES``, or the default queue and
+        the queues registered scripts name)."""
+        return allowed_queues(
+            self.settings.queues, self.settings.queue, (s.meta.queue for s in self.scripts())
+        )
+
+    def queue_problem(self, queue: object) -> str | None:
+        """Why runs cannot be sent to ``queue``, or None when they can."""
+        if problem := queue_problem(queue):
+            return problem
+        if queue == self.settings.queue:
+            return None  # always allowed; no need to list every script
+        allowed = self.queues()
+        if queue not in allowed:
+            return (
+                f"queue {queue!r} is not one of the allowed queues ({', '.join(allowed)}); "
+                "an operator allows more with SCRIPTRUN_QUEUES"
+            )
+        return None
 
     def _script_id(self, script: Script) -> int:
         key = (script.name, script.content_hash)
@@ -192,19 +238,30 @@ class Client:
             self._script_ids[key] = self.store.ensure_script(script.name, script.content_hash)
         return self._script_ids[key]
 
-    def _send(self, execution_id: str, queue: str) -> None:
-        from .celery_app import TASK_NAME
+    def _send(self, execution_id: str, queue: str, script: str) -> None:
+        from .celery_app import TASK_NAME, shadow_name
 
         try:
             if self.settings.embedded:
                 self.local_worker().ensure()
-            self.app.send_task(TASK_NAME, args=(execution_id, 1), task_id=execution_id, queue=queue)
+            self.app.send_task(
+                TASK_NAME,
+                args=(execution_id, 1),
+                task_id=execution_id,
+                queue=queue,
+                shadow=shadow_name(script),
+            )
         except Exception as exc:
-            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            reason = _broker_reason(exc)
             self.store.fail_pending(execution_id, "BrokerUnavailable", reason)
+            where = (
+                "check SCRIPTRUN_BROKER_URL and that the broker runs"
+                if not self.settings.embedded
+                else "see 'scriptrun local status'"
+            )
             raise WorkerUnavailable(
-                f"could not queue the run: {self._broker_label()} is unreachable ({reason}). "
-                "Is the broker running? (the run is recorded as failed)"
+                f"could not queue the run: {self._broker_label()} is unreachable ({reason}); "
+                f"{where}. The run is recorded as failed."
             ) from exc
 
     def _broker_label(self) -> str:
@@ -328,6 +385,51 @@ class Client:
                     status.value,
                 )
                 local.ensure()
+
+
+def _broker_reason(exc: BaseException) -> str:
+    """The cause of a failed send, in one line: the network error behind it (connection
+    refused, a timeout) when there is one. Celery's own words for a Redis broker that is
+    down blame "the result store backend", which misleads."""
+    chain, seen = [], set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    network = [e for e in chain if isinstance(e, OSError)]
+    chosen = network[0] if network else exc
+    return " ".join(f"{type(chosen).__name__}: {chosen}".split())[:300]
+
+
+def unreachable_message(exc: BaseException, settings: Settings | None = None) -> str | None:
+    """One line for a store or broker that went away in the middle of a command (for
+    front ends that show errors as one line), or None for any other error."""
+    from kombu.exceptions import OperationalError as BrokerError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(exc, SQLAlchemyError):
+        return store_problem((settings or get_settings()).effective_database_url, exc)
+    if isinstance(exc, BrokerError | ConnectionError):
+        return f"the broker is unreachable ({_broker_reason(exc)}); check SCRIPTRUN_BROKER_URL"
+    return None
+
+
+def store_problem(url: str, exc: BaseException) -> str:
+    """One line on a store that cannot be opened: which (password hidden), why, what to do."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        shown = "(an unreadable URL)"
+    orig = getattr(exc, "orig", None) or exc
+    lines = [ln.strip() for ln in str(orig).splitlines() if ln.strip()]
+    why = " ".join(lines[:2])[:300] if lines else type(orig).__name__
+    return (
+        f"the store {shown} cannot be opened ({why}); check SCRIPTRUN_DATABASE_URL and that "
+        "the database server runs"
+    )
 
 
 class Execution:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import hashlib
 import logging
 import os
 import signal
@@ -13,7 +15,10 @@ import threading
 import time
 from pathlib import Path
 
-from .config import Settings
+import psutil
+
+from ._version import __version__
+from .config import PACKAGE_DIR, Settings
 from .exceptions import WorkerUnavailable
 
 log = logging.getLogger(__name__)
@@ -50,40 +55,61 @@ def worker_argv(
     return [*argv, *extra]
 
 
-class LocalWorker:
-    """One Celery worker per data directory, shared by every kernel and CLI that uses it.
+@functools.cache
+def _code_stamp() -> str:
+    """The installed package's version and its files' sizes and times: a local worker
+    started before the code changed (an upgrade, an edit in a source checkout) differs."""
+    parts = [__version__, sys.executable]
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        st = path.stat()
+        parts.append(f"{path.relative_to(PACKAGE_DIR)}:{st.st_size}:{st.st_mtime_ns}")
+    return "\n".join(parts)
 
-    A pid file and a lock in the data directory make sure concurrent clients start one
-    worker, not several. The worker exits by itself after ``local_idle_timeout_s`` with
-    nothing to do; the next submission starts it again.
+
+def local_fingerprint(settings: Settings) -> str:
+    """Twelve hex characters naming a local worker's configuration and code.
+
+    The embedded default's client and its local worker must agree on every setting (the
+    scripts' folders, limits, the runner) and run the same code: a client whose settings
+    differ uses a local worker (and an embedded broker folder) of its own, so its runs can
+    never be taken by a worker that would run them differently.
+    """
+    seen = Settings.from_env(settings.to_env()).to_env()  # what the worker reads
+    text = "\n".join(f"{k}={v}" for k, v in sorted(seen.items())) + "\n" + _code_stamp()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+class LocalWorker:
+    """One Celery worker per data directory and configuration, shared by every kernel
+    and CLI that uses that configuration.
+
+    A pid file and a lock make sure concurrent clients start one worker, not several. The
+    worker exits by itself after ``local_idle_timeout_s`` with nothing to do; the next
+    submission starts it again. A client with other settings or newer code gets a worker
+    of its own (see :func:`local_fingerprint`); the old one finishes its runs and idles out.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.dir = settings.data_dir
+        self.fingerprint = local_fingerprint(settings)
+        self.dir = settings.data_dir / "local" / self.fingerprint
         self.pidfile = self.dir / "worker.pid"
         self.logfile = self.dir / "worker.log"
         self.lockfile = self.dir / "worker.lock"
 
+    @staticmethod
+    def all_pids(data_dir: Path) -> dict[Path, int]:
+        """Every running local worker under ``data_dir``: its folder and pid."""
+        found = {}
+        for pidfile in sorted((data_dir / "local").glob("*/worker.pid")):
+            pid = _local_worker_pid(pidfile)
+            if pid is not None:
+                found[pidfile.parent] = pid
+        return found
+
     def pid(self) -> int | None:
         """The running local worker's pid, or None."""
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        if b"jupyter_scriptrun.worker" not in cmdline:
-            return None  # the pid was reused by something else
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                    return None
-        except OSError:
-            return None
-        return pid
+        return _local_worker_pid(self.pidfile)
 
     def ensure(self) -> int:
         """Start the local worker unless it runs; return its pid."""
@@ -140,11 +166,38 @@ class LocalWorker:
         pid = self.pid()
         if pid is None:
             return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.pid() is None:
-                return True
-            time.sleep(0.05)
-        os.kill(pid, signal.SIGKILL)
+        stop_pid(pid, self.pidfile, timeout)
         return True
+
+    @classmethod
+    def stop_all(cls, data_dir: Path, timeout: float = 30.0) -> int:
+        """Stop every local worker under ``data_dir`` (of any configuration); how many."""
+        found = cls.all_pids(data_dir)
+        for folder, pid in found.items():
+            stop_pid(pid, folder / "worker.pid", timeout)
+        return len(found)
+
+
+def stop_pid(pid: int, pidfile: Path, timeout: float) -> None:
+    """SIGTERM a local worker (warm shutdown), SIGKILL it after ``timeout`` seconds."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _local_worker_pid(pidfile) is None:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+
+
+def _local_worker_pid(pidfile: Path) -> int | None:
+    """The pid in ``pidfile`` when it is a live local worker (not a reused pid)."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if not any("jupyter_scriptrun.worker" in part for part in proc.cmdline()):
+            return None  # the pid was reused by something else
+    except (OSError, ValueError, psutil.Error):
+        return None
+    return pid

@@ -66,6 +66,7 @@ class ScriptrunMagics(Magics):
     )
     @argument("--no-wait", action="store_true", help="return the handle at once")
     @argument("--timeout", type=float, help="the run's time limit in seconds")
+    @argument("--queue", help="the queue to run on (default: the script's, else the default)")
     @argument("--context", help="page context recorded with the run (default: the notebook)")
     @argument("--json", dest="params_json", metavar="PARAMS", help="parameters as one JSON object")
     @argument(
@@ -112,6 +113,13 @@ class ScriptrunMagics(Magics):
             return None
         except ValueError as exc:
             print(f"scriptrun: {exc}", file=sys.stderr)
+            return None
+        except Exception as exc:
+            from .client import unreachable_message
+
+            if (message := unreachable_message(exc, self.client.settings)) is None:
+                raise
+            print(f"scriptrun: {message}", file=sys.stderr)
             return None
         if args.var and value is not None:
             self.shell.user_ns[args.var] = value
@@ -164,6 +172,7 @@ class ScriptrunMagics(Magics):
             args.name,
             params,
             timeout=args.timeout,
+            queue=args.queue,
             page_context=args.context or self._page_context(),
         )
         return execution if args.no_wait else self._follow(execution)
@@ -178,6 +187,7 @@ class ScriptrunMagics(Magics):
             name=args.cell_name or "cell",
             language=args.lang,
             timeout=args.timeout,
+            queue=args.queue,
             page_context=args.context or self._page_context(),
         )
         return execution if args.no_wait else self._follow(execution)
