@@ -30,6 +30,7 @@ from typing import Any
 
 from .client import Client
 from .config import Settings, examples_dir
+from .exceptions import ScriptrunError, WorkerUnavailable
 from .local import LocalWorker, worker_argv
 from .protocol import script_env
 
@@ -133,6 +134,29 @@ class Bench:
         if args.database:
             self.base = self.base.with_(database_url=args.database)
         self.path = Client(self.base).script(self.script).path
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def check_broker(self) -> None:
+        """Fail at once, in one line, when the benchmark's broker cannot be reached."""
+        from kombu import Connection
+        from kombu.utils.url import maybe_sanitize_url
+
+        from .client import _broker_reason
+
+        try:
+            with Connection(self.args.broker, connect_timeout=3) as conn:
+                conn.ensure_connection(max_retries=1)
+        except Exception as exc:
+            raise WorkerUnavailable(
+                f"the benchmark's broker {maybe_sanitize_url(self.args.broker)} is unreachable "
+                f"({_broker_reason(exc)}); start it or pass --broker URL"
+            ) from None
+
+    def close(self) -> None:
+        """Stop every process the benchmark started that still runs (whatever failed)."""
+        for proc in self._procs:
+            if proc.poll() is None:
+                self.stop_worker(proc)
 
     # -- the baseline ----------------------------------------------------------
 
@@ -374,9 +398,11 @@ class Bench:
         environ.update(env)
         log = self.tmp / f"{name}-{uuid.uuid4().hex[:4]}.log"
         with open(log, "wb") as out:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 argv, env=environ, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
+        self._procs.append(proc)
+        return proc
 
     def start_worker(self, settings: Settings, concurrency: int = 2) -> subprocess.Popen[bytes]:
         argv = worker_argv(
@@ -393,11 +419,13 @@ class Bench:
 
     @staticmethod
     def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+        """Warm shutdown; after 20 s, SIGKILL to the worker's own process group (its
+        pool processes with it)."""
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
     def measure_product(self, key: str, settings: Settings, results: dict[str, Any]) -> None:
@@ -425,6 +453,15 @@ class Bench:
             self.stop_worker(worker)
 
     def run(self) -> dict[str, Any]:
+        """Every measurement, then the report; every process started is stopped, however
+        the run ends."""
+        self.check_broker()
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> dict[str, Any]:
         n, m = self.args.runs, self.args.throughput_runs
         results: dict[str, Any] = {
             "script": self.script,
@@ -621,7 +658,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     args = build_parser().parse_args(argv)
-    results = Bench(args).run()
+    try:
+        results = Bench(args).run()
+    except ScriptrunError as exc:
+        print(f"benchmark: {exc}", file=sys.stderr)
+        return 3
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

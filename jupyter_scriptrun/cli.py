@@ -10,9 +10,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from .exceptions import ExecutionTimeout, ScriptrunError
+from .exceptions import ExecutionTimeout, ScriptrunError, StoreUnavailable, WorkerUnavailable
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BROKEN_PIPE = 141
+"""What a shell reports for a program ended by SIGPIPE (128 + 13): ``| head`` closed early."""
 
 
 def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
@@ -50,22 +52,21 @@ def build_params(json_text: str | None, assignments: Sequence[str], option: str)
     return params
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2, default=_json_default)
+    from .display import json_default
+
+    return json.dumps(value, ensure_ascii=False, indent=2, default=json_default)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one sub-command per action)."""
+    from ._version import __version__
+
     parser = argparse.ArgumentParser(
         prog="scriptrun",
         description="Run registered scripts on Celery workers; every run is recorded.",
     )
+    parser.add_argument("--version", action="version", version=f"scriptrun {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a script and wait for its result")
@@ -126,7 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queues", "-Q", help="comma-separated queues (default: 'scriptrun')")
     p.add_argument("--loglevel", "-l", default="INFO")
 
-    p = sub.add_parser("local", help="the embedded default's local worker")
+    p = sub.add_parser("workers", help="list the online workers and the runs they hold")
+    p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for answers")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("local", help="the embedded default's local workers")
     p.add_argument("action", choices=("status", "stop"))
 
     sub.add_parser("demo", help="run the example scripts end to end and show the history")
@@ -134,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 1 a run did not succeed, 2 bad input)."""
+    """Entry point; returns the exit status: 0 ok, 1 a run did not succeed, 2 bad input,
+    3 the store or broker unreachable, 130 interrupted, 141 the output's reader left."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "worker":
@@ -142,13 +148,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worker":
         return _worker(args, extra)
     try:
-        return COMMANDS[args.command](args)
+        rc = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return rc
     except ScriptrunError as exc:
         print(f"scriptrun: {exc}", file=sys.stderr)
+        if isinstance(exc, WorkerUnavailable | StoreUnavailable):
+            return EXIT_UNAVAILABLE
         return EXIT_USAGE if not isinstance(exc, ExecutionTimeout) else EXIT_RUN_FAILED
     except ValueError as exc:
         print(f"scriptrun: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`scriptrun history | head`): not an error of ours. Point
+        # stdout at /dev/null so that the interpreter's final flush stays quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        from .client import unreachable_message
+
+        if (message := unreachable_message(exc)) is None:
+            raise
+        print(f"scriptrun: {message}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 def _client() -> Any:
@@ -224,10 +246,12 @@ def _history(args: argparse.Namespace) -> int:
     frame = _client().history(
         script=args.script, status=args.status, since=args.since, limit=args.limit or None
     )
+    from .frames import history_csv, history_json
+
     if args.format == "csv":
-        sys.stdout.write(frame.to_csv(index=False))
+        sys.stdout.write(history_csv(frame))
     elif args.format == "json":
-        sys.stdout.write(frame.to_json(orient="records", date_format="iso", force_ascii=False))
+        sys.stdout.write(history_json(frame))
         sys.stdout.write("\n")
     elif frame.empty:
         print("no runs yet; try: scriptrun run example_script message=hi")
@@ -248,6 +272,7 @@ def _history(args: argparse.Namespace) -> int:
         ].copy()
         view["id"] = view["id"].str[:8]
         view["queued_at"] = view["queued_at"].dt.strftime("%Y-%m-%d %H:%M:%S")
+        view["exit_code"] = view["exit_code"].astype("Int64").astype(str).replace("<NA>", "")
         view["message"] = view["message"].fillna("").astype(str).str.slice(0, 40)
         with pd.option_context("display.width", 160, "display.max_columns", 20):
             print(view.to_string(index=False))
@@ -323,9 +348,14 @@ def _cancel(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace, extra: list[str]) -> int:
     from .config import get_settings
     from .local import worker_argv
+    from .queues import parse_queues, queue_problem
 
+    queues = args.queues or get_settings().queue
+    if problems := [p for p in map(queue_problem, parse_queues(queues)) if p]:
+        print(f"scriptrun: {'; '.join(problems)}", file=sys.stderr)
+        return EXIT_USAGE
     argv = worker_argv(
-        args.queues or get_settings().queue,
+        queues,
         loglevel=args.loglevel,
         concurrency=args.concurrency,
         pool=args.pool,
@@ -336,12 +366,40 @@ def _worker(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
-    local = _client().local_worker()
+    from .local import LocalWorker
+
+    client = _client()
+    data_dir = client.settings.data_dir
     if args.action == "stop":
-        print("stopped" if local.stop() else "the local worker was not running")
-    else:
-        pid = local.pid()
-        print(f"running (pid {pid}, log {local.logfile})" if pid else "not running")
+        stopped = LocalWorker.stop_all(data_dir)
+        print(f"stopped {stopped} local worker(s)" if stopped else "no local worker was running")
+        return EXIT_OK
+    mine = client.local_worker()
+    running = LocalWorker.all_pids(data_dir)
+    if not running:
+        print("no local worker running (one starts with the first run)")
+    for folder, pid in running.items():
+        which = (
+            "this configuration"
+            if folder == mine.dir
+            else "other settings or older code; exits when idle"
+        )
+        print(f"running: pid {pid} ({which}), log {folder / 'worker.log'}")
+    return EXIT_OK
+
+
+def _workers(args: argparse.Namespace) -> int:
+    workers = _client().workers(timeout=args.timeout)
+    if args.json:
+        print(_dumps(workers))
+        return EXIT_OK
+    if not workers:
+        print("no worker answered; start one with 'scriptrun worker'")
+        return EXIT_OK
+    for w in workers:
+        print(f"{w['name']}  active {len(w['active'])}  reserved {len(w['reserved'])}")
+        for execution_id in w["active"]:
+            print(f"    running {execution_id}")
     return EXIT_OK
 
 
@@ -389,5 +447,6 @@ COMMANDS = {
     "logs": _logs,
     "cancel": _cancel,
     "local": _local,
+    "workers": _workers,
     "demo": _demo,
 }
