@@ -38,3 +38,7 @@ FLOAT_COLUMNS = (
     "attempt",
 )
 """The history's numeric columns (floats in the frame)."""
+
+INTEGER_COLUMNS = ("exit_code", "attempt")
+"""Numeric columns whose values are whole numbers: floats in the frame (the contract),
+integers in exports (CSV, JSON, tables), where ``1.0`` would mislead."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 MARKS = {
@@ -23,6 +24,15 @@ COLOURS = {
     "cancelled": "#6e7781",
     "lost": "#8250df",
 }
+
+
+def json_default(value: Any) -> Any:
+    """For ``json.dumps``: timestamps as ISO 8601 with microseconds and the UTC offset (the
+    history exports' form), anything else unknown as text."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).isoformat(timespec="microseconds")
+    return str(value)
 
 
 def summary_line(rec: dict[str, Any], elapsed_s: float | None = None) -> str:

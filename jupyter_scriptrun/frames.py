@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from . import columnar
-from .columns import FLOAT_COLUMNS, HISTORY_COLUMNS, TIME_COLUMNS
+from .columns import FLOAT_COLUMNS, HISTORY_COLUMNS, INTEGER_COLUMNS, TIME_COLUMNS
 from .status import ALL
 
 if TYPE_CHECKING:
@@ -128,6 +128,41 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     for col in ("id", "script", "page_context", "worker", "error_type", "message"):
         frame[col] = frame[col].astype("object")
     return frame
+
+
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+"""Timestamps in every export: ISO 8601, microseconds, the UTC offset spelled out (as in
+``datetime.isoformat(timespec="microseconds")`` of an aware UTC time)."""
+
+
+def export_frame(frame: pd.DataFrame, *, parameters_as_json: bool) -> pd.DataFrame:
+    """The history prepared for text: timestamps as ISO strings (microseconds, +00:00),
+    whole-number columns as nullable integers, and (for CSV) parameters as JSON text."""
+    out = frame.copy()
+    for name in TIME_COLUMNS:
+        if name in out:
+            text = out[name].dt.tz_convert("UTC").dt.strftime(ISO_FORMAT)
+            out[name] = text.astype(object).where(out[name].notna(), None)
+    for name in INTEGER_COLUMNS:
+        if name in out:
+            out[name] = out[name].astype("Int64")
+    if "status" in out:
+        out["status"] = out["status"].astype(str)
+    if parameters_as_json and "parameters" in out:
+        out["parameters"] = [json.dumps(p, ensure_ascii=False) for p in out["parameters"]]
+    return out
+
+
+def history_csv(frame: pd.DataFrame) -> str:
+    """The history as CSV: one representation with the JSON export and the REST API."""
+    return export_frame(frame, parameters_as_json=True).to_csv(index=False)
+
+
+def history_json(frame: pd.DataFrame) -> str:
+    """The history as a JSON array of records (parameters as objects, nulls as null)."""
+    out = export_frame(frame, parameters_as_json=False).astype(object)
+    records = out.where(out.notna(), None).to_dict(orient="records")
+    return json.dumps(records, ensure_ascii=False, allow_nan=False)
 
 
 def data_frame(data: Any) -> pd.DataFrame | None:

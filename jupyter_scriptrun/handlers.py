@@ -19,6 +19,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
 from . import openapi
+from .display import json_default
 from .exceptions import (
     ExecutionConflict,
     ExecutionNotFound,
@@ -26,10 +27,13 @@ from .exceptions import (
     InvalidRequest,
     ScriptMetadataError,
     ScriptNotFound,
+    StoreUnavailable,
     WorkerUnavailable,
 )
 
 PREFIX = "/scriptrun/api"
+STDERR_TAIL = 2000
+"""Characters of a run's stderr shown in its record (the logs endpoint has it all)."""
 ERRORS: list[tuple[type[Exception], int]] = [
     (InvalidParameters, 400),
     (InvalidRequest, 400),
@@ -38,12 +42,9 @@ ERRORS: list[tuple[type[Exception], int]] = [
     (ExecutionNotFound, 404),
     (ExecutionConflict, 409),
     (WorkerUnavailable, 503),
+    (StoreUnavailable, 503),
     (ValueError, 400),
 ]
-
-
-def _default(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def mapped_errors(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,6 +77,27 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
 
     auth_resource = "scriptrun"
 
+    async def prepare(self) -> None:  # type: ignore[override]
+        """Jupyter's checks, then a 405 (with ``Allow``) for a method the resource lacks."""
+        await super().prepare()
+        if self.request.method not in self.allowed_methods():
+            raise web.HTTPError(405)
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The HTTP methods this resource answers."""
+        return [
+            m
+            for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+            if getattr(cls, m.lower()) is not getattr(web.RequestHandler, m.lower())
+        ]
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Jupyter's JSON error answer; a 405 also says what is allowed (RFC 9110)."""
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+        super().write_error(status_code, **kwargs)
+
     @property
     def client(self) -> Any:
         """The extension's client."""
@@ -98,22 +120,30 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
             raise InvalidRequest(problems)
         return body
 
-    def int_argument(self, name: str, default: int, maximum: int | None = None) -> int:
-        """A non-negative integer query argument, or a 400 naming it."""
+    def int_argument(
+        self, name: str, default: int, maximum: int, problems: list[str] | None = None
+    ) -> int:
+        """A non-negative integer query argument. A malformed one is added to ``problems``
+        (so that one 400 lists them all), or raised as a 400 when none is given."""
         raw = self.get_argument(name, str(default))
+        problem = None
         try:
             value = int(raw)
         except ValueError:
-            raise InvalidRequest([f"{name}: {raw!r} is not an integer"]) from None
-        if value < 0 or (maximum is not None and value > maximum):
-            raise InvalidRequest([f"{name}: {value} is not between 0 and {maximum or 'more'}"])
+            value, problem = default, f"{name}: {raw!r} is not an integer"
+        if problem is None and not 0 <= value <= maximum:
+            value, problem = default, f"{name}: {value} is not between 0 and {maximum}"
+        if problem is not None:
+            if problems is None:
+                raise InvalidRequest([problem])
+            problems.append(problem)
         return value
 
     def send(self, value: Any, status: int = 200) -> None:
         """Answer with JSON."""
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(value, ensure_ascii=False, default=_default))
+        self.finish(json.dumps(value, ensure_ascii=False, default=json_default))
 
     def execution_view(self, execution: Any) -> dict[str, Any]:
         """An execution's record with its result, data and links."""
@@ -121,6 +151,8 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
         base = f"{self.base_url.rstrip('/')}{PREFIX}/executions/{execution.id}"
         return {
             **record,
+            "traceback": execution.traceback,
+            "stderr_tail": execution.stderr[-STDERR_TAIL:],
             "result": execution.result,
             "data": execution.data,
             "links": {"self": base, "logs": f"{base}/logs", "cancel": f"{base}/cancel"},
@@ -134,9 +166,10 @@ class ScriptsHandler(BaseHandler):
     @authorized
     @mapped_errors
     async def get(self) -> None:
-        """List the scripts."""
+        """List the scripts, each with its stable id."""
         scripts = await self.call(self.client.scripts)
-        self.send([s.to_dict() for s in scripts])
+        ids = await self.call(self.client.script_ids)
+        self.send([{"id": ids.get(s.name), **s.to_dict()} for s in scripts])
 
 
 class ScriptHandler(BaseHandler):
@@ -147,7 +180,9 @@ class ScriptHandler(BaseHandler):
     @mapped_errors
     async def get(self, name: str) -> None:
         """Describe one script."""
-        self.send((await self.call(self.client.script, name)).to_dict())
+        script = await self.call(self.client.script, name)
+        ids = await self.call(self.client.script_ids)
+        self.send({"id": ids.get(script.name), **script.to_dict()})
 
 
 class ExecutionsHandler(BaseHandler):
@@ -158,35 +193,40 @@ class ExecutionsHandler(BaseHandler):
     @mapped_errors
     async def get(self) -> None:
         """The history, newest first; filters: script, status, since, limit, offset."""
-        problems = []
+        problems: list[str] = []
         since = self.get_argument("since", None)
-        try:
-            since_at = datetime.fromisoformat(since) if since else None
-        except ValueError:
-            problems.append(f"since: {since!r} is not an ISO 8601 date-time")
-            since_at = None
+        since_at = None
+        if since is not None:
+            try:
+                since_at = datetime.fromisoformat(since)
+            except ValueError:
+                problems.append(f"since: {since!r} is not an ISO 8601 date-time")
         statuses = self.get_arguments("status")
-        if bad := [s for s in statuses if s not in openapi.STATUSES]:
-            problems.append(f"status: {bad[0]!r} is not one of {', '.join(openapi.STATUSES)}")
+        for bad in [s for s in statuses if s not in openapi.STATUSES]:
+            problems.append(f"status: {bad!r} is not one of {', '.join(openapi.STATUSES)}")
         fmt = self.get_argument("format", "json")
         if fmt not in ("json", "csv"):
             problems.append(f"format: {fmt!r} is not 'json' or 'csv'")
+        limit = self.int_argument("limit", 100, 1_000_000, problems)
+        offset = self.int_argument("offset", 0, openapi.MAX_OFFSET, problems)
         if problems:
             raise InvalidRequest(problems)
         filters = {
             "script": self.get_arguments("script") or None,
             "status": statuses or None,
             "since": since_at,
-            "limit": self.int_argument("limit", 100, maximum=1_000_000),
-            "offset": self.int_argument("offset", 0, maximum=openapi.MAX_OFFSET),
+            "limit": limit,
+            "offset": offset,
         }
         frame = await self.call(self.client.history, **filters)
+        from .frames import history_csv, history_json
+
         if fmt == "csv":
             # APIHandler.finish sets its own Content-Type unless told which.
-            self.finish(frame.to_csv(index=False), set_content_type="text/csv; charset=utf-8")
+            self.finish(history_csv(frame), set_content_type="text/csv; charset=utf-8")
             return
         self.set_header("Content-Type", "application/json")
-        self.finish(frame.to_json(orient="records", date_format="iso", force_ascii=False))
+        self.finish(history_json(frame))
 
     @web.authenticated
     @authorized
@@ -306,14 +346,18 @@ class SeedExecuteHandler(BaseHandler):
         """Submit by the seed's field names."""
         body = self.json_body(openapi.SEED_SUBMIT_BODY)
         ref = body.get("script_id", body.get("script"))
+        if isinstance(ref, float):
+            if not ref.is_integer():
+                raise InvalidRequest([f"script_id: {ref!r} is not a whole number"])
+            ref = int(ref)  # JSON's 1.0 is the id 1
         if isinstance(ref, int) and not isinstance(ref, bool):
-            ids = await self.call(self.client.store.script_ids)
+            ids = await self.call(self.client.script_ids)
             names = {v: k for k, v in ids.items()}
             if ref not in names:
-                raise ScriptNotFound(f"no script with id {ref}")
+                raise ScriptNotFound(f"no script with id {ref} (GET scripts lists the ids)")
             ref = names[ref]
         if not isinstance(ref, str):
-            raise ValueError("'script_id' (an id or a name) is required")
+            raise InvalidRequest(["script_id: an integer id or a script name is required"])
         execution = await self.call(
             self.client.submit,
             ref,
@@ -333,7 +377,7 @@ class SeedResultHandler(BaseHandler):
         """State and result of a run, by the seed's names."""
         task_id = self.get_argument("task_id", None)
         if not task_id:
-            raise ValueError("the 'task_id' query parameter is required")
+            raise InvalidRequest(["task_id: the query parameter is required and not empty"])
         execution = await self.call(self.client.get, task_id)
         view = await self.call(self.execution_view, execution)
         self.send(
@@ -356,6 +400,19 @@ class OpenAPIHandler(BaseHandler):
         self.send(openapi.document(self.base_url))
 
 
+class NotFoundHandler(BaseHandler):
+    """Any other path under the API: a JSON 404, whatever the method."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, *_: Any) -> None:
+        """No such resource."""
+        path = self.request.path
+        self.send({"error": "NotFound", "message": f"no such resource: {path}"}, status=404)
+
+    post = put = patch = delete = get
+
+
 def routes() -> list[tuple[str, type[BaseHandler]]]:
     """URL patterns relative to the server's base URL."""
     ident = r"(?P<execution_id>[^/]+)"
@@ -370,4 +427,5 @@ def routes() -> list[tuple[str, type[BaseHandler]]]:
         (rf"{PREFIX}/execute-script/?", SeedExecuteHandler),
         (rf"{PREFIX}/script-task-result/?", SeedResultHandler),
         (rf"{PREFIX}/openapi.json", OpenAPIHandler),
+        (rf"{PREFIX}(/.*)?", NotFoundHandler),
     ]

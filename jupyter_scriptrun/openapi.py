@@ -35,7 +35,10 @@ SEED_SUBMIT_BODY: dict[str, Any] = {
     "type": "object",
     "description": "The seed's request: ``script_id`` is the integer id or the name.",
     "properties": {
-        "script_id": {"type": ["integer", "string"]},
+        "script_id": {
+            "type": ["integer", "number", "string"],
+            "description": "The script's id (see GET scripts; a whole number) or its name.",
+        },
         "script": {"type": "string"},
         "parameters": {"type": "object"},
         "page_context": {"type": "string", "maxLength": 1024},
@@ -52,6 +55,7 @@ EXECUTION: dict[str, Any] = {
     "properties": {
         "id": {"type": "string"},
         "script": {"type": "string"},
+        "script_id": {"type": ["integer", "null"]},
         "status": {"enum": STATUSES},
         "page_context": {"type": "string"},
         "parameters": {"type": "object"},
@@ -69,6 +73,14 @@ EXECUTION: dict[str, Any] = {
         "error_type": _NULLABLE_STRING,
         "message": _NULLABLE_STRING,
         "idempotency_key": _NULLABLE_STRING,
+        "traceback": {
+            "type": ["string", "null"],
+            "description": "The traceback a failed last attempt printed, if any.",
+        },
+        "stderr_tail": {
+            "type": "string",
+            "description": "The end of the last attempt's stderr (at most 2000 characters).",
+        },
         "result": {},
         "data": {},
         "links": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -83,8 +95,9 @@ HISTORY_ROW: dict[str, Any] = {
 
 SCRIPT: dict[str, Any] = {
     "type": "object",
-    "required": ["name", "language", "parameters"],
+    "required": ["id", "name", "language", "parameters"],
     "properties": {
+        "id": {"type": "integer", "description": "Stable id (the seed's ``script_id``)."},
         "name": {"type": "string"},
         "path": {"type": "string"},
         "language": {"type": "string"},
@@ -161,7 +174,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         403: "no valid token, or not authorized for the scriptrun resource",
         404: "no such script or execution",
         409: "conflicts with the run's state, or the idempotency key was used before",
-        503: "no broker reachable (the run is recorded as failed)",
+        503: "the broker or the store is unreachable (a run is then recorded as failed)",
     }
     return {str(c): _json(_ref("JupyterError" if c == 403 else "Error"), text[c]) for c in codes}
 
@@ -222,7 +235,10 @@ def document(base_url: str = "/") -> dict[str, Any]:
                         {
                             "name": "since",
                             "in": "query",
-                            "schema": {"type": "string", "format": "date-time"},
+                            "description": "Runs queued at or after this ISO 8601 time "
+                            "(empty: 400). Every malformed query argument is listed in "
+                            "one 400 answer.",
+                            "schema": {"type": "string", "format": "date-time", "minLength": 1},
                         },
                         {
                             "name": "limit",
@@ -354,7 +370,9 @@ def document(base_url: str = "/") -> dict[str, Any]:
                             "name": "task_id",
                             "in": "query",
                             "required": True,
-                            "schema": {"type": "string"},
+                            "description": "The execution id (or a unique prefix of 4 or "
+                            "more characters); missing or empty: 400.",
+                            "schema": {"type": "string", "minLength": 1},
                         }
                     ],
                     "responses": {

@@ -81,6 +81,8 @@ def language_of(path: Path, meta: ScriptMeta) -> str:
     argv = interpreter_for(path, meta)
     if argv and argv[0] == sys.executable:
         return "python"
+    if argv and Path(argv[0]).name == "env":  # '#!/usr/bin/env bash': the program env runs
+        argv = [a for a in argv[1:] if not a.startswith("-") and "=" not in a]
     return Path(argv[0]).name if argv else "executable"
 
 
