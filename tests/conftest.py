@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from servers import PrivatePostgres, PrivateRabbitMQ, PrivateRedis, ServerMissing, free_port
 
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, examples_dir
@@ -21,10 +22,11 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 TESTS = Path(__file__).resolve().parent
 TEST_SCRIPTS = TESTS / "scripts"
-REDIS_URL = os.environ.get("SCRIPTRUN_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-PG_ADMIN_URL = os.environ.get(
-    "SCRIPTRUN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+EXTERNAL_REDIS = os.environ.get("SCRIPTRUN_TEST_REDIS_URL")
+EXTERNAL_PG = os.environ.get("SCRIPTRUN_TEST_PG_URL")
+EXTERNAL_AMQP = os.environ.get("SCRIPTRUN_TEST_AMQP_URL")
+"""Point the suite at servers of your own instead of the private ones it starts (only
+then does it touch a server it did not start; it never flushes one)."""
 
 
 @pytest.fixture(autouse=True)
@@ -36,33 +38,72 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    """The test Redis database (flushed once per session); fails loudly if Redis is down."""
-    import redis
-
-    conn = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis of the session's own, on a free port (``SCRIPTRUN_TEST_REDIS_URL``: yours).
+    Tests keep apart by queue names of their own, so nothing is ever flushed."""
+    if EXTERNAL_REDIS:
+        yield EXTERNAL_REDIS
+        return
     try:
-        conn.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis is needed at {REDIS_URL} ({exc}); .ci/run starts it")
-    conn.flushdb()
-    return REDIS_URL
+        server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    except ServerMissing as exc:
+        pytest.fail(f"{exc}; or set SCRIPTRUN_TEST_REDIS_URL")
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def postgres_admin_url() -> Iterator[str]:
+    """A PostgreSQL cluster of the session's own (``SCRIPTRUN_TEST_PG_URL``: yours)."""
+    if EXTERNAL_PG:
+        yield EXTERNAL_PG
+        return
+    try:
+        server = PrivatePostgres()
+    except ServerMissing as exc:
+        pytest.fail(f"{exc}; or set SCRIPTRUN_TEST_PG_URL")
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A RabbitMQ node of the session's own, started when a test first asks for one
+    (``SCRIPTRUN_TEST_AMQP_URL``: yours); skipped where RabbitMQ is not installed."""
+    if EXTERNAL_AMQP:
+        yield EXTERNAL_AMQP
+        return
+    try:
+        server = PrivateRabbitMQ(tmp_path_factory.mktemp("rabbitmq"))
+    except ServerMissing as exc:
+        pytest.skip(f"{exc}; or set SCRIPTRUN_TEST_AMQP_URL")
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database of our own for this session, dropped at the end."""
     from sqlalchemy import create_engine, text
 
     name = f"scriptrun_test_{os.getpid()}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
-        pytest.fail(f"PostgreSQL is needed at {PG_ADMIN_URL} ({exc}); .ci/run starts it")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        pytest.fail(f"PostgreSQL is needed at {postgres_admin_url} ({exc})")
+    url = postgres_admin_url.rsplit("/", 1)[0] + "/" + name
     yield url
     from jupyter_scriptrun.store import _stores
 
@@ -103,6 +144,7 @@ class WorkerProcess:
         concurrency: int = 2,
         pool: str = "threads",
         extra_env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.settings = settings
         self.log = settings.data_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
@@ -118,7 +160,7 @@ class WorkerProcess:
                     concurrency=concurrency,
                     pool=pool,
                     hostname=self.hostname,
-                    extra=("--without-mingle", "--without-gossip"),
+                    extra=("--without-mingle", "--without-gossip", *extra_args),
                 ),
                 env=env,
                 stdout=out,
@@ -174,6 +216,38 @@ def client(redis_settings: Settings, start_worker: Callable[..., WorkerProcess])
     return Client(redis_settings)
 
 
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """This process's environment without SCRIPTRUN_*, plus ``settings`` and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCRIPTRUN_")}
+    env.update(settings.to_env())
+    env.update(extra)
+    return env
+
+
+def celery_cli(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Celery's own command line on our app (``celery -A jupyter_scriptrun.worker …``), as
+    an operator types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "jupyter_scriptrun.worker", *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll ``predicate`` until it returns something true; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:g} s: {what}")
+        time.sleep(0.1)
+
+
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float) -> None:
     """SIGTERM a process we started; SIGKILL its own process group after ``grace_s``."""
     if proc.poll() is None:
@@ -192,15 +266,6 @@ def pid_alive(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
     except OSError:
         return False
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class JupyterLabProcess:

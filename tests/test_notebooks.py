@@ -109,9 +109,9 @@ def test_analysis_over_rest(embedded: Settings, tmp_path: Path, monkeypatch: pyt
     assert "ValueError" in whole and "KeyError" in whole
 
 
-def test_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str):
     monkeypatch.setenv("SCRIPTRUN_BENCH_RUNS", "8")
-    monkeypatch.setenv("SCRIPTRUN_BENCH_BROKER", "redis://127.0.0.1:6379/14")
+    monkeypatch.setenv("SCRIPTRUN_BENCH_BROKER", redis_url)
     monkeypatch.setenv("SCRIPTRUN_BENCH_HISTORY", "5000")
     nb = execute("benchmark.ipynb", tmp_path)
     assert errors(nb) == []

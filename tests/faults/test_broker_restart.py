@@ -3,13 +3,11 @@ runs are queued and running (500): every run ends in a final state, none disappe
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from servers import PrivateRedis
 
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
@@ -17,61 +15,13 @@ from jupyter_scriptrun.exceptions import WorkerUnavailable
 from jupyter_scriptrun.status import FINAL, ExecutionStatus
 
 
-class PrivateRedis:
-    """redis-server on a free loopback port, without persistence (a restart loses all)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while (
-            subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True
-            ).stdout.strip()
-            != b"PONG"
-        ):
-            assert time.monotonic() < deadline, "private redis did not start"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-
 @pytest.fixture
 def redis(tmp_path: Path):
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is needed (Debian's redis-server package)")
-    server = PrivateRedis(tmp_path)
+    """A Redis of this test's own, which it may kill and restart."""
+    server = PrivateRedis(tmp_path / "redis")
     server.start()
     yield server
-    if server.proc is not None and server.proc.poll() is None:
-        server.kill()
+    server.stop()
 
 
 def test_runs_survive_a_redis_crash_and_restart(
@@ -108,3 +58,53 @@ def test_runs_survive_a_redis_crash_and_restart(
     assert set(counts) <= {"succeeded", "lost", "failed"}, counts
     assert client.store.count("queued") == 0 and client.store.count("running") == 0
     assert client.run("example_script", wait_timeout=60).status is ExecutionStatus.SUCCEEDED
+
+
+def test_lost_messages_run_again_within_a_minute_with_default_settings(
+    settings: Settings, redis: PrivateRedis, start_worker
+):
+    """100 runs wait in Redis, which restarts empty: with the default reaper period and
+    requeue delay, each is running again within a minute of the broker's return, once."""
+    from jupyter_scriptrun import defaults
+
+    fleet = settings.with_(
+        broker_url=redis.url,
+        reap_every_s=defaults.REAP_EVERY_S,
+        requeue_after_s=defaults.REQUEUE_AFTER_S,
+    )
+    client = Client(fleet)
+    runs = [client.submit("example_script") for _ in range(100)]
+    redis.kill()
+    redis.start()  # same port, empty: every message is gone
+    back = time.monotonic()
+    start_worker(fleet)
+    while not all(r.status is ExecutionStatus.SUCCEEDED for r in runs):
+        assert time.monotonic() - back < 75, {r.status.value for r in runs}
+        time.sleep(0.5)
+    assert time.monotonic() - back <= 75
+    history = client.history()
+    assert len(history) == 100 and set(history["attempt"]) == {1.0}
+
+
+def test_a_queue_no_worker_consumes_gets_no_copies_and_says_so(
+    settings: Settings, redis: PrivateRedis, start_worker
+):
+    import redis as redis_lib
+
+    fleet = settings.with_(
+        broker_url=redis.url, queues=("nobody-listens",), requeue_after_s=0.5, reap_every_s=0.5
+    )
+    start_worker(fleet)  # consumes only the default queue
+    client = Client(fleet)
+    run = client.submit("example_script", queue="nobody-listens")
+    conn = redis_lib.Redis.from_url(redis.url)
+    deadline = time.monotonic() + 20
+    while "no worker consumes queue 'nobody-listens'" not in (run.record()["message"] or ""):
+        assert time.monotonic() < deadline, run.record()["message"]
+        time.sleep(0.2)
+    time.sleep(3)  # several reaper periods
+    assert conn.llen("nobody-listens") == 1
+    assert run.status is ExecutionStatus.QUEUED
+    run.cancel()
+    time.sleep(2)
+    assert conn.llen("nobody-listens") <= 1

@@ -1,0 +1,259 @@
+"""Private servers for the tests: Redis, PostgreSQL and RabbitMQ on free loopback ports, in
+folders of their own, started and stopped by the tests — never the machine's own services,
+whose data may be somebody's.
+
+Why not pytest-redis / pytest-postgresql: pytest-postgresql runs ``initdb`` as the current
+user, which PostgreSQL refuses for root (CI runs as root); these helpers run it as the
+``postgres`` user there. Redis and RabbitMQ follow the same small pattern, so one module
+starts all three the same way.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+class ServerMissing(RuntimeError):
+    """The server's program is not installed on this machine."""
+
+
+class PrivateRedis:
+    """redis-server on a free loopback port, without persistence (a restart loses all)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            raise ServerMissing("redis-server is not installed (Debian: apt install redis-server)")
+        self.port = free_port()
+        self.folder = folder
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        _wait(lambda: port_open(self.port), 10, f"redis-server on port {self.port}", self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL: what a crash looks like."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    stop = kill  # nothing to keep: no persistence
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of its own (initdb + pg_ctl) on a free loopback port. As root it
+    runs as the ``postgres`` user, since initdb refuses root."""
+
+    def __init__(self) -> None:
+        self.bindir = pg_bindir()
+        # Not under pytest's tmp_path: its parents are private to root.
+        self.folder = Path(tempfile.mkdtemp(prefix="scriptrun-pg-"))
+        self.data = self.folder / "pgdata"
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        """The superuser's URL, to the ``postgres`` database."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_owner(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        return subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=120)
+
+    def start(self) -> None:
+        """initdb (once) and start."""
+        if not self.data.exists():
+            self.data.mkdir()
+            if os.geteuid() == 0:
+                shutil.chown(self.folder, "postgres")
+                shutil.chown(self.data, "postgres")
+            init = self._as_owner(
+                f"{self.bindir}/initdb",
+                "-D",
+                str(self.data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "--no-instructions",
+            )
+            if init.returncode != 0:
+                raise RuntimeError(f"initdb failed: {init.stderr}")
+        self.ctl("start")
+
+    def ctl(self, action: str) -> None:
+        """``pg_ctl start|stop|restart`` (fast shutdown, waiting)."""
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        out = self._as_owner(
+            f"{self.bindir}/pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",  # the server's output to a file, not to our pipe (run() would wait on it)
+            str(self.folder / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-m",
+            "fast",
+            action,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"pg_ctl {action} failed: {out.stderr}{out.stdout}")
+
+    def stop(self) -> None:
+        """Stop at once and remove the cluster."""
+        self._as_owner(f"{self.bindir}/pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def pg_bindir() -> str:
+    """Where initdb and pg_ctl are: ``pg_config --bindir``, Debian's versioned folder, or
+    PATH."""
+    candidates = []
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        candidates.append(out.stdout.strip())
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    if initdb := shutil.which("initdb"):
+        candidates.append(str(Path(initdb).parent))
+    for folder in candidates:
+        if folder and os.access(f"{folder}/initdb", os.X_OK):
+            return folder
+    raise ServerMissing("PostgreSQL's server programs are not installed (apt install postgresql)")
+
+
+class PrivateRabbitMQ:
+    """A RabbitMQ node of its own: its own node name, ports, epmd and folders (about 5 s
+    to start, so only the tests that need it pay)."""
+
+    SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+    def __init__(self, folder: Path) -> None:
+        self.server = self.SERVER if os.access(self.SERVER, os.X_OK) else None
+        if self.server is None:
+            which = shutil.which("rabbitmq-server")
+            if which is None:
+                raise ServerMissing(
+                    "rabbitmq-server is not installed (apt install rabbitmq-server)"
+                )
+            self.server = which
+        self.folder = folder
+        self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def _env(self) -> dict[str, str]:
+        f = self.folder
+        return {
+            **os.environ,
+            "HOME": str(f),  # the Erlang cookie
+            "RABBITMQ_CONF_ENV_FILE": "/dev/null",  # not the machine's node name and port
+            "RABBITMQ_CONFIG_FILE": str(f / "rabbitmq.conf"),
+            "RABBITMQ_NODENAME": f"scriptrun-test-{os.getpid()}@localhost",
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(f / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(f / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(f / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(f / "rabbit.pid"),
+        }
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        )
+        (self.folder / "enabled_plugins").write_text("[].\n")
+        with open(self.folder / "server.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [self.server],
+                env=self._env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _wait(lambda: port_open(self.port), 60, f"RabbitMQ on port {self.port}", self.proc)
+
+    def stop(self) -> None:
+        """The node's process group, then its own epmd (a daemon outside the group)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        epmd = shutil.which("epmd") or next(
+            iter(glob.glob("/usr/lib/erlang/erts-*/bin/epmd")), None
+        )
+        if epmd:
+            subprocess.run(
+                [epmd, "-kill"],
+                env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
+                capture_output=True,
+                timeout=10,
+            )
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _wait(ready, timeout: float, what: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what}: the server exited (code {proc.returncode})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not up after {timeout:g} s")
+        time.sleep(0.02)
