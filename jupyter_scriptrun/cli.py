@@ -430,7 +430,8 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"\nbad parameters are refused before anything runs:\n{exc}")
     frame = client.history(limit=len(runs))
     print("\nhistory (sr.history()):")
-    print(frame[["script", "status", "duration_s", "peak_rss_mb", "exit_code"]].to_string())
+    shown = frame[["script", "status", "duration_s", "peak_rss_mb", "exit_code"]]
+    print(shown.astype({"exit_code": "Int64"}).to_string())  # 1, not 1.0
     print(
         "\nall good: the failures above are the example's deliberate ones."
         if [h.status.value for h in handles].count("failed") == 2

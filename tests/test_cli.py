@@ -108,3 +108,85 @@ def test_demo_on_the_embedded_default(settings: Settings):
         LocalWorker(settings).stop()
     assert out.returncode == 0, out.stderr
     assert "all good" in out.stdout and "你好" not in out.stderr
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(cli, redis_settings: Settings):
+    """``scriptrun history | head``: the pipe closes; no traceback, the shell's code 141."""
+    from conftest import settings_env
+
+    eid = cli("run", "example_script", "--no-wait").stdout.strip()
+    for command in ("history --limit 0", "history --format csv", f"status {eid}", "list"):
+        out = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f"{sys.executable} -m jupyter_scriptrun {command} | true; "
+                'echo "rc=${PIPESTATUS[0]}"',
+            ],
+            env=settings_env(redis_settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.stdout.strip() in ("rc=0", "rc=141"), (command, out.stdout)
+        assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+
+
+def test_an_unreachable_database_or_broker_is_one_line_naming_it(settings: Settings):
+    from conftest import free_port, settings_env
+
+    port = free_port()
+    cases = {
+        "database": settings.with_(
+            broker_url="redis://127.0.0.1:1/0",
+            database_url=f"postgresql+psycopg://me:secret@127.0.0.1:{port}/nope",
+        ),
+        "broker": settings.with_(broker_url=f"redis://127.0.0.1:{port}/0"),
+    }
+    for what, broken in cases.items():
+        out = subprocess.run(
+            [sys.executable, "-m", "jupyter_scriptrun", "run", "example_script"],
+            env=settings_env(broken),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 3, (what, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+        assert f"127.0.0.1:{port}" in lines[0] and "secret" not in lines[0]
+        assert "Connection refused" in lines[0] or "connection" in lines[0].lower()
+        assert "result store backend" not in lines[0]
+
+
+def test_version_workers_and_refused_queues(cli, redis_settings: Settings):
+    from jupyter_scriptrun import __version__
+
+    assert cli("--version").stdout.strip() == f"scriptrun {__version__}"
+    listing = cli("workers")
+    assert listing.returncode == 0 and "test-" in listing.stdout, listing.stdout
+    assert json.loads(cli("workers", "--json").stdout)[0]["name"].startswith("test-")
+    for queue in ("unacked", "_kombu.binding.x", "elsewhere"):
+        out = cli("run", "example_script", "--queue", queue)
+        assert out.returncode == 2 and "queue" in out.stderr and "Traceback" not in out.stderr
+    worker = cli("worker", "-Q", "scriptrun,unacked")  # would consume Redis's own hash
+    assert worker.returncode == 2 and "'unacked'" in worker.stderr
+
+
+def test_the_benchmark_against_an_unreachable_broker_fails_clearly_leaving_nothing():
+    import psutil
+    from conftest import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter_scriptrun.bench", "--broker", url, "--runs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 3 and "Traceback" not in out.stderr, out.stderr
+    assert url in out.stderr and "unreachable" in out.stderr
+    leftovers = [
+        p for p in psutil.process_iter(["cmdline"]) if url in " ".join(p.info["cmdline"] or ())
+    ]
+    assert leftovers == []

@@ -145,3 +145,58 @@ def test_a_bash_cell_and_a_bad_language(ip, capsys):
     ip.run_cell("%%scriptrun --lang cobol\nDISPLAY 'HI'.\n")
     err = capsys.readouterr().err
     assert "scriptrun: unknown language 'cobol'" in err and "Traceback" not in err
+
+
+FIRST_MAGIC = """
+import importlib.abc, importlib.machinery, sys, time, threading
+
+class SlowLoader(importlib.abc.Loader):
+    def __init__(self, inner): self.inner = inner
+    def create_module(self, spec): return self.inner.create_module(spec)
+    def exec_module(self, module):
+        time.sleep(1.5)  # a slow disk: the package sits half-imported in sys.modules
+        self.inner.exec_module(module)
+
+class SlowJsonschema(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "jsonschema.validators":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        spec.loader = SlowLoader(spec.loader)
+        return spec
+
+sys.meta_path.insert(0, SlowJsonschema())
+from IPython.core.interactiveshell import InteractiveShell
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "jupyter_scriptrun")
+while "jsonschema" not in sys.modules:
+    time.sleep(0.005)
+run = ip.run_line_magic("scriptrun", "example_script multiplier=2")
+print("STATUS", run.status.value)
+"""
+
+
+def test_the_first_magic_right_after_load_ext_works(redis_settings, start_worker):
+    """``%load_ext`` warms imports in a thread; a magic typed meanwhile must not see a
+    half-imported module (it did: ``partially initialized module 'jsonschema'``)."""
+    import subprocess
+    import sys
+
+    from conftest import settings_env
+
+    start_worker(redis_settings)
+    out = subprocess.run(
+        [sys.executable, "-c", FIRST_MAGIC],
+        env=settings_env(redis_settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "STATUS succeeded" in out.stdout, out.stdout + out.stderr
+    assert "partially initialized" not in out.stdout + out.stderr
+
+
+def test_a_refused_queue_is_one_line(ip, capsys):
+    assert ip.run_line_magic("scriptrun", "example_script --queue unacked") is None
+    err = capsys.readouterr().err
+    assert "queue 'unacked'" in err and "Traceback" not in err

@@ -188,9 +188,10 @@ async def test_the_openapi_document_is_valid_and_matches_the_answers(api, redis_
 
     document = json.loads((await api("openapi.json")).body)
     validate(document)
-    from jupyter_scriptrun.handlers import routes
+    from jupyter_scriptrun.handlers import NotFoundHandler, routes
 
-    assert len(document["paths"]) == len(routes())
+    # Every resource is documented (the fallback answers only 404s).
+    assert len(document["paths"]) == len([r for r in routes() if r[1] is not NotFoundHandler])
     created = json.loads((await api("executions", "POST", {"script": "example_script"})).body)
     conforms(document, "Execution", created)
     Client(redis_settings).get(created["id"]).wait(60)
@@ -257,3 +258,94 @@ async def test_malformed_requests_are_400_listing_every_problem(api):
         assert code == 400, params
     code, body = await error_of(api("executions", status="done"))
     assert code == 400 and "not one of" in body["message"]
+
+
+async def test_exports_share_one_representation(api, redis_settings: Settings):
+    """CSV and JSON history and a single record: parameters as JSON, whole numbers as
+    integers, timestamps in ISO 8601 with microseconds and the UTC offset."""
+    import re
+
+    run = Client(redis_settings).run("failing_script", {"mode": "json"}, wait_timeout=60)
+    iso = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
+    text = (await api("executions", format="csv")).body.decode()
+    row = next(r for r in csv.DictReader(io.StringIO(text)) if r["id"] == run.id)
+    assert json.loads(row["parameters"]) == {"mode": "json"}
+    assert row["exit_code"] == "1" and row["attempt"] == "1"
+    assert iso.match(row["queued_at"]) and iso.match(row["finished_at"])
+    record = next(r for r in json.loads((await api("executions")).body) if r["id"] == run.id)
+    assert record["exit_code"] == 1 and isinstance(record["attempt"], int)
+    one = json.loads((await api(f"executions/{run.id}")).body)
+    for key in ("queued_at", "started_at", "finished_at"):
+        assert iso.match(record[key]) and record[key] == one[key] == row[key]
+
+
+async def test_a_failed_runs_record_carries_its_traceback_and_stderr(api, redis_settings):
+    run = Client(redis_settings).run("failing_script", {"mode": "crash"}, wait_timeout=60)
+    record = json.loads((await api(f"executions/{run.id}")).body)
+    assert record["status"] == "failed"
+    assert record["traceback"].startswith("Traceback (most recent call last)")
+    assert "Traceback" in record["stderr_tail"] and len(record["stderr_tail"]) <= 2000
+
+
+async def test_scripts_have_stable_ids_from_discovery_and_the_seed_can_use_them(api):
+    scripts = json.loads((await api("scripts")).body)
+    ids = {s["name"]: s["id"] for s in scripts}
+    assert all(isinstance(i, int) for i in ids.values()) and len(set(ids.values())) == len(ids)
+    assert json.loads((await api("scripts")).body) == scripts  # stable
+    one = json.loads((await api("scripts/example_script")).body)
+    assert one["id"] == ids["example_script"]
+    first = min(ids.values())
+    for script_id in (first, float(first)):
+        answer = await api("execute-script", "POST", {"script_id": script_id})
+        assert answer.code == 202
+    code, error = await error_of(api("execute-script", "POST", {"script_id": 1.5}))
+    assert code == 400 and "whole number" in error["message"]
+    code, error = await error_of(api("execute-script", "POST", {"script_id": 10_000}))
+    assert code == 404 and "no script with id 10000" in error["message"]
+
+
+async def test_a_malformed_query_gets_every_problem_in_one_400(api):
+    code, error = await error_of(
+        api("executions", limit="abc", status="bogus", format="xml", offset="-1")
+    )
+    assert code == 400
+    problems = " ".join(error["problems"])
+    for name in ("limit", "status", "format", "offset"):
+        assert f"{name}:" in problems
+    code, error = await error_of(api("executions", since=""))
+    assert code == 400 and error["problems"][0].startswith("since:")
+    code, error = await error_of(api("script-task-result", task_id=""))
+    assert code == 400 and "task_id" in error["message"]
+
+
+async def test_wrong_methods_say_what_is_allowed_and_unknown_paths_answer_json(api):
+    with pytest.raises(HTTPClientError) as info:
+        await api("executions", "DELETE")
+    assert info.value.code == 405
+    assert info.value.response.headers["Allow"] == "GET, POST"
+    with pytest.raises(HTTPClientError) as info:
+        await api("scripts", "POST", {})
+    assert info.value.response.headers["Allow"] == "GET"
+    for path in ("nothing-here", "executions/abc/nope/deeper"):
+        code, error = await error_of(api(path))
+        assert code == 404 and error["error"] == "NotFound" and path in error["message"]
+
+
+async def test_a_queue_that_is_a_broker_key_is_a_400_and_nothing_is_recorded(
+    api, redis_settings: Settings
+):
+    client = Client(redis_settings)
+    before = client.store.count()
+    for queue in ("unacked", "_kombu.binding.scriptrun", "elsewhere"):
+        code, error = await error_of(
+            api("executions", "POST", {"script": "example_script", "queue": queue})
+        )
+        assert code == 400 and error["error"] == "InvalidParameters", error
+        assert "queue" in error["problems"][0]
+    assert client.store.count() == before
+
+
+async def test_a_script_run_through_env_reports_its_real_language(api):
+    scripts = {s["name"]: s for s in json.loads((await api("scripts")).body)}
+    assert scripts["tree_ignores_term"]["language"] == "bash"
+    assert scripts["plain_text"]["language"] == "sh"
