@@ -83,6 +83,7 @@ def _redis_ids(channel: Any, queue: str) -> set[str] | None:
     """Ids of the messages in ``queue`` (every priority) and in the unacked hash (taken by
     a worker, not yet acknowledged); None for a queue too long to read."""
     client = channel.client
+    # kombu keeps one list per priority step; _q_for_pri is its own naming of those keys.
     keys = [channel._q_for_pri(queue, pri) for pri in channel.priority_steps]
     keys = list(dict.fromkeys(keys))
     if sum(client.llen(k) for k in keys) > MAX_SCAN:

@@ -32,6 +32,7 @@ from .exceptions import (
 )
 
 PREFIX = "/scriptrun/api"
+RESOURCE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 STDERR_TAIL = 2000
 """Characters of a run's stderr shown in its record (the logs endpoint has it all)."""
 ERRORS: list[tuple[type[Exception], int]] = [
@@ -80,15 +81,16 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
     async def prepare(self) -> None:  # type: ignore[override]
         """Jupyter's checks, then a 405 (with ``Allow``) for a method the resource lacks."""
         await super().prepare()
-        if self.request.method not in self.allowed_methods():
-            raise web.HTTPError(405)
+        method = self.request.method
+        if method in RESOURCE_METHODS and method not in self.allowed_methods():
+            raise web.HTTPError(405)  # OPTIONS stays Jupyter's (CORS preflight)
 
     @classmethod
     def allowed_methods(cls) -> list[str]:
         """The HTTP methods this resource answers."""
         return [
             m
-            for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+            for m in RESOURCE_METHODS
             if getattr(cls, m.lower()) is not getattr(web.RequestHandler, m.lower())
         ]
 

@@ -225,6 +225,9 @@ class Store:
     def ensure_scripts(self, hashes: dict[str, str | None]) -> dict[str, int]:
         """Register the scripts not yet known (name → content hash), in name order, and
         return every registered name's id: ids are given at discovery and never change."""
+        known = self.script_ids()
+        if set(hashes) <= set(known):
+            return known  # the usual case: a read, no write lock
         with self._write() as conn:
             known = {r.name: r.id for r in conn.execute(select(scripts.c.name, scripts.c.id))}
             new = sorted(set(hashes) - set(known))

@@ -326,6 +326,8 @@ async def test_wrong_methods_say_what_is_allowed_and_unknown_paths_answer_json(a
     with pytest.raises(HTTPClientError) as info:
         await api("scripts", "POST", {})
     assert info.value.response.headers["Allow"] == "GET"
+    preflight = await api("executions", "OPTIONS")  # CORS preflights stay Jupyter's
+    assert preflight.code in (200, 204)
     for path in ("nothing-here", "executions/abc/nope/deeper"):
         code, error = await error_of(api(path))
         assert code == 404 and error["error"] == "NotFound" and path in error["message"]
