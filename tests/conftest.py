@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from servers import PrivatePostgres, PrivateRabbitMQ, PrivateRedis, ServerMissing, free_port
@@ -22,11 +23,8 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 TESTS = Path(__file__).resolve().parent
 TEST_SCRIPTS = TESTS / "scripts"
-EXTERNAL_REDIS = os.environ.get("SCRIPTRUN_TEST_REDIS_URL")
-EXTERNAL_PG = os.environ.get("SCRIPTRUN_TEST_PG_URL")
-EXTERNAL_AMQP = os.environ.get("SCRIPTRUN_TEST_AMQP_URL")
-"""Point the suite at servers of your own instead of the private ones it starts (only
-then does it touch a server it did not start; it never flushes one)."""
+# SCRIPTRUN_TEST_REDIS_URL / _PG_URL / _AMQP_URL point the suite at servers of your own
+# instead of the private ones it starts: only then does it touch a server it did not start.
 
 
 @pytest.fixture(autouse=True)
@@ -37,57 +35,44 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Redis of the session's own, on a free port (``SCRIPTRUN_TEST_REDIS_URL``: yours).
-    Tests keep apart by queue names of their own, so nothing is ever flushed."""
-    if EXTERNAL_REDIS:
-        yield EXTERNAL_REDIS
+def _server(variable: str, make: Callable[[], Any], missing: Callable[[str], Any]) -> Iterator[str]:
+    """The URL in ``variable`` when set (a server of yours); else a private server that
+    ``make`` builds, started now and stopped at the end whatever happens. ``missing`` (fail
+    or skip) says what to install when the server's program is not there."""
+    if url := os.environ.get(variable):
+        yield url
         return
     try:
-        server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+        server = make()
     except ServerMissing as exc:
-        pytest.fail(f"{exc}; or set SCRIPTRUN_TEST_REDIS_URL")
+        missing(f"{exc}; or set {variable}")
     server.start()
     try:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis of the session's own, on a free port. Tests keep apart by queue names of
+    their own, so nothing is ever flushed."""
+    make = lambda: PrivateRedis(tmp_path_factory.mktemp("redis"))  # noqa: E731
+    yield from _server("SCRIPTRUN_TEST_REDIS_URL", make, pytest.fail)
 
 
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> Iterator[str]:
-    """A PostgreSQL cluster of the session's own (``SCRIPTRUN_TEST_PG_URL``: yours)."""
-    if EXTERNAL_PG:
-        yield EXTERNAL_PG
-        return
-    try:
-        server = PrivatePostgres()
-    except ServerMissing as exc:
-        pytest.fail(f"{exc}; or set SCRIPTRUN_TEST_PG_URL")
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    """A PostgreSQL cluster of the session's own (its superuser's URL)."""
+    yield from _server("SCRIPTRUN_TEST_PG_URL", PrivatePostgres, pytest.fail)
 
 
 @pytest.fixture(scope="session")
 def rabbitmq_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A RabbitMQ node of the session's own, started when a test first asks for one
-    (``SCRIPTRUN_TEST_AMQP_URL``: yours); skipped where RabbitMQ is not installed."""
-    if EXTERNAL_AMQP:
-        yield EXTERNAL_AMQP
-        return
-    try:
-        server = PrivateRabbitMQ(tmp_path_factory.mktemp("rabbitmq"))
-    except ServerMissing as exc:
-        pytest.skip(f"{exc}; or set SCRIPTRUN_TEST_AMQP_URL")
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    """A RabbitMQ node of the session's own, started when a test first asks for one;
+    skipped where RabbitMQ is not installed."""
+    make = lambda: PrivateRabbitMQ(tmp_path_factory.mktemp("rabbitmq"))  # noqa: E731
+    yield from _server("SCRIPTRUN_TEST_AMQP_URL", make, pytest.skip)
 
 
 @pytest.fixture(scope="session")
