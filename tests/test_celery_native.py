@@ -28,6 +28,15 @@ def celery_state(settings: Settings, execution_id: str) -> tuple[str, object]:
     return result.state, result.result
 
 
+def final_state(settings: Settings, execution_id: str) -> tuple[str, object]:
+    """The task's state once Celery has stored it (just after the run's record is final)."""
+    return wait_until(
+        lambda: (s := celery_state(settings, execution_id))[0] not in ("PENDING", "STARTED") and s,
+        15,
+        f"Celery stores the state of {execution_id}",
+    )
+
+
 def inspect_json(settings: Settings, what: str) -> dict:
     out = celery_cli(settings, "inspect", what, "--json", "--timeout", "3")
     assert out.returncode == 0, out.stderr
@@ -51,13 +60,11 @@ def test_a_failed_run_is_a_failed_task_and_a_good_one_a_successful_task(client: 
     good = client.run("example_script", wait_timeout=60)
     timed_out = client.run("slow_script", {"seconds": 30}, timeout=0.5, wait_timeout=60)
     settings = client.settings
-    state, result = wait_until(
-        lambda: (s := celery_state(settings, failed.id))[0] != "PENDING" and s, 10, "a state"
-    )
+    state, result = final_state(settings, failed.id)
     assert state == "FAILURE"
     assert type(result).__name__ == "RunFailed" and "ValueError" in str(result)
-    assert celery_state(settings, good.id)[0] == "SUCCESS"
-    state, result = celery_state(settings, timed_out.id)
+    assert final_state(settings, good.id)[0] == "SUCCESS"
+    state, result = final_state(settings, timed_out.id)
     assert state == "FAILURE" and "timed_out" in str(result)
 
 
@@ -66,9 +73,13 @@ def test_failures_are_expected_errors_logged_in_one_line(redis_settings: Setting
     client = Client(redis_settings)
     for _ in range(3):
         client.run("failing_script", {"mode": "crash"}, wait_timeout=60)
-    text = worker.log.read_text()
-    assert text.count("raised expected: RunFailed") == 3
-    assert "Traceback" not in text
+    # Celery logs the task's end just after the run's record is final.
+    wait_until(
+        lambda: worker.log.read_text().count("raised expected: RunFailed") == 3,
+        10,
+        "one 'raised expected' line per failed run",
+    )
+    assert "Traceback" not in worker.log.read_text()
 
 
 def test_inspect_active_names_the_script_a_task_runs(client: Client):
@@ -91,7 +102,7 @@ def test_revoke_through_celery_cancels_a_queued_run(redis_settings: Settings, st
     wait_until(lambda: waiting.status is ExecutionStatus.CANCELLED, 10, "the run is cancelled")
     record = waiting.record()
     assert record["message"] == "revoked through Celery" and record["started_at"] is None
-    assert celery_state(redis_settings, waiting.id)[0] == "REVOKED"
+    assert final_state(redis_settings, waiting.id)[0] == "REVOKED"
     busy.cancel()
 
 
@@ -110,7 +121,7 @@ def test_terminate_through_celery_ends_the_run_and_its_tree(
     assert run.wait(30).status is ExecutionStatus.CANCELLED
     assert run.record()["message"] == "cancelled by request"
     wait_until(lambda: not script_processes(run.id), 10, "no process of the tree is left")
-    assert celery_state(redis_settings, run.id)[0] == "REVOKED"
+    assert final_state(redis_settings, run.id)[0] == "REVOKED"
 
 
 def test_two_workers_started_without_a_name_are_two_nodes(redis_settings: Settings, tmp_path):

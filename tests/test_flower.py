@@ -39,8 +39,11 @@ def flower(redis_settings: Settings, tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
 
-    def get(path: str):
-        with urllib.request.urlopen(base + path, timeout=5) as response:
+    def get(path: str, method: str = "GET"):
+        request = urllib.request.Request(
+            base + path, method=method, data=b"" if method == "POST" else None
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
             return json.loads(response.read())
 
     def up() -> bool:
@@ -76,3 +79,14 @@ def test_flower_shows_a_failed_script_as_failure(redis_settings, start_worker, f
     assert "ValueError" in tasks[failed.id]["exception"]
     result = flower(f"/api/task/result/{failed.id}")
     assert result["state"] == "FAILURE"
+
+
+def test_flowers_terminate_cancels_the_run_and_ends_its_tree(redis_settings, start_worker, flower):
+    start_worker(redis_settings, extra_args=("-E",))
+    client = Client(redis_settings)
+    run = client.submit("slow_script", {"seconds": 60})
+    wait_until(lambda: run.status is ExecutionStatus.RUNNING, 30, "the run starts")
+    answer = flower(f"/api/task/revoke/{run.id}?terminate=true&signal=SIGTERM", method="POST")
+    assert "revoked" in answer["message"].lower()
+    assert run.wait(30).status is ExecutionStatus.CANCELLED
+    assert run.record()["duration_s"] < 30
