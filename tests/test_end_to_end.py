@@ -290,3 +290,21 @@ def test_rabbitmq_broker_without_a_result_backend(
     start_worker(rabbit)
     run = Client(rabbit).run("example_script", {"multiplier": 2}, wait_timeout=60)
     assert run.status is ExecutionStatus.SUCCEEDED and run.data["multiplier"] == 2
+
+
+def test_the_shell_example_reports_when_du_meets_a_vanishing_file(
+    redis_settings: Settings, start_worker, tmp_path
+):
+    """du exits 1 when a file vanishes under it (a busy /tmp) but still prints the total;
+    the example then printed two numbers and invalid JSON."""
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "du"
+    fake.write_text('#!/bin/sh\nprintf "123\\t%s\\n" "$2"\nexit 1\n')
+    fake.chmod(0o755)
+    start_worker(redis_settings, extra_env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    run = Client(redis_settings).run("disk_report", {"path": "/tmp"}, wait_timeout=60)
+    assert run.status is ExecutionStatus.SUCCEEDED
+    assert run.data == {"path": "/tmp", "kilobytes": 123}
