@@ -141,7 +141,7 @@ class Bench:
         from kombu import Connection
         from kombu.utils.url import maybe_sanitize_url
 
-        from .client import _broker_reason
+        from .client import broker_reason
 
         try:
             with Connection(self.args.broker, connect_timeout=3) as conn:
@@ -149,7 +149,7 @@ class Bench:
         except Exception as exc:
             raise WorkerUnavailable(
                 f"the benchmark's broker {maybe_sanitize_url(self.args.broker)} is unreachable "
-                f"({_broker_reason(exc)}); start it or pass --broker URL"
+                f"({broker_reason(exc)}); start it or pass --broker URL"
             ) from None
 
     def close(self) -> None:

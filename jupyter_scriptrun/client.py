@@ -185,7 +185,7 @@ class Client:
         ):
             problems.append("idempotency_key must be a string of 1 to 255 characters")
         queue = queue or found.meta.queue or self.settings.queue
-        if problem := self.queue_problem(queue):
+        if problem := self.queue_problem(queue, script_queue=found.meta.queue):
             problems.append(problem)
         if problems:
             raise InvalidParameters(found.name, problems)
@@ -218,12 +218,13 @@ class Client:
             self.settings.queues, self.settings.queue, (s.meta.queue for s in self.scripts())
         )
 
-    def queue_problem(self, queue: object) -> str | None:
-        """Why runs cannot be sent to ``queue``, or None when they can."""
+    def queue_problem(self, queue: object, script_queue: str | None = None) -> str | None:
+        """Why runs cannot be sent to ``queue``, or None when they can (``script_queue``:
+        the queue the submitted script names, allowed unless an operator lists queues)."""
         if problem := queue_problem(queue):
             return problem
-        if queue == self.settings.queue:
-            return None  # always allowed; no need to list every script
+        if queue == self.settings.queue or (queue == script_queue and not self.settings.queues):
+            return None  # allowed by definition: no need to list every script
         allowed = self.queues()
         if queue not in allowed:
             return (
@@ -252,7 +253,7 @@ class Client:
                 shadow=shadow_name(script),
             )
         except Exception as exc:
-            reason = _broker_reason(exc)
+            reason = broker_reason(exc)
             self.store.fail_pending(execution_id, "BrokerUnavailable", reason)
             where = (
                 "check SCRIPTRUN_BROKER_URL and that the broker runs"
@@ -387,7 +388,7 @@ class Client:
                 local.ensure()
 
 
-def _broker_reason(exc: BaseException) -> str:
+def broker_reason(exc: BaseException) -> str:
     """The cause of a failed send, in one line: the network error behind it (connection
     refused, a timeout) when there is one. Celery's own words for a Redis broker that is
     down blame "the result store backend", which misleads."""
@@ -411,7 +412,7 @@ def unreachable_message(exc: BaseException, settings: Settings | None = None) ->
     if isinstance(exc, SQLAlchemyError):
         return store_problem((settings or get_settings()).effective_database_url, exc)
     if isinstance(exc, BrokerError | ConnectionError):
-        return f"the broker is unreachable ({_broker_reason(exc)}); check SCRIPTRUN_BROKER_URL"
+        return f"the broker is unreachable ({broker_reason(exc)}); check SCRIPTRUN_BROKER_URL"
     return None
 
 

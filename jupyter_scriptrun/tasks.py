@@ -43,7 +43,7 @@ def task_problem(execution_id: object, attempt: object) -> str | None:
 def _short(value: object) -> str:
     if isinstance(value, str | bytes | list | tuple):
         value = value[:41]  # a 10 MB id is not copied into a log line
-    text = repr(value)[:60]  # repr escapes NUL and control characters
+    text = repr(value)  # repr escapes NUL and control characters
     return text if len(text) <= 40 else text[:40] + "…"
 
 
@@ -57,7 +57,7 @@ def message_problem(message: Any, body: Any) -> str | None:
     else:
         return "the message body is not [args, kwargs, …]"
     if not isinstance(args, list | tuple) or not isinstance(kwargs, dict | None):
-        return "the message's args are not a list"
+        return "the message's args are not a list (or its kwargs not an object)"
     kwargs = kwargs or {}
     if unknown := set(kwargs) - {"execution_id", "attempt"}:
         return f"unknown arguments {_short(sorted(unknown))}"

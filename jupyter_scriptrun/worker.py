@@ -137,13 +137,13 @@ def _cancel_revoked(first: tuple[str, str]) -> None:
 # -- housekeeping -------------------------------------------------------------------------
 
 
-def resend(execution_id: str, attempt: int, queue: str, countdown: float, script: str) -> None:
+def resend(execution_id: str, attempt: int, queue_name: str, countdown: float, script: str) -> None:
     """Queue attempt ``attempt`` of an execution (used by the reaper)."""
     app.send_task(
         TASK_NAME,
         args=(execution_id, attempt),
         task_id=execution_id,
-        queue=queue,
+        queue=queue_name,
         countdown=countdown,
         shadow=shadow_name(script),
     )

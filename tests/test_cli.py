@@ -186,7 +186,11 @@ def test_the_benchmark_against_an_unreachable_broker_fails_clearly_leaving_nothi
     )
     assert out.returncode == 3 and "Traceback" not in out.stderr, out.stderr
     assert url in out.stderr and "unreachable" in out.stderr
-    leftovers = [
-        p for p in psutil.process_iter(["cmdline"]) if url in " ".join(p.info["cmdline"] or ())
-    ]
+    leftovers = []  # the bench hands its workers the broker URL in their environment
+    for proc in psutil.process_iter():
+        try:
+            if url in proc.environ().values() or url in " ".join(proc.cmdline()):
+                leftovers.append(proc)
+        except (psutil.Error, OSError):
+            continue
     assert leftovers == []
