@@ -70,10 +70,14 @@ def serve(path: str) -> None:
 
     owner = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # The worker connects as soon as the path exists: bind elsewhere and rename once
+    # listening, or a connect between bind and listen is refused (a SpawnError).
+    staging = f"{path}.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    listener.bind(path)
+        os.unlink(staging)
+    listener.bind(staging)
     listener.listen(128)
+    os.rename(staging, path)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
