@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .config import Settings
-from .exceptions import (
+from jupyter_scriptrun._version import __version__
+from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.exceptions import (
     ExecutionConflict,
     ExecutionFailed,
     ExecutionNotFound,
@@ -21,13 +21,13 @@ from .exceptions import (
     ScriptrunError,
     WorkerUnavailable,
 )
-from .status import ExecutionStatus
+from jupyter_scriptrun.status import ExecutionStatus
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .client import Client, Execution
-    from .registry import Script
+    from jupyter_scriptrun.client import Client, Execution
+    from jupyter_scriptrun.contract.registry import Script
 
 __all__ = [
     "ExecutionConflict",
@@ -60,7 +60,7 @@ def default_client() -> Client:
     global _client
     _await_warm_imports()
     if _client is None:
-        from .client import Client
+        from jupyter_scriptrun.client import Client
 
         _client = Client()
     return _client
@@ -96,7 +96,7 @@ def history(server: str | None = None, token: str | None = None, **filters: Any)
     the history is read over that server's REST API instead of from the local store.
     """
     if server is not None:
-        from .remote import remote_history
+        from jupyter_scriptrun.jupyter.remote import remote_history
 
         return remote_history(server, token, **filters)
     return default_client().history(**filters)
@@ -110,23 +110,23 @@ def scripts() -> list[Script]:
 def panel(**options: Any) -> Any:
     """The widget panel (ipywidgets): pick a script, fill its form, run and watch it,
     browse the history. Display it as a cell's last expression."""
-    from .panel import Panel
+    from jupyter_scriptrun.jupyter.panel import Panel
 
     return Panel(default_client(), **options)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     """Where jupyter-server finds the extension (imported only by the server)."""
-    from .extension import ScriptrunExtension
+    from jupyter_scriptrun.jupyter.extension import ScriptrunExtension
 
-    return [{"module": "jupyter_scriptrun.extension", "app": ScriptrunExtension}]
+    return [{"module": "jupyter_scriptrun.jupyter.extension", "app": ScriptrunExtension}]
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_scriptrun``: registers the ``%scriptrun`` magics."""
     import threading
 
-    from .magics import ScriptrunMagics
+    from jupyter_scriptrun.jupyter.magics import ScriptrunMagics
 
     global _warming
     ipython.register_magics(ScriptrunMagics)
@@ -147,8 +147,8 @@ def _warm_imports() -> None:
     import contextlib
 
     with contextlib.suppress(Exception):
-        from . import celery_app  # noqa: F401
-        from .metadata import load_jsonschema
+        from jupyter_scriptrun.contract.metadata import load_jsonschema
+        from jupyter_scriptrun.fleet import celery_app  # noqa: F401
 
         load_jsonschema()
 

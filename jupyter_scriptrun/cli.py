@@ -10,7 +10,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from .exceptions import ExecutionTimeout, ScriptrunError, StoreUnavailable, WorkerUnavailable
+from jupyter_scriptrun.exceptions import (
+    ExecutionTimeout,
+    ScriptrunError,
+    StoreUnavailable,
+    WorkerUnavailable,
+)
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_BROKEN_PIPE = 141
@@ -53,14 +58,14 @@ def build_params(json_text: str | None, assignments: Sequence[str], option: str)
 
 
 def _dumps(value: Any) -> str:
-    from .display import json_default
+    from jupyter_scriptrun.display import json_default
 
     return json.dumps(value, ensure_ascii=False, indent=2, default=json_default)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one sub-command per action)."""
-    from ._version import __version__
+    from jupyter_scriptrun._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="scriptrun",
@@ -165,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except Exception as exc:
-        from .client import unreachable_message
+        from jupyter_scriptrun.client import unreachable_message
 
         if (message := unreachable_message(exc)) is None:
             raise
@@ -174,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _client() -> Any:
-    from . import default_client
+    from jupyter_scriptrun import default_client
 
     return default_client()
 
@@ -214,7 +219,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _summary(rec: dict[str, Any]) -> str:
     """The shared one-line summary, with a successful run's message under it."""
-    from .display import summary_line
+    from jupyter_scriptrun.display import summary_line
 
     line = summary_line(rec)
     if rec["status"] == "succeeded" and rec.get("message"):
@@ -246,7 +251,7 @@ def _history(args: argparse.Namespace) -> int:
     frame = _client().history(
         script=args.script, status=args.status, since=args.since, limit=args.limit or None
     )
-    from .frames import history_csv, history_json
+    from jupyter_scriptrun.frames import history_csv, history_json
 
     if args.format == "csv":
         sys.stdout.write(history_csv(frame))
@@ -346,9 +351,9 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace, extra: list[str]) -> int:
-    from .config import get_settings
-    from .local import worker_argv
-    from .queues import parse_queues, queue_problem
+    from jupyter_scriptrun.config import get_settings
+    from jupyter_scriptrun.fleet.local import worker_argv
+    from jupyter_scriptrun.queues import parse_queues, queue_problem
 
     queues = args.queues or get_settings().queue
     if problems := [p for p in map(queue_problem, parse_queues(queues)) if p]:
@@ -366,7 +371,7 @@ def _worker(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from .local import LocalWorker
+    from jupyter_scriptrun.fleet.local import LocalWorker
 
     client = _client()
     data_dir = client.settings.data_dir

@@ -11,19 +11,19 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .config import Settings, get_settings
-from .exceptions import (
+from jupyter_scriptrun.config import Settings, get_settings
+from jupyter_scriptrun.contract.protocol import encode_parameters
+from jupyter_scriptrun.contract.registry import Registry, Script, adhoc_script
+from jupyter_scriptrun.exceptions import (
     ExecutionFailed,
     ExecutionTimeout,
     InvalidParameters,
     StoreUnavailable,
     WorkerUnavailable,
 )
-from .protocol import encode_parameters
-from .queues import allowed_queues, queue_problem
-from .registry import Registry, Script, adhoc_script
-from .status import ExecutionStatus
-from .store import Store, get_store, new_execution_id
+from jupyter_scriptrun.queues import allowed_queues, queue_problem
+from jupyter_scriptrun.status import ExecutionStatus
+from jupyter_scriptrun.store.runs import Store, get_store, new_execution_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,14 +79,14 @@ class Client:
         """The Celery app used to send runs (imported on first use: Celery is heavy)."""
         with self._lock:
             if self._app is None:
-                from .celery_app import make_app
+                from jupyter_scriptrun.fleet.celery_app import make_app
 
                 self._app = make_app(self.settings)
             return self._app
 
     def local_worker(self) -> Any:
         """The embedded default's local worker manager."""
-        from .local import LocalWorker
+        from jupyter_scriptrun.fleet.local import LocalWorker
 
         return LocalWorker(self.settings)
 
@@ -240,7 +240,7 @@ class Client:
         return self._script_ids[key]
 
     def _send(self, execution_id: str, queue: str, script: str) -> None:
-        from .celery_app import TASK_NAME, shadow_name
+        from jupyter_scriptrun.fleet.celery_app import TASK_NAME, shadow_name
 
         try:
             if self.settings.embedded:
@@ -301,7 +301,7 @@ class Client:
         Filters: ``script`` (name or names), ``status`` (value or values), ``since`` /
         ``until`` (datetimes), ``page_context``, ``limit``, ``offset``.
         """
-        from .frames import history
+        from jupyter_scriptrun.frames import history
 
         return history(self.store, **filters)
 
@@ -445,7 +445,7 @@ class Execution:
         return f"<Execution {self.id[:8]} {self.record().get('script')} {self.status.value}>"
 
     def _repr_html_(self) -> str:
-        from .display import execution_html
+        from jupyter_scriptrun.display import execution_html
 
         rec = self.record()
         frame = self.frame() if rec["status"] == "succeeded" else None
@@ -453,7 +453,7 @@ class Execution:
         return execution_html(rec, self.data, frame, self.stdout, self.stderr if failed else "")
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        from .display import summary_line
+        from jupyter_scriptrun.display import summary_line
 
         printer.text(summary_line(self.record()))
 
@@ -543,7 +543,7 @@ class Execution:
 
     def frame(self) -> pd.DataFrame | None:
         """``data`` as a DataFrame when it is tabular, else None."""
-        from .frames import data_frame
+        from jupyter_scriptrun.frames import data_frame
 
         return data_frame(self.data)
 

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import defaults
-from .exceptions import ConfigurationError
-from .queues import parse_queues, queue_problem
+from jupyter_scriptrun import defaults
+from jupyter_scriptrun.exceptions import ConfigurationError
+from jupyter_scriptrun.queues import parse_queues, queue_problem
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 

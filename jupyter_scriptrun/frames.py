@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from . import columnar
-from .columns import FLOAT_COLUMNS, HISTORY_COLUMNS, INTEGER_COLUMNS, TIME_COLUMNS
-from .status import ALL
+from jupyter_scriptrun.models import FLOAT_COLUMNS, HISTORY_COLUMNS, INTEGER_COLUMNS, TIME_COLUMNS
+from jupyter_scriptrun.status import ALL
+from jupyter_scriptrun.store import columnar
 
 if TYPE_CHECKING:
-    from .store import Store
+    from jupyter_scriptrun.store.runs import Store
 
 log = logging.getLogger(__name__)
 

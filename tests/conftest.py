@@ -17,7 +17,7 @@ from servers import PrivatePostgres, PrivateRabbitMQ, PrivateRedis, ServerMissin
 
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, examples_dir
-from jupyter_scriptrun.local import LocalWorker, worker_argv
+from jupyter_scriptrun.fleet.local import LocalWorker, worker_argv
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -90,7 +90,7 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
         pytest.fail(f"PostgreSQL is needed at {postgres_admin_url} ({exc})")
     url = postgres_admin_url.rsplit("/", 1)[0] + "/" + name
     yield url
-    from jupyter_scriptrun.store import _stores
+    from jupyter_scriptrun.store.runs import _stores
 
     for key in [k for k in _stores if k == url]:
         _stores.pop(key).dispose()

@@ -11,7 +11,7 @@ import pytest
 from conftest import JupyterLabProcess
 
 from jupyter_scriptrun.config import Settings, examples_dir
-from jupyter_scriptrun.local import LocalWorker
+from jupyter_scriptrun.fleet.local import LocalWorker
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(

@@ -22,7 +22,7 @@ def celery_state(settings: Settings, execution_id: str) -> tuple[str, object]:
     """The task's state and result as Celery's result backend has them."""
     from celery.result import AsyncResult
 
-    from jupyter_scriptrun.celery_app import make_app
+    from jupyter_scriptrun.fleet.celery_app import make_app
 
     result = AsyncResult(execution_id, app=make_app(settings))
     return result.state, result.result
@@ -171,7 +171,7 @@ def test_malformed_task_messages_are_refused_in_one_short_line(
     redis_settings: Settings, start_worker
 ):
     worker = start_worker(redis_settings, concurrency=1)
-    from jupyter_scriptrun.celery_app import TASK_NAME, make_app
+    from jupyter_scriptrun.fleet.celery_app import TASK_NAME, make_app
 
     app = make_app(redis_settings)
     queue = redis_settings.queue
@@ -236,7 +236,7 @@ def test_a_run_recorded_with_an_unsafe_queue_is_never_sent_there(
     of sending it to the broker's own key (which took every Redis worker down)."""
     import redis as redis_lib
 
-    from jupyter_scriptrun.store import new_execution_id
+    from jupyter_scriptrun.store.runs import new_execution_id
 
     settings = redis_settings.with_(requeue_after_s=0.5)
     worker = start_worker(settings)

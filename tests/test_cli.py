@@ -13,7 +13,7 @@ import pytest
 
 from jupyter_scriptrun.cli import parse_assignments
 from jupyter_scriptrun.config import Settings
-from jupyter_scriptrun.local import LocalWorker
+from jupyter_scriptrun.fleet.local import LocalWorker
 
 
 def test_values_are_json_where_they_parse_else_text():

@@ -8,7 +8,7 @@ import pytest
 
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
-from jupyter_scriptrun.local import LocalWorker
+from jupyter_scriptrun.fleet.local import LocalWorker
 from jupyter_scriptrun.status import ExecutionStatus
 
 

@@ -12,7 +12,6 @@ import pytest
 from conftest import pid_alive
 
 from jupyter_scriptrun.client import Client
-from jupyter_scriptrun.columns import HISTORY_COLUMNS
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.exceptions import (
     ExecutionConflict,
@@ -22,6 +21,7 @@ from jupyter_scriptrun.exceptions import (
     ScriptNotFound,
     WorkerUnavailable,
 )
+from jupyter_scriptrun.models import HISTORY_COLUMNS
 from jupyter_scriptrun.status import ExecutionStatus
 
 

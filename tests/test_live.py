@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jupyter_scriptrun.live import LiveOutput
+from jupyter_scriptrun.execution.live import LiveOutput
 
 
 def test_consecutive_output_of_a_stream_is_one_chunk():

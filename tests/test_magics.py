@@ -6,7 +6,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from jupyter_scriptrun.client import Client, Execution
-from jupyter_scriptrun.magics import ScriptrunMagics
+from jupyter_scriptrun.jupyter.magics import ScriptrunMagics
 from jupyter_scriptrun.status import ExecutionStatus
 
 

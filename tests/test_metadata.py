@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from jupyter_scriptrun.contract.metadata import parse_metadata
 from jupyter_scriptrun.exceptions import InvalidParameters, ScriptMetadataError
-from jupyter_scriptrun.metadata import parse_metadata
 
 SCRIPT = """\
 import os

@@ -11,7 +11,7 @@ from conftest import JupyterLabProcess
 from nbclient import NotebookClient
 
 from jupyter_scriptrun.config import Settings
-from jupyter_scriptrun.local import LocalWorker
+from jupyter_scriptrun.fleet.local import LocalWorker
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from jupyter_scriptrun.client import Client
-from jupyter_scriptrun.panel import INVALID, Panel
+from jupyter_scriptrun.jupyter.panel import INVALID, Panel
 from jupyter_scriptrun.status import ExecutionStatus
 
 

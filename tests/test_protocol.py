@@ -7,15 +7,15 @@ from datetime import UTC, datetime
 import pytest
 
 from jupyter_scriptrun import defaults
-from jupyter_scriptrun.exceptions import InvalidParameters
-from jupyter_scriptrun.protocol import (
+from jupyter_scriptrun.contract.protocol import (
     NOT_FOUND,
     encode_parameters,
     interpret,
     parse_result,
     script_env,
 )
-from jupyter_scriptrun.runner import RunOutcome
+from jupyter_scriptrun.exceptions import InvalidParameters
+from jupyter_scriptrun.execution.runner import RunOutcome
 from jupyter_scriptrun.status import ExecutionStatus
 
 PRETTY = """starting

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from jupyter_scriptrun.config import examples_dir
+from jupyter_scriptrun.contract.registry import Registry
 from jupyter_scriptrun.exceptions import ScriptMetadataError, ScriptNotFound
-from jupyter_scriptrun.registry import Registry
 
 
 @pytest.fixture

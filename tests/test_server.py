@@ -188,7 +188,7 @@ async def test_the_openapi_document_is_valid_and_matches_the_answers(api, redis_
 
     document = json.loads((await api("openapi.json")).body)
     validate(document)
-    from jupyter_scriptrun.handlers import NotFoundHandler, routes
+    from jupyter_scriptrun.jupyter.handlers import NotFoundHandler, routes
 
     # Every resource is documented (the fallback answers only 404s).
     assert len(document["paths"]) == len([r for r in routes() if r[1] is not NotFoundHandler])

@@ -58,7 +58,7 @@ def test_shell_metacharacters_in_parameters_are_only_data(client: Client, tmp_pa
 def test_a_pickled_message_is_refused_and_the_worker_goes_on(
     redis_settings: Settings, start_worker
 ):
-    from jupyter_scriptrun.celery_app import TASK_NAME
+    from jupyter_scriptrun.fleet.celery_app import TASK_NAME
 
     worker = start_worker(redis_settings)
     client = Client(redis_settings)

@@ -18,7 +18,7 @@ from conftest import pid_alive
 
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
-from jupyter_scriptrun.orphans import Ledger
+from jupyter_scriptrun.execution.orphans import Ledger
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_another_worker_on_the_host_sweeps_within_a_reap_period(
 OWNER = """
 import json, subprocess, sys, time
 from pathlib import Path
-from jupyter_scriptrun.orphans import Ledger
+from jupyter_scriptrun.execution.orphans import Ledger
 leader = subprocess.Popen(
     [sys.executable, "-c", "import os, time; os.fork(); time.sleep(60)"],
     start_new_session=True,

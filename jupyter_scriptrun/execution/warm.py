@@ -11,7 +11,7 @@ The worker talks to the parent over a Unix socket, one connection per run: it se
 request and the two pipe ends (SCM_RIGHTS), and receives ``{"pid"}`` then, at the end,
 ``{"exit", "utime", "stime", "maxrss"}`` (the parent is the one that can ``wait4``).
 
-Run as ``python -m jupyter_scriptrun.warm SOCKET`` (the worker starts it).
+Run as ``python -m jupyter_scriptrun.execution.warm SOCKET`` (the worker starts it).
 """
 
 from __future__ import annotations
@@ -337,7 +337,7 @@ class WarmParent:
                 os.unlink(self.path)
             # Its own messages (a module that failed to preload) go to the worker's log.
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jupyter_scriptrun.warm", self.path],
+                [sys.executable, "-m", "jupyter_scriptrun.execution.warm", self.path],
                 env=self.env,
                 cwd=self.dir,
                 stdin=subprocess.DEVNULL,

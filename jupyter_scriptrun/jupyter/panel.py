@@ -11,9 +11,9 @@ from typing import Any
 
 import ipywidgets as w
 
-from .display import MARKS, execution_html, summary_line
-from .exceptions import InvalidParameters, ScriptrunError
-from .status import ExecutionStatus
+from jupyter_scriptrun.display import MARKS, execution_html, summary_line
+from jupyter_scriptrun.exceptions import InvalidParameters, ScriptrunError
+from jupyter_scriptrun.status import ExecutionStatus
 
 log = logging.getLogger(__name__)
 

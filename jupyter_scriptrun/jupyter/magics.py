@@ -12,9 +12,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
-from .cli import build_params
-from .display import summary_line
-from .exceptions import ScriptrunError
+from jupyter_scriptrun.cli import build_params
+from jupyter_scriptrun.display import summary_line
+from jupyter_scriptrun.exceptions import ScriptrunError
 
 SUBCOMMANDS = ("list", "history", "status", "logs", "cancel")
 
@@ -47,7 +47,7 @@ class ScriptrunMagics(Magics):
     def client(self) -> Any:
         """The client the magics use (the process-wide one unless given)."""
         if self._client is None:
-            from . import default_client
+            from jupyter_scriptrun import default_client
 
             self._client = default_client()
         return self._client
@@ -115,7 +115,7 @@ class ScriptrunMagics(Magics):
             print(f"scriptrun: {exc}", file=sys.stderr)
             return None
         except Exception as exc:
-            from .client import unreachable_message
+            from jupyter_scriptrun.client import unreachable_message
 
             if (message := unreachable_message(exc, self.client.settings)) is None:
                 raise

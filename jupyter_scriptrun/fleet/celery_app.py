@@ -6,8 +6,8 @@ import os
 
 from celery import Celery
 
-from . import defaults
-from .config import Settings
+from jupyter_scriptrun import defaults
+from jupyter_scriptrun.config import Settings
 
 TASK_NAME = "scriptrun.execute"
 
@@ -31,7 +31,7 @@ def make_app(settings: Settings) -> Celery:
     - The threads pool: the work happens in child processes, so threads wait on them at
       a fraction of the memory of prefork processes. ``--pool prefork`` works as well.
     """
-    from ._embedded import register
+    from jupyter_scriptrun.fleet.embedded import register
 
     register()
     backend = settings.effective_result_backend
@@ -40,7 +40,7 @@ def make_app(settings: Settings) -> Celery:
         "visibility_timeout": settings.visibility_timeout_s,
     }
     if settings.embedded:
-        from .local import local_fingerprint
+        from jupyter_scriptrun.fleet.local import local_fingerprint
 
         # A folder per configuration: runs reach only the local worker that runs them as
         # this client would (see local_fingerprint).

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from .defaults import TICK_S
+from jupyter_scriptrun.defaults import TICK_S
 
 log = logging.getLogger(__name__)
 

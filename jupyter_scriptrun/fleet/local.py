@@ -17,9 +17,9 @@ from pathlib import Path
 
 import psutil
 
-from ._version import __version__
-from .config import PACKAGE_DIR, Settings
-from .exceptions import WorkerUnavailable
+from jupyter_scriptrun._version import __version__
+from jupyter_scriptrun.config import PACKAGE_DIR, Settings
+from jupyter_scriptrun.exceptions import WorkerUnavailable
 
 log = logging.getLogger(__name__)
 

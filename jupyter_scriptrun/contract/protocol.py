@@ -16,10 +16,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import defaults
-from .exceptions import InvalidParameters
-from .runner import RunOutcome
-from .status import ExecutionStatus
+from jupyter_scriptrun import defaults
+from jupyter_scriptrun.exceptions import InvalidParameters
+from jupyter_scriptrun.execution.runner import RunOutcome
+from jupyter_scriptrun.status import ExecutionStatus
 
 EX_TEMPFAIL = 75
 """sysexits.h's "temporary failure": a script exiting with it asks to be retried."""

@@ -20,7 +20,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from .runner import SESSION_FIELD, is_zombie, proc_members, start_time
+from jupyter_scriptrun.execution.runner import SESSION_FIELD, is_zombie, proc_members, start_time
 
 log = logging.getLogger(__name__)
 

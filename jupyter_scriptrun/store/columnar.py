@@ -13,7 +13,7 @@ other still writes to — committed runs vanish. In a child of its own the drive
 another process on the database, which SQLite is made for. The child streams Arrow IPC
 on its stdout; the parent converts each slice as it arrives.
 
-    python -m jupyter_scriptrun.columnar < {"path": ..., "rows": N, "slices": [SQL, ...]}
+    python -m jupyter_scriptrun.store.columnar < {"path": ..., "rows": N, "slices": [SQL, ...]}
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .columns import FLOAT_COLUMNS, TIME_COLUMNS
+from jupyter_scriptrun.models import FLOAT_COLUMNS, TIME_COLUMNS
 
 T = TypeVar("T")
 

@@ -18,9 +18,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from . import openapi
-from .display import json_default
-from .exceptions import (
+from jupyter_scriptrun.display import json_default
+from jupyter_scriptrun.exceptions import (
     ExecutionConflict,
     ExecutionNotFound,
     InvalidParameters,
@@ -30,6 +29,7 @@ from .exceptions import (
     StoreUnavailable,
     WorkerUnavailable,
 )
+from jupyter_scriptrun.jupyter import openapi
 
 PREFIX = "/scriptrun/api"
 RESOURCE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -221,7 +221,7 @@ class ExecutionsHandler(BaseHandler):
             "offset": offset,
         }
         frame = await self.call(self.client.history, **filters)
-        from .frames import history_csv, history_json
+        from jupyter_scriptrun.frames import history_csv, history_json
 
         if fmt == "csv":
             # APIHandler.finish sets its own Content-Type unless told which.

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .exceptions import ScriptMetadataError, ScriptNotFound
-from .metadata import ScriptMeta, parse_metadata
+from jupyter_scriptrun.contract.metadata import ScriptMeta, parse_metadata
+from jupyter_scriptrun.exceptions import ScriptMetadataError, ScriptNotFound
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ def _is_script_file(path: Path, folder: Path, require_exec: bool) -> bool:
 def default_registry(folders: Sequence[Path] | None = None) -> Registry:
     """A registry over the configured folders."""
     if folders is None:
-        from .config import get_settings
+        from jupyter_scriptrun.config import get_settings
 
         folders = get_settings().scripts_path
     return Registry(folders)

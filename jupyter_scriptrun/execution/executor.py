@@ -20,16 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import defaults, protocol, runner
-from .config import Settings
-from .exceptions import AdhocNotAllowed, ScriptMetadataError, ScriptNotFound
-from .live import LiveOutput
-from .metadata import ScriptMeta
-from .orphans import Ledger
-from .queues import queue_problem
-from .registry import Registry, Script, adhoc_script
-from .status import ExecutionStatus
-from .store import Store, get_store, utcnow
+from jupyter_scriptrun import defaults
+from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.contract import protocol
+from jupyter_scriptrun.contract.metadata import ScriptMeta
+from jupyter_scriptrun.contract.registry import Registry, Script, adhoc_script
+from jupyter_scriptrun.exceptions import AdhocNotAllowed, ScriptMetadataError, ScriptNotFound
+from jupyter_scriptrun.execution import runner
+from jupyter_scriptrun.execution.live import LiveOutput
+from jupyter_scriptrun.execution.orphans import Ledger
+from jupyter_scriptrun.queues import queue_problem
+from jupyter_scriptrun.status import ExecutionStatus
+from jupyter_scriptrun.store.runs import Store, get_store, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +202,7 @@ class Executor:
         if mode != "warm" or script.command() != [sys.executable, str(script.path)]:
             return None  # not Python on this interpreter, or interpreter options: fresh
         if self._warm is None:
-            from .warm import WarmParent
+            from jupyter_scriptrun.execution.warm import WarmParent
 
             parent_env = protocol.script_env(
                 os.environ,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from jupyter_scriptrun.tables import metadata
+from jupyter_scriptrun.store.tables import metadata
 
 config = context.config
 

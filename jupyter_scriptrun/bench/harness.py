@@ -28,11 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .client import Client
-from .config import Settings, examples_dir
-from .exceptions import ScriptrunError, WorkerUnavailable
-from .local import LocalWorker, worker_argv
-from .protocol import script_env
+from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.config import Settings, examples_dir
+from jupyter_scriptrun.contract.protocol import script_env
+from jupyter_scriptrun.exceptions import ScriptrunError, WorkerUnavailable
+from jupyter_scriptrun.fleet.local import LocalWorker, worker_argv
 
 
 def _tree(pid: int) -> list[Any] | None:
@@ -141,7 +141,7 @@ class Bench:
         from kombu import Connection
         from kombu.utils.url import maybe_sanitize_url
 
-        from .client import broker_reason
+        from jupyter_scriptrun.client import broker_reason
 
         try:
             with Connection(self.args.broker, connect_timeout=3) as conn:
@@ -191,7 +191,7 @@ class Bench:
 
     def start_plan2(self, concurrency: int) -> tuple[subprocess.Popen[bytes], Any]:
         """A Plan 2 worker (prefork, ``concurrency`` processes) and its task, once ready."""
-        from .bench_plan2 import TASK_NAME, make_app
+        from jupyter_scriptrun.bench.plan2 import TASK_NAME, make_app
 
         queue = f"{self.base.queue}-plan2"
         argv = worker_argv(
@@ -200,7 +200,7 @@ class Bench:
             concurrency=concurrency,
             pool="prefork",
             extra=("--without-mingle", "--without-gossip"),
-            app="jupyter_scriptrun.bench_plan2",
+            app="jupyter_scriptrun.bench.plan2",
         )
         proc = self._spawn(
             "plan2", argv, SCRIPTRUN_BENCH_BROKER=self.args.broker, SCRIPTRUN_BENCH_QUEUE=queue
@@ -269,8 +269,8 @@ class Bench:
 
         from sqlalchemy import insert
 
-        from .store import Store, utcnow
-        from .tables import executions
+        from jupyter_scriptrun.store.runs import Store, utcnow
+        from jupyter_scriptrun.store.tables import executions
 
         url = f"sqlite:///{self.tmp / f'history-{rows}.db'}"
         store = Store(url)
@@ -357,8 +357,8 @@ class Bench:
     def store_cost(self, n: int) -> dict[str, float]:
         """The store alone: ms per run to create, claim and finish its record (what the
         product writes per run, without a broker or a process)."""
-        from .status import ExecutionStatus
-        from .store import Store, new_execution_id
+        from jupyter_scriptrun.status import ExecutionStatus
+        from jupyter_scriptrun.store.runs import Store, new_execution_id
 
         url = self.base.database_url or f"sqlite:///{self.tmp / 'store-cost.db'}"
         store = Store(url)

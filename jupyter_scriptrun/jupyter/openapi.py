@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._version import __version__
-from .columns import HISTORY_COLUMNS
-from .status import ExecutionStatus
+from jupyter_scriptrun._version import __version__
+from jupyter_scriptrun.models import HISTORY_COLUMNS
+from jupyter_scriptrun.status import ExecutionStatus
 
 STATUSES = [s.value for s in ExecutionStatus]
 MAX_OFFSET = 2**31 - 1
@@ -427,7 +427,7 @@ def document(base_url: str = "/") -> dict[str, Any]:
 
 def body_problems(schema: dict[str, Any], body: Any) -> list[str]:
     """Every way ``body`` breaks ``schema``, as readable lines (empty when it is fine)."""
-    from .metadata import load_jsonschema
+    from jupyter_scriptrun.contract.metadata import load_jsonschema
 
     Draft202012Validator = load_jsonschema().Draft202012Validator
 

@@ -29,10 +29,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from .columns import HISTORY_COLUMNS, TIME_COLUMNS
-from .exceptions import ExecutionConflict, ExecutionNotFound
-from .status import PENDING, ExecutionStatus
-from .tables import (
+from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound
+from jupyter_scriptrun.models import HISTORY_COLUMNS, TIME_COLUMNS
+from jupyter_scriptrun.status import PENDING, ExecutionStatus
+from jupyter_scriptrun.store.tables import (
     attempts,
     executions,
     output_chunks,

@@ -16,10 +16,10 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import Ignore, Retry
 
-from .celery_app import TASK_NAME
-from .exceptions import MalformedTask, RunFailed
-from .executor import Executor
-from .status import ExecutionStatus
+from jupyter_scriptrun.exceptions import MalformedTask, RunFailed
+from jupyter_scriptrun.execution.executor import Executor
+from jupyter_scriptrun.fleet.celery_app import TASK_NAME
+from jupyter_scriptrun.status import ExecutionStatus
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import List, Unicode
 
-from .client import Client
-from .config import Settings
+from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.config import Settings
 
 
 class ScriptrunExtension(ExtensionApp):
@@ -73,7 +73,7 @@ class ScriptrunExtension(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         """Register the REST routes."""
-        from .handlers import routes
+        from jupyter_scriptrun.jupyter.handlers import routes
 
         self.handlers.extend(routes())
 

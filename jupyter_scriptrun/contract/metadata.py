@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from .exceptions import InvalidParameters, ScriptMetadataError
-from .queues import queue_problem
+from jupyter_scriptrun.exceptions import InvalidParameters, ScriptMetadataError
+from jupyter_scriptrun.queues import queue_problem
 
 # PEP 723's regular expression, for our block type only.
 BLOCK_RE = re.compile(r"(?m)^# /// scriptrun\s*$\s(?P<content>(^#(| .*)$\s)*?)^# ///\s*$")

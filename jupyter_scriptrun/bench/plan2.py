@@ -1,7 +1,7 @@
 """The seed's Plan 2 as a benchmark baseline: a script's work as a plain Celery task, run
 inside the worker's own process (no child process, no isolation, no recording).
 
-    celery -A jupyter_scriptrun.bench_plan2 worker --pool prefork --concurrency 2
+    celery -A jupyter_scriptrun.bench.plan2 worker --pool prefork --concurrency 2
 
 Configured by ``SCRIPTRUN_BENCH_BROKER`` and ``SCRIPTRUN_BENCH_QUEUE``. Each pool process
 compiles a script once and then executes it as ``__main__`` per task, with the script

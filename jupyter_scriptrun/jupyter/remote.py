@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from .columns import HISTORY_COLUMNS
-from .exceptions import ScriptrunError
-from .frames import history_frame
+from jupyter_scriptrun.exceptions import ScriptrunError
+from jupyter_scriptrun.frames import history_frame
+from jupyter_scriptrun.models import HISTORY_COLUMNS
 
 
 def remote_history(server: str, token: str | None = None, **filters: Any) -> pd.DataFrame:

@@ -1,0 +1,244 @@
+"""The worker process: ``celery -A jupyter_scriptrun.worker worker`` (or ``scriptrun worker``).
+
+Builds the app from the environment's settings, registers the task, and runs the
+housekeeping thread: the sweep of processes that scripts of dead workers on this host left
+behind, the reaper of lost runs and lost messages, cancels asked for through Celery's own
+tools, and, for the embedded local worker, the idle exit.
+
+Importing this module touches neither the store nor the scripts: Celery's own tools
+(``celery -A jupyter_scriptrun.worker inspect ping``) import it too, and must work while
+the database is away. The store is opened and migrated when a worker starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
+from celery.utils.nodenames import host_format
+from celery.worker.control import Panel, control_command
+
+from jupyter_scriptrun.config import get_settings
+from jupyter_scriptrun.contract.registry import Registry
+from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound, RunFailed
+from jupyter_scriptrun.execution.executor import Executor
+from jupyter_scriptrun.fleet.celery_app import TASK_NAME, make_app, shadow_name
+from jupyter_scriptrun.fleet.tasks import EXECUTION_ID_RE, define_tasks
+
+log = logging.getLogger(__name__)
+
+
+def explicit_option(argv: Sequence[str], short: str, long: str) -> str | None:
+    """The value of an option given on the command line (``--long X``, ``--long=X``,
+    ``-s X``, ``-sX``), if any."""
+    for i, arg in enumerate(argv):
+        if arg.startswith(f"{long}="):
+            return arg.split("=", 1)[1]
+        if arg.startswith(short) and len(arg) > 2 and not arg.startswith("--"):
+            return arg[2:]
+        if arg in (long, short) and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def explicit_pool(argv: Sequence[str]) -> str | None:
+    """The pool named on the command line (``--pool X``, ``--pool=X``, ``-P X``), if any."""
+    return explicit_option(argv, "-P", "--pool")
+
+
+def unique_nodename(pid: int | None = None) -> str:
+    """The default node name: ``scriptrun-<pid>@<host>``, so that two workers started on
+    one host without ``-n`` are two nodes (Celery's own default, ``celery@<host>``, is the
+    same for both, and ``inspect ping`` shows one of them)."""
+    return host_format(f"scriptrun-{pid or os.getpid()}@%h")
+
+
+settings = get_settings()
+app = make_app(settings)
+if pool := explicit_pool(sys.argv):
+    # Celery prefers the app's worker_pool ("threads" here) over a --pool equal to its own
+    # default, so an explicit "--pool prefork" would be ignored without this (celery#6711).
+    app.conf.worker_pool = pool
+executor = Executor(settings, Registry(settings.scripts_path))
+execute = define_tasks(app, executor)
+
+
+class _Worker(app.Worker):  # type: ignore[name-defined,misc]
+    """Celery's worker with a node name unique to the process when ``-n`` is not given
+    (Celery's CLI then passes its own default, the same for every worker on a host)."""
+
+    def __init__(self, hostname: str | None = None, **kwargs: Any) -> None:
+        if not hostname or explicit_option(sys.argv, "-n", "--hostname") is None:
+            hostname = unique_nodename()
+        super().__init__(hostname=hostname, **kwargs)
+
+
+app.Worker = _Worker
+
+IDLE_EXIT_ENV = "SCRIPTRUN_WORKER_IDLE_EXIT"
+"""Set by the local-worker launcher: seconds of idleness after which the worker exits."""
+
+_stop = threading.Event()
+_to_cancel: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+"""Runs revoked or terminated through Celery's control commands, for the housekeeping
+thread to cancel in the store (the consumer thread must not wait on the database)."""
+
+# -- revoke and terminate through Celery (its CLI, Flower) cancel the run ---------------
+
+_celery_revoke = Panel.data["revoke"]
+
+
+@control_command(variadic="task_id", signature="[id1 [id2 [... [idN]]]]")
+def revoke(state: Any, task_id: Any, terminate: bool = False, signal: Any = None, **kw: Any) -> Any:
+    """Revoke runs by id: Celery's revoke, and each run is cancelled in the store, which
+    ends a running one's process tree on every pool, like ``scriptrun cancel``."""
+    ids = [task_id] if isinstance(task_id, str) else list(task_id or ())
+    how = "terminated" if terminate else "revoked"
+    for one in ids:
+        _to_cancel.put((str(one), how))
+    # Celery's own bookkeeping (its revoked set, the result backend), without its
+    # terminate: that kills a pool process, or raises NotImplementedError on threads.
+    return _celery_revoke(state, task_id, terminate=False, signal=signal, **kw)
+
+
+@control_command(
+    variadic="task_id", args=[("signal", str)], signature="<signal> [id1 [id2 [... [idN]]]]"
+)
+def terminate(state: Any, signal: Any, task_id: Any, **kw: Any) -> Any:
+    """Terminate runs by id: cancelled in the store, their process trees ended."""
+    return revoke(state, task_id, terminate=True, signal=signal)
+
+
+def _cancel_revoked(first: tuple[str, str]) -> None:
+    pending = [first]
+    while True:
+        try:
+            pending.append(_to_cancel.get_nowait())
+        except queue.Empty:
+            break
+    for execution_id, how in pending:
+        if not EXECUTION_ID_RE.match(execution_id):
+            continue  # not one of ours
+        try:
+            status = executor.store.request_cancel(execution_id, f"{how} through Celery")
+        except (ExecutionNotFound, ExecutionConflict):
+            continue  # another store's task, or the run already ended
+        log.info("execution %s %s through Celery: %s", execution_id, how, status.value)
+
+
+# -- housekeeping -------------------------------------------------------------------------
+
+
+def resend(execution_id: str, attempt: int, queue_name: str, countdown: float, script: str) -> None:
+    """Queue attempt ``attempt`` of an execution (used by the reaper)."""
+    app.send_task(
+        TASK_NAME,
+        args=(execution_id, attempt),
+        task_id=execution_id,
+        queue=queue_name,
+        countdown=countdown,
+        shadow=shadow_name(script),
+    )
+
+
+def _mark_failed(execution_id: str, message: str) -> None:
+    """A run declared lost is a failed task in Celery's result backend too."""
+    try:
+        app.backend.mark_as_failure(execution_id, RunFailed(f"lost: WorkerLost: {message}"))
+    except Exception:
+        log.debug("could not record %s as failed in Celery", execution_id, exc_info=True)
+
+
+def _reap() -> None:
+    from jupyter_scriptrun.fleet.broker_probe import BrokerProbe
+
+    broker = BrokerProbe(app)
+    consumed: list[set[str] | None] = []
+
+    def probe(queue_name: str, ids: list[str]) -> Any:
+        if not consumed:  # one broadcast per reap, and only when some run waits
+            consumed.append(broker.consumed())
+        return broker.probe(queue_name, ids, consumed[0])
+
+    executor.reap(resend, probe=probe, on_lost=_mark_failed)
+
+
+def _housekeeping(idle_exit_s: float | None) -> None:
+    from celery.worker import state
+
+    idle_since = time.monotonic()
+    next_reap = 0.0
+    while not _stop.is_set():
+        try:
+            revoked = _to_cancel.get(timeout=min(1.0, settings.reap_every_s))
+        except queue.Empty:
+            revoked = None
+        if revoked is not None:
+            try:
+                _cancel_revoked(revoked)
+            except Exception:
+                log.exception("cancelling runs revoked through Celery failed")
+        now = time.monotonic()
+        if now >= next_reap:
+            next_reap = now + settings.reap_every_s
+            try:
+                executor.sweep_orphans()  # first: a crashed worker's leftovers on this host
+            except Exception:
+                log.exception("sweeping orphaned script processes failed (will try again)")
+            try:
+                _reap()
+            except Exception:
+                log.exception("reaping lost runs failed (will try again)")
+        if idle_exit_s is None:
+            continue
+        if state.active_requests or state.reserved_requests:
+            idle_since = now
+        elif now - idle_since >= idle_exit_s:
+            log.info("idle for %.0f s: local worker exiting", idle_exit_s)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+
+@worker_init.connect
+def _on_init(**_: object) -> None:
+    """Open (and migrate) the store now, so that a worker whose database is away says so
+    at once; import jsonschema now, not during the first run."""
+    from jupyter_scriptrun.contract.metadata import load_jsonschema
+
+    load_jsonschema()
+    executor.store  # noqa: B018 - opens and migrates
+
+
+@worker_ready.connect
+def _on_ready(**_: object) -> None:
+    idle = os.environ.get(IDLE_EXIT_ENV)
+    thread = threading.Thread(
+        target=_housekeeping,
+        args=(float(idle) if idle else None,),
+        name="scriptrun-housekeeping",
+        daemon=True,
+    )
+    thread.start()
+    log.info(
+        "scriptrun worker ready: store %s, scripts %s",
+        executor.store.engine.url.render_as_string(hide_password=True),
+        os.pathsep.join(str(p) for p in settings.scripts_path),
+    )
+
+
+@worker_shutting_down.connect
+def _on_shutdown(**_: object) -> None:
+    _stop.set()
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(**_: object) -> None:
+    executor.close()  # the warm parent, if one was started
