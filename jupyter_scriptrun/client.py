@@ -23,7 +23,7 @@ from jupyter_scriptrun.exceptions import (
 )
 from jupyter_scriptrun.queues import allowed_queues, queue_problem
 from jupyter_scriptrun.status import ExecutionStatus
-from jupyter_scriptrun.store.runs import Store, get_store, new_execution_id
+from jupyter_scriptrun.store import Store, get_store, new_execution_id
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -14,7 +14,7 @@ from jupyter_scriptrun.status import ALL
 from jupyter_scriptrun.store import columnar
 
 if TYPE_CHECKING:
-    from jupyter_scriptrun.store.runs import Store
+    from jupyter_scriptrun.store import Store
 
 log = logging.getLogger(__name__)
 

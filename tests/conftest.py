@@ -90,7 +90,7 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
         pytest.fail(f"PostgreSQL is needed at {postgres_admin_url} ({exc})")
     url = postgres_admin_url.rsplit("/", 1)[0] + "/" + name
     yield url
-    from jupyter_scriptrun.store.runs import _stores
+    from jupyter_scriptrun.store import _stores
 
     for key in [k for k in _stores if k == url]:
         _stores.pop(key).dispose()

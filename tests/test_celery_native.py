@@ -236,7 +236,7 @@ def test_a_run_recorded_with_an_unsafe_queue_is_never_sent_there(
     of sending it to the broker's own key (which took every Redis worker down)."""
     import redis as redis_lib
 
-    from jupyter_scriptrun.store.runs import new_execution_id
+    from jupyter_scriptrun.store import new_execution_id
 
     settings = redis_settings.with_(requeue_after_s=0.5)
     worker = start_worker(settings)

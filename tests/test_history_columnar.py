@@ -15,8 +15,7 @@ from sqlalchemy import insert
 
 from jupyter_scriptrun.frames import _arrow_frame, history, history_frame
 from jupyter_scriptrun.status import ExecutionStatus
-from jupyter_scriptrun.store import columnar
-from jupyter_scriptrun.store.runs import Store, new_execution_id
+from jupyter_scriptrun.store import Store, columnar, new_execution_id
 from jupyter_scriptrun.store.tables import executions
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

@@ -11,7 +11,8 @@ from sqlalchemy import inspect
 
 from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound
 from jupyter_scriptrun.status import ExecutionStatus
-from jupyter_scriptrun.store.runs import HEAD_REVISION, MIGRATIONS, Store, new_execution_id
+from jupyter_scriptrun.store import HEAD_REVISION, Store, new_execution_id
+from jupyter_scriptrun.store.engine import MIGRATIONS
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -99,7 +100,7 @@ def test_the_life_of_a_run(store: Store):
 
 
 def test_a_claim_retried_after_its_lost_commit_still_gets_the_run(store: Store):
-    from jupyter_scriptrun.store.runs import utcnow
+    from jupyter_scriptrun.store import utcnow
 
     eid = create(store)
     now = utcnow()

@@ -269,7 +269,7 @@ class Bench:
 
         from sqlalchemy import insert
 
-        from jupyter_scriptrun.store.runs import Store, utcnow
+        from jupyter_scriptrun.store import Store, utcnow
         from jupyter_scriptrun.store.tables import executions
 
         url = f"sqlite:///{self.tmp / f'history-{rows}.db'}"
@@ -358,7 +358,7 @@ class Bench:
         """The store alone: ms per run to create, claim and finish its record (what the
         product writes per run, without a broker or a process)."""
         from jupyter_scriptrun.status import ExecutionStatus
-        from jupyter_scriptrun.store.runs import Store, new_execution_id
+        from jupyter_scriptrun.store import Store, new_execution_id
 
         url = self.base.database_url or f"sqlite:///{self.tmp / 'store-cost.db'}"
         store = Store(url)

@@ -31,7 +31,7 @@ from jupyter_scriptrun.execution.live import LiveOutput
 from jupyter_scriptrun.execution.orphans import Ledger
 from jupyter_scriptrun.queues import queue_problem
 from jupyter_scriptrun.status import ExecutionStatus
-from jupyter_scriptrun.store.runs import Store, get_store, utcnow
+from jupyter_scriptrun.store import Store, get_store, utcnow
 
 log = logging.getLogger(__name__)
 

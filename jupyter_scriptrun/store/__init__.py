@@ -1,0 +1,41 @@
+"""The store: the one truth about every run, in SQLite or PostgreSQL.
+
+:class:`Store` is one database seen through its two roles: the run's state machine
+(:mod:`.runs`, the worker's and the client's writes) and the read path (:mod:`.history`).
+The engine, migrations and retry policy are in :mod:`.engine`.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from jupyter_scriptrun.store.engine import HEAD_REVISION, utcnow
+from jupyter_scriptrun.store.history import MIN_ID_PREFIX, HistoryReads
+from jupyter_scriptrun.store.runs import RunStates
+
+__all__ = ["HEAD_REVISION", "MIN_ID_PREFIX", "Store", "get_store", "new_execution_id", "utcnow"]
+
+
+class Store(RunStates, HistoryReads):
+    """Reads and writes execution records. Safe to share between threads.
+
+    Every write is one short transaction; on SQLite writes take the lock up front
+    (``BEGIN IMMEDIATE``) and wait for it, so concurrent workers never see
+    "database is locked".
+    """
+
+
+def new_execution_id() -> str:
+    """A fresh execution id (also the Celery task id)."""
+    return uuid.uuid4().hex
+
+
+_stores: dict[str, Store] = {}
+
+
+def get_store(url: str) -> Store:
+    """A shared Store per URL in this process (engines are costly to build)."""
+    store = _stores.get(url)
+    if store is None:
+        store = _stores[url] = Store(url)
+    return store

@@ -1,0 +1,212 @@
+"""The store's engine: connections per backend, migrations, and retrying while the
+database is briefly away."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+HEAD_REVISION = "0003"
+"""The newest migration; a test checks it against the migrations folder."""
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+RETRY_FOR_S = 60.0
+"""How long a store operation keeps retrying while the database is unreachable (a
+PostgreSQL restart, a failover): long enough to ride one out, short of the lost timeout."""
+TRANSIENT = (
+    "connection",
+    "server closed",
+    "terminating",
+    "shutting down",
+    "starting up",
+    "the database system is",
+    "database is locked",
+)
+PERMANENT = ("does not exist", "authentication failed", "password", "no such table")
+"""Errors that waiting will not mend (a wrong URL, credentials), though they arrive as
+connection failures."""
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a database error is worth retrying (the database away, not a bad query)."""
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    text = str(exc).lower()
+    if any(p in text for p in PERMANENT):
+        return False
+    return bool(exc.connection_invalidated) or any(t in text for t in TRANSIENT)
+
+
+def retrying(method: F) -> F:
+    """Retry a store operation while the database is briefly unavailable.
+
+    Each operation is one transaction, so a retry repeats it whole; writes are written to
+    be harmless when repeated after a commit whose answer was lost.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Database, *args: Any, **kwargs: Any) -> Any:
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "store: %s failed (%s); retrying in %.1f s",
+                method.__name__,
+                str(exc).splitlines()[0][:200],
+                state.upcoming_sleep,
+            )
+            self.engine.dispose()  # the pool's connections are dead with the server
+
+        for attempt in Retrying(
+            retry=retry_if_exception(transient),
+            wait=wait_exponential(multiplier=0.1, max=2.0),
+            stop=stop_after_delay(self.retry_for_s),
+            before_sleep=before_sleep,
+            reraise=True,
+        ):
+            with attempt:
+                return method(self, *args, **kwargs)
+        raise AssertionError("unreachable: Retrying either returns or raises")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def aware(value: datetime) -> datetime:
+    """A datetime with UTC filled in when it has no time zone."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def dialect_insert(conn: Connection, table: Any) -> Any:
+    """The dialect's INSERT (for ``on_conflict_do_nothing``)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings each backend needs for many concurrent workers."""
+    if url.startswith("sqlite"):
+        database = url.split(":///", 1)[1] if ":///" in url else ""
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # SQLAlchemy then emits BEGIN itself (below), so that writes can take the lock
+            # up front: a deferred transaction that upgrades to a writer fails at once.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            immediate = conn.get_execution_options().get("scriptrun_write")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+class Database:
+    """One database: its engine, its schema's revision, and write transactions."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.retry_for_s = RETRY_FOR_S
+        self.engine = make_engine(url)
+        if migrate:
+            self.migrate()
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        # Connections are not shared across fork: a child opens its own.
+        self.engine.dispose(close=False)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (cheap when it is already there)."""
+        if self.revision() == HEAD_REVISION:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        with self._migration_lock() as conn:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+        log.info("store %s migrated to %s", self.engine.url.render_as_string(), HEAD_REVISION)
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None for an empty database)."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        except OperationalError:
+            return None
+        except DBAPIError as exc:  # e.g. psycopg's UndefinedTable
+            if "alembic_version" in str(exc):
+                return None
+            raise
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[Connection]:
+        """Only one process migrates at a time (others wait, then find nothing to do)."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_lock(734911)")
+                conn.commit()
+                try:
+                    yield conn
+                finally:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(734911)")
+                    conn.commit()
+            elif conn.dialect.name == "sqlite" and self.engine.url.database:
+                with open(f"{self.engine.url.database}.lock", "a") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    yield conn
+            else:
+                yield conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (on SQLite it takes the lock up front)."""
+        with self.engine.connect().execution_options(scriptrun_write=True) as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
