@@ -20,7 +20,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from jupyter_scriptrun.execution.runner import SESSION_FIELD, is_zombie, proc_members, start_time
+from jupyter_scriptrun.execution import proc
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,9 @@ class Ledger:
         """Record that this process supervises the session ``sid`` of a run."""
         entry = {
             "sid": sid,
-            "sid_start": start_time(sid),
+            "sid_started": proc.identity(sid),
             "owner": os.getpid(),
-            "owner_start": start_time(os.getpid()),
+            "owner_started": proc.identity(os.getpid()),
             "execution_id": execution_id,
             "attempt": attempt,
         }
@@ -65,9 +65,11 @@ class Ledger:
                 entry = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue  # removed meanwhile, or not ours
-            if _alive(entry.get("owner"), entry.get("owner_start")):
+            # Entries of older versions held start times in clock ticks ("*_start"):
+            # without a comparable time, only a dead owner counts.
+            if _alive(entry.get("owner"), entry.get("owner_started")):
                 continue
-            entry["killed"] = kill_session(int(entry["sid"]), entry.get("sid_start"))
+            entry["killed"] = kill_session(int(entry["sid"]), entry.get("sid_started"))
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             swept.append(entry)
@@ -84,20 +86,19 @@ class Ledger:
         return swept
 
 
-def kill_session(sid: int, started: float | None) -> list[int]:
+def kill_session(sid: int, started: proc.Identity | None) -> list[int]:
     """SIGKILL every process in session ``sid`` that started no earlier than ``started``
-    (clock ticks since boot); the pids signalled."""
+    (the session leader's start time); the pids signalled."""
     killed = []
-    for pid, start in proc_members(SESSION_FIELD, sid):
+    for pid, start in proc.session_members(sid):
         if pid == os.getpid() or (started is not None and start < started):
             continue  # older than the session's leader: not the run's (pid reuse)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+        if proc.send(pid, start, signal.SIGKILL):
             killed.append(pid)
     return killed
 
 
 def _alive(pid: object, started: object) -> bool:
-    if not isinstance(pid, int) or is_zombie(pid):
+    if not isinstance(pid, int):
         return False
-    return started is None or start_time(pid) == started
+    return proc.alive(pid, started if isinstance(started, float) else None)

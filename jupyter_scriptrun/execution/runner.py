@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from jupyter_scriptrun.defaults import TICK_S
+from jupyter_scriptrun.execution import proc
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +139,14 @@ class TreeSampler:
 
     def __init__(self, pid: int) -> None:
         self.root = pid
-        self.known: dict[int, float] = {}  # pid -> start time (jiffies), against pid reuse
+        self.known: dict[int, proc.Identity] = {}  # pid -> start time, against pid reuse
         self.peak_kb = 0
 
     def sample(self) -> None:
         """Read the tree's high-water marks once; remember every pid seen."""
         total = 0
         for pid in self._tree():
-            hwm = _vm_hwm_kb(pid)
+            hwm = proc.vm_hwm_kb(pid)
             if hwm is not None:
                 total += hwm
         self.peak_kb = max(self.peak_kb, total)
@@ -157,127 +158,34 @@ class TreeSampler:
             pid = todo.pop()
             seen.append(pid)
             if pid not in self.known:
-                start = start_time(pid)
-                if start is None:
+                started = proc.identity(pid)
+                if started is None:
                     continue
-                self.known[pid] = start
-            todo.extend(_children(pid))
+                self.known[pid] = started
+            todo.extend(proc.children(pid))
         return seen
 
     def signal_all(self, sig: int) -> None:
         """Signal every still-living process seen in the tree (even ones that left its
         process group with setsid)."""
-        for pid, start in list(self.known.items()):
-            if pid == self.root:
-                continue
-            if start_time(pid) != start:
+        for pid, started in list(self.known.items()):
+            if pid != self.root and not proc.send(pid, started, sig):
                 self.known.pop(pid, None)  # gone, or the pid was reused
-                continue
-            try:
-                os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                self.known.pop(pid, None)
 
     def adopt(self, pids: list[int]) -> None:
         """Track more pids (members of the process group found after the exit)."""
         for pid in pids:
-            start = start_time(pid)
-            if start is not None:
-                self.known.setdefault(pid, start)
+            started = proc.identity(pid)
+            if started is not None:
+                self.known.setdefault(pid, started)
 
     def any_alive(self) -> bool:
         """True while a descendant seen earlier still runs (zombies do not count)."""
-        for pid, start in list(self.known.items()):
-            if pid != self.root and start_time(pid) == start and not is_zombie(pid):
-                return True
-        return False
-
-
-def _vm_hwm_kb(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                out.extend(int(c) for c in f.read().split())
-        except (OSError, ValueError):
-            continue
-    return out
-
-
-# Indexes into /proc/PID/stat after the command name (see ``_stat_fields``).
-PGRP_FIELD = 2
-SESSION_FIELD = 3
-START_TIME_FIELD = 19
-
-
-def _stat_fields(pid: int) -> list[bytes] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # The command name may hold spaces and parentheses: split after the last ')'.
-    return data[data.rfind(b")") + 2 :].split()
-
-
-def start_time(pid: int) -> float | None:
-    """When ``pid`` started (clock ticks since boot), None if it is gone."""
-    fields = _stat_fields(pid)
-    return float(fields[START_TIME_FIELD]) if fields and len(fields) > START_TIME_FIELD else None
-
-
-def is_zombie(pid: int) -> bool:
-    """Whether ``pid`` is gone or a zombie."""
-    fields = _stat_fields(pid)
-    return not fields or fields[0] in (b"Z", b"X")
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Pids whose process group is ``pgid`` (a scan of /proc: only for the rare case)."""
-    return [pid for pid, _ in proc_members(PGRP_FIELD, pgid)]
-
-
-def proc_members(field: int, value: int) -> list[tuple[int, float]]:
-    """Processes whose /proc stat ``field`` (PGRP_FIELD, SESSION_FIELD) is ``value``, with
-    their start times (clock ticks since boot): a scan of /proc."""
-    wanted = str(value).encode()
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields and len(fields) > START_TIME_FIELD and fields[field] == wanted:
-                members.append((int(entry), float(fields[START_TIME_FIELD])))
-    return members
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+        return any(
+            proc.alive(pid, started)
+            for pid, started in list(self.known.items())
+            if pid != self.root
+        )
 
 
 def _own_peak_rss_kb() -> int:
@@ -473,7 +381,7 @@ class _Supervisor:
                             cancelled = True
                             kill_at = self._terminate(sampler, now)
             if kill_at is not None and now >= kill_at:
-                _killpg(pid, signal.SIGKILL)
+                proc.killpg(pid, signal.SIGKILL)
                 sampler.signal_all(signal.SIGKILL)
                 kill_at = None
                 give_up_pipes_at = now + LEFTOVER_WAIT_S
@@ -491,12 +399,12 @@ class _Supervisor:
                         pidfd = None
                     if child_error is not None and kill_at is None:
                         # The process that could report the exit is gone: end the run's tree.
-                        sampler.adopt(_group_members(pid))
+                        sampler.adopt(proc.group_members(pid))
                         kill_at = self._terminate(sampler, now, grace=0.0)
                         give_up_pipes_at = kill_at + LEFTOVER_WAIT_S
-                    elif kill_at is None and _group_alive(pid):
+                    elif kill_at is None and proc.group_alive(pid):
                         # Left-overs (background jobs, daemons) end with the run.
-                        sampler.adopt(_group_members(pid))
+                        sampler.adopt(proc.group_members(pid))
                         if sampler.any_alive():
                             grace = min(spec.kill_grace_s, 1.0)
                             kill_at = self._terminate(sampler, now, grace=grace)
@@ -580,7 +488,7 @@ class _Supervisor:
     def _terminate(self, sampler: TreeSampler, now: float, grace: float | None = None) -> float:
         """SIGTERM the group and every known descendant; return when SIGKILL is due."""
         sampler.sample()  # learn the newest descendants before signalling
-        _killpg(self.child.pid, signal.SIGTERM)
+        proc.killpg(self.child.pid, signal.SIGTERM)
         sampler.signal_all(signal.SIGTERM)
         return now + (self.spec.kill_grace_s if grace is None else grace)
 

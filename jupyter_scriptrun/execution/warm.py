@@ -448,16 +448,13 @@ class WarmChild:
 
     def parent_peak_kb(self) -> int:
         """The warm parent's memory high-water mark (what a forked child starts from)."""
+        # Imported here: the warm parent imports this module, and its children should
+        # not carry psutil.
+        from jupyter_scriptrun.execution.proc import vm_hwm_kb
+
         if self.parent_pid is None:
             return 0
-        try:
-            with open(f"/proc/{self.parent_pid}/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"VmHWM:"):
-                        return int(line.split()[1])
-        except (OSError, ValueError):
-            return 0
-        return 0
+        return vm_hwm_kb(self.parent_pid) or 0
 
     def close(self) -> None:
         """Release the connection (the pipes belong to the runner)."""

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import pid_alive
 
@@ -133,13 +134,13 @@ def test_the_ledger_sweeps_only_sessions_of_dead_owners(tmp_path: Path, leftover
 
 
 def _session_members(sid: int) -> list[int]:
+    """Processes of session ``sid`` other than its leader (read with psutil and getsid,
+    not through the code under test)."""
     found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != sid:
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_bytes()
-            except OSError:
-                continue
-            if stat[stat.rfind(b")") + 2 :].split()[3] == str(sid).encode():
-                found.append(int(entry))
+    for p in psutil.process_iter():
+        try:
+            if p.pid != sid and os.getsid(p.pid) == sid:
+                found.append(p.pid)
+        except (OSError, psutil.Error):
+            continue
     return found
