@@ -321,7 +321,11 @@ def run(
 
 @dataclass
 class _Supervisor:
-    """The event loop of one run: pipes, the exit, the clock and the kill sequence."""
+    """The event loop of one run: pipes, the exit, the clock and the kill sequence.
+
+    Each turn of the loop samples memory when due, enforces the deadline and a cancel,
+    sends a due SIGKILL, reaps the exit, then waits for output or the next due time.
+    """
 
     child: Child
     spec: RunSpec
@@ -330,144 +334,183 @@ class _Supervisor:
     t0: float
     started_at: datetime
     buffers: dict[int, tuple[str, CappedBuffer]] = field(default_factory=dict)
+    sampler: TreeSampler = field(init=False)
+    sel: selectors.BaseSelector = field(init=False)
+    open_pipes: set[int] = field(init=False)
+    pidfd: int | None = field(init=False)
+    deadline: float | None = field(init=False)
+    samples: deque[float] = field(init=False)
+    next_tick: float = field(init=False)
+    timed_out: bool = False
+    cancelled: bool = False
+    kill_at: float | None = None
+    """When SIGKILL follows the SIGTERM already sent."""
+    give_up_at: float | None = None
+    """When to stop waiting for left-overs' pipes after the last SIGKILL."""
+    ended: bool = False
+    exited_at: float | None = None
+    status: int | None = None
+    usage: tuple[float, float, int] | None = None
+    child_error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.sampler = TreeSampler(self.child.pid)
+        self.sel = selectors.DefaultSelector()
+        for name, fd in (("stdout", self.child.stdout), ("stderr", self.child.stderr)):
+            self.buffers[fd] = (name, CappedBuffer(self.spec.max_output_bytes))
+            self.sel.register(fd, selectors.EVENT_READ)
+        self.pidfd = self.child.exit_fd
+        if self.pidfd is not None:
+            self.sel.register(self.pidfd, selectors.EVENT_READ)
+        self.open_pipes = set(self.buffers)
+        self.deadline = self.t0 + self.spec.timeout_s if self.spec.timeout_s else None
+        self.samples = deque(self.t0 + d for d in SAMPLE_AT_S)
+        self.next_tick = self.t0 + TICK_S
 
     def supervise(self) -> RunOutcome:
-        child, spec = self.child, self.spec
-        pid = child.pid
-        sampler = TreeSampler(pid)
-        sel = selectors.DefaultSelector()
-        for name, fd in (("stdout", child.stdout), ("stderr", child.stderr)):
-            self.buffers[fd] = (name, CappedBuffer(spec.max_output_bytes))
-            sel.register(fd, selectors.EVENT_READ)
-        pidfd = child.exit_fd
-        if pidfd is not None:
-            sel.register(pidfd, selectors.EVENT_READ)
-        open_pipes = set(self.buffers)
-
-        deadline = self.t0 + spec.timeout_s if spec.timeout_s else None
-        samples = deque(self.t0 + d for d in SAMPLE_AT_S)
-        next_tick = self.t0 + TICK_S
-        timed_out = cancelled = False
-        kill_at: float | None = None  # when SIGKILL follows the SIGTERM already sent
-        exited_at: float | None = None
-        give_up_pipes_at: float | None = None
-        status: int | None = None
-        ended = False
-        usage: tuple[float, float, int] | None = None
-        child_error: str | None = None
-
+        """Run the loop until the run and what it left behind are gone."""
         while True:
             now = time.monotonic()
-            if samples and now >= samples[0]:
-                sampler.sample()
-                samples.popleft()
-                if not samples:
-                    samples.append(now + SAMPLE_EVERY_S)
-            if not ended:
-                if deadline is not None and now >= deadline and kill_at is None:
-                    timed_out = True
-                    kill_at = self._terminate(sampler, now)
-                if now >= next_tick:
-                    next_tick = now + TICK_S
-                    # Polled while a kill is under way too: the run is alive (heartbeat)
-                    # until its tree is gone.
-                    if self.poll is not None:
-                        try:
-                            wants_cancel = self.poll()
-                        except Exception:  # a broken callback must not orphan the child
-                            log.exception("run %s: poll callback failed", pid)
-                            wants_cancel = False
-                        if wants_cancel and not (cancelled or timed_out):
-                            cancelled = True
-                            kill_at = self._terminate(sampler, now)
-            if kill_at is not None and now >= kill_at:
-                proc.killpg(pid, signal.SIGKILL)
-                sampler.signal_all(signal.SIGKILL)
-                kill_at = None
-                give_up_pipes_at = now + LEFTOVER_WAIT_S
+            self._sample_when_due(now)
+            if not self.ended:
+                self._enforce_limits(now)
+            if self.kill_at is not None and now >= self.kill_at:
+                proc.killpg(self.child.pid, signal.SIGKILL)
+                self.sampler.signal_all(signal.SIGKILL)
+                self.kill_at = None
+                self.give_up_at = now + LEFTOVER_WAIT_S
+            if not self.ended:
+                self._reap(now)
+            if self.ended and self._finished(now):
+                break
+            self._wait(now)
+        return self._outcome()
 
-            if not ended:
-                reaped = child.reap()
-                if reaped is not None:
-                    ended = True
-                    status, utime, stime, maxrss, child_error = reaped
-                    usage = (utime, stime, maxrss)
-                    exited_at = now
-                    if pidfd is not None:
-                        sel.unregister(pidfd)
-                        child.close()
-                        pidfd = None
-                    if child_error is not None and kill_at is None:
-                        # The process that could report the exit is gone: end the run's tree.
-                        sampler.adopt(proc.group_members(pid))
-                        kill_at = self._terminate(sampler, now, grace=0.0)
-                        give_up_pipes_at = kill_at + LEFTOVER_WAIT_S
-                    elif kill_at is None and proc.group_alive(pid):
-                        # Left-overs (background jobs, daemons) end with the run.
-                        sampler.adopt(proc.group_members(pid))
-                        if sampler.any_alive():
-                            grace = min(spec.kill_grace_s, 1.0)
-                            kill_at = self._terminate(sampler, now, grace=grace)
-                            give_up_pipes_at = kill_at + LEFTOVER_WAIT_S
-            leftovers = ended and (kill_at is not None or give_up_pipes_at is not None)
-            if ended:
-                if not open_pipes and not (leftovers and sampler.any_alive()):
-                    break
-                if give_up_pipes_at is not None and now >= give_up_pipes_at:
-                    log.warning("run %s: processes it left behind could not be ended", pid)
-                    break
+    def _sample_when_due(self, now: float) -> None:
+        if self.samples and now >= self.samples[0]:
+            self.sampler.sample()
+            self.samples.popleft()
+            if not self.samples:
+                self.samples.append(now + SAMPLE_EVERY_S)
 
-            waits = [samples[0] - now] if samples else []
-            if not ended:
-                waits.append(next_tick - now)
-                if deadline is not None and kill_at is None:
-                    waits.append(deadline - now)
-                if pidfd is None:
-                    waits.append(0.02)  # no pidfd: notice the exit by polling
-            elif leftovers:
-                waits.append(0.01)  # watch the left-overs die
-            if kill_at is not None:
-                waits.append(kill_at - now)
-            if give_up_pipes_at is not None:
-                waits.append(give_up_pipes_at - now)
-            timeout = max(0.0, min(waits)) if waits else None
-            if not open_pipes and pidfd is None:
-                time.sleep(timeout if timeout is not None else 0.02)
-                continue
-            for key, _ in sel.select(timeout):
-                fd = key.fd
-                if fd == pidfd:
-                    continue  # the exit is handled by wait4 at the top of the loop
-                try:
-                    data = os.read(fd, READ_CHUNK)
-                except OSError:
-                    data = b""
-                if not data:
-                    sel.unregister(fd)
-                    open_pipes.discard(fd)
-                    continue
-                name, buf = self.buffers[fd]
-                buf.add(data)
-                if self.on_output is not None:
-                    self.on_output(name, data)
+    def _enforce_limits(self, now: float) -> None:
+        """The deadline, and (each tick) the heartbeat and cancel poll."""
+        if self.deadline is not None and now >= self.deadline and self.kill_at is None:
+            self.timed_out = True
+            self.kill_at = self._terminate(now)
+        if now < self.next_tick:
+            return
+        self.next_tick = now + TICK_S
+        # Polled while a kill is under way too: the run is alive (heartbeat) until its
+        # tree is gone.
+        if self.poll is None:
+            return
+        try:
+            wants_cancel = self.poll()
+        except Exception:  # a broken callback must not orphan the child
+            log.exception("run %s: poll callback failed", self.child.pid)
+            wants_cancel = False
+        if wants_cancel and not (self.cancelled or self.timed_out):
+            self.cancelled = True
+            self.kill_at = self._terminate(now)
 
+    def _reap(self, now: float) -> None:
+        """Notice the exit; then end what the run left behind."""
+        reaped = self.child.reap()
+        if reaped is None:
+            return
+        self.ended = True
+        self.status, utime, stime, maxrss, self.child_error = reaped
+        self.usage = (utime, stime, maxrss)
+        self.exited_at = now
+        if self.pidfd is not None:
+            self.sel.unregister(self.pidfd)
+            self.child.close()
+            self.pidfd = None
+        pid = self.child.pid
+        if self.child_error is not None and self.kill_at is None:
+            # The process that could report the exit is gone: end the run's tree.
+            self.sampler.adopt(proc.group_members(pid))
+            self.kill_at = self._terminate(now, grace=0.0)
+            self.give_up_at = self.kill_at + LEFTOVER_WAIT_S
+        elif self.kill_at is None and proc.group_alive(pid):
+            # Left-overs (background jobs, daemons) end with the run.
+            self.sampler.adopt(proc.group_members(pid))
+            if self.sampler.any_alive():
+                self.kill_at = self._terminate(now, grace=min(self.spec.kill_grace_s, 1.0))
+                self.give_up_at = self.kill_at + LEFTOVER_WAIT_S
+
+    @property
+    def _leftovers(self) -> bool:
+        return self.ended and (self.kill_at is not None or self.give_up_at is not None)
+
+    def _finished(self, now: float) -> bool:
+        """After the exit: the pipes are closed and nothing it left lives, or time is up."""
+        if not self.open_pipes and not (self._leftovers and self.sampler.any_alive()):
+            return True
+        if self.give_up_at is not None and now >= self.give_up_at:
+            log.warning("run %s: processes it left behind could not be ended", self.child.pid)
+            return True
+        return False
+
+    def _wait(self, now: float) -> None:
+        """Read output until the next due time (a sample, a tick, a deadline, a kill)."""
+        waits = [self.samples[0] - now] if self.samples else []
+        if not self.ended:
+            waits.append(self.next_tick - now)
+            if self.deadline is not None and self.kill_at is None:
+                waits.append(self.deadline - now)
+            if self.pidfd is None:
+                waits.append(0.02)  # no pidfd: notice the exit by polling
+        elif self._leftovers:
+            waits.append(0.01)  # watch the left-overs die
+        if self.kill_at is not None:
+            waits.append(self.kill_at - now)
+        if self.give_up_at is not None:
+            waits.append(self.give_up_at - now)
+        timeout = max(0.0, min(waits)) if waits else None
+        if not self.open_pipes and self.pidfd is None:
+            time.sleep(timeout if timeout is not None else 0.02)
+            return
+        for key, _ in self.sel.select(timeout):
+            if key.fd != self.pidfd:  # the exit is handled by reap() at the top
+                self._read(key.fd)
+
+    def _read(self, fd: int) -> None:
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            self.sel.unregister(fd)
+            self.open_pipes.discard(fd)
+            return
+        name, buf = self.buffers[fd]
+        buf.add(data)
+        if self.on_output is not None:
+            self.on_output(name, data)
+
+    def _outcome(self) -> RunOutcome:
+        """Close what is left and say what happened."""
         finished = time.monotonic()
-        sel.close()
+        child = self.child
+        self.sel.close()
         child.close()
         for fd in (child.stdout, child.stderr):
             with contextlib.suppress(OSError):
                 os.close(fd)
         stdout = next(b for n, b in self.buffers.values() if n == "stdout")
         stderr = next(b for n, b in self.buffers.values() if n == "stderr")
-        peak_kb = sampler.peak_kb
+        peak_kb = self.sampler.peak_kb
+        usage = self.usage
         if usage is not None and usage[2] > child.parent_peak_kb():
             # ru_maxrss also counts the forking process's high-water mark at the fork (and
             # exec), so it is only the script's own when it exceeds what that process ever
             # held (read now: the mark only grows).
             peak_kb = max(peak_kb, usage[2])
         return RunOutcome(
-            pid=pid,
-            exit_code=None if status is None else os.waitstatus_to_exitcode(status),
+            pid=child.pid,
+            exit_code=None if self.status is None else os.waitstatus_to_exitcode(self.status),
             stdout=stdout.text(),
             stderr=stderr.text(),
             stdout_bytes=stdout.total,
@@ -476,20 +519,20 @@ class _Supervisor:
             stderr_truncated=stderr.truncated,
             started_at=self.started_at,
             finished_at=datetime.now(UTC),
-            duration_s=(exited_at or finished) - self.t0,
+            duration_s=(self.exited_at or finished) - self.t0,
             cpu_user_s=usage[0] if usage else 0.0,
             cpu_system_s=usage[1] if usage else 0.0,
             peak_rss_mb=round(peak_kb / 1024, 3) if peak_kb else None,
-            timed_out=timed_out,
-            cancelled=cancelled,
-            runner_error=child_error,
+            timed_out=self.timed_out,
+            cancelled=self.cancelled,
+            runner_error=self.child_error,
         )
 
-    def _terminate(self, sampler: TreeSampler, now: float, grace: float | None = None) -> float:
+    def _terminate(self, now: float, grace: float | None = None) -> float:
         """SIGTERM the group and every known descendant; return when SIGKILL is due."""
-        sampler.sample()  # learn the newest descendants before signalling
+        self.sampler.sample()  # learn the newest descendants before signalling
         proc.killpg(self.child.pid, signal.SIGTERM)
-        sampler.signal_all(signal.SIGTERM)
+        self.sampler.signal_all(signal.SIGTERM)
         return now + (self.spec.kill_grace_s if grace is None else grace)
 
 
