@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import threading
@@ -171,7 +170,7 @@ class Client:
         language: str | None = None,
     ) -> Execution:
         merged = found.meta.validate(found.name, params)
-        encoded = encode_parameters(found.name, merged)
+        encode_parameters(found.name, merged)  # refuses what cannot travel to a script
         problems = []
         if timeout is not None and (
             isinstance(timeout, bool)
@@ -199,7 +198,7 @@ class Client:
             id=execution_id,
             script=found.name,
             script_id=script_id,
-            parameters=encoded,
+            parameters=merged,
             page_context=str(page_context)[:1024],
             queue=queue,
             timeout_s=timeout_s,
@@ -464,9 +463,7 @@ class Execution:
 
     def record(self) -> dict[str, Any]:
         """The execution's record: the history columns and a few more."""
-        row = self.client.store.get(self.id)
-        row["parameters"] = json.loads(row["parameters"])
-        return row
+        return self.client.store.get(self.id)
 
     def wait(self, timeout: float | None = None) -> Execution:
         """Block until the run ends (``timeout`` in seconds; ExecutionTimeout after it)."""

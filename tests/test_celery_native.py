@@ -246,7 +246,7 @@ def test_a_run_recorded_with_an_unsafe_queue_is_never_sent_there(
         id=execution_id,
         script="example_script",
         script_id=None,
-        parameters="{}",
+        parameters={},
         page_context="test",
         queue="unacked",
         timeout_s=10,

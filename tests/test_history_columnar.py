@@ -4,7 +4,6 @@ columns, and never endangers the database the process itself writes to."""
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,7 +40,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
                 "script": ["alpha", "beta", "gamma"][i % 3],
                 "status": "failed" if failed else statuses[i % len(statuses)],
                 "page_context": "nb-ü" if i % 2 else "cli",
-                "parameters": json.dumps({"n": i, "nested": {"list": [i, "ß"]}}),
+                "parameters": {"n": i, "nested": {"list": [i, "ß"]}},
                 "queued_at": queued,
                 "started_at": None if running else queued + timedelta(milliseconds=3),
                 "finished_at": None if running else queued + timedelta(milliseconds=50 + i),
@@ -134,7 +133,7 @@ def test_reading_fast_loses_nothing_this_process_writes(tmp_path: Path):
             id=eid,
             script="s",
             script_id=sid,
-            parameters="{}",
+            parameters={},
             page_context="t",
             queue="q",
             timeout_s=None,

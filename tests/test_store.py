@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 from pathlib import Path
 
@@ -35,7 +34,7 @@ def create(store: Store, script: str = "s", **extra: object) -> str:
         id=eid,
         script=script,
         script_id=store.ensure_script(script, "sha256:x"),
-        parameters=json.dumps({"a": 1}),
+        parameters={"a": 1},
         page_context="test",
         queue="q",
         timeout_s=10.0,
@@ -87,8 +86,8 @@ def test_the_life_of_a_run(store: Store):
         output={
             "stdout": "out",
             "stderr": "",
-            "result": json.dumps({"x": "你好"}),
-            "data": json.dumps("你好"),
+            "result": {"x": "你好"},
+            "data": "你好",
         },
     )
     rec = store.get(eid)

@@ -164,7 +164,7 @@ class Bench:
         env = script_env(
             os.environ,
             self.base.env_allow,
-            parameters=json.dumps(self.params),
+            parameters=self.params,
             page_context="bench",
             script_name=self.script,
             execution_id="bare",
@@ -285,7 +285,7 @@ class Bench:
                         "script": f"script_{i % 20}",
                         "status": "succeeded" if i % 17 else "failed",
                         "page_context": "bench",
-                        "parameters": f'{{"n": {i}}}',
+                        "parameters": {"n": i},
                         "queued_at": now - timedelta(milliseconds=i),
                         "started_at": now - timedelta(milliseconds=i - 1),
                         "finished_at": now - timedelta(milliseconds=i - 50),
@@ -371,7 +371,7 @@ class Bench:
             "exit_code": 0,
             "content_hash": "sha256:bench",
         }
-        output = {"stdout": '{"status": "success"}\n', "stdout_bytes": 22, "result": "{}"}
+        output = {"stdout": '{"status": "success"}\n', "stdout_bytes": 22, "result": {}}
         t0 = time.perf_counter()
         for _ in range(n):
             eid = new_execution_id()
@@ -379,7 +379,7 @@ class Bench:
                 id=eid,
                 script=self.script,
                 script_id=script_id,
-                parameters=json.dumps(self.params),
+                parameters=self.params,
                 page_context="bench-store",
                 queue=self.base.queue,
                 timeout_s=None,

@@ -7,7 +7,6 @@ housekeeping thread. Uses the store, the registry, the runner and the protocol.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import random
@@ -112,7 +111,7 @@ class Executor:
             env = protocol.script_env(
                 os.environ,
                 self.settings.env_allow,
-                parameters=row["parameters"],
+                parameters=protocol.encode_parameters(script.name, row["parameters"]),
                 page_context=row["page_context"],
                 script_name=script.name,
                 execution_id=execution_id,
@@ -175,8 +174,8 @@ class Executor:
                 "stdout_truncated": outcome.stdout_truncated,
                 "stderr_truncated": outcome.stderr_truncated,
                 "traceback": verdict.traceback,
-                "result": _dump(verdict.result),
-                "data": _dump(verdict.data),
+                "result": verdict.result,
+                "data": verdict.data,
             },
             chunks=live.take(final=True),
         )
@@ -371,7 +370,3 @@ def _clip(message: str | None, limit: int = 8000) -> str | None:
     if message is None or len(message) <= limit:
         return message
     return message[:limit] + "…"
-
-
-def _dump(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False)

@@ -33,6 +33,4 @@ def remote_history(server: str, token: str | None = None, **filters: Any) -> pd.
         raise ScriptrunError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise ScriptrunError(f"{url}: {exc}") from None
-    for row in rows:
-        row["parameters"] = json.dumps(row.get("parameters"))
     return history_frame([tuple(r.get(c) for c in HISTORY_COLUMNS) for r in rows])

@@ -3,12 +3,11 @@ SQL text for the columnar reader)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, String, func, select, type_coerce
+from sqlalchemy import DateTime, String, Text, func, select, type_coerce
 
 from jupyter_scriptrun.exceptions import ExecutionNotFound
 from jupyter_scriptrun.models import HISTORY_COLUMNS, TIME_COLUMNS
@@ -106,11 +105,7 @@ class HistoryReads(Database):
             rows = conn.execute(
                 select(attempts).where(attempts.c.execution_id == id).order_by(attempts.c.attempt)
             )
-            out = [dict(r._mapping) for r in rows]
-        for a in out:
-            for key in ("result", "data"):
-                a[key] = json.loads(a[key]) if a[key] is not None else None
-        return out
+            return [dict(r._mapping) for r in rows]
 
     def history_query(
         self,
@@ -122,16 +117,22 @@ class HistoryReads(Database):
         page_context: str | None = None,
         limit: int | None = None,
         offset: int = 0,
-        raw_times: bool = False,
+        raw: bool = False,
     ) -> Any:
         """The SELECT behind the history, newest first (for frames and the REST API)."""
         cols = [executions.c[c] for c in HISTORY_COLUMNS]
-        if raw_times:
-            # Timestamps as the driver gives them (text on SQLite, datetimes on PostgreSQL):
-            # a vectorized parse in pandas beats a Python conversion per value by far.
+        if raw:
+            # Timestamps as the driver gives them (text on SQLite, datetimes on PostgreSQL)
+            # and parameters as their JSON text: a vectorized parse in pandas beats a
+            # Python conversion per value by far.
             plain = String() if self.engine.dialect.name == "sqlite" else DateTime(timezone=True)
             cols = [
-                type_coerce(c, plain).label(c.name) if c.name in TIME_COLUMNS else c for c in cols
+                type_coerce(c, plain).label(c.name)
+                if c.name in TIME_COLUMNS
+                else type_coerce(c, Text()).label(c.name)
+                if c.name == "parameters"
+                else c
+                for c in cols
             ]
         conds = _history_conditions(script, status, since, until, page_context)
         query = select(*cols).where(*conds).order_by(*_NEWEST_FIRST)
@@ -165,7 +166,7 @@ class HistoryReads(Database):
             offsets = sorted({rows * k // parts for k in range(1, parts)} - {0})
             with self.engine.connect() as conn:
                 cuts = sorted({conn.execute(at.offset(o)).scalar_one() for o in offsets})[::-1]
-        base = self.history_query(raw_times=True, **filters)
+        base = self.history_query(raw=True, **filters)
         slices = []
         for k in range(len(cuts) + 1):
             query = base
@@ -181,7 +182,7 @@ class HistoryReads(Database):
         """History as columns of driver values (timestamps unparsed): the fast path to a
         DataFrame (see ``frames.history_frame``)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(self.history_query(raw_times=True, **filters)).all()
+            rows = conn.execute(self.history_query(raw=True, **filters)).all()
         values = list(zip(*rows, strict=True)) if rows else [() for _ in HISTORY_COLUMNS]
         return {name: list(col) for name, col in zip(HISTORY_COLUMNS, values, strict=True)}
 

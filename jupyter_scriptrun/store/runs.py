@@ -91,7 +91,7 @@ class RunStates(Database):
         id: str,
         script: str,
         script_id: int | None,
-        parameters: str,
+        parameters: dict[str, Any],
         page_context: str,
         queue: str | None,
         timeout_s: float | None,
