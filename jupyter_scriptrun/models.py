@@ -42,3 +42,17 @@ FLOAT_COLUMNS = (
 INTEGER_COLUMNS = ("exit_code", "attempt")
 """Numeric columns whose values are whole numbers: floats in the frame (the contract),
 integers in exports (CSV, JSON, tables), where ``1.0`` would mislead."""
+
+ATTEMPT_MEASURES = ("duration_s", "cpu_user_s", "cpu_system_s", "peak_rss_mb", "exit_code")
+"""What the runner measured of an attempt: columns of both the attempt and the execution
+(the runner's outcome has fields of the same names)."""
+
+ATTEMPT_STREAMS = (
+    "stdout",
+    "stderr",
+    "stdout_bytes",
+    "stderr_bytes",
+    "stdout_truncated",
+    "stderr_truncated",
+)
+"""The attempt's captured output: columns of the attempt only."""

@@ -28,6 +28,7 @@ from jupyter_scriptrun.exceptions import AdhocNotAllowed, ScriptMetadataError, S
 from jupyter_scriptrun.execution import runner
 from jupyter_scriptrun.execution.live import LiveOutput
 from jupyter_scriptrun.execution.orphans import Ledger
+from jupyter_scriptrun.models import ATTEMPT_MEASURES, ATTEMPT_STREAMS
 from jupyter_scriptrun.queues import queue_problem
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, get_store, utcnow
@@ -98,58 +99,13 @@ class Executor:
             try:
                 script = self._script(row, Path(workdir))
             except (ScriptNotFound, ScriptMetadataError, AdhocNotAllowed) as exc:
-                status = ExecutionStatus.FAILED
-                self.store.finish(
-                    execution_id,
-                    attempt,
-                    status,
-                    record={"error_type": type(exc).__name__, "message": str(exc)},
-                    output={},
-                )
-                return Outcome(status, error_type=type(exc).__name__, message=str(exc))
-            timeout = row["timeout_s"] or script.meta.timeout or self.settings.default_timeout_s
-            env = protocol.script_env(
-                os.environ,
-                self.settings.env_allow,
-                parameters=protocol.encode_parameters(script.name, row["parameters"]),
-                page_context=row["page_context"],
-                script_name=script.name,
-                execution_id=execution_id,
-            )
-            env["TMPDIR"] = workdir
-            memory_limit = script.meta.memory_limit_mb or self.settings.memory_limit_mb
-            spec = runner.RunSpec(
-                argv=script.command(),
-                env=env,
-                cwd=workdir,
-                timeout_s=timeout,
-                kill_grace_s=self.settings.kill_grace_s,
-                max_output_bytes=self.settings.max_output_bytes,
-                memory_limit_mb=memory_limit,
-            )
+                return self._refuse(execution_id, attempt, exc)
+            spec = self._spec(row, script, workdir)
             live = LiveOutput(min(defaults.LIVE_OUTPUT_BYTES, self.settings.max_output_bytes))
-            sessions: list[int] = []
-            try:
-                outcome = runner.run(
-                    spec,
-                    poll=self._poller(execution_id, attempt, live),
-                    on_output=live.add,
-                    spawn=self._spawner(script),
-                    on_start=lambda sid: self._record_session(sid, execution_id, attempt, sessions),
-                )
-            finally:
-                for sid in sessions:  # the tree is gone when run() returns
-                    self.ledger.remove(sid)
+            outcome = self._execute(spec, script, execution_id, attempt, live)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        verdict = protocol.interpret(outcome, timeout)
-        if memory_limit and verdict.error_type == "MemoryError":
-            verdict = dataclasses.replace(
-                verdict,
-                error_type="MemoryLimitExceeded",
-                message=f"the run reached its memory limit of {memory_limit:g} MiB "
-                f"(MemoryError: {verdict.message or ''})",
-            )
+        verdict = self._judge(outcome, spec)
         retry = wants_retry(script.meta, verdict.status, verdict.retryable, attempt)
         status = ExecutionStatus.RETRYING if retry else verdict.status
         self.store.finish(
@@ -157,22 +113,13 @@ class Executor:
             attempt,
             status,
             record={
-                "duration_s": outcome.duration_s,
-                "cpu_user_s": outcome.cpu_user_s,
-                "cpu_system_s": outcome.cpu_system_s,
-                "peak_rss_mb": outcome.peak_rss_mb,
-                "exit_code": outcome.exit_code,
+                **{column: getattr(outcome, column) for column in ATTEMPT_MEASURES},
                 "error_type": verdict.error_type,
                 "message": _clip(verdict.message),
                 "content_hash": script.content_hash,
             },
             output={
-                "stdout": outcome.stdout,
-                "stderr": outcome.stderr,
-                "stdout_bytes": outcome.stdout_bytes,
-                "stderr_bytes": outcome.stderr_bytes,
-                "stdout_truncated": outcome.stdout_truncated,
-                "stderr_truncated": outcome.stderr_truncated,
+                **{column: getattr(outcome, column) for column in ATTEMPT_STREAMS},
                 "traceback": verdict.traceback,
                 "result": verdict.result,
                 "data": verdict.data,
@@ -193,6 +140,76 @@ class Executor:
             error_type=verdict.error_type,
             message=_clip(verdict.message, 500),
         )
+
+    def _refuse(self, execution_id: str, attempt: int, exc: Exception) -> Outcome:
+        """End an attempt whose script cannot run here (missing, bad metadata, ad-hoc
+        refused) as failed, with the reason."""
+        status = ExecutionStatus.FAILED
+        self.store.finish(
+            execution_id,
+            attempt,
+            status,
+            record={"error_type": type(exc).__name__, "message": str(exc)},
+            output={},
+        )
+        return Outcome(status, error_type=type(exc).__name__, message=str(exc))
+
+    def _spec(self, row: dict[str, Any], script: Script, workdir: str) -> runner.RunSpec:
+        """The command, environment and limits of one attempt."""
+        env = protocol.script_env(
+            os.environ,
+            self.settings.env_allow,
+            parameters=protocol.encode_parameters(script.name, row["parameters"]),
+            page_context=row["page_context"],
+            script_name=script.name,
+            execution_id=row["id"],
+        )
+        env["TMPDIR"] = workdir
+        return runner.RunSpec(
+            argv=script.command(),
+            env=env,
+            cwd=workdir,
+            timeout_s=row["timeout_s"] or script.meta.timeout or self.settings.default_timeout_s,
+            kill_grace_s=self.settings.kill_grace_s,
+            max_output_bytes=self.settings.max_output_bytes,
+            memory_limit_mb=script.meta.memory_limit_mb or self.settings.memory_limit_mb,
+        )
+
+    def _execute(
+        self,
+        spec: runner.RunSpec,
+        script: Script,
+        execution_id: str,
+        attempt: int,
+        live: LiveOutput,
+    ) -> runner.RunOutcome:
+        """Run the process, its session in the host's ledger while it lives."""
+        sessions: list[int] = []
+        try:
+            return runner.run(
+                spec,
+                poll=self._poller(execution_id, attempt, live),
+                on_output=live.add,
+                spawn=self._spawner(script),
+                on_start=lambda sid: self._record_session(sid, execution_id, attempt, sessions),
+            )
+        finally:
+            for sid in sessions:  # the tree is gone when run() returns
+                self.ledger.remove(sid)
+
+    @staticmethod
+    def _judge(outcome: runner.RunOutcome, spec: runner.RunSpec) -> protocol.Verdict:
+        """The contract's reading of the outcome; a MemoryError under a limit is the
+        limit's doing."""
+        verdict = protocol.interpret(outcome, spec.timeout_s)
+        if spec.memory_limit_mb and verdict.error_type == "MemoryError":
+            verdict = dataclasses.replace(
+                verdict,
+                error_type="MemoryLimitExceeded",
+                message=f"the run reached its memory limit of {spec.memory_limit_mb:g} MiB "
+                f"(MemoryError: {verdict.message or ''})",
+            )
+        return verdict
 
     def _spawner(self, script: Script) -> Callable[[runner.RunSpec], Any] | None:
         """The warm runner for a Python script that asks for it (or by the worker's
