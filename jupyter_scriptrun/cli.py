@@ -136,11 +136,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for answers")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("settings", help="the settings in effect here, and their variables")
+    p.add_argument("--json", action="store_true", help="as SCRIPTRUN_* variables in JSON")
+
     p = sub.add_parser("local", help="the embedded default's local workers")
     p.add_argument("action", choices=("status", "stop"))
 
     sub.add_parser("demo", help="run the example scripts end to end and show the history")
+    _add_setting_options(parser)
     return parser
+
+
+def _add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """One option per setting, from its declaration (before the command: ``scriptrun
+    --broker-url redis://… run NAME``); each stands for its SCRIPTRUN_* variable."""
+    from jupyter_scriptrun.config import declared
+
+    group = parser.add_argument_group(
+        "settings", "each overrides its SCRIPTRUN_* variable for this command"
+    )
+    for name, (variable, _, help) in declared().items():
+        group.add_argument(
+            "--" + variable.removeprefix("SCRIPTRUN_").lower().replace("_", "-"),
+            dest=f"setting:{name}",
+            metavar="VALUE",
+            help=f"{help} ({variable})".replace("%", "%%"),
+        )
+
+
+def _apply_setting_options(args: argparse.Namespace) -> None:
+    """Put the setting options into the environment, where the settings, this process's
+    client and a worker started from here read them (checked like the variables)."""
+    from jupyter_scriptrun.config import Settings, declared, set_settings
+
+    given = {
+        variable: value
+        for name, (variable, _, _) in declared().items()
+        if (value := getattr(args, f"setting:{name}", None)) is not None
+    }
+    if given:
+        settings = Settings.from_env({**os.environ, **given})  # ConfigurationError if wrong
+        os.environ.update(given)
+        set_settings(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,9 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "worker":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == "worker":
-        return _worker(args, extra)
     try:
+        _apply_setting_options(args)
+        if args.command == "worker":
+            return _worker(args, extra)
         rc = COMMANDS[args.command](args)
         sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
         return rc
@@ -408,6 +446,35 @@ def _workers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _settings(args: argparse.Namespace) -> int:
+    from jupyter_scriptrun.config import declared, get_settings
+
+    settings = get_settings()
+    env = settings.to_env()
+    for name in ("SCRIPTRUN_BROKER_URL", "SCRIPTRUN_DATABASE_URL", "SCRIPTRUN_RESULT_BACKEND"):
+        if name in env:
+            env[name] = _without_password(env[name])
+    if args.json:
+        print(_dumps(env))
+        return EXIT_OK
+    for name, (variable, kind, _) in declared().items():
+        value = getattr(settings, name)
+        shown = "(unset)" if value is None or value == () else kind.dump(value)
+        if name in ("broker_url", "database_url", "result_backend") and value:
+            shown = _without_password(shown)
+        print(f"{variable:30} {shown}")
+    return EXIT_OK
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
 def _demo(args: argparse.Namespace) -> int:
     client = _client()
     settings = client.settings
@@ -454,5 +521,6 @@ COMMANDS = {
     "cancel": _cancel,
     "local": _local,
     "workers": _workers,
+    "settings": _settings,
     "demo": _demo,
 }

@@ -73,6 +73,11 @@ class Client:
                 raise StoreUnavailable(store_problem(url, exc)) from None
         return self._store
 
+    def close(self) -> None:
+        """Release the store's pooled connections (they reopen if the client is used)."""
+        if self._store is not None:
+            self._store.dispose()
+
     @property
     def app(self) -> Celery:
         """The Celery app used to send runs (imported on first use: Celery is heavy)."""
@@ -194,7 +199,7 @@ class Client:
         if self.settings.embedded:
             queue = self.settings.queue  # one local worker serves every queue on a laptop
         execution_id = new_execution_id()
-        self.store.create(
+        created = self.store.create(
             id=execution_id,
             script=found.name,
             script_id=script_id,
@@ -208,7 +213,7 @@ class Client:
             language=language,
         )
         self._send(execution_id, queue, found.name)
-        return Execution(self, execution_id)
+        return Execution(self, execution_id, created=created)
 
     def queues(self) -> tuple[str, ...]:
         """The queues runs may be sent to (``SCRIPTRUN_QUEUES``, or the default queue and
@@ -435,9 +440,13 @@ def store_problem(url: str, exc: BaseException) -> str:
 class Execution:
     """The handle of one execution: its id, live status, and (once ended) its results."""
 
-    def __init__(self, client: Client, execution_id: str) -> None:
+    def __init__(
+        self, client: Client, execution_id: str, created: dict[str, Any] | None = None
+    ) -> None:
         self.client = client
         self.id = execution_id
+        self.created = created
+        """The record as submitted (``queued``), for a handle this client submitted."""
         self._attempts: list[dict[str, Any]] | None = None
 
     def __repr__(self) -> str:

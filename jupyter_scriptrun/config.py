@@ -1,11 +1,13 @@
-"""Settings: the one place where environment variables are read."""
+"""Settings: one declaration, read from ``SCRIPTRUN_*`` variables, the CLI's options and
+the server's traitlets alike (each a different way to give the same variables)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from jupyter_scriptrun import defaults
 from jupyter_scriptrun.exceptions import ConfigurationError
@@ -27,49 +29,244 @@ def default_data_dir() -> Path:
     return Path(jupyter_data_dir()) / "scriptrun"
 
 
+# -- how one variable's text becomes a value, and back --------------------------------
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How a setting is written as text: ``parse`` raises ValueError naming the problem."""
+
+    parse: Callable[[str], Any]
+    dump: Callable[[Any], str] = str
+    many: bool = False
+    """A list (a path or comma-separated names): a list trait on the server."""
+    separator: str = ","
+    """Between a list's items in the variable."""
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ValueError(f"not a valid {kind.__name__}") from None
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    return parse
+
+
+def _queue(text: str) -> str:
+    if problem := queue_problem(text):
+        raise ValueError(problem)
+    return text
+
+
+def _queues(text: str) -> tuple[str, ...]:
+    names = parse_queues(text)
+    if problems := [p for p in map(queue_problem, names) if p]:
+        raise ValueError("; ".join(problems))
+    return names
+
+
+def _flag(text: str) -> bool:
+    value = text.lower()
+    if value not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+        raise ValueError("use 1 or 0")
+    return value in ("1", "true", "yes", "on")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueError("use " + " or ".join(choices))
+        return text.lower()
+
+    return parse
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.replace(",", " ").split() if n.strip())
+
+
+def _env_allow(text: str) -> tuple[str, ...]:
+    return defaults.ENV_ALLOW + _names(text)
+
+
+def _paths(text: str) -> tuple[Path, ...]:
+    return tuple(Path(p).expanduser().resolve() for p in text.split(os.pathsep) if p.strip())
+
+
+TEXT = Kind(str)
+PATH = Kind(lambda t: Path(t).expanduser().resolve())
+PATHS = Kind(_paths, lambda v: os.pathsep.join(map(str, v)), many=True, separator=os.pathsep)
+QUEUE = Kind(_queue)
+QUEUES = Kind(_queues, ",".join, many=True)
+SECONDS = Kind(_positive(float))
+MEBIBYTES = Kind(_positive(float))
+BYTES = Kind(_positive(int))
+FLAG = Kind(_flag, lambda v: "1" if v else "0")
+NAMES = Kind(_names, ",".join, many=True)
+RUNNER = Kind(_choice("fresh", "warm"))
+# Only the names beyond the built-in allowlist are written out: reading adds those back.
+ENV_ALLOW = Kind(
+    _env_allow, lambda v: ",".join(n for n in v if n not in defaults.ENV_ALLOW), many=True
+)
+
+
+def setting(variable: str, kind: Kind, help: str, default: Any = None, **kw: Any) -> Any:
+    """A field of :class:`Settings`, declared once: its variable, its kind, its help."""
+    meta = {"variable": variable, "kind": kind, "help": help}
+    if callable(default) and not isinstance(default, type):
+        return field(default_factory=default, metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Configuration shared by the kernel, the worker, the CLI and the server.
 
-    Build it with :meth:`from_env`; ``dataclasses.replace`` derives variants for tests.
+    Build it with :meth:`from_env`; :meth:`with_` derives variants for tests. Every field
+    is declared once, with the ``SCRIPTRUN_*`` variable that sets it; the CLI's options
+    and the server's traits are made from the same declarations (see :func:`declared`).
     """
 
-    broker_url: str | None = None
-    """Celery broker URL; ``None`` selects the embedded broker and a local worker."""
-    database_url: str | None = None
-    """SQLAlchemy URL of the store; ``None`` is SQLite in :attr:`data_dir`."""
-    scripts_path: tuple[Path, ...] = field(default_factory=lambda: (examples_dir(),))
-    """Folders searched for scripts, in order; the first holding a name wins."""
-    result_backend: str | None = None
-    """Celery result backend used only for prompt completion notices. Defaults to the
-    broker when it is Redis; otherwise completion is read from the store."""
-    data_dir: Path = field(default_factory=default_data_dir)
-    queue: str = defaults.QUEUE
-    """The default queue: where runs go when neither the caller nor the script names one."""
-    queues: tuple[str, ...] = ()
-    """Queues runs may be sent to besides :attr:`queue` (``SCRIPTRUN_QUEUES``); empty: the
-    queues registered scripts name in their metadata (see ``queues.allowed_queues``)."""
-    default_timeout_s: float = defaults.TIMEOUT_S
-    kill_grace_s: float = defaults.KILL_GRACE_S
-    max_output_bytes: int = defaults.MAX_OUTPUT_BYTES
-    env_allow: tuple[str, ...] = defaults.ENV_ALLOW
-    heartbeat_s: float = defaults.HEARTBEAT_S
-    lost_after_s: float = defaults.LOST_AFTER_S
-    reap_every_s: float = defaults.REAP_EVERY_S
-    requeue_after_s: float = defaults.REQUEUE_AFTER_S
-    local_idle_timeout_s: float = defaults.LOCAL_IDLE_TIMEOUT_S
-    visibility_timeout_s: float = defaults.VISIBILITY_TIMEOUT_S
-    memory_limit_mb: float | None = None
-    """Address-space limit of each run (MiB) when its metadata names none; None: none."""
-    default_runner: str = "fresh"
-    """How Python scripts start when their metadata does not say (``runner = ...``):
-    ``fresh`` (a new interpreter per run) or ``warm`` (forked from a pre-warmed parent)."""
-    warm_preload: tuple[str, ...] = ()
-    """Modules the warm parent imports once, e.g. ``pandas,numpy``."""
-    allow_adhoc: bool = True
-    """Whether workers run ad-hoc sources (``%%scriptrun`` cells). Whoever can start runs
-    can then run any code on the workers; a fleet serving people who may only run the
-    registered scripts turns this off (``SCRIPTRUN_ALLOW_ADHOC=0``)."""
+    broker_url: str | None = setting(
+        "SCRIPTRUN_BROKER_URL",
+        TEXT,
+        "Celery broker URL; unset: the embedded broker and a local worker",
+    )
+    database_url: str | None = setting(
+        "SCRIPTRUN_DATABASE_URL",
+        TEXT,
+        "SQLAlchemy URL of the store; unset: SQLite in the data folder",
+    )
+    scripts_path: tuple[Path, ...] = setting(
+        "SCRIPTRUN_SCRIPTS_PATH",
+        PATHS,
+        "folders searched for scripts, in order "
+        f"(separated by {os.pathsep!r}); the first holding a name wins",
+        default=lambda: (examples_dir(),),
+    )
+    result_backend: str | None = setting(
+        "SCRIPTRUN_RESULT_BACKEND",
+        TEXT,
+        "Celery result backend for prompt completion "
+        "notices ('none': read completion from the store); unset: the broker when it is Redis",
+    )
+    data_dir: Path = setting(
+        "SCRIPTRUN_DATA_DIR",
+        PATH,
+        "data folder of the embedded default (SQLite store, embedded broker, local worker)",
+        default=default_data_dir,
+    )
+    queue: str = setting(
+        "SCRIPTRUN_QUEUE",
+        QUEUE,
+        "the default queue: where runs go when neither the caller nor the script names one",
+        default=defaults.QUEUE,
+    )
+    queues: tuple[str, ...] = setting(
+        "SCRIPTRUN_QUEUES",
+        QUEUES,
+        "queues runs may be sent to besides the default "
+        "(comma-separated); unset: those the registered scripts name",
+        default=(),
+    )
+    default_timeout_s: float = setting(
+        "SCRIPTRUN_DEFAULT_TIMEOUT",
+        SECONDS,
+        "a run's time limit (s) when its metadata and caller name none",
+        default=defaults.TIMEOUT_S,
+    )
+    kill_grace_s: float = setting(
+        "SCRIPTRUN_KILL_GRACE",
+        SECONDS,
+        "seconds between SIGTERM and SIGKILL",
+        default=defaults.KILL_GRACE_S,
+    )
+    max_output_bytes: int = setting(
+        "SCRIPTRUN_MAX_OUTPUT_BYTES",
+        BYTES,
+        "bytes of stdout and of stderr kept per run (head and tail)",
+        default=defaults.MAX_OUTPUT_BYTES,
+    )
+    env_allow: tuple[str, ...] = setting(
+        "SCRIPTRUN_ENV_ALLOW",
+        ENV_ALLOW,
+        "worker environment variables passed to scripts besides the built-in allowlist",
+        default=defaults.ENV_ALLOW,
+    )
+    heartbeat_s: float = setting(
+        "SCRIPTRUN_HEARTBEAT",
+        SECONDS,
+        "seconds between a running run's heartbeats",
+        default=defaults.HEARTBEAT_S,
+    )
+    lost_after_s: float = setting(
+        "SCRIPTRUN_LOST_AFTER",
+        SECONDS,
+        "seconds without a heartbeat after which a run is lost",
+        default=defaults.LOST_AFTER_S,
+    )
+    reap_every_s: float = setting(
+        "SCRIPTRUN_REAP_EVERY",
+        SECONDS,
+        "seconds between a worker's sweeps for lost runs",
+        default=defaults.REAP_EVERY_S,
+    )
+    requeue_after_s: float = setting(
+        "SCRIPTRUN_REQUEUE_AFTER",
+        SECONDS,
+        "seconds a queued run waits unclaimed before its "
+        "message is checked and, if lost, sent again",
+        default=defaults.REQUEUE_AFTER_S,
+    )
+    local_idle_timeout_s: float = setting(
+        "SCRIPTRUN_LOCAL_IDLE_TIMEOUT",
+        SECONDS,
+        "seconds of idleness after which the embedded default's local worker exits",
+        default=defaults.LOCAL_IDLE_TIMEOUT_S,
+    )
+    visibility_timeout_s: float = setting(
+        "SCRIPTRUN_VISIBILITY_TIMEOUT",
+        SECONDS,
+        "Redis broker: seconds before an unacknowledged message is delivered again",
+        default=defaults.VISIBILITY_TIMEOUT_S,
+    )
+    memory_limit_mb: float | None = setting(
+        "SCRIPTRUN_MEMORY_LIMIT_MB",
+        MEBIBYTES,
+        "address-space limit of each run (MiB) when its metadata names none; unset: none",
+    )
+    default_runner: str = setting(
+        "SCRIPTRUN_DEFAULT_RUNNER",
+        RUNNER,
+        "how Python scripts start when their metadata "
+        "does not say: fresh (a new interpreter per run) or warm (forked from a pre-warmed "
+        "parent)",
+        default="fresh",
+    )
+    warm_preload: tuple[str, ...] = setting(
+        "SCRIPTRUN_WARM_PRELOAD",
+        NAMES,
+        "modules the warm parent imports once, e.g. pandas,numpy",
+        default=(),
+    )
+    allow_adhoc: bool = setting(
+        "SCRIPTRUN_ALLOW_ADHOC",
+        FLAG,
+        "whether workers run ad-hoc sources (%%scriptrun "
+        "cells): whoever can start runs can then run any code on the workers",
+        default=True,
+    )
+    worker_idle_exit_s: float | None = setting(
+        "SCRIPTRUN_WORKER_IDLE_EXIT",
+        SECONDS,
+        "seconds of idleness after which a worker "
+        "exits (set by the embedded default for its local worker); unset: never",
+    )
 
     @property
     def embedded(self) -> bool:
@@ -98,39 +295,15 @@ class Settings:
         return None
 
     def to_env(self) -> dict[str, str]:
-        """These settings as ``SCRIPTRUN_*`` variables, for a process started from here."""
-        env = {
-            "SCRIPTRUN_DATA_DIR": str(self.data_dir),
-            "SCRIPTRUN_SCRIPTS_PATH": os.pathsep.join(str(p) for p in self.scripts_path),
-            "SCRIPTRUN_QUEUE": self.queue,
-            "SCRIPTRUN_DEFAULT_TIMEOUT": str(self.default_timeout_s),
-            "SCRIPTRUN_KILL_GRACE": str(self.kill_grace_s),
-            "SCRIPTRUN_MAX_OUTPUT_BYTES": str(self.max_output_bytes),
-            "SCRIPTRUN_HEARTBEAT": str(self.heartbeat_s),
-            "SCRIPTRUN_LOST_AFTER": str(self.lost_after_s),
-            "SCRIPTRUN_REAP_EVERY": str(self.reap_every_s),
-            "SCRIPTRUN_REQUEUE_AFTER": str(self.requeue_after_s),
-            "SCRIPTRUN_LOCAL_IDLE_TIMEOUT": str(self.local_idle_timeout_s),
-            "SCRIPTRUN_VISIBILITY_TIMEOUT": str(self.visibility_timeout_s),
-            "SCRIPTRUN_ALLOW_ADHOC": "1" if self.allow_adhoc else "0",
-            "SCRIPTRUN_DEFAULT_RUNNER": self.default_runner,
-        }
-        if self.memory_limit_mb:
-            env["SCRIPTRUN_MEMORY_LIMIT_MB"] = str(self.memory_limit_mb)
-        if self.queues:
-            env["SCRIPTRUN_QUEUES"] = ",".join(self.queues)
-        if self.warm_preload:
-            env["SCRIPTRUN_WARM_PRELOAD"] = ",".join(self.warm_preload)
-        extra = [n for n in self.env_allow if n not in defaults.ENV_ALLOW]
-        if extra:
-            env["SCRIPTRUN_ENV_ALLOW"] = ",".join(extra)
-        for key, value in (
-            ("SCRIPTRUN_BROKER_URL", self.broker_url),
-            ("SCRIPTRUN_DATABASE_URL", self.database_url),
-            ("SCRIPTRUN_RESULT_BACKEND", self.result_backend),
-        ):
-            if value:
-                env[key] = value
+        """These settings as ``SCRIPTRUN_*`` variables, for a process started from here
+        (unset and empty settings are left out)."""
+        env = {}
+        for name, (variable, kind, _) in declared().items():
+            value = getattr(self, name)
+            if value is None or value == ():
+                continue
+            if text := kind.dump(value):
+                env[variable] = text
         return env
 
     def with_(self, **changes: object) -> Settings:
@@ -139,67 +312,33 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read ``SCRIPTRUN_*`` variables; unset ones keep their defaults."""
+        """Read ``SCRIPTRUN_*`` variables; unset ones keep their defaults.
+
+        Raises:
+            ConfigurationError: naming every variable whose value is wrong, and why.
+        """
         env = os.environ if environ is None else environ
-        kw: dict[str, object] = {}
-        if v := env.get("SCRIPTRUN_BROKER_URL", "").strip():
-            kw["broker_url"] = v
-        if v := env.get("SCRIPTRUN_DATABASE_URL", "").strip():
-            kw["database_url"] = v
-        if v := env.get("SCRIPTRUN_RESULT_BACKEND", "").strip():
-            kw["result_backend"] = v
-        if v := env.get("SCRIPTRUN_SCRIPTS_PATH", "").strip():
-            kw["scripts_path"] = tuple(
-                Path(p).expanduser().resolve() for p in v.split(os.pathsep) if p.strip()
-            )
-        if v := env.get("SCRIPTRUN_DATA_DIR", "").strip():
-            kw["data_dir"] = Path(v).expanduser().resolve()
-        if v := env.get("SCRIPTRUN_QUEUE", "").strip():
-            if problem := queue_problem(v):
-                raise ConfigurationError(f"SCRIPTRUN_QUEUE: {problem}")
-            kw["queue"] = v
-        if v := env.get("SCRIPTRUN_QUEUES", "").strip():
-            names = parse_queues(v)
-            if problems := [p for p in map(queue_problem, names) if p]:
-                raise ConfigurationError("SCRIPTRUN_QUEUES: " + "; ".join(problems))
-            kw["queues"] = names
-        if v := env.get("SCRIPTRUN_ENV_ALLOW", "").strip():
-            extra = tuple(n.strip() for n in v.replace(",", " ").split() if n.strip())
-            kw["env_allow"] = defaults.ENV_ALLOW + extra
-        if v := env.get("SCRIPTRUN_ALLOW_ADHOC", "").strip().lower():
-            if v not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ConfigurationError(f"SCRIPTRUN_ALLOW_ADHOC={v!r}: use 1 or 0")
-            kw["allow_adhoc"] = v in ("1", "true", "yes", "on")
-        if v := env.get("SCRIPTRUN_DEFAULT_RUNNER", "").strip().lower():
-            if v not in ("fresh", "warm"):
-                raise ConfigurationError(f"SCRIPTRUN_DEFAULT_RUNNER={v!r}: use fresh or warm")
-            kw["default_runner"] = v
-        if v := env.get("SCRIPTRUN_WARM_PRELOAD", "").strip():
-            kw["warm_preload"] = tuple(m.strip() for m in v.split(",") if m.strip())
-        numbers = {
-            "SCRIPTRUN_DEFAULT_TIMEOUT": ("default_timeout_s", float),
-            "SCRIPTRUN_KILL_GRACE": ("kill_grace_s", float),
-            "SCRIPTRUN_MAX_OUTPUT_BYTES": ("max_output_bytes", int),
-            "SCRIPTRUN_HEARTBEAT": ("heartbeat_s", float),
-            "SCRIPTRUN_LOST_AFTER": ("lost_after_s", float),
-            "SCRIPTRUN_REAP_EVERY": ("reap_every_s", float),
-            "SCRIPTRUN_REQUEUE_AFTER": ("requeue_after_s", float),
-            "SCRIPTRUN_LOCAL_IDLE_TIMEOUT": ("local_idle_timeout_s", float),
-            "SCRIPTRUN_VISIBILITY_TIMEOUT": ("visibility_timeout_s", float),
-            "SCRIPTRUN_MEMORY_LIMIT_MB": ("memory_limit_mb", float),
-        }
-        for name, (attr, kind) in numbers.items():
-            if v := env.get(name, "").strip():
-                try:
-                    value = kind(v)
-                except ValueError:
-                    raise ConfigurationError(
-                        f"{name}={v!r} is not a valid {kind.__name__}"
-                    ) from None
-                if value <= 0:
-                    raise ConfigurationError(f"{name}={v!r} must be positive")
-                kw[attr] = value
-        return cls(**kw)  # type: ignore[arg-type]
+        values: dict[str, Any] = {}
+        problems = []
+        for name, (variable, kind, _) in declared().items():
+            text = env.get(variable, "").strip()
+            if not text:
+                continue
+            try:
+                values[name] = kind.parse(text)
+            except ValueError as exc:
+                problems.append(f"{variable}={text!r}: {exc}")
+        if problems:
+            raise ConfigurationError("; ".join(problems))
+        return cls(**values)
+
+
+def declared() -> dict[str, tuple[str, Kind, str]]:
+    """Every setting: field name → (variable, kind, help), in declaration order."""
+    return {
+        f.name: (f.metadata["variable"], f.metadata["kind"], f.metadata["help"])
+        for f in fields(Settings)
+    }
 
 
 def normalize_database_url(url: str) -> str:

@@ -74,7 +74,9 @@ def local_fingerprint(settings: Settings) -> str:
     differ uses a local worker (and an embedded broker folder) of its own, so its runs can
     never be taken by a worker that would run them differently.
     """
-    seen = Settings.from_env(settings.to_env()).to_env()  # what the worker reads
+    # What the worker reads, less the idle exit its launcher adds: that changes when the
+    # worker exits, not how it runs anything.
+    seen = Settings.from_env(settings.to_env()).with_(worker_idle_exit_s=None).to_env()
     text = "\n".join(f"{k}={v}" for k, v in sorted(seen.items())) + "\n" + _code_stamp()
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
@@ -125,8 +127,8 @@ class LocalWorker:
         return pid
 
     def _spawn(self) -> int:
-        env = {**os.environ, **self.settings.to_env()}
-        env["SCRIPTRUN_WORKER_IDLE_EXIT"] = str(self.settings.local_idle_timeout_s)
+        idle_exit = self.settings.with_(worker_idle_exit_s=self.settings.local_idle_timeout_s)
+        env = {**os.environ, **idle_exit.to_env()}
         cmd = worker_argv(
             self.settings.queue,
             hostname=f"local-{os.getpid()}@%h",

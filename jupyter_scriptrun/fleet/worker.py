@@ -83,9 +83,6 @@ class _Worker(app.Worker):  # type: ignore[name-defined,misc]
 
 app.Worker = _Worker
 
-IDLE_EXIT_ENV = "SCRIPTRUN_WORKER_IDLE_EXIT"
-"""Set by the local-worker launcher: seconds of idleness after which the worker exits."""
-
 _stop = threading.Event()
 _to_cancel: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
 """Runs revoked or terminated through Celery's control commands, for the housekeeping
@@ -219,10 +216,9 @@ def _on_init(**_: object) -> None:
 
 @worker_ready.connect
 def _on_ready(**_: object) -> None:
-    idle = os.environ.get(IDLE_EXIT_ENV)
     thread = threading.Thread(
         target=_housekeeping,
-        args=(float(idle) if idle else None,),
+        args=(settings.worker_idle_exit_s,),
         name="scriptrun-housekeeping",
         daemon=True,
     )

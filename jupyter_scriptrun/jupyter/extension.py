@@ -2,70 +2,53 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import List, Unicode
+from traitlets import List, TraitType, Unicode
 
 from jupyter_scriptrun.client import Client
-from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.config import Settings, declared
+
+
+def setting_traits() -> dict[str, TraitType[Any, Any]]:
+    """One configurable trait per setting, made from its declaration: a list for list
+    settings, else text, parsed and checked like the variable it stands for."""
+    traits: dict[str, TraitType[Any, Any]] = {}
+    for name, (variable, kind, help) in declared().items():
+        text = f"{help} (default: {variable})"
+        traits[name] = (
+            List(Unicode(), config=True, help=text)
+            if kind.many
+            else Unicode(None, allow_none=True, config=True, help=text)
+        )
+    return traits
 
 
 class ScriptrunExtension(ExtensionApp):
     """Serves scripts, executions and their results to notebooks and other tools.
 
     Settings come from the same ``SCRIPTRUN_*`` environment as the kernel and the
-    workers; the traits below override them from Jupyter's config files.
+    workers; every setting is also a trait of this app (``c.ScriptrunExtension.broker_url
+    = ...`` in Jupyter's config files), which overrides the environment.
     """
 
     name = "jupyter_scriptrun"
 
-    broker_url = Unicode(
-        None,
-        allow_none=True,
-        config=True,
-        help="Celery broker URL (default: SCRIPTRUN_BROKER_URL, else embedded)",
-    )
-    database_url = Unicode(
-        None,
-        allow_none=True,
-        config=True,
-        help="SQLAlchemy URL of the store (default: SCRIPTRUN_DATABASE_URL)",
-    )
-    scripts_path = List(
-        Unicode(), config=True, help="Script folders (default: SCRIPTRUN_SCRIPTS_PATH)"
-    )
-    data_dir = Unicode(
-        None,
-        allow_none=True,
-        config=True,
-        help="Data folder of the embedded default (default: SCRIPTRUN_DATA_DIR)",
-    )
-    queue = Unicode(None, allow_none=True, config=True, help="Default Celery queue")
-    queues = List(
-        Unicode(),
-        config=True,
-        help="Queues runs may be sent to besides the default (default: SCRIPTRUN_QUEUES, "
-        "else those the registered scripts name)",
-    )
+    # The traits are made from the settings' one declaration (config.Settings).
+    locals().update(setting_traits())
 
     def scriptrun_settings(self) -> Settings:
-        """The environment's settings with this app's configured overrides."""
-        settings = Settings.from_env()
-        changes: dict[str, object] = {}
-        if self.broker_url:
-            changes["broker_url"] = self.broker_url
-        if self.database_url:
-            changes["database_url"] = self.database_url
-        if self.scripts_path:
-            changes["scripts_path"] = tuple(Path(p).resolve() for p in self.scripts_path)
-        if self.data_dir:
-            changes["data_dir"] = Path(self.data_dir).resolve()
-        if self.queue:
-            changes["queue"] = self.queue
-        if self.queues:
-            changes["queues"] = tuple(self.queues)
-        return settings.with_(**changes) if changes else settings
+        """The environment's settings with this app's configured overrides, read as the
+        variables they stand for (so they are checked the same way)."""
+        import os
+
+        overrides = {}
+        for name, (variable, kind, _) in declared().items():
+            value = getattr(self, name)
+            if value:
+                overrides[variable] = kind.separator.join(value) if kind.many else value
+        return Settings.from_env({**os.environ, **overrides})
 
     def initialize_settings(self) -> None:
         """Build the one client the handlers share."""
@@ -80,5 +63,5 @@ class ScriptrunExtension(ExtensionApp):
     async def stop_extension(self) -> None:
         """Release the store's connections."""
         client = self.settings.get("scriptrun_client")
-        if client is not None and client._store is not None:
-            client.store.dispose()
+        if client is not None:
+            client.close()

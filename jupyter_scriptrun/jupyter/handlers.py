@@ -147,17 +147,23 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(value, ensure_ascii=False, default=json_default))
 
-    def execution_view(self, execution: Any) -> dict[str, Any]:
-        """An execution's record with its result, data and links."""
-        record = execution.record()
+    def execution_view(
+        self, execution: Any, created: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """An execution's record with its result, data and links (``created``: the
+        record as submitted, which has none yet)."""
         base = f"{self.base_url.rstrip('/')}{PREFIX}/executions/{execution.id}"
+        links = {"self": base, "logs": f"{base}/logs", "cancel": f"{base}/cancel"}
+        if created is not None:
+            empty = {"traceback": None, "stderr_tail": "", "result": None, "data": None}
+            return {**created, **empty, "links": links}
         return {
-            **record,
+            **execution.record(),
             "traceback": execution.traceback,
             "stderr_tail": execution.stderr[-STDERR_TAIL:],
             "result": execution.result,
             "data": execution.data,
-            "links": {"self": base, "logs": f"{base}/logs", "cancel": f"{base}/cancel"},
+            "links": links,
         }
 
 
@@ -254,7 +260,9 @@ class ExecutionsHandler(BaseHandler):
             )
         else:
             execution = await self.call(self.client.submit, body["script"], params, **options)
-        self.send(await self.call(self.execution_view, execution), status=202)
+        # The run as accepted (queued): a worker may have taken it by now, and the 202
+        # says what was accepted, not a race's winner. Its links give the news.
+        self.send(self.execution_view(execution, execution.created), status=202)
 
 
 class ExecutionHandler(BaseHandler):

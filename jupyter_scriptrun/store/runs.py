@@ -99,8 +99,9 @@ class RunStates(Database):
         idempotency_key: str | None = None,
         source: str | None = None,
         language: str | None = None,
-    ) -> None:
-        """Insert a ``queued`` execution (before anything is sent to a broker).
+    ) -> dict[str, Any]:
+        """Insert a ``queued`` execution (before anything is sent to a broker); returns
+        its record as inserted.
 
         ``source``/``language`` carry an ad-hoc script's text for the worker.
 
@@ -108,26 +109,29 @@ class RunStates(Database):
             ExecutionConflict: ``idempotency_key`` was used before (its ``execution_id``
                 names that run).
         """
+        now = utcnow()
+        values = {
+            "id": id,
+            "script": script,
+            "script_id": script_id,
+            "status": ExecutionStatus.QUEUED.value,
+            "page_context": page_context,
+            "parameters": parameters,
+            "queue": queue,
+            "timeout_s": timeout_s,
+            "queued_at": now,
+            # For a queued run, heartbeat_at is when its message was last sent.
+            "heartbeat_at": now,
+            "attempt": 0,
+            "content_hash": content_hash,
+            "cancel_requested": False,
+            "idempotency_key": idempotency_key,
+            "source": source,
+            "language": language,
+        }
         try:
-            self._insert_execution(
-                id=id,
-                script=script,
-                script_id=script_id,
-                status=ExecutionStatus.QUEUED.value,
-                page_context=page_context,
-                parameters=parameters,
-                queue=queue,
-                timeout_s=timeout_s,
-                queued_at=utcnow(),
-                # For a queued run, heartbeat_at is when its message was last sent.
-                heartbeat_at=utcnow(),
-                attempt=0,
-                content_hash=content_hash,
-                cancel_requested=False,
-                idempotency_key=idempotency_key,
-                source=source,
-                language=language,
-            )
+            self._insert_execution(**values)
+            return {**dict.fromkeys(executions.c.keys()), **values}
         except IntegrityError:
             if idempotency_key is None:
                 raise
