@@ -52,18 +52,15 @@ __all__ = [
     "submit",
 ]
 
-_client: Client | None = None
-
 
 def default_client() -> Client:
     """The process-wide client, configured from the environment."""
-    global _client
-    _await_warm_imports()
-    if _client is None:
-        from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun import warmup
 
-        _client = Client()
-    return _client
+    warmup.wait()  # before importing what the background imports are importing
+    from jupyter_scriptrun.client import default_client
+
+    return default_client()
 
 
 def submit(script: str, params: dict[str, Any] | None = None, **options: Any) -> Execution:
@@ -124,40 +121,8 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_scriptrun``: registers the ``%scriptrun`` magics."""
-    import threading
-
+    from jupyter_scriptrun import warmup
     from jupyter_scriptrun.jupyter.magics import ScriptrunMagics
 
-    global _warming
     ipython.register_magics(ScriptrunMagics)
-    # Warm the heavy imports in the background while the user types the first command.
-    if _warming is None:
-        _warming = threading.Thread(
-            target=_warm_imports, name="scriptrun-warm-imports", daemon=True
-        )
-        _warming.start()
-
-
-_warming: Any = None
-"""The thread importing Celery and jsonschema in the background after ``%load_ext``."""
-
-
-def _warm_imports() -> None:
-    """Import what the first run needs (Celery, jsonschema) so that it does not wait."""
-    import contextlib
-
-    with contextlib.suppress(Exception):
-        from jupyter_scriptrun.contract.metadata import load_jsonschema
-        from jupyter_scriptrun.fleet import celery_app  # noqa: F401
-
-        load_jsonschema()
-
-
-def _await_warm_imports() -> None:
-    """Let the background imports finish before the first call uses those modules: a
-    module another thread is still importing can be seen half-initialised."""
-    import threading
-
-    warming = _warming
-    if warming is not None and warming is not threading.current_thread():
-        warming.join()
+    warmup.start()  # the heavy imports, while the user types the first command

@@ -16,45 +16,13 @@ from jupyter_scriptrun.exceptions import (
     StoreUnavailable,
     WorkerUnavailable,
 )
+from jupyter_scriptrun.params import build_params, parse_assignments
+
+__all__ = ["build_params", "main", "parse_assignments"]
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_BROKEN_PIPE = 141
 """What a shell reports for a program ended by SIGPIPE (128 + 13): ``| head`` closed early."""
-
-
-def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` words to a dict; values are JSON where they parse, else strings.
-
-    Raises:
-        ValueError: a word without ``=``, an empty or repeated key.
-    """
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"{item!r}: parameters are written key=value")
-        if key in params:
-            raise ValueError(f"parameter {key!r} given twice")
-        try:
-            params[key] = json.loads(raw)
-        except ValueError:
-            params[key] = raw
-    return params
-
-
-def build_params(json_text: str | None, assignments: Sequence[str], option: str) -> dict[str, Any]:
-    """Parameters from a JSON object option, overridden by ``key=value`` words."""
-    params: dict[str, Any] = {}
-    if json_text:
-        try:
-            params = json.loads(json_text)
-        except ValueError as exc:
-            raise ValueError(f"{option} is not valid JSON: {exc}") from None
-        if not isinstance(params, dict):
-            raise ValueError(f"{option} must be a JSON object")
-    params.update(parse_assignments(assignments))
-    return params
 
 
 def _dumps(value: Any) -> str:
@@ -74,28 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scriptrun {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run a script and wait for its result")
-    p.add_argument("name", help="script name (see 'scriptrun list')")
-    p.add_argument(
-        "params",
-        nargs="*",
-        metavar="key=value",
-        help="parameters; values are JSON where they parse (3, true, [1,2]) else text",
-    )
-    p.add_argument(
-        "--params",
-        dest="params_json",
-        metavar="JSON",
-        help="parameters as one JSON object (merged under key=value ones)",
-    )
-    p.add_argument("--timeout", type=float, help="the run's time limit in seconds")
-    p.add_argument("--context", default="cli", help="page context recorded with the run")
-    p.add_argument("--queue", help="Celery queue (default: the script's, else 'scriptrun')")
-    p.add_argument("--no-wait", action="store_true", help="print the id and return at once")
-    p.add_argument(
-        "--follow", "-f", action="store_true", help="print the script's output as it comes"
-    )
-    p.add_argument("--json", action="store_true", help="print the whole record as JSON")
+    _add_run_command(sub)
 
     p = sub.add_parser("list", help="list the registered scripts")
     p.add_argument("--json", action="store_true", help="print JSON (with parameter schemas)")
@@ -145,6 +92,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="run the example scripts end to end and show the history")
     _add_setting_options(parser)
     return parser
+
+
+def _add_run_command(sub: Any) -> None:
+    """``scriptrun run NAME key=value … [options]``."""
+    p = sub.add_parser("run", help="run a script and wait for its result")
+    p.add_argument("name", help="script name (see 'scriptrun list')")
+    p.add_argument(
+        "params",
+        nargs="*",
+        metavar="key=value",
+        help="parameters; values are JSON where they parse (3, true, [1,2]) else text",
+    )
+    p.add_argument(
+        "--params",
+        dest="params_json",
+        metavar="JSON",
+        help="parameters as one JSON object (merged under key=value ones)",
+    )
+    p.add_argument("--timeout", type=float, help="the run's time limit in seconds")
+    p.add_argument("--context", default="cli", help="page context recorded with the run")
+    p.add_argument("--queue", help="Celery queue (default: the script's, else 'scriptrun')")
+    p.add_argument("--no-wait", action="store_true", help="print the id and return at once")
+    p.add_argument(
+        "--follow", "-f", action="store_true", help="print the script's output as it comes"
+    )
+    p.add_argument("--json", action="store_true", help="print the whole record as JSON")
 
 
 def _add_setting_options(parser: argparse.ArgumentParser) -> None:
@@ -217,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _client() -> Any:
-    from jupyter_scriptrun import default_client
+    from jupyter_scriptrun.client import default_client
 
     return default_client()
 
@@ -389,36 +362,29 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace, extra: list[str]) -> int:
-    from jupyter_scriptrun.config import get_settings
-    from jupyter_scriptrun.fleet.local import worker_argv
-    from jupyter_scriptrun.queues import parse_queues, queue_problem
-
-    queues = args.queues or get_settings().queue
-    if problems := [p for p in map(queue_problem, parse_queues(queues)) if p]:
-        print(f"scriptrun: {'; '.join(problems)}", file=sys.stderr)
+    try:
+        argv = _client().worker_command(
+            args.queues,
+            loglevel=args.loglevel,
+            concurrency=args.concurrency,
+            pool=args.pool,
+            extra=extra,
+        )
+    except ValueError as exc:
+        print(f"scriptrun: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    argv = worker_argv(
-        queues,
-        loglevel=args.loglevel,
-        concurrency=args.concurrency,
-        pool=args.pool,
-        extra=extra,
-    )
     os.execv(sys.executable, argv)
     return EXIT_OK  # pragma: no cover - execv does not return
 
 
 def _local(args: argparse.Namespace) -> int:
-    from jupyter_scriptrun.fleet.local import LocalWorker
-
     client = _client()
-    data_dir = client.settings.data_dir
     if args.action == "stop":
-        stopped = LocalWorker.stop_all(data_dir)
+        stopped = client.stop_local_workers()
         print(f"stopped {stopped} local worker(s)" if stopped else "no local worker was running")
         return EXIT_OK
     mine = client.local_worker()
-    running = LocalWorker.all_pids(data_dir)
+    running = client.local_workers()
     if not running:
         print("no local worker running (one starts with the first run)")
     for folder, pid in running.items():

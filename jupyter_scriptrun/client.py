@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun.config import Settings, get_settings
 from jupyter_scriptrun.contract.protocol import encode_parameters
 from jupyter_scriptrun.contract.registry import Registry, Script, adhoc_script
 from jupyter_scriptrun.exceptions import (
-    ExecutionFailed,
     ExecutionTimeout,
     InvalidParameters,
     StoreUnavailable,
     WorkerUnavailable,
 )
-from jupyter_scriptrun.queues import allowed_queues, queue_problem
+from jupyter_scriptrun.handle import Execution
+from jupyter_scriptrun.queues import allowed_queues, parse_queues, queue_problem
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, get_store, new_execution_id
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
     from celery import Celery
 
@@ -93,6 +93,33 @@ class Client:
         from jupyter_scriptrun.fleet.local import LocalWorker
 
         return LocalWorker(self.settings)
+
+    def local_workers(self) -> dict[Path, int]:
+        """Every local worker running under this data folder (any configuration): its
+        folder and pid."""
+        from jupyter_scriptrun.fleet.local import LocalWorker
+
+        return LocalWorker.all_pids(self.settings.data_dir)
+
+    def stop_local_workers(self) -> int:
+        """Stop every local worker under this data folder; how many were running."""
+        from jupyter_scriptrun.fleet.local import LocalWorker
+
+        return LocalWorker.stop_all(self.settings.data_dir)
+
+    def worker_command(self, queues: str | None = None, **options: Any) -> list[str]:
+        """The command line of a worker on these settings' queues (``queues``: comma-
+        separated, default the default queue); ``options`` as ``fleet.local.worker_argv``.
+
+        Raises:
+            ValueError: a queue name that is not allowed.
+        """
+        from jupyter_scriptrun.fleet.local import worker_argv
+
+        names = queues or self.settings.queue
+        if problems := [p for p in map(queue_problem, parse_queues(names)) if p]:
+            raise ValueError("; ".join(problems))
+        return worker_argv(names, **options)
 
     # -- scripts ---------------------------------------------------------------
 
@@ -437,147 +464,17 @@ def store_problem(url: str, exc: BaseException) -> str:
     )
 
 
-class Execution:
-    """The handle of one execution: its id, live status, and (once ended) its results."""
+_default: Client | None = None
+_default_lock = threading.Lock()
 
-    def __init__(
-        self, client: Client, execution_id: str, created: dict[str, Any] | None = None
-    ) -> None:
-        self.client = client
-        self.id = execution_id
-        self.created = created
-        """The record as submitted (``queued``), for a handle this client submitted."""
-        self._attempts: list[dict[str, Any]] | None = None
 
-    def __repr__(self) -> str:
-        return f"<Execution {self.id[:8]} {self.record().get('script')} {self.status.value}>"
+def default_client() -> Client:
+    """The process-wide client, configured from the environment (made on first use)."""
+    global _default
+    from jupyter_scriptrun import warmup
 
-    def _repr_html_(self) -> str:
-        from jupyter_scriptrun.display import execution_html
-
-        rec = self.record()
-        frame = self.frame() if rec["status"] == "succeeded" else None
-        failed = rec["status"] != "succeeded"
-        return execution_html(rec, self.data, frame, self.stdout, self.stderr if failed else "")
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        from jupyter_scriptrun.display import summary_line
-
-        printer.text(summary_line(self.record()))
-
-    @property
-    def status(self) -> ExecutionStatus:
-        """The status now (read from the store)."""
-        return self.client.store.status(self.id)
-
-    def record(self) -> dict[str, Any]:
-        """The execution's record: the history columns and a few more."""
-        return self.client.store.get(self.id)
-
-    def wait(self, timeout: float | None = None) -> Execution:
-        """Block until the run ends (``timeout`` in seconds; ExecutionTimeout after it)."""
-        self.client.wait_for(self.id, timeout)
-        self._attempts = None
-        return self
-
-    def attempts(self) -> list[dict[str, Any]]:
-        """Every attempt, with its output, result, traceback and metrics."""
-        if self._attempts is None or not self.status.is_final:
-            self._attempts = self.client.store.attempts(self.id)
-        return self._attempts
-
-    def _last(self) -> dict[str, Any]:
-        tried = self.attempts()
-        return tried[-1] if tried else {}
-
-    @property
-    def result(self) -> Any:
-        """The JSON document the script printed (None if it printed none)."""
-        return self._last().get("result")
-
-    @property
-    def data(self) -> Any:
-        """The result's ``data`` (or the whole JSON output when it is not shaped)."""
-        return self._last().get("data")
-
-    @property
-    def stdout(self) -> str:
-        """Captured standard output of the last attempt."""
-        return self._last().get("stdout") or ""
-
-    @property
-    def stderr(self) -> str:
-        """Captured standard error of the last attempt."""
-        return self._last().get("stderr") or ""
-
-    @property
-    def traceback(self) -> str | None:
-        """The traceback of a failed last attempt, if one was printed."""
-        return self._last().get("traceback")
-
-    def output(self, offset: int = 0) -> dict[str, Any]:
-        """Output of the latest attempt as it arrives: ``{"attempt", "chunks",
-        "next_offset"}`` from chunk ``offset`` on (pass ``next_offset`` back for more)."""
-        return self.client.store.output(self.id, offset)
-
-    def follow(
-        self, interval: float = 0.25, ticks: bool = False
-    ) -> Iterator[dict[str, Any] | None]:
-        """Yield output chunks (``{"attempt", "seq", "stream", "text"}``) as they arrive,
-        until the run ends; a retry starts again from its own first chunk. With ``ticks``,
-        also yield None every ``interval`` (for a live clock)."""
-        attempt: int | None = None
-        offset = 0
-        while True:
-            # Status first: a run seen final has all its output already written (the last
-            # chunks go in the same transaction as the final status).
-            final = self.status.is_final
-            page = self.client.store.output(self.id, offset if attempt is not None else 0)
-            if page["attempt"] != attempt:
-                if attempt is not None:
-                    page = self.client.store.output(self.id, 0, page["attempt"])
-                attempt = page["attempt"]
-            for chunk in page["chunks"]:
-                yield {"attempt": attempt, **chunk}
-            offset = page["next_offset"]
-            if final:
-                return
-            if ticks:
-                yield None
-            with contextlib.suppress(ExecutionTimeout):
-                self.wait(interval)
-
-    def frame(self) -> pd.DataFrame | None:
-        """``data`` as a DataFrame when it is tabular, else None."""
-        from jupyter_scriptrun.frames import data_frame
-
-        return data_frame(self.data)
-
-    def cancel(self) -> ExecutionStatus:
-        """Cancel: a queued run never starts; a running one has its process tree ended.
-
-        Returns the status after the request (``cancelled``, or ``running`` while its
-        worker is ending it). Raises ExecutionConflict if the run already ended otherwise.
-        """
-        status = self.client.store.request_cancel(self.id)
-        if status is ExecutionStatus.CANCELLED:
-            try:  # the message may still sit in the broker: let workers drop it
-                self.client.app.control.revoke(self.id)
-            except Exception:
-                log.debug("revoke of %s not broadcast", self.id, exc_info=True)
-        return status
-
-    def raise_for_status(self) -> Execution:
-        """Raise ExecutionFailed unless the run succeeded."""
-        rec = self.record()
-        if rec["status"] != ExecutionStatus.SUCCEEDED.value:
-            raise ExecutionFailed(
-                self.id,
-                rec["script"],
-                rec["status"],
-                rec["error_type"],
-                rec["message"],
-                rec["exit_code"],
-                self.stderr[-2000:],
-            )
-        return self
+    warmup.wait()
+    with _default_lock:
+        if _default is None:
+            _default = Client()
+        return _default

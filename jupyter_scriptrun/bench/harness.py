@@ -23,96 +23,28 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from jupyter_scriptrun.bench.measure import (
+    own_cpu_s,
+    summarize,
+    tree_cpu_s,
+    tree_rss_mb,
+)
+from jupyter_scriptrun.bench.report import report
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, examples_dir
 from jupyter_scriptrun.contract.protocol import script_env
 from jupyter_scriptrun.exceptions import ScriptrunError, WorkerUnavailable
 from jupyter_scriptrun.fleet.local import LocalWorker, worker_argv
 
-
-def _tree(pid: int) -> list[Any] | None:
-    """A process and all its descendants (psutil), None if it is gone."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return None
-
-
-def _tree_sum(pid: int, measure: Callable[[Any], float]) -> float:
-    """The sum of ``measure(process)`` over a process tree (NaN if it is gone)."""
-    import psutil
-
-    procs = _tree(pid)
-    if procs is None:
-        return float("nan")
-    total = 0.0
-    for proc in procs:
-        try:
-            total += measure(proc)
-        except psutil.NoSuchProcess:
-            continue  # ended meanwhile
-    return total
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MiB."""
-    return _tree_sum(pid, lambda p: p.memory_info().rss) / 2**20
-
-
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of a process tree, its reaped children included."""
-
-    def cpu(proc: Any) -> float:
-        t = proc.cpu_times()
-        return t.user + t.system + t.children_user + t.children_system
-
-    return _tree_sum(pid, cpu)
-
-
-def own_cpu_s() -> float:
-    """CPU seconds of this process and its reaped children."""
-    import resource
-
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100) by linear interpolation."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
 PANDAS_SCRIPT = """import json
 import pandas as pd
 frame = pd.DataFrame({"n": range(10)})
 print(json.dumps({"status": "success", "data": {"sum": int(frame["n"].sum())}}))
 """
-
-
-def summarize(samples: list[float]) -> dict[str, float]:
-    """p50/p90/p99/mean in milliseconds."""
-    return {
-        "p50_ms": percentile(samples, 50) * 1000,
-        "p90_ms": percentile(samples, 90) * 1000,
-        "p99_ms": percentile(samples, 99) * 1000,
-        "mean_ms": statistics.fmean(samples) * 1000,
-        "n": len(samples),
-        "samples_ms": [round(x * 1000, 3) for x in samples],
-    }
 
 
 class Bench:
@@ -530,86 +462,8 @@ class Bench:
                     results[key] = summarize(self.product_latency(client, n))
                 finally:
                     LocalWorker(embedded).stop()
-        self.report(results)
+        report(results, self.args.broker)
         return results
-
-    def report(self, r: dict[str, Any]) -> None:
-        bare = r["bare"]
-        print(
-            f"\n{'path':<34}{'p50':>8}{'p90':>8}{'p99':>8}{'ratio':>8}"
-            f"{'runs/s 1':>10}{'runs/s 2':>10}{'ratio':>7}{'CPU/run':>9}"
-        )
-        broker = self.args.broker.split(":")[0]
-        rows = [
-            ("bare subprocess.run", "bare"),
-            (f"Plan 2 (in-process task), {broker}", "plan2"),
-            (f"product fresh, {broker}", "product"),
-            (f"product warm, {broker}", "warm"),
-            ("embedded default (fresh)", "embedded"),
-            ("embedded, warm runner", "embedded_warm"),
-        ]
-        for label, key in rows:
-            if key not in r:
-                continue
-            x = r[key]
-            ratio = x["p50_ms"] / bare["p50_ms"]
-            x["latency_ratio"] = ratio
-            line = (
-                f"{label[:33]:<34}{x['p50_ms']:>8.1f}{x['p90_ms']:>8.1f}{x['p99_ms']:>8.1f}"
-                f"{ratio:>7.2f}x"
-            )
-            if "throughput_per_s" in x:
-                x["throughput_ratio"] = x["throughput_per_s"] / bare["throughput_per_s"]
-                line += (
-                    f"{x['throughput_1_per_s']:>10.1f}{x['throughput_per_s']:>10.1f}"
-                    f"{x['throughput_ratio']:>6.2f}x{x['cpu_ms_per_run']:>9.1f}"
-                )
-            print(line)
-        print("(ratio: p50 / bare p50, and runs/s with 2 slots / bare's; CPU/run in ms)")
-        p = r["product"]
-        print(
-            f"\nproduct overhead over bare: {p['p50_ms'] - bare['p50_ms']:+.1f} ms at p50 "
-            f"(target: latency <= 1.15x, throughput >= 0.9x)"
-        )
-        if "warm" in r:
-            w = r["warm"]
-            w["throughput_vs_fresh"] = w["throughput_per_s"] / p["throughput_per_s"]
-            print(
-                f"warm: latency {w['latency_ratio']:.2f}x bare (target <= 0.4x), throughput "
-                f"{w['throughput_vs_fresh']:.2f}x fresh (target >= 3x); worker tree RSS "
-                f"{w['worker_rss_mb']:.0f} MiB (fresh: {p['worker_rss_mb']:.0f} MiB)"
-            )
-        if "soak" in r:
-            s = r["soak"]
-            print(
-                f"soak, warm: {s['runs']:,} runs; worker tree RSS {s['rss_start_mb']:.0f} MiB "
-                f"at start, {s['rss_end_mb']:.0f} at the end ({s['growth']:+.1%} after the "
-                f"first batch), max {s['rss_max_mb']:.0f}, idle {s['rss_idle_mb']:.0f} "
-                "(target <= 150 MiB, flat +-10%)"
-            )
-        for h in r.get("history", []):
-            print(f"history of {h['rows']:,} runs into a DataFrame: {h['load_s']:.2f} s")
-        if "pandas_warm" in r:
-            speedup = r["pandas_bare"]["p50_ms"] / r["pandas_warm"]["p50_ms"]
-            r["pandas_speedup"] = speedup
-            print(
-                f"script importing pandas: bare {r['pandas_bare']['p50_ms']:.0f} ms, warm with "
-                f"pandas preloaded {r['pandas_warm']['p50_ms']:.1f} ms = {speedup:.0f}x faster "
-                "(target >= 20x)"
-            )
-        st = r["store"]
-        print(
-            f"the store alone ({st['database']}): {st['per_run_ms']:.1f} ms per run to create, "
-            "claim and finish a record"
-        )
-        if "embedded" in r:
-            line = (
-                f"embedded default: p50 {r['embedded']['p50_ms']:.1f} ms fresh "
-                f"({r['embedded']['p50_ms'] - p['p50_ms']:+.1f} vs {broker})"
-            )
-            if "embedded_warm" in r:
-                line += f", {r['embedded_warm']['p50_ms']:.1f} ms warm"
-            print(line + " (target: p50 <= 50 ms)")
 
 
 def benchmark(**options: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -11,6 +10,7 @@ from typing import Any
 
 from jupyter_scriptrun.exceptions import InvalidParameters, ScriptMetadataError
 from jupyter_scriptrun.queues import queue_problem
+from jupyter_scriptrun.schemas import load_jsonschema
 
 # PEP 723's regular expression, for our block type only.
 BLOCK_RE = re.compile(r"(?m)^# /// scriptrun\s*$\s(?P<content>(^#(| .*)$\s)*?)^# ///\s*$")
@@ -47,34 +47,6 @@ PARAMETER_KEYS = {
     "title",
     "required",
 }
-
-
-_IMPORT_LOCK = threading.RLock()
-
-
-def load_jsonschema() -> Any:
-    """``import jsonschema`` without its ``iri`` format checker.
-
-    jsonschema imports every optional format library it finds at its own import;
-    rfc3987-syntax (which jupyterlab installs) builds a grammar there and takes seconds,
-    on every worker, CLI and kernel start. We never check formats, so it is kept out of
-    that one import (and stays importable for anyone else afterwards); the only effect is
-    that ``FormatChecker`` in this process does not check ``iri`` / ``iri-reference``.
-    """
-    import sys
-
-    # One import at a time: a thread warming the imports in the background (``%load_ext``)
-    # leaves a partly initialised module in sys.modules while it runs, which a second
-    # thread must not take for the finished one.
-    with _IMPORT_LOCK:
-        if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
-            return sys.modules.get("jsonschema") or __import__("jsonschema")
-        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
-        try:
-            import jsonschema
-        finally:
-            del sys.modules["rfc3987_syntax"]
-        return jsonschema
 
 
 JSON_TYPES = {"string", "integer", "number", "boolean", "array", "object", "null"}

@@ -14,12 +14,14 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun import defaults
 from jupyter_scriptrun.exceptions import InvalidParameters
-from jupyter_scriptrun.execution.runner import RunOutcome
 from jupyter_scriptrun.status import ExecutionStatus
+
+if TYPE_CHECKING:  # the runner's outcome is read, never made, here
+    from jupyter_scriptrun.execution.runner import RunOutcome
 
 EX_TEMPFAIL = 75
 """sysexits.h's "temporary failure": a script exiting with it asks to be retried."""

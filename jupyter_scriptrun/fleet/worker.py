@@ -208,7 +208,7 @@ def _housekeeping(idle_exit_s: float | None) -> None:
 def _on_init(**_: object) -> None:
     """Open (and migrate) the store now, so that a worker whose database is away says so
     at once; import jsonschema now, not during the first run."""
-    from jupyter_scriptrun.contract.metadata import load_jsonschema
+    from jupyter_scriptrun.schemas import load_jsonschema
 
     load_jsonschema()
     executor.store  # noqa: B018 - opens and migrates

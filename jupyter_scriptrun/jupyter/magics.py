@@ -12,9 +12,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
-from jupyter_scriptrun.cli import build_params
 from jupyter_scriptrun.display import summary_line
 from jupyter_scriptrun.exceptions import ScriptrunError
+from jupyter_scriptrun.params import build_params
 
 SUBCOMMANDS = ("list", "history", "status", "logs", "cancel")
 
@@ -47,7 +47,7 @@ class ScriptrunMagics(Magics):
     def client(self) -> Any:
         """The client the magics use (the process-wide one unless given)."""
         if self._client is None:
-            from jupyter_scriptrun import default_client
+            from jupyter_scriptrun.client import default_client
 
             self._client = default_client()
         return self._client
@@ -213,7 +213,7 @@ class ScriptrunMagics(Magics):
                 now = time.monotonic()
                 if live is not None and now - last_update >= REFRESH_S:
                     last_update = now
-                    rec = execution.client.store.get(execution.id)
+                    rec = execution.record()
                     live.update(StatusLine(summary_line(rec, now - started)))
         except KeyboardInterrupt:
             status = execution.cancel()

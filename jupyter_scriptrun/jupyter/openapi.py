@@ -427,7 +427,7 @@ def document(base_url: str = "/") -> dict[str, Any]:
 
 def body_problems(schema: dict[str, Any], body: Any) -> list[str]:
     """Every way ``body`` breaks ``schema``, as readable lines (empty when it is fine)."""
-    from jupyter_scriptrun.contract.metadata import load_jsonschema
+    from jupyter_scriptrun.schemas import load_jsonschema
 
     Draft202012Validator = load_jsonschema().Draft202012Validator
 

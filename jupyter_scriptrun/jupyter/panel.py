@@ -13,6 +13,7 @@ import ipywidgets as w
 
 from jupyter_scriptrun.display import MARKS, execution_html, summary_line
 from jupyter_scriptrun.exceptions import InvalidParameters, ScriptrunError
+from jupyter_scriptrun.handle import OutputCursor
 from jupyter_scriptrun.status import ExecutionStatus
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class Panel:
         self.fields: dict[str, ParameterField] = {}
         self.free_form: w.Textarea | None = None
         self._runs: dict[str, Any] = {}  # id -> Execution, in the order started
-        self._offsets: dict[str, tuple[int | None, int]] = {}
+        self._cursors: dict[str, OutputCursor] = {}
         self._texts: dict[str, str] = {}
         self._labels: list[tuple[str, str]] = []
         self._states: dict[str, tuple[str, str]] = {}  # id -> (script, last status seen)
@@ -127,8 +128,16 @@ class Panel:
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
 
-        scripts = client.scripts()
-        self._scripts = {s.name: s for s in scripts}
+        self._scripts = {s.name: s for s in client.scripts()}
+        self.tabs = w.Tab(children=[self._run_tab(), self._history_tab()])
+        self.tabs.set_title(0, "Run")
+        self.tabs.set_title(1, "History")
+        self.widget = w.VBox([self.tabs])
+        self._build_form()
+        self.refresh_history()
+
+    def _run_tab(self) -> w.VBox:
+        """Pick a script, fill its form, run it and watch the output."""
         self.script = w.Dropdown(
             options=list(self._scripts),
             description="Script",
@@ -151,21 +160,11 @@ class Panel:
             placeholder="output appears here as the script prints it",
         )
         self.result = w.HTML()
-
-        self.history_script = w.Dropdown(
-            options=[("all scripts", "")] + [(n, n) for n in self._scripts], description="Script"
-        )
-        self.history_status = w.Dropdown(
-            options=[("any status", "")] + [(s.value, s.value) for s in ExecutionStatus],
-            description="Status",
-        )
-        self.history_limit = w.BoundedIntText(
-            value=20, min=1, max=10_000, description="Rows", layout=w.Layout(width="180px")
-        )
-        self.refresh_button = w.Button(description="Refresh", icon="refresh")
-        self.history = w.HTML()
-
-        run_tab = w.VBox(
+        self.script.observe(lambda _: self._build_form(), names="value")
+        self.run_button.on_click(lambda _: self.run())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.runs.observe(lambda _: self._show_selected(), names="value")
+        return w.VBox(
             [
                 self.script,
                 self.description,
@@ -178,7 +177,25 @@ class Panel:
                 self.result,
             ]
         )
-        history_tab = w.VBox(
+
+    def _history_tab(self) -> w.VBox:
+        """The history, filtered by script and status."""
+        self.history_script = w.Dropdown(
+            options=[("all scripts", "")] + [(n, n) for n in self._scripts], description="Script"
+        )
+        self.history_status = w.Dropdown(
+            options=[("any status", "")] + [(s.value, s.value) for s in ExecutionStatus],
+            description="Status",
+        )
+        self.history_limit = w.BoundedIntText(
+            value=20, min=1, max=10_000, description="Rows", layout=w.Layout(width="180px")
+        )
+        self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        self.history = w.HTML()
+        self.refresh_button.on_click(lambda _: self.refresh_history())
+        for control in (self.history_script, self.history_status, self.history_limit):
+            control.observe(lambda _: self.refresh_history(), names="value")
+        return w.VBox(
             [
                 w.HBox(
                     [
@@ -191,20 +208,6 @@ class Panel:
                 self.history,
             ]
         )
-        self.tabs = w.Tab(children=[run_tab, history_tab])
-        self.tabs.set_title(0, "Run")
-        self.tabs.set_title(1, "History")
-        self.widget = w.VBox([self.tabs])
-
-        self.script.observe(lambda _: self._build_form(), names="value")
-        self.run_button.on_click(lambda _: self.run())
-        self.cancel_button.on_click(lambda _: self.cancel())
-        self.runs.observe(lambda _: self._show_selected(), names="value")
-        self.refresh_button.on_click(lambda _: self.refresh_history())
-        for control in (self.history_script, self.history_status, self.history_limit):
-            control.observe(lambda _: self.refresh_history(), names="value")
-        self._build_form()
-        self.refresh_history()
 
     # -- display ----------------------------------------------------------------
 
@@ -310,7 +313,7 @@ class Panel:
         with self._lock:
             self._runs[execution.id] = execution
             self._states[execution.id] = (self.script.value, ExecutionStatus.QUEUED.value)
-            self._offsets[execution.id] = (None, 0)
+            self._cursors[execution.id] = OutputCursor()
             self._texts[execution.id] = ""
         self._relabel()
         self.runs.value = execution.id
@@ -377,16 +380,13 @@ class Panel:
     def _refresh_run(self, execution_id: str) -> None:
         execution = self._runs[execution_id]
         with self._lock:
-            attempt, offset = self._offsets[execution_id]
-            status = execution.status
-            page = execution.output(offset if attempt is not None else 0)
-            if attempt is not None and page["attempt"] != attempt:
-                page = execution.output(0)
-                if attempt >= 1:  # attempt 0 is "queued": nothing ran yet
-                    self._texts[execution_id] += f"\n--- attempt {page['attempt']} ---\n"
-            text = self._texts[execution_id] + "".join(c["text"] for c in page["chunks"])
+            cursor = self._cursors[execution_id]
+            news = execution.read_new(cursor)
+            status = news.status
+            if news.retried:
+                self._texts[execution_id] += f"\n--- attempt {cursor.attempt} ---\n"
+            text = self._texts[execution_id] + "".join(c["text"] for c in news.chunks)
             self._texts[execution_id] = text[-OUTPUT_KEEP_CHARS:]
-            self._offsets[execution_id] = (page["attempt"], page["next_offset"])
             self._states[execution_id] = (self._states[execution_id][0], status.value)
             if execution_id == self.runs.value:
                 self._show(execution, status)

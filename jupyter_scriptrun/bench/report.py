@@ -1,0 +1,85 @@
+"""The benchmark's printed report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def report(r: dict[str, Any], broker_url: str) -> None:
+    """Print the figures as tables, each ratio against the bare baseline of the same run."""
+    bare = r["bare"]
+    print(
+        f"\n{'path':<34}{'p50':>8}{'p90':>8}{'p99':>8}{'ratio':>8}"
+        f"{'runs/s 1':>10}{'runs/s 2':>10}{'ratio':>7}{'CPU/run':>9}"
+    )
+    broker = broker_url.split(":")[0]
+    rows = [
+        ("bare subprocess.run", "bare"),
+        (f"Plan 2 (in-process task), {broker}", "plan2"),
+        (f"product fresh, {broker}", "product"),
+        (f"product warm, {broker}", "warm"),
+        ("embedded default (fresh)", "embedded"),
+        ("embedded, warm runner", "embedded_warm"),
+    ]
+    for label, key in rows:
+        if key not in r:
+            continue
+        x = r[key]
+        ratio = x["p50_ms"] / bare["p50_ms"]
+        x["latency_ratio"] = ratio
+        line = (
+            f"{label[:33]:<34}{x['p50_ms']:>8.1f}{x['p90_ms']:>8.1f}{x['p99_ms']:>8.1f}"
+            f"{ratio:>7.2f}x"
+        )
+        if "throughput_per_s" in x:
+            x["throughput_ratio"] = x["throughput_per_s"] / bare["throughput_per_s"]
+            line += (
+                f"{x['throughput_1_per_s']:>10.1f}{x['throughput_per_s']:>10.1f}"
+                f"{x['throughput_ratio']:>6.2f}x{x['cpu_ms_per_run']:>9.1f}"
+            )
+        print(line)
+    print("(ratio: p50 / bare p50, and runs/s with 2 slots / bare's; CPU/run in ms)")
+    p = r["product"]
+    print(
+        f"\nproduct overhead over bare: {p['p50_ms'] - bare['p50_ms']:+.1f} ms at p50 "
+        f"(target: latency <= 1.15x, throughput >= 0.9x)"
+    )
+    if "warm" in r:
+        w = r["warm"]
+        w["throughput_vs_fresh"] = w["throughput_per_s"] / p["throughput_per_s"]
+        print(
+            f"warm: latency {w['latency_ratio']:.2f}x bare (target <= 0.4x), throughput "
+            f"{w['throughput_vs_fresh']:.2f}x fresh (target >= 3x); worker tree RSS "
+            f"{w['worker_rss_mb']:.0f} MiB (fresh: {p['worker_rss_mb']:.0f} MiB)"
+        )
+    if "soak" in r:
+        s = r["soak"]
+        print(
+            f"soak, warm: {s['runs']:,} runs; worker tree RSS {s['rss_start_mb']:.0f} MiB "
+            f"at start, {s['rss_end_mb']:.0f} at the end ({s['growth']:+.1%} after the "
+            f"first batch), max {s['rss_max_mb']:.0f}, idle {s['rss_idle_mb']:.0f} "
+            "(target <= 150 MiB, flat +-10%)"
+        )
+    for h in r.get("history", []):
+        print(f"history of {h['rows']:,} runs into a DataFrame: {h['load_s']:.2f} s")
+    if "pandas_warm" in r:
+        speedup = r["pandas_bare"]["p50_ms"] / r["pandas_warm"]["p50_ms"]
+        r["pandas_speedup"] = speedup
+        print(
+            f"script importing pandas: bare {r['pandas_bare']['p50_ms']:.0f} ms, warm with "
+            f"pandas preloaded {r['pandas_warm']['p50_ms']:.1f} ms = {speedup:.0f}x faster "
+            "(target >= 20x)"
+        )
+    st = r["store"]
+    print(
+        f"the store alone ({st['database']}): {st['per_run_ms']:.1f} ms per run to create, "
+        "claim and finish a record"
+    )
+    if "embedded" in r:
+        line = (
+            f"embedded default: p50 {r['embedded']['p50_ms']:.1f} ms fresh "
+            f"({r['embedded']['p50_ms'] - p['p50_ms']:+.1f} vs {broker})"
+        )
+        if "embedded_warm" in r:
+            line += f", {r['embedded_warm']['p50_ms']:.1f} ms warm"
+        print(line + " (target: p50 <= 50 ms)")

@@ -1,0 +1,191 @@
+"""The handle of one run (:class:`Execution`): its status, record, output as it comes,
+results, and cancel."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from jupyter_scriptrun.exceptions import ExecutionFailed, ExecutionTimeout
+from jupyter_scriptrun.status import ExecutionStatus
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from jupyter_scriptrun.client import Client
+
+
+@dataclass
+class OutputCursor:
+    """Where a follower of a run's output stands: the attempt and the next chunk."""
+
+    attempt: int | None = None
+    offset: int = 0
+
+
+@dataclass
+class OutputNews:
+    """What :meth:`Execution.read_new` found: the status, new chunks (``{"attempt",
+    "seq", "stream", "text"}``), and whether a retry began (output starts again)."""
+
+    status: ExecutionStatus
+    chunks: list[dict[str, Any]]
+    retried: bool = False
+
+
+class Execution:
+    """The handle of one execution: its id, live status, and (once ended) its results."""
+
+    def __init__(
+        self, client: Client, execution_id: str, created: dict[str, Any] | None = None
+    ) -> None:
+        self.client = client
+        self.id = execution_id
+        self.created = created
+        """The record as submitted (``queued``), for a handle this client submitted."""
+        self._attempts: list[dict[str, Any]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Execution {self.id[:8]} {self.record().get('script')} {self.status.value}>"
+
+    def _repr_html_(self) -> str:
+        from jupyter_scriptrun.display import execution_html
+
+        rec = self.record()
+        frame = self.frame() if rec["status"] == "succeeded" else None
+        failed = rec["status"] != "succeeded"
+        return execution_html(rec, self.data, frame, self.stdout, self.stderr if failed else "")
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        from jupyter_scriptrun.display import summary_line
+
+        printer.text(summary_line(self.record()))
+
+    @property
+    def status(self) -> ExecutionStatus:
+        """The status now (read from the store)."""
+        return self.client.store.status(self.id)
+
+    def record(self) -> dict[str, Any]:
+        """The execution's record: the history columns and a few more."""
+        return self.client.store.get(self.id)
+
+    def wait(self, timeout: float | None = None) -> Execution:
+        """Block until the run ends (``timeout`` in seconds; ExecutionTimeout after it)."""
+        self.client.wait_for(self.id, timeout)
+        self._attempts = None
+        return self
+
+    def attempts(self) -> list[dict[str, Any]]:
+        """Every attempt, with its output, result, traceback and metrics."""
+        if self._attempts is None or not self.status.is_final:
+            self._attempts = self.client.store.attempts(self.id)
+        return self._attempts
+
+    def _last(self) -> dict[str, Any]:
+        tried = self.attempts()
+        return tried[-1] if tried else {}
+
+    @property
+    def result(self) -> Any:
+        """The JSON document the script printed (None if it printed none)."""
+        return self._last().get("result")
+
+    @property
+    def data(self) -> Any:
+        """The result's ``data`` (or the whole JSON output when it is not shaped)."""
+        return self._last().get("data")
+
+    @property
+    def stdout(self) -> str:
+        """Captured standard output of the last attempt."""
+        return self._last().get("stdout") or ""
+
+    @property
+    def stderr(self) -> str:
+        """Captured standard error of the last attempt."""
+        return self._last().get("stderr") or ""
+
+    @property
+    def traceback(self) -> str | None:
+        """The traceback of a failed last attempt, if one was printed."""
+        return self._last().get("traceback")
+
+    def output(self, offset: int = 0) -> dict[str, Any]:
+        """Output of the latest attempt as it arrives: ``{"attempt", "chunks",
+        "next_offset"}`` from chunk ``offset`` on (pass ``next_offset`` back for more)."""
+        return self.client.store.output(self.id, offset)
+
+    def read_new(self, cursor: OutputCursor) -> OutputNews:
+        """The status and the output that arrived since ``cursor`` (which moves on): the
+        one way every front end follows a run without blocking."""
+        # Status first: a run seen final has all its output already written (the last
+        # chunks go in the same transaction as the final status).
+        status = self.status
+        page = self.client.store.output(self.id, cursor.offset if cursor.attempt else 0)
+        previous = cursor.attempt
+        if previous is not None and page["attempt"] != previous:
+            page = self.client.store.output(self.id, 0, page["attempt"])
+        cursor.attempt, cursor.offset = page["attempt"], page["next_offset"]
+        return OutputNews(
+            status,
+            [{"attempt": cursor.attempt, **chunk} for chunk in page["chunks"]],
+            retried=bool(previous) and previous != cursor.attempt,
+        )
+
+    def follow(
+        self, interval: float = 0.25, ticks: bool = False
+    ) -> Iterator[dict[str, Any] | None]:
+        """Yield output chunks (``{"attempt", "seq", "stream", "text"}``) as they arrive,
+        until the run ends; a retry starts again from its own first chunk. With ``ticks``,
+        also yield None every ``interval`` (for a live clock)."""
+        cursor = OutputCursor()
+        while True:
+            news = self.read_new(cursor)
+            yield from news.chunks
+            if news.status.is_final:
+                return
+            if ticks:
+                yield None
+            with contextlib.suppress(ExecutionTimeout):
+                self.wait(interval)
+
+    def frame(self) -> pd.DataFrame | None:
+        """``data`` as a DataFrame when it is tabular, else None."""
+        from jupyter_scriptrun.frames import data_frame
+
+        return data_frame(self.data)
+
+    def cancel(self) -> ExecutionStatus:
+        """Cancel: a queued run never starts; a running one has its process tree ended.
+
+        Returns the status after the request (``cancelled``, or ``running`` while its
+        worker is ending it). Raises ExecutionConflict if the run already ended otherwise.
+        """
+        status = self.client.store.request_cancel(self.id)
+        if status is ExecutionStatus.CANCELLED:
+            try:  # the message may still sit in the broker: let workers drop it
+                self.client.app.control.revoke(self.id)
+            except Exception:
+                log.debug("revoke of %s not broadcast", self.id, exc_info=True)
+        return status
+
+    def raise_for_status(self) -> Execution:
+        """Raise ExecutionFailed unless the run succeeded."""
+        rec = self.record()
+        if rec["status"] != ExecutionStatus.SUCCEEDED.value:
+            raise ExecutionFailed(
+                self.id,
+                rec["script"],
+                rec["status"],
+                rec["error_type"],
+                rec["message"],
+                rec["exit_code"],
+                self.stderr[-2000:],
+            )
+        return self

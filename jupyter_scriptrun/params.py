@@ -1,0 +1,43 @@
+"""Parameters as people type them: a JSON object, then ``key=value`` words (the CLI and
+the magics share this)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` words to a dict; values are JSON where they parse, else strings.
+
+    Raises:
+        ValueError: a word without ``=``, an empty or repeated key.
+    """
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"{item!r}: parameters are written key=value")
+        if key in params:
+            raise ValueError(f"parameter {key!r} given twice")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+def build_params(json_text: str | None, assignments: Sequence[str], option: str) -> dict[str, Any]:
+    """Parameters from a JSON object option, overridden by ``key=value`` words."""
+    params: dict[str, Any] = {}
+    if json_text:
+        try:
+            params = json.loads(json_text)
+        except ValueError as exc:
+            raise ValueError(f"{option} is not valid JSON: {exc}") from None
+        if not isinstance(params, dict):
+            raise ValueError(f"{option} must be a JSON object")
+    params.update(parse_assignments(assignments))
+    return params
