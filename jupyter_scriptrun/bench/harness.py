@@ -96,7 +96,7 @@ class Bench:
         env = script_env(
             os.environ,
             self.base.env_allow,
-            parameters=self.params,
+            parameters=json.dumps(self.params),
             page_context="bench",
             script_name=self.script,
             execution_id="bare",
@@ -286,7 +286,7 @@ class Bench:
         cpu = own_cpu_s() - cpu0 + tree_cpu_s(worker_pid) - wcpu0
         return rate, cpu / n * 1000
 
-    def store_cost(self, n: int) -> dict[str, float]:
+    def store_cost(self, n: int) -> dict[str, Any]:
         """The store alone: ms per run to create, claim and finish its record (what the
         product writes per run, without a broker or a process)."""
         from jupyter_scriptrun.status import ExecutionStatus

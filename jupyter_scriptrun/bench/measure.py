@@ -68,7 +68,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def summarize(samples: list[float]) -> dict[str, float]:
+def summarize(samples: list[float]) -> dict[str, Any]:
     """p50/p90/p99/mean in milliseconds."""
     return {
         "p50_ms": percentile(samples, 50) * 1000,

@@ -253,8 +253,7 @@ def _check(data: dict[str, Any]) -> list[str]:
         validator = Draft202012Validator(meta_schema)
         for name, spec in params.items():
             if "default" in spec:
-                for err in validator.evolve(schema=meta_schema["properties"][name]).iter_errors(
-                    spec["default"]
-                ):
+                properties: dict[str, Any] = meta_schema["properties"]  # type: ignore[assignment]
+                for err in validator.evolve(schema=properties[name]).iter_errors(spec["default"]):
                     problems.append(f"parameters.{name}: default {err.message}")
     return problems

@@ -54,7 +54,7 @@ class Ledger:
     def sweep(self) -> list[dict[str, Any]]:
         """Kill what is left of sessions whose supervising process died; return those
         entries (each with ``killed``, the pids signalled)."""
-        swept = []
+        swept: list[dict[str, Any]] = []
         try:
             names = [n for n in os.listdir(self.dir) if n.endswith(".json")]
         except FileNotFoundError:

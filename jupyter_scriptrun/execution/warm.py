@@ -206,18 +206,22 @@ def _become_script(request: dict[str, Any], fds: list[int], inherited: tuple[Any
     sys.argv = [script, *request["argv"][2:]]
     sys.path[0] = os.path.dirname(os.path.abspath(script))
     encoding = os.environ.get("PYTHONIOENCODING", "utf-8").split(":")[0] or "utf-8"
-    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.FileIO(0, "r"), encoding=encoding)
+    stdin = io.TextIOWrapper(io.FileIO(0, "r"), encoding=encoding)
     unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))  # as a fresh interpreter reads it
-    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
+    stdout = io.TextIOWrapper(
         io.BufferedWriter(io.FileIO(1, "w")), encoding=encoding, write_through=unbuffered
     )
-    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
+    stderr = io.TextIOWrapper(
         io.BufferedWriter(io.FileIO(2, "w")),
         encoding=encoding,
         errors="backslashreplace",
         line_buffering=True,
         write_through=unbuffered,
     )
+    # The fresh interpreter's own streams (mypy marks sys.__std*__ final).
+    sys.stdin = sys.__stdin__ = stdin  # type: ignore[misc]
+    sys.stdout = sys.__stdout__ = stdout  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = stderr  # type: ignore[misc]
     if "numpy" in sys.modules:  # the stdlib's random reseeds at fork; numpy's does not
         with contextlib.suppress(Exception):
             sys.modules["numpy"].random.seed()
@@ -258,8 +262,8 @@ def _run_as_main(script: str) -> None:
     code = compile(source, script, "exec", dont_inherit=True)
     main = types.ModuleType("__main__")
     main.__file__ = script
-    main.__cached__ = None
-    main.__builtins__ = builtins
+    # What runpy gives a __main__ module (mypy's ModuleType lacks these two).
+    main.__dict__.update(__cached__=None, __builtins__=builtins)
     sys.modules["__main__"] = main
     exec(code, main.__dict__)
 
@@ -397,7 +401,7 @@ class WarmParent:
             os.close(out_w)
             os.close(err_w)
         conn.setblocking(False)
-        return WarmChild(answer["pid"], out_r, err_r, conn, rest, self.pid)
+        return WarmChild(int(answer["pid"]), out_r, err_r, conn, rest, self.pid)
 
     def stop(self) -> None:
         """End the parent (children already running go on until their runs end)."""

@@ -13,6 +13,7 @@ import os
 import time
 import uuid
 from queue import Empty
+from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.json import dumps, loads
@@ -23,7 +24,10 @@ ALIAS = "scriptrun-fs"
 class Channel(filesystem.Channel):
     """A filesystem channel with atomic put and get."""
 
-    def _put(self, queue: str, payload: dict, **kwargs: object) -> None:
+    # kombu's own two base classes disagree on this signature (payload/message).
+    def _put(  # type: ignore[override]
+        self, queue: str, payload: dict[str, Any], **kwargs: Any
+    ) -> None:
         name = f"{int(time.monotonic() * 1000):015d}_{uuid.uuid4().hex}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         tmp = os.path.join(self.data_folder_out, f".{name}.tmp")
@@ -31,7 +35,7 @@ class Channel(filesystem.Channel):
             f.write(dumps(payload).encode("utf-8"))
         os.replace(tmp, final)
 
-    def _get(self, queue: str) -> dict:
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         wanted = f"{queue}.msg"
         folder = self.data_folder_in
         for name in sorted(os.listdir(folder)):

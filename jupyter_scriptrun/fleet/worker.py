@@ -71,7 +71,7 @@ executor = Executor(settings, Registry(settings.scripts_path))
 execute = define_tasks(app, executor)
 
 
-class _Worker(app.Worker):  # type: ignore[name-defined,misc]
+class _Worker(app.Worker):  # type: ignore[name-defined]
     """Celery's worker with a node name unique to the process when ``-n`` is not given
     (Celery's CLI then passes its own default, the same for every worker on a host)."""
 

@@ -63,8 +63,8 @@ def mapped_errors(method: Callable[..., Any]) -> Callable[..., Any]:
                     body: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
                     if isinstance(exc, InvalidParameters | InvalidRequest):
                         body["problems"] = exc.problems
-                    if getattr(exc, "execution_id", None):
-                        body["execution_id"] = exc.execution_id
+                    if execution_id := getattr(exc, "execution_id", None):
+                        body["execution_id"] = execution_id
                     self.set_status(code)
                     self.finish(json.dumps(body, ensure_ascii=False))
                     return None

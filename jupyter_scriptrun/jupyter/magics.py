@@ -121,7 +121,7 @@ class ScriptrunMagics(Magics):
                 raise
             print(f"scriptrun: {message}", file=sys.stderr)
             return None
-        if args.var and value is not None:
+        if args.var and value is not None and self.shell is not None:
             self.shell.user_ns[args.var] = value
         return value
 

@@ -368,7 +368,7 @@ class Panel:
                 active = self.active
             except Exception:  # a store hiccup must not kill the refresh loop
                 log.warning("panel refresh failed", exc_info=True)
-                active = [True]
+                active = ["(retry)"]
             if not active:
                 break
             self._stop.wait(self.refresh_s)

@@ -120,7 +120,7 @@ class HistoryReads(Database):
         raw: bool = False,
     ) -> Any:
         """The SELECT behind the history, newest first (for frames and the REST API)."""
-        cols = [executions.c[c] for c in HISTORY_COLUMNS]
+        cols: list[Any] = [executions.c[c] for c in HISTORY_COLUMNS]
         if raw:
             # Timestamps as the driver gives them (text on SQLite, datetimes on PostgreSQL)
             # and parameters as their JSON text: a vectorized parse in pandas beats a

@@ -45,7 +45,7 @@ class RunStates(Database):
                             last_seen_at=now,
                         )
                     )
-                return int(res.inserted_primary_key[0])
+                return int(res.inserted_primary_key[0])  # type: ignore[index]
             except IntegrityError:  # another process registered it a moment ago
                 return int(
                     conn.execute(select(scripts.c.id).where(scripts.c.name == name)).scalar_one()
