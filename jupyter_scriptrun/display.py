@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +36,7 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
-def summary_line(rec: dict[str, Any], elapsed_s: float | None = None) -> str:
+def summary_line(rec: Mapping[str, Any], elapsed_s: float | None = None) -> str:
     """One line: mark, script, short id, status, duration, peak memory (and the error)."""
     status = rec["status"]
     parts = [f"{MARKS.get(status, '•')} {rec['script']} [{rec['id'][:8]}] {status}"]
@@ -59,7 +60,7 @@ OUTPUT_TAIL_CHARS = 4000
 
 
 def execution_html(
-    rec: dict[str, Any], data: Any, frame: Any = None, stdout: str = "", stderr: str = ""
+    rec: Mapping[str, Any], data: Any, frame: Any = None, stdout: str = "", stderr: str = ""
 ) -> str:
     """An execution as a small HTML card: status, timings, memory, message, data — or,
     when the run returned no data, the end of its output."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun.exceptions import ExecutionFailed, ExecutionTimeout
+from jupyter_scriptrun.models import AttemptRecord, ExecutionRecord, OutputPage
 from jupyter_scriptrun.status import ExecutionStatus
 
 log = logging.getLogger(__name__)
@@ -42,13 +43,13 @@ class Execution:
     """The handle of one execution: its id, live status, and (once ended) its results."""
 
     def __init__(
-        self, client: Client, execution_id: str, created: dict[str, Any] | None = None
+        self, client: Client, execution_id: str, created: ExecutionRecord | None = None
     ) -> None:
         self.client = client
         self.id = execution_id
         self.created = created
         """The record as submitted (``queued``), for a handle this client submitted."""
-        self._attempts: list[dict[str, Any]] | None = None
+        self._attempts: list[AttemptRecord] | None = None
 
     def __repr__(self) -> str:
         return f"<Execution {self.id[:8]} {self.record().get('script')} {self.status.value}>"
@@ -71,7 +72,7 @@ class Execution:
         """The status now (read from the store)."""
         return self.client.store.status(self.id)
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> ExecutionRecord:
         """The execution's record: the history columns and a few more."""
         return self.client.store.get(self.id)
 
@@ -81,13 +82,13 @@ class Execution:
         self._attempts = None
         return self
 
-    def attempts(self) -> list[dict[str, Any]]:
+    def attempts(self) -> list[AttemptRecord]:
         """Every attempt, with its output, result, traceback and metrics."""
         if self._attempts is None or not self.status.is_final:
             self._attempts = self.client.store.attempts(self.id)
         return self._attempts
 
-    def _last(self) -> dict[str, Any]:
+    def _last(self) -> Mapping[str, Any]:
         tried = self.attempts()
         return tried[-1] if tried else {}
 
@@ -116,7 +117,7 @@ class Execution:
         """The traceback of a failed last attempt, if one was printed."""
         return self._last().get("traceback")
 
-    def output(self, offset: int = 0) -> dict[str, Any]:
+    def output(self, offset: int = 0) -> OutputPage:
         """Output of the latest attempt as it arrives: ``{"attempt", "chunks",
         "next_offset"}`` from chunk ``offset`` on (pass ``next_offset`` back for more)."""
         return self.client.store.output(self.id, offset)

@@ -1,7 +1,97 @@
-"""The history's columns by kind: importable without SQLAlchemy or pandas (the columnar
-reader's child process needs them)."""
+"""The records: an execution, an attempt and a page of output as typed dicts (what the
+store returns and the client hands on, JSON already decoded), and the history's columns
+by kind. Importable without SQLAlchemy or pandas (the columnar reader's child needs it).
+
+A new column goes into the table (``store/tables.py``), a migration, and the record here;
+the history's columns are listed below when it belongs to the history.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypedDict
+
+
+class ExecutionRecord(TypedDict):
+    """One execution (a row of ``executions``): the history's columns and more."""
+
+    id: str
+    script: str
+    script_id: int | None
+    status: str
+    page_context: str
+    parameters: dict[str, Any]
+    queue: str | None
+    timeout_s: float | None
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    queue_s: float | None
+    duration_s: float | None
+    cpu_user_s: float | None
+    cpu_system_s: float | None
+    peak_rss_mb: float | None
+    exit_code: int | None
+    attempt: int
+    worker: str | None
+    error_type: str | None
+    message: str | None
+    content_hash: str | None
+    heartbeat_at: datetime | None
+    """A running run's last heartbeat; a queued run's last send."""
+    cancel_requested: bool
+    idempotency_key: str | None
+    source: str | None
+    """An ad-hoc script's text (``%%scriptrun`` cells)."""
+    language: str | None
+
+
+class AttemptRecord(TypedDict):
+    """One attempt of an execution (a row of ``attempts``), with its output and result."""
+
+    execution_id: str
+    attempt: int
+    status: str
+    worker: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    duration_s: float | None
+    cpu_user_s: float | None
+    cpu_system_s: float | None
+    peak_rss_mb: float | None
+    exit_code: int | None
+    error_type: str | None
+    message: str | None
+    content_hash: str | None
+    stdout: str | None
+    stderr: str | None
+    stdout_bytes: int | None
+    stderr_bytes: int | None
+    stdout_truncated: bool | None
+    stderr_truncated: bool | None
+    traceback: str | None
+    result: Any
+    """The whole result document the script printed (None when it printed no JSON)."""
+    data: Any
+
+
+class OutputChunk(TypedDict):
+    """A piece of live output."""
+
+    seq: int
+    stream: str
+    """``stdout`` or ``stderr``."""
+    text: str
+
+
+class OutputPage(TypedDict):
+    """Live output of one attempt from a chunk offset on."""
+
+    attempt: int
+    chunks: list[OutputChunk]
+    next_offset: int
+    """Pass it back to read only what is new."""
+
 
 HISTORY_COLUMNS = (
     "id",

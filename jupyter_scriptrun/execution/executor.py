@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from jupyter_scriptrun.exceptions import AdhocNotAllowed, ScriptMetadataError, S
 from jupyter_scriptrun.execution import runner
 from jupyter_scriptrun.execution.live import LiveOutput
 from jupyter_scriptrun.execution.orphans import Ledger
-from jupyter_scriptrun.models import ATTEMPT_MEASURES, ATTEMPT_STREAMS
+from jupyter_scriptrun.models import ATTEMPT_MEASURES, ATTEMPT_STREAMS, ExecutionRecord
 from jupyter_scriptrun.queues import queue_problem
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, get_store, utcnow
@@ -154,7 +154,7 @@ class Executor:
         )
         return Outcome(status, error_type=type(exc).__name__, message=str(exc))
 
-    def _spec(self, row: dict[str, Any], script: Script, workdir: str) -> runner.RunSpec:
+    def _spec(self, row: ExecutionRecord, script: Script, workdir: str) -> runner.RunSpec:
         """The command, environment and limits of one attempt."""
         env = protocol.script_env(
             os.environ,
@@ -240,18 +240,19 @@ class Executor:
         if self._warm is not None:
             self._warm.stop()
 
-    def _script(self, row: dict[str, Any], workdir: Path | None) -> Script:
+    def _script(self, row: ExecutionRecord, workdir: Path | None) -> Script:
         """The registered script a run names, or its ad-hoc source written to ``workdir``."""
-        if row.get("source") is None:
+        source = row.get("source")
+        if source is None:
             return self.registry.get(row["script"])
         if not self.settings.allow_adhoc:
             raise AdhocNotAllowed(
                 "this worker does not run ad-hoc scripts (SCRIPTRUN_ALLOW_ADHOC=0); "
                 "register the script in a scripts folder instead"
             )
-        script = adhoc_script(row["script"], row["source"], row["language"] or "python", workdir)
+        script = adhoc_script(row["script"], source, row["language"] or "python", workdir)
         if workdir is not None:
-            script.path.write_text(row["source"], encoding="utf-8", errors="surrogatepass")
+            script.path.write_text(source, encoding="utf-8", errors="surrogatepass")
         return script
 
     def _poller(self, execution_id: str, attempt: int, live: LiveOutput) -> Callable[[], bool]:
@@ -324,7 +325,9 @@ class Executor:
         self._resend_unclaimed(resend, probe)
         return handled
 
-    def _resend(self, resend: Resend, row: dict[str, Any], attempt: int, countdown: float) -> None:
+    def _resend(
+        self, resend: Resend, row: Mapping[str, Any], attempt: int, countdown: float
+    ) -> None:
         """Queue an attempt of a pending run; a run that cannot be queued fails with the
         reason (a queue refused as unsafe, or the broker away)."""
         queue = row["queue"] or self.settings.queue

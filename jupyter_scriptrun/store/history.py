@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import DateTime, String, Text, func, select, type_coerce
 
 from jupyter_scriptrun.exceptions import ExecutionNotFound
-from jupyter_scriptrun.models import HISTORY_COLUMNS, TIME_COLUMNS
+from jupyter_scriptrun.models import (
+    HISTORY_COLUMNS,
+    TIME_COLUMNS,
+    AttemptRecord,
+    ExecutionRecord,
+    OutputChunk,
+    OutputPage,
+)
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store.engine import Database, aware, retrying
 from jupyter_scriptrun.store.tables import attempts, executions, output_chunks
@@ -23,7 +30,7 @@ class HistoryReads(Database):
     """Reads of runs and of the history; never writes."""
 
     @retrying
-    def output(self, id: str, offset: int = 0, attempt: int | None = None) -> dict[str, Any]:
+    def output(self, id: str, offset: int = 0, attempt: int | None = None) -> OutputPage:
         """Live output of an attempt (the latest by default) from chunk ``offset`` on.
 
         Returns ``{"attempt", "chunks": [{"seq", "stream", "text"}], "next_offset"}``;
@@ -45,7 +52,7 @@ class HistoryReads(Database):
                 )
                 .order_by(output_chunks.c.seq)
             ).all()
-        chunks = [{"seq": r.seq, "stream": r.stream, "text": r.text} for r in rows]
+        chunks = [OutputChunk(seq=r.seq, stream=r.stream, text=r.text) for r in rows]
         return {
             "attempt": attempt,
             "chunks": chunks,
@@ -81,13 +88,13 @@ class HistoryReads(Database):
         return ids[0]
 
     @retrying
-    def get(self, id: str) -> dict[str, Any]:
+    def get(self, id: str) -> ExecutionRecord:
         """One execution's record (the history columns and more)."""
         with self.engine.connect() as conn:
             row = conn.execute(select(executions).where(executions.c.id == id)).first()
         if row is None:
             raise ExecutionNotFound(f"no execution {id!r}")
-        return dict(row._mapping)
+        return cast(ExecutionRecord, dict(row._mapping))
 
     @retrying
     def status(self, id: str) -> ExecutionStatus:
@@ -99,13 +106,13 @@ class HistoryReads(Database):
         return ExecutionStatus(value)
 
     @retrying
-    def attempts(self, id: str) -> list[dict[str, Any]]:
+    def attempts(self, id: str) -> list[AttemptRecord]:
         """Every attempt of an execution, oldest first, with output and result."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(attempts).where(attempts.c.execution_id == id).order_by(attempts.c.attempt)
             )
-            return [dict(r._mapping) for r in rows]
+            return [cast(AttemptRecord, dict(r._mapping)) for r in rows]
 
     def history_query(
         self,

@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound
+from jupyter_scriptrun.models import ExecutionRecord
 from jupyter_scriptrun.status import PENDING, ExecutionStatus
 from jupyter_scriptrun.store.engine import Database, dialect_insert, retrying, utcnow
 from jupyter_scriptrun.store.tables import attempts, executions, output_chunks, scripts
@@ -99,7 +100,7 @@ class RunStates(Database):
         idempotency_key: str | None = None,
         source: str | None = None,
         language: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ExecutionRecord:
         """Insert a ``queued`` execution (before anything is sent to a broker); returns
         its record as inserted.
 
@@ -131,7 +132,7 @@ class RunStates(Database):
         }
         try:
             self._insert_execution(**values)
-            return {**dict.fromkeys(executions.c.keys()), **values}
+            return cast(ExecutionRecord, {**dict.fromkeys(executions.c.keys()), **values})
         except IntegrityError:
             if idempotency_key is None:
                 raise
@@ -167,7 +168,7 @@ class RunStates(Database):
                 )
             )
 
-    def claim(self, id: str, attempt: int, worker: str) -> dict[str, Any] | None:
+    def claim(self, id: str, attempt: int, worker: str) -> ExecutionRecord | None:
         """Move a pending execution to ``running`` as ``attempt``; None when it is not
         this delivery's to run (already running, final, cancelled, or another attempt)."""
         # The claim's instant, fixed before any retry, tells this claim's own commit (whose
@@ -175,7 +176,7 @@ class RunStates(Database):
         return self._claim(id, attempt, worker, utcnow())
 
     @retrying
-    def _claim(self, id: str, attempt: int, worker: str, now: datetime) -> dict[str, Any] | None:
+    def _claim(self, id: str, attempt: int, worker: str, now: datetime) -> ExecutionRecord | None:
         with self._write() as conn:
             row = conn.execute(
                 select(executions).where(executions.c.id == id).with_for_update()
@@ -185,7 +186,7 @@ class RunStates(Database):
             r = row._mapping
             mine = (ExecutionStatus.RUNNING.value, attempt, worker, now)
             if (r["status"], r["attempt"], r["worker"], r["started_at"]) == mine:
-                return dict(r)  # committed by this very claim before the retry
+                return cast(ExecutionRecord, dict(r))  # this very claim, before the retry
             if r["status"] not in {s.value for s in PENDING} or r["attempt"] != attempt - 1:
                 return None
             if r["cancel_requested"]:
@@ -219,7 +220,7 @@ class RunStates(Database):
                     started_at=now,
                 )
             )
-            return {**r, **values}
+            return cast(ExecutionRecord, {**r, **values})
 
     def beat(self, id: str, heartbeat: bool) -> bool:
         """Refresh the heartbeat (when ``heartbeat``) and say whether cancel was asked.
@@ -349,12 +350,12 @@ class RunStates(Database):
             return ExecutionStatus(values.get("status", status.value))
 
     @retrying
-    def stale_running(self, lost_after_s: float) -> list[dict[str, Any]]:
+    def stale_running(self, lost_after_s: float) -> list[ExecutionRecord]:
         """Running executions whose heartbeat stopped ``lost_after_s`` ago or more."""
         limit = utcnow() - timedelta(seconds=lost_after_s)
         with self.engine.connect() as conn:
             rows = conn.execute(select(executions).where(*_silent(ExecutionStatus.RUNNING, limit)))
-            return [dict(r._mapping) for r in rows]
+            return [cast(ExecutionRecord, dict(r._mapping)) for r in rows]
 
     @retrying
     def unclaimed(self, sent_before_s: float, limit: int = 1000) -> list[dict[str, Any]]:
