@@ -314,3 +314,43 @@ class JupyterLabProcess:
         stop_process(self.proc, 20)
         if self.settings.embedded:
             LocalWorker(self.settings).stop()
+
+
+# -- markers: what a test needs, read from what it uses ---------------------------------
+
+SERVER_MARKERS = {
+    "redis_url": "redis",
+    "postgres_admin_url": "postgres",
+    "postgres_url": "postgres",
+    "rabbitmq_url": "rabbitmq",
+}
+SLOW_FIXTURES = {"start_worker", "jp_serverapp", "jp_fetch", *SERVER_MARKERS}
+"""Fixtures that start a worker, a Jupyter server or a private server."""
+SLOW_MODULES = {
+    # Tests that start the embedded default's local worker, Jupyter, a browser, Flower or
+    # kill and restart things: seconds each.
+    "test_embedded",
+    "test_local_worker",
+    "test_notebooks",
+    "test_browser",
+    "test_flower",
+    "test_live_and_adhoc",
+    "test_end_to_end",
+    "test_celery_native",
+    "test_magics",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by what it uses: ``redis``/``postgres``/``rabbitmq`` for a private
+    server, ``slow`` for anything that starts a process of seconds (the fast subset,
+    ``pytest -m "not slow"``, is the rest)."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in SERVER_MARKERS.items():
+            if fixture in used:
+                item.add_marker(marker)
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        in_faults = "faults" in item.nodeid.split("/")
+        if used & SLOW_FIXTURES or module in SLOW_MODULES or in_faults:
+            item.add_marker("slow")

@@ -97,3 +97,15 @@ def test_two_blocks_are_refused():
     text = "# /// scriptrun\n# ///\n# /// scriptrun\n# ///\n"
     with pytest.raises(ScriptMetadataError, match="more than one"):
         parse_metadata(text)
+
+
+def test_the_block_schema_covers_every_field_a_script_can_set():
+    """The one JSON Schema of the block names every key ScriptMeta reads, and is itself a
+    valid schema (it doubles as the documentation of the keys)."""
+    from dataclasses import fields
+
+    from jupyter_scriptrun.contract.metadata import BLOCK_SCHEMA, ScriptMeta
+    from jupyter_scriptrun.schemas import load_jsonschema
+
+    load_jsonschema().Draft202012Validator.check_schema(BLOCK_SCHEMA)
+    assert set(BLOCK_SCHEMA["properties"]) == {f.name for f in fields(ScriptMeta)}

@@ -49,6 +49,15 @@ def texts(nb: nbformat.NotebookNode) -> list[str]:
     return out
 
 
+def output_of(nb: nbformat.NotebookNode, source: str) -> str:
+    """The outputs, as text, of the one cell whose source starts with ``source``: cells
+    are found by what they say, so moving or adding cells breaks no assertion."""
+    outputs = texts(nb)
+    found = [i for i, cell in enumerate(nb.cells) if cell.source.startswith(source)]
+    assert len(found) == 1, f"{len(found)} cells start with {source!r}"
+    return outputs[found[0]]
+
+
 def errors(nb: nbformat.NotebookNode) -> list[str]:
     """Python errors raised by cells (a script's own traceback on stderr is not one)."""
     return [
@@ -69,13 +78,14 @@ def test_quickstart(embedded: Settings, tmp_path: Path):
     whole = "\n".join(out)
     assert errors(nb) == []
     assert "object>" not in whole  # every display has a readable text form
-    assert "example_script" in out[3]  # the list
+    assert "example_script" in output_of(nb, "%scriptrun list")
     assert "hello from the notebook hello from the notebook" in whole
-    assert "'original_message': 'hello from the notebook'" in out[7]
-    assert "from a variable" in out[10]
+    assert "'original_message': 'hello from the notebook'" in output_of(nb, "first.data")
+    assert "from a variable" in output_of(nb, 'msg = "from a variable"')
     assert "KeyError" in whole  # the deliberate crash, reported as one line
     assert "computing 4 rows" in whole and "square" in whole
-    assert "('succeeded', 'from Python from Python')" in out[19]
+    python_run = output_of(nb, 'run = sr.run("example_script", {"message": "from Python"})')
+    assert "('succeeded', 'from Python from Python')" in python_run
     assert "succeeded" in whole and "failed" in whole
 
 
@@ -88,7 +98,7 @@ def test_panel(embedded: Settings, tmp_path: Path):
         if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
     ]
     assert views, "the panel did not display as a widget"
-    assert "'succeeded'" in texts(nb)[3]
+    assert "'succeeded'" in output_of(nb, 'panel.script.value = "table_script"')
 
 
 def test_analysis_over_rest(embedded: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -103,7 +113,8 @@ def test_analysis_over_rest(embedded: Settings, tmp_path: Path, monkeypatch: pyt
     whole = "\n".join(out)
     assert errors(nb) == []
     assert f"11 runs from the server {server.url}" in whole
-    assert "example_script" in out[7] and "failing_script" in out[7]
+    durations = output_of(nb, "by_script = history.groupby")
+    assert "example_script" in durations and "failing_script" in durations
     assert images(nb) >= 3
     # the failures table names both deliberate failures
     assert "ValueError" in whole and "KeyError" in whole
@@ -117,8 +128,9 @@ def test_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: s
     assert errors(nb) == []
     out = texts(nb)
     whole = "\n".join(out)
+    summary = output_of(nb, 'paths = ["bare", "plan2"')
     for path in ("bare", "plan2", "product", "warm", "embedded", "embedded_warm"):
-        assert path in out[4]  # the summary table
+        assert path in summary
     assert "speed-up" in whole and "load_s" in whole
     assert "1 slot" in whole and "the store alone:" in whole
     assert images(nb) >= 3

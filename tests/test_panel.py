@@ -7,6 +7,7 @@ import time
 import pytest
 
 from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.jupyter.panel import INVALID, Panel
 from jupyter_scriptrun.status import ExecutionStatus
 
@@ -18,7 +19,16 @@ def panel(client: Client):
     p.close()
 
 
-def test_the_form_follows_the_scripts_schema(panel: Panel):
+@pytest.fixture
+def form_panel(redis_settings: Settings):
+    """A panel whose runs are only queued: for what happens before a worker is needed."""
+    p = Panel(Client(redis_settings), refresh_s=0.1)
+    yield p
+    p.close()
+
+
+def test_the_form_follows_the_scripts_schema(form_panel: Panel):
+    panel = form_panel
     panel.script.value = "example_script"
     assert set(panel.fields) == {"message", "multiplier", "delay"}
     multiplier = panel.fields["multiplier"]
@@ -27,7 +37,8 @@ def test_the_form_follows_the_scripts_schema(panel: Panel):
     assert "Repeats a message" in panel.description.value
 
 
-def test_invalid_fields_are_flagged_before_submission(panel: Panel):
+def test_invalid_fields_are_flagged_before_submission(form_panel: Panel):
+    panel = form_panel
     panel.script.value = "example_script"
     panel.fields["multiplier"].widget.value = "0"
     assert panel.run_button.disabled

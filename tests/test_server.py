@@ -14,8 +14,7 @@ from jupyter_scriptrun.config import Settings
 
 
 @pytest.fixture
-def jp_server_config(redis_settings: Settings, start_worker):
-    start_worker(redis_settings)
+def jp_server_config(redis_settings: Settings):
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_scriptrun": True}},
         "ScriptrunExtension": {
@@ -25,6 +24,12 @@ def jp_server_config(redis_settings: Settings, start_worker):
             "queue": redis_settings.queue,
         },
     }
+
+
+@pytest.fixture
+def worker(redis_settings: Settings, start_worker):
+    """A worker behind the server, for tests whose runs must run (the others only queue)."""
+    return start_worker(redis_settings)
 
 
 @pytest.fixture
@@ -56,7 +61,7 @@ async def test_scripts_are_listed_with_their_schema(api):
     assert one["description"].startswith("Repeats a message")
 
 
-async def test_submit_then_read_the_result(api, redis_settings: Settings):
+async def test_submit_then_read_the_result(worker, api, redis_settings: Settings):
     response = await api(
         "executions", "POST", {"script": "example_script", "parameters": {"message": "api"}}
     )
@@ -71,7 +76,7 @@ async def test_submit_then_read_the_result(api, redis_settings: Settings):
     assert '"status": "success"' in logs["stdout"]
 
 
-async def test_history_as_json_and_csv_loads_into_pandas(api, redis_settings: Settings):
+async def test_history_as_json_and_csv_loads_into_pandas(worker, api, redis_settings: Settings):
     import pandas as pd
 
     client = Client(redis_settings)
@@ -108,13 +113,13 @@ async def test_unknown_things_are_404(api):
     assert (await error_of(api("executions", "POST", {"script": "nope"})))[0] == 404
 
 
-async def test_cancelling_a_finished_run_is_409(api, redis_settings: Settings):
+async def test_cancelling_a_finished_run_is_409(worker, api, redis_settings: Settings):
     run = Client(redis_settings).run("plain_text")
     code, body = await error_of(api(f"executions/{run.id}/cancel", "POST"))
     assert code == 409 and "already ended" in body["message"]
 
 
-async def test_the_seeds_simplified_endpoints_still_work(api, redis_settings: Settings):
+async def test_the_seeds_simplified_endpoints_still_work(worker, api, redis_settings: Settings):
     client = Client(redis_settings)
     client.run("example_script")  # registers it, so it has an integer id
     script_id = client.store.script_ids()["example_script"]
@@ -152,13 +157,13 @@ async def test_requests_without_a_token_are_refused(jp_serverapp, http_server_cl
         assert info.value.code == 403
 
 
-async def test_workers_lists_the_online_worker(api):
+async def test_workers_lists_the_online_worker(worker, api):
     workers = json.loads((await api("workers")).body)
     assert len(workers) == 1 and workers[0]["name"].startswith("test-")
 
 
 async def test_history_over_rest_is_the_same_typed_dataframe(
-    jp_serverapp, jp_base_url, jp_http_port, http_server_client, redis_settings: Settings
+    worker, jp_serverapp, jp_base_url, jp_http_port, http_server_client, redis_settings: Settings
 ):
     import asyncio
 
@@ -183,7 +188,7 @@ def conforms(document: dict, component: str, value) -> None:
     assert not errors, errors
 
 
-async def test_the_openapi_document_is_valid_and_matches_the_answers(api, redis_settings):
+async def test_the_openapi_document_is_valid_and_matches_the_answers(worker, api, redis_settings):
     from openapi_spec_validator import validate
 
     document = json.loads((await api("openapi.json")).body)
@@ -205,7 +210,7 @@ async def test_the_openapi_document_is_valid_and_matches_the_answers(api, redis_
     conforms(document, "Error", error)
 
 
-async def test_logs_can_be_read_incrementally_while_the_run_goes_on(api):
+async def test_logs_can_be_read_incrementally_while_the_run_goes_on(worker, api):
     import asyncio
 
     created = json.loads(
@@ -236,7 +241,7 @@ async def test_an_idempotency_key_makes_a_repeated_post_a_409_naming_the_run(api
     assert code == 409 and error["execution_id"] == first["id"]
 
 
-async def test_an_ad_hoc_source_can_be_posted(api, redis_settings):
+async def test_an_ad_hoc_source_can_be_posted(worker, api, redis_settings):
     body = {"source": 'print(\'{"status": "success", "data": 7}\')', "name": "api_cell"}
     created = json.loads((await api("executions", "POST", body)).body)
     run = Client(redis_settings).get(created["id"]).wait(60)
@@ -260,7 +265,7 @@ async def test_malformed_requests_are_400_listing_every_problem(api):
     assert code == 400 and "not one of" in body["message"]
 
 
-async def test_exports_share_one_representation(api, redis_settings: Settings):
+async def test_exports_share_one_representation(worker, api, redis_settings: Settings):
     """CSV and JSON history and a single record: parameters as JSON, whole numbers as
     integers, timestamps in ISO 8601 with microseconds and the UTC offset."""
     import re
@@ -279,7 +284,7 @@ async def test_exports_share_one_representation(api, redis_settings: Settings):
         assert iso.match(record[key]) and record[key] == one[key] == row[key]
 
 
-async def test_a_failed_runs_record_carries_its_traceback_and_stderr(api, redis_settings):
+async def test_a_failed_runs_record_carries_its_traceback_and_stderr(worker, api, redis_settings):
     run = Client(redis_settings).run("failing_script", {"mode": "crash"}, wait_timeout=60)
     record = json.loads((await api(f"executions/{run.id}")).body)
     assert record["status"] == "failed"

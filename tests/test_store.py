@@ -14,7 +14,7 @@ from jupyter_scriptrun.store import HEAD_REVISION, Store, new_execution_id
 from jupyter_scriptrun.store.engine import MIGRATIONS
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request, tmp_path: Path) -> Store:
     if request.param == "sqlite":
         return Store(f"sqlite:///{tmp_path / 'store.db'}")

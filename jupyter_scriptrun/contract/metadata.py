@@ -15,19 +15,6 @@ from jupyter_scriptrun.schemas import load_jsonschema
 # PEP 723's regular expression, for our block type only.
 BLOCK_RE = re.compile(r"(?m)^# /// scriptrun\s*$\s(?P<content>(^#(| .*)$\s)*?)^# ///\s*$")
 
-TOP_LEVEL_KEYS = {
-    "description",
-    "timeout",
-    "retries",
-    "retry_on",
-    "queue",
-    "interpreter",
-    "parameters",
-    "additional_parameters",
-    "runner",
-    "tags",
-    "memory_limit_mb",
-}
 PARAMETER_KEYS = {
     "type",
     "default",
@@ -199,61 +186,103 @@ def parse_metadata(text: str, source: str = "<script>") -> ScriptMeta:
     )
 
 
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+BLOCK_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "The # /// scriptrun block of a script",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "description": {"type": "string"},
+        "timeout": {"type": "number", "exclusiveMinimum": 0},
+        "retries": {"type": "integer", "minimum": 0, "maximum": 100},
+        "retry_on": {"type": "array", "items": {"enum": sorted(RETRYABLE)}},
+        "queue": {"type": "string"},
+        "interpreter": {"anyOf": [{"type": "string"}, _STRINGS]},
+        "additional_parameters": {"type": "boolean"},
+        "runner": {"enum": ["fresh", "warm"]},
+        "tags": _STRINGS,
+        "memory_limit_mb": {"type": "number", "minimum": 16},
+        "parameters": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "propertyNames": {"enum": sorted(PARAMETER_KEYS)},
+                "properties": {
+                    "type": {
+                        "anyOf": [
+                            {"enum": sorted(JSON_TYPES)},
+                            {"type": "array", "items": {"enum": sorted(JSON_TYPES)}},
+                        ]
+                    }
+                },
+            },
+        },
+    },
+}
+"""What a block may hold: one JSON Schema, also the documentation of the keys."""
+
+_SENTENCES = {
+    "timeout": "timeout must be a positive number of seconds, not {value!r}",
+    "retries": "retries must be an integer from 0 to 100, not {value!r}",
+    "retry_on": f"retry_on must be a list drawn from {sorted(RETRYABLE)}",
+    "memory_limit_mb": "memory_limit_mb must be a number of MiB (16 or more), not {value!r}",
+    "runner": "runner must be 'fresh' or 'warm'",
+    "parameters": "parameters must be a table of tables",
+}
+"""How a problem with a top-level key is told (what the key's value must be)."""
+
+
 def _check(data: dict[str, Any]) -> list[str]:
     """Every problem with a parsed block, as readable sentences."""
-    problems = [f"unknown key {k!r}" for k in sorted(set(data) - TOP_LEVEL_KEYS)]
-    timeout = data.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-    ):
-        problems.append(f"timeout must be a positive number of seconds, not {timeout!r}")
-    retries = data.get("retries", 0)
-    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
-        problems.append(f"retries must be an integer from 0 to 100, not {retries!r}")
-    retry_on = data.get("retry_on", [])
-    if not isinstance(retry_on, list) or not set(retry_on) <= RETRYABLE:
-        problems.append(f"retry_on must be a list drawn from {sorted(RETRYABLE)}")
-    limit = data.get("memory_limit_mb")
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, int | float) or limit < 16
-    ):
-        problems.append(f"memory_limit_mb must be a number of MiB (16 or more), not {limit!r}")
-    if "runner" in data and data["runner"] not in ("fresh", "warm"):
-        problems.append("runner must be 'fresh' or 'warm'")
-    if "queue" in data and (problem := queue_problem(data["queue"])):
+    validator = load_jsonschema().Draft202012Validator(BLOCK_SCHEMA)
+    problems: list[str] = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
+        sentence = _sentence(error, data)
+        if sentence not in problems:
+            problems.append(sentence)
+    if isinstance(data.get("queue"), str) and (problem := queue_problem(data["queue"])):
         problems.append(problem)
     params = data.get("parameters", {})
-    if not isinstance(params, dict):
-        return [*problems, "parameters must be a table of tables"]
-    for name, spec in params.items():
-        if not isinstance(spec, dict):
-            problems.append(f"parameters.{name} must be a table")
-            continue
-        for key in sorted(set(spec) - PARAMETER_KEYS):
-            problems.append(f"parameters.{name}: unknown key {key!r}")
-        kind = spec.get("type")
-        kinds = kind if isinstance(kind, list) else [kind]
-        if kind is not None and not set(kinds) <= JSON_TYPES:
-            problems.append(f"parameters.{name}: unknown type {kind!r}")
     if not problems and params:
-        jsonschema = load_jsonschema()
-        Draft202012Validator = jsonschema.Draft202012Validator
-        SchemaError = jsonschema.exceptions.SchemaError
+        problems += _parameter_schema_problems(params)
+    return problems
 
-        meta_schema = {
-            "type": "object",
-            "properties": {
-                n: {k: v for k, v in s.items() if k != "required"} for n, s in params.items()
-            },
-        }
-        try:
-            Draft202012Validator.check_schema(meta_schema)
-        except SchemaError as exc:
-            problems.append(f"parameters: {exc.message}")
-        validator = Draft202012Validator(meta_schema)
-        for name, spec in params.items():
-            if "default" in spec:
-                properties: dict[str, Any] = meta_schema["properties"]  # type: ignore[assignment]
-                for err in validator.evolve(schema=properties[name]).iter_errors(spec["default"]):
-                    problems.append(f"parameters.{name}: default {err.message}")
+
+def _sentence(error: Any, data: dict[str, Any]) -> str:
+    """One schema error as the sentence a script's author reads."""
+    path = [str(p) for p in error.path]
+    if not path:  # the block itself: keys it may not hold
+        unknown = sorted(set(data) - set(BLOCK_SCHEMA["properties"]))
+        return "; ".join(f"unknown key {k!r}" for k in unknown) or error.message
+    key = path[0]
+    if key == "parameters" and len(path) >= 2:
+        where = f"parameters.{path[1]}"
+        if len(path) == 2 and error.validator == "type":
+            return f"{where} must be a table"
+        if "propertyNames" in error.schema_path:
+            return f"{where}: unknown key {error.instance!r}"
+        if path[2:3] == ["type"]:
+            return f"{where}: unknown type {error.instance!r}"
+        return f"{where}: {error.message}"
+    template = _SENTENCES.get(key, f"{key}: {{message}}")
+    return template.format(value=data.get(key), message=error.message)
+
+
+def _parameter_schema_problems(params: dict[str, Any]) -> list[str]:
+    """The parameters as a JSON Schema: valid, and each default valid against its own."""
+    jsonschema = load_jsonschema()
+    Draft202012Validator = jsonschema.Draft202012Validator
+    properties = {n: {k: v for k, v in s.items() if k != "required"} for n, s in params.items()}
+    schema = {"type": "object", "properties": properties}
+    try:
+        Draft202012Validator.check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        return [f"parameters: {exc.message}"]
+    problems = []
+    validator = Draft202012Validator(schema)
+    for name, spec in params.items():
+        if "default" in spec:
+            for err in validator.evolve(schema=properties[name]).iter_errors(spec["default"]):
+                problems.append(f"parameters.{name}: default {err.message}")
     return problems
