@@ -166,3 +166,19 @@ def test_no_file_over_600_lines_and_no_function_over_80(path: Path):
             length = (node.end_lineno or node.lineno) - node.lineno + 1
             if (relative, node.name) not in EXEMPT_FUNCTIONS:
                 assert length <= 80, f"{relative}: {node.name} is {length} lines"
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    missing = [
+        p.relative_to(PACKAGE).as_posix()
+        for p in PACKAGE.rglob("*.py")
+        if "migrations" not in p.parts
+        and p.name not in ("__init__.py", "__main__.py")
+        and p.parent.name != "bench"
+        and p.name not in layout
+    ]
+    assert not missing, f"README's layout section does not name {missing}"
+    for folder in ("contract/", "execution/", "store/", "fleet/", "jupyter/", "bench/"):
+        assert folder in layout
