@@ -108,7 +108,7 @@ MEBIBYTES = Kind(_positive(float))
 BYTES = Kind(_positive(int))
 FLAG = Kind(_flag, lambda v: "1" if v else "0")
 NAMES = Kind(_names, ",".join, many=True)
-RUNNER = Kind(_choice("fresh", "warm"))
+RUNNER = Kind(_choice(*defaults.RUNNERS))
 # Only the names beyond the built-in allowlist are written out: reading adds those back.
 ENV_ALLOW = Kind(
     _env_allow, lambda v: ",".join(n for n in v if n not in defaults.ENV_ALLOW), many=True
@@ -246,7 +246,7 @@ class Settings:
         "how Python scripts start when their metadata "
         "does not say: fresh (a new interpreter per run) or warm (forked from a pre-warmed "
         "parent)",
-        default="fresh",
+        default=defaults.RUNNER,
     )
     warm_preload: tuple[str, ...] = setting(
         "SCRIPTRUN_WARM_PRELOAD",

@@ -89,3 +89,9 @@ ENV_ALLOW = (
 """Environment variables a script inherits from its worker. Everything else (broker and
 database URLs, passwords, tokens, cloud credentials) is withheld unless an operator allows
 it with ``SCRIPTRUN_ENV_ALLOW``."""
+
+RUNNERS = ("fresh", "warm")
+"""How a Python script's process can start (``execution/runners.py`` has one of each):
+a new interpreter per run, or forked from a pre-warmed parent."""
+RUNNER = "fresh"
+"""The runner of scripts whose metadata names none, unless SCRIPTRUN_DEFAULT_RUNNER does."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from jupyter_scriptrun import defaults
 from jupyter_scriptrun.exceptions import InvalidParameters, ScriptMetadataError
 from jupyter_scriptrun.queues import queue_problem
 from jupyter_scriptrun.schemas import load_jsonschema
@@ -200,7 +201,7 @@ BLOCK_SCHEMA: dict[str, Any] = {
         "queue": {"type": "string"},
         "interpreter": {"anyOf": [{"type": "string"}, _STRINGS]},
         "additional_parameters": {"type": "boolean"},
-        "runner": {"enum": ["fresh", "warm"]},
+        "runner": {"enum": list(defaults.RUNNERS)},
         "tags": _STRINGS,
         "memory_limit_mb": {"type": "number", "minimum": 16},
         "parameters": {
@@ -227,7 +228,7 @@ _SENTENCES = {
     "retries": "retries must be an integer from 0 to 100, not {value!r}",
     "retry_on": f"retry_on must be a list drawn from {sorted(RETRYABLE)}",
     "memory_limit_mb": "memory_limit_mb must be a number of MiB (16 or more), not {value!r}",
-    "runner": "runner must be 'fresh' or 'warm'",
+    "runner": "runner must be " + " or ".join(map(repr, defaults.RUNNERS)),
     "parameters": "parameters must be a table of tables",
 }
 """How a problem with a top-level key is told (what the key's value must be)."""

@@ -11,7 +11,6 @@ import logging
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +27,7 @@ from jupyter_scriptrun.exceptions import AdhocNotAllowed, ScriptMetadataError, S
 from jupyter_scriptrun.execution import runner
 from jupyter_scriptrun.execution.live import LiveOutput
 from jupyter_scriptrun.execution.orphans import Ledger
+from jupyter_scriptrun.execution.runners import RUNNERS, Runner, Spawn
 from jupyter_scriptrun.models import ATTEMPT_MEASURES, ATTEMPT_STREAMS, ExecutionRecord
 from jupyter_scriptrun.queues import queue_problem
 from jupyter_scriptrun.status import ExecutionStatus
@@ -76,7 +76,7 @@ class Executor:
         self.registry = registry
         self.ledger = Ledger(settings.data_dir / "running")
         self._store = store
-        self._warm: Any = None
+        self._runners: dict[str, Runner] = {}
 
     @property
     def store(self) -> Store:
@@ -211,34 +211,18 @@ class Executor:
             )
         return verdict
 
-    def _spawner(self, script: Script) -> Callable[[runner.RunSpec], Any] | None:
-        """The warm runner for a Python script that asks for it (or by the worker's
-        default); None (a fresh interpreter) otherwise."""
-        mode = script.meta.runner or self.settings.default_runner
-        if mode != "warm" or script.command() != [sys.executable, str(script.path)]:
-            return None  # not Python on this interpreter, or interpreter options: fresh
-        if self._warm is None:
-            from jupyter_scriptrun.execution.warm import WarmParent
-
-            parent_env = protocol.script_env(
-                os.environ,
-                self.settings.env_allow,
-                parameters="{}",
-                page_context="",
-                script_name="",
-                execution_id="",
-            )
-            for name in ("PYTHONPATH", "VIRTUAL_ENV"):
-                if name in os.environ:
-                    parent_env[name] = os.environ[name]
-            self._warm = WarmParent(self.settings.warm_preload, parent_env)
-        warm = self._warm
-        return lambda spec: warm.spawn(spec.argv, spec.env, spec.cwd, spec.memory_limit_mb)
+    def _spawner(self, script: Script) -> Spawn | None:
+        """How ``script``'s process starts: its metadata's runner, else the worker's
+        default (see ``execution/runners.py``); None for a fresh process."""
+        name = script.meta.runner or self.settings.default_runner
+        if name not in self._runners:
+            self._runners[name] = RUNNERS[name](self.settings)
+        return self._runners[name].spawner(script)
 
     def close(self) -> None:
-        """Stop the warm parent, if one was started."""
-        if self._warm is not None:
-            self._warm.stop()
+        """Release every runner started (the warm parent, if one was)."""
+        for one in self._runners.values():
+            one.close()
 
     def _script(self, row: ExecutionRecord, workdir: Path | None) -> Script:
         """The registered script a run names, or its ad-hoc source written to ``workdir``."""

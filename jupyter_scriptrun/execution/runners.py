@@ -1,0 +1,92 @@
+"""How a run's process starts, by name: the registry of runners (``fresh``, ``warm``).
+
+A runner gives the executor a spawner for a script, or None to start it the default way
+(a new process of its command). The executor owns timing, state and the kill; a runner
+only starts processes, so a new one (a container, a remote host) stays small.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from jupyter_scriptrun import defaults
+from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.contract import protocol
+from jupyter_scriptrun.contract.registry import Script
+from jupyter_scriptrun.execution.runner import Child, RunSpec
+
+Spawn = Callable[[RunSpec], Child]
+
+
+class Runner(Protocol):
+    """Starts the processes of runs."""
+
+    def spawner(self, script: Script) -> Spawn | None:
+        """How to start ``script``'s process; None: as a fresh process of its command."""
+        ...
+
+    def close(self) -> None:
+        """Release what the runner holds (a parent process, connections)."""
+        ...
+
+
+class FreshRunner:
+    """A new process per run (a new interpreter for Python): the default."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def spawner(self, script: Script) -> Spawn | None:
+        """Always the default way."""
+        return None
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class WarmRunner:
+    """Python scripts forked from a pre-warmed parent (imports paid once per worker)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._parent: Any = None
+
+    def spawner(self, script: Script) -> Spawn | None:
+        """A fork of the warm parent; None (fresh) for what is not Python on this
+        interpreter, or asks for interpreter options."""
+        if script.command() != [sys.executable, str(script.path)]:
+            return None
+        parent = self._parent or self._start()
+        return lambda spec: parent.spawn(spec.argv, spec.env, spec.cwd, spec.memory_limit_mb)
+
+    def _start(self) -> Any:
+        from jupyter_scriptrun.execution.warm import WarmParent
+
+        # The parent's own environment: what a script would get, and where Python's
+        # packages are, never the worker's secrets.
+        env = protocol.script_env(
+            os.environ,
+            self.settings.env_allow,
+            parameters="{}",
+            page_context="",
+            script_name="",
+            execution_id="",
+        )
+        for name in ("PYTHONPATH", "VIRTUAL_ENV"):
+            if name in os.environ:
+                env[name] = os.environ[name]
+        self._parent = WarmParent(self.settings.warm_preload, env)
+        return self._parent
+
+    def close(self) -> None:
+        """Stop the warm parent, if one was started."""
+        if self._parent is not None:
+            self._parent.stop()
+
+
+RUNNERS: dict[str, Callable[[Settings], Runner]] = {"fresh": FreshRunner, "warm": WarmRunner}
+"""Every runner by the name scripts and settings use (``defaults.RUNNERS``)."""
+assert tuple(RUNNERS) == defaults.RUNNERS, "a runner's name is missing from defaults.RUNNERS"
