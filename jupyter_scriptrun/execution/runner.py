@@ -157,7 +157,9 @@ class TreeSampler:
         while todo and len(seen) < 10_000:
             pid = todo.pop()
             seen.append(pid)
-            if pid not in self.known:
+            # The root needs no identity: it is our own child, its pid cannot be reused
+            # before we reap it (and reading one costs psutil a read of /proc/stat).
+            if pid != self.root and pid not in self.known:
                 started = proc.identity(pid)
                 if started is None:
                     continue
