@@ -225,6 +225,8 @@ class Client:
         )
         if self.settings.embedded:
             queue = self.settings.queue  # one local worker serves every queue on a laptop
+        if source is None:
+            self._keep_version(found)
         execution_id = new_execution_id()
         created = self.store.create(
             id=execution_id,
@@ -241,6 +243,19 @@ class Client:
         )
         self._send(execution_id, queue, found.name)
         return Execution(self, execution_id, created=created)
+
+    def _keep_version(self, script: Script) -> None:
+        """Store the submitted version's source, so that any worker runs exactly it."""
+        from jupyter_scriptrun.contract.registry import file_hash
+
+        if script.content_hash in self.store._kept:
+            return
+        try:
+            data = script.path.read_bytes()
+        except OSError:
+            return  # vanished: a worker with the same version can still run it
+        if file_hash(data) == script.content_hash:  # not edited since it was validated
+            self.store.keep_version(script.content_hash, script.name, script.path.name, data)
 
     def queues(self) -> tuple[str, ...]:
         """The queues runs may be sent to (``SCRIPTRUN_QUEUES``, or the default queue and

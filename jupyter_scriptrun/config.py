@@ -268,6 +268,14 @@ class Settings:
         "exits (set by the embedded default for its local worker); unset: never",
     )
 
+    def __post_init__(self) -> None:
+        if self.lost_after_s <= self.heartbeat_s:
+            raise ConfigurationError(
+                f"SCRIPTRUN_LOST_AFTER ({self.lost_after_s:g} s) must be longer than "
+                f"SCRIPTRUN_HEARTBEAT ({self.heartbeat_s:g} s): a run is declared lost when "
+                "its heartbeats stop for that long, and it stops itself one heartbeat sooner"
+            )
+
     @property
     def embedded(self) -> bool:
         """True when no broker is configured: the zero-config laptop mode."""

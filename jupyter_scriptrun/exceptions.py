@@ -15,6 +15,11 @@ class ScriptNotFound(ScriptrunError, LookupError):
     """No registered script has that name (or the name is not a valid script name)."""
 
 
+class ScriptVersionMismatch(ScriptrunError):
+    """A worker cannot run the version of a script that was submitted: its own copy
+    differs and the store keeps no copy of the submitted one."""
+
+
 class ScriptMetadataError(ScriptrunError):
     """A script's ``# /// scriptrun`` block is malformed."""
 

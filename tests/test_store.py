@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,50 @@ def test_unclaimed_queued_runs_are_handed_out_once_per_period(store: Store):
     store.claim(eid, 1, "w")
     time.sleep(0.3)
     assert store.unclaimed(0.2) == []  # claimed runs are never re-sent
+
+
+def test_a_superseded_attempt_never_writes_the_runs_state_and_keeps_its_own_row(store: Store):
+    """A partition: attempt 1's worker is cut off, the run is declared lost and run again
+    as attempt 2; attempt 1 then ends. The run speaks for attempt 2 only; attempt 1's row
+    says truthfully how it ended, and that it no longer counted."""
+    eid = create(store)
+    store.claim(eid, 1, "cut-off")
+    time.sleep(0.05)
+    assert store.mark_lost(eid, 1, retry=True, lost_after_s=0.01)
+    assert store.claim(eid, 2, "other")
+    rec = store.get(eid)
+    assert (rec["status"], rec["attempt"], rec["error_type"]) == ("running", 2, None)
+    assert store.beat(eid, heartbeat=True, attempt=1) is True, "attempt 1 must stop"
+    assert store.beat(eid, heartbeat=True, attempt=2) is False
+
+    store.finish(eid, 1, ExecutionStatus.SUCCEEDED, record={"exit_code": 0}, output={})
+    rec = store.get(eid)
+    assert (rec["status"], rec["attempt"], rec["worker"]) == ("running", 2, "other")
+    first, second = store.attempts(eid)
+    assert (first["status"], first["error_type"]) == ("succeeded", "Superseded")
+    assert "declared lost" in first["message"] and second["status"] == "running"
+
+    for _ in range(2):  # a retried finish (its first commit's answer lost) is no supersession
+        store.finish(eid, 2, ExecutionStatus.SUCCEEDED, record={"exit_code": 0}, output={})
+    rec = store.get(eid)
+    assert (rec["status"], rec["attempt"]) == ("succeeded", 2)
+    assert store.attempts(eid)[1]["error_type"] is None
+
+
+def test_heartbeats_use_the_databases_clock(store: Store, monkeypatch: pytest.MonkeyPatch):
+    """A worker whose clock runs an hour behind still renews its lease on PostgreSQL:
+    heartbeats are written and compared on the database's clock, not the worker's."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite lives on one host: that host's clock is the database's")
+    from datetime import timedelta
+
+    from jupyter_scriptrun.store import engine, runs
+
+    eid = create(store)
+    real = engine.utcnow
+    for module in (engine, runs):  # this process's clock, an hour behind
+        monkeypatch.setattr(module, "utcnow", lambda: real() - timedelta(hours=1))
+    store.claim(eid, 1, "w")
+    store.beat(eid, heartbeat=True, attempt=1)
+    assert store.stale_running(lost_after_s=30) == []
+    assert store.get(eid)["heartbeat_at"] > real() - timedelta(seconds=30)

@@ -220,11 +220,20 @@ class Registry:
             raise ScriptNotFound(f"script {name!r} vanished from {path.parent}") from None
         except OSError as exc:
             raise ScriptNotFound(f"script {name!r} cannot be read: {exc}") from None
-        meta = parse_metadata(data.decode("utf-8", "replace"), source=str(path))
-        interpreter_for(path, meta)  # fail now, not on the worker, for an unrunnable file
-        script = Script(name=name, path=path, meta=meta, content_hash=file_hash(data))
+        script = _script(name, path, data)
         self._cache[path] = (key, script)
         return script
+
+    def load(self, name: str, path: Path) -> Script:
+        """A script file outside the folders (a kept version of ``name``), read as a
+        registered one (not cached: such files live as long as one attempt)."""
+        return _script(name, path, path.read_bytes())
+
+
+def _script(name: str, path: Path, data: bytes) -> Script:
+    meta = parse_metadata(data.decode("utf-8", "replace"), source=str(path))
+    interpreter_for(path, meta)  # fail now, not on the worker, for an unrunnable file
+    return Script(name=name, path=path, meta=meta, content_hash=file_hash(data))
 
 
 def adhoc_script(name: str, source: str, language: str, folder: Path | None = None) -> Script:

@@ -11,8 +11,8 @@ import logging
 import os
 import random
 import shutil
+import socket
 import tempfile
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +23,14 @@ from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.contract import protocol
 from jupyter_scriptrun.contract.metadata import ScriptMeta
 from jupyter_scriptrun.contract.registry import Registry, Script, adhoc_script
-from jupyter_scriptrun.exceptions import AdhocNotAllowed, ScriptMetadataError, ScriptNotFound
+from jupyter_scriptrun.exceptions import (
+    AdhocNotAllowed,
+    ScriptMetadataError,
+    ScriptNotFound,
+    ScriptVersionMismatch,
+)
 from jupyter_scriptrun.execution import runner
+from jupyter_scriptrun.execution.lease import Lease
 from jupyter_scriptrun.execution.live import LiveOutput
 from jupyter_scriptrun.execution.orphans import Ledger
 from jupyter_scriptrun.execution.runners import RUNNERS, Runner, Spawn
@@ -98,14 +104,32 @@ class Executor:
         try:
             try:
                 script = self._script(row, Path(workdir))
-            except (ScriptNotFound, ScriptMetadataError, AdhocNotAllowed) as exc:
+            except (
+                ScriptNotFound,
+                ScriptMetadataError,
+                AdhocNotAllowed,
+                ScriptVersionMismatch,
+            ) as exc:
                 return self._refuse(execution_id, attempt, exc)
             spec = self._spec(row, script, workdir)
             live = LiveOutput(min(defaults.LIVE_OUTPUT_BYTES, self.settings.max_output_bytes))
-            outcome = self._execute(spec, script, execution_id, attempt, live)
+            lease = Lease(
+                self.store,
+                execution_id,
+                attempt,
+                live,
+                self.settings.heartbeat_s,
+                self.settings.lost_after_s,
+            ).start()
+            try:
+                outcome = self._execute(spec, script, execution_id, attempt, live, lease)
+            finally:
+                unsent = lease.close()
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         verdict = self._judge(outcome, spec)
+        if lease.reason is not None:  # it stopped itself: the run is no longer surely its
+            verdict = protocol.Verdict(ExecutionStatus.LOST, lease.reason, "LeaseLost")
         retry = wants_retry(script.meta, verdict.status, verdict.retryable, attempt)
         status = ExecutionStatus.RETRYING if retry else verdict.status
         self.store.finish(
@@ -116,15 +140,15 @@ class Executor:
                 **{column: getattr(outcome, column) for column in ATTEMPT_MEASURES},
                 "error_type": verdict.error_type,
                 "message": _clip(verdict.message),
-                "content_hash": script.content_hash,
             },
             output={
                 **{column: getattr(outcome, column) for column in ATTEMPT_STREAMS},
                 "traceback": verdict.traceback,
                 "result": verdict.result,
                 "data": verdict.data,
+                "content_hash": script.content_hash,  # what ran; the run keeps what was asked
             },
-            chunks=live.take(final=True),
+            chunks=unsent,
         )
         log.info(
             "execution %s (%s) attempt %s: %s in %.3f s",
@@ -182,13 +206,15 @@ class Executor:
         execution_id: str,
         attempt: int,
         live: LiveOutput,
+        lease: Lease,
     ) -> runner.RunOutcome:
-        """Run the process, its session in the host's ledger while it lives."""
+        """Run the process, its session in the host's ledger while it lives; the lease
+        (on its own thread) says when to stop it."""
         sessions: list[int] = []
         try:
             return runner.run(
                 spec,
-                poll=self._poller(execution_id, attempt, live),
+                poll=lease.poll,
                 on_output=live.add,
                 spawn=self._spawner(script),
                 on_start=lambda sid: self._record_session(sid, execution_id, attempt, sessions),
@@ -225,10 +251,43 @@ class Executor:
             one.close()
 
     def _script(self, row: ExecutionRecord, workdir: Path | None) -> Script:
-        """The registered script a run names, or its ad-hoc source written to ``workdir``."""
+        """The script a run names, exactly as submitted: this host's copy when it is the
+        submitted version, else the store's copy of that version (written to ``workdir``);
+        an ad-hoc source likewise.
+
+        Raises:
+            ScriptVersionMismatch: neither this host nor the store has that version.
+            ScriptNotFound, AdhocNotAllowed, ScriptMetadataError: as their names say.
+        """
         source = row.get("source")
-        if source is None:
-            return self.registry.get(row["script"])
+        if source is not None:
+            return self._adhoc(row, source, workdir)
+        wanted = row["content_hash"]
+        try:
+            local = self.registry.get(row["script"])
+        except ScriptNotFound:
+            local = None
+        if local is not None and (wanted is None or local.content_hash == wanted):
+            return local
+        kept = self.store.script_version(wanted) if wanted else None
+        if kept is None:
+            if local is None:
+                raise ScriptNotFound(
+                    f"no script {row['script']!r} on {socket.gethostname()}, and the store "
+                    "keeps no copy of the submitted version"
+                )
+            raise ScriptVersionMismatch(
+                f"{row['script']!r} was submitted as {wanted} but {socket.gethostname()} "
+                f"has {local.content_hash}, and the store keeps no copy of {wanted}"
+            )
+        file_name, data = kept
+        folder = workdir if workdir is not None else Path(tempfile.mkdtemp())
+        path = folder / file_name
+        path.write_bytes(data)
+        path.chmod(0o700)
+        return self.registry.load(row["script"], path)
+
+    def _adhoc(self, row: ExecutionRecord, source: str, workdir: Path | None) -> Script:
         if not self.settings.allow_adhoc:
             raise AdhocNotAllowed(
                 "this worker does not run ad-hoc scripts (SCRIPTRUN_ALLOW_ADHOC=0); "
@@ -238,25 +297,6 @@ class Executor:
         if workdir is not None:
             script.path.write_text(source, encoding="utf-8", errors="surrogatepass")
         return script
-
-    def _poller(self, execution_id: str, attempt: int, live: LiveOutput) -> Callable[[], bool]:
-        last_beat = time.monotonic()
-
-        def poll() -> bool:
-            nonlocal last_beat
-            chunks = live.take()
-            if chunks:
-                try:
-                    self.store.append_output(execution_id, attempt, chunks)
-                except Exception:  # live output is a courtesy: the run must go on
-                    log.warning("live output of %s not written", execution_id, exc_info=True)
-            now = time.monotonic()
-            beat = now - last_beat >= self.settings.heartbeat_s
-            if beat:
-                last_beat = now
-            return self.store.beat(execution_id, beat)
-
-        return poll
 
     def _record_session(self, sid: int, execution_id: str, attempt: int, into: list[int]) -> None:
         try:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event, func
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from tenacity import (
     RetryCallState,
@@ -26,7 +26,7 @@ from tenacity import (
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 """The newest migration; a test checks it against the migrations folder."""
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -206,6 +206,16 @@ class Database:
         """One write transaction (on SQLite it takes the lock up front)."""
         with self.engine.connect().execution_options(scriptrun_write=True) as conn, conn.begin():
             yield conn
+
+    @staticmethod
+    def _clock(conn: Connection) -> Any:
+        """Now on the database's clock, as heartbeats are written and compared: every
+        host's leases then run on one clock, and a worker whose own clock is off can
+        neither look silent nor outlive its lease. PostgreSQL's ``now()`` (an SQL
+        expression, no round trip); SQLite lives on one host, whose clock it is."""
+        if conn.dialect.name == "postgresql":
+            return func.now(type_=DateTime(timezone=True))
+        return utcnow()
 
     def dispose(self) -> None:
         """Close every pooled connection."""

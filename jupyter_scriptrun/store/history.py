@@ -20,7 +20,7 @@ from jupyter_scriptrun.models import (
 )
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store.engine import Database, aware, retrying
-from jupyter_scriptrun.store.tables import attempts, executions, output_chunks
+from jupyter_scriptrun.store.tables import attempts, executions, output_chunks, script_versions
 
 MIN_ID_PREFIX = 4
 """The shortest id prefix that names a run."""
@@ -95,6 +95,17 @@ class HistoryReads(Database):
         if row is None:
             raise ExecutionNotFound(f"no execution {id!r}")
         return cast(ExecutionRecord, dict(row._mapping))
+
+    @retrying
+    def script_version(self, content_hash: str) -> tuple[str, bytes] | None:
+        """A kept script version: its file name and source, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(script_versions.c.file_name, script_versions.c.source).where(
+                    script_versions.c.content_hash == content_hash
+                )
+            ).first()
+        return None if row is None else (row.file_name, bytes(row.source))
 
     @retrying
     def status(self, id: str) -> ExecutionStatus:

@@ -15,13 +15,26 @@ from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound
 from jupyter_scriptrun.models import ExecutionRecord
 from jupyter_scriptrun.status import PENDING, ExecutionStatus
 from jupyter_scriptrun.store.engine import Database, dialect_insert, retrying, utcnow
-from jupyter_scriptrun.store.tables import attempts, executions, output_chunks, scripts
+from jupyter_scriptrun.store.tables import (
+    attempts,
+    executions,
+    output_chunks,
+    script_versions,
+    scripts,
+)
 
 log = logging.getLogger(__name__)
 
 
 class RunStates(Database):
     """Writes of the run's life: scripts' ids, create, claim, beat, finish, cancel, lost."""
+
+    _kept: set[str]
+    """Script versions this process has stored (``keep_version``)."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        super().__init__(url, migrate=migrate)
+        self._kept = set()
 
     @retrying
     def ensure_script(self, name: str, content_hash: str | None) -> int:
@@ -79,6 +92,24 @@ class RunStates(Database):
                 known = {r.name: r.id for r in conn.execute(select(scripts.c.name, scripts.c.id))}
         return known
 
+    def keep_version(self, content_hash: str, script: str, file_name: str, source: bytes) -> None:
+        """Keep a script version's source by its content hash (once: later calls for a
+        hash this process stored are free)."""
+        if content_hash in self._kept:
+            return
+        with self._write() as conn:
+            conn.execute(
+                dialect_insert(conn, script_versions).on_conflict_do_nothing(),
+                {
+                    "content_hash": content_hash,
+                    "script": script,
+                    "file_name": file_name,
+                    "source": source,
+                    "stored_at": utcnow(),
+                },
+            )
+        self._kept.add(content_hash)
+
     def script_ids(self) -> dict[str, int]:
         """Registered names and their ids."""
         with self.engine.connect() as conn:
@@ -131,7 +162,7 @@ class RunStates(Database):
             "language": language,
         }
         try:
-            self._insert_execution(**values)
+            self._insert_execution(**values)  # heartbeat_at: the database's clock, below
             return cast(ExecutionRecord, {**dict.fromkeys(executions.c.keys()), **values})
         except IntegrityError:
             if idempotency_key is None:
@@ -150,7 +181,7 @@ class RunStates(Database):
     @retrying
     def _insert_execution(self, **values: Any) -> None:
         with self._write() as conn:
-            conn.execute(insert(executions).values(**values))
+            conn.execute(insert(executions).values(**{**values, "heartbeat_at": self._clock(conn)}))
 
     @retrying
     def fail_pending(self, id: str, error_type: str, message: str) -> None:
@@ -205,12 +236,19 @@ class RunStates(Database):
                 "status": ExecutionStatus.RUNNING.value,
                 "attempt": attempt,
                 "worker": worker,
-                "heartbeat_at": now,
                 "started_at": now,
+                # The previous attempt's end (WorkerLost, …) is in its own row now.
+                "error_type": None,
+                "message": None,
             }
             if attempt == 1:
                 values["queue_s"] = (now - r["queued_at"]).total_seconds()
-            conn.execute(update(executions).where(executions.c.id == id).values(**values))
+            conn.execute(
+                update(executions)
+                .where(executions.c.id == id)
+                .values(**values, heartbeat_at=self._clock(conn))
+            )
+            values["heartbeat_at"] = now
             conn.execute(
                 insert(attempts).values(
                     execution_id=id,
@@ -222,22 +260,35 @@ class RunStates(Database):
             )
             return cast(ExecutionRecord, {**r, **values})
 
-    def beat(self, id: str, heartbeat: bool) -> bool:
+    def beat(self, id: str, heartbeat: bool, attempt: int | None = None) -> bool:
         """Refresh the heartbeat (when ``heartbeat``) and say whether cancel was asked.
 
-        Not retried: it runs every tick of a run, and a run must not stall on it while the
-        database is away; the next tick tries again."""
+        With ``attempt``, the heartbeat renews that attempt's lease only while the run is
+        still running as that attempt, and a run that moved on (declared lost, taken
+        over) answers True as well: the attempt must stop. Not retried: it runs every
+        tick of a run; the next tick tries again."""
+        mine = executions.c.id == id
+        if attempt is not None:
+            mine = (
+                mine
+                & (executions.c.attempt == attempt)
+                & (executions.c.status == ExecutionStatus.RUNNING.value)
+            )
         if heartbeat:
             with self._write() as conn:
-                conn.execute(
-                    update(executions).where(executions.c.id == id).values(heartbeat_at=utcnow())
-                )
+                conn.execute(update(executions).where(mine).values(heartbeat_at=self._clock(conn)))
         with self.engine.connect() as conn:
-            return bool(
-                conn.execute(
-                    select(executions.c.cancel_requested).where(executions.c.id == id)
-                ).scalar()
-            )
+            row = conn.execute(
+                select(
+                    executions.c.cancel_requested, executions.c.attempt, executions.c.status
+                ).where(executions.c.id == id)
+            ).first()
+        if row is None:
+            return True
+        superseded = attempt is not None and (
+            row.attempt != attempt or row.status != ExecutionStatus.RUNNING.value
+        )
+        return bool(row.cancel_requested) or superseded
 
     @retrying
     def finish(
@@ -259,11 +310,6 @@ class RunStates(Database):
         now = utcnow()
         with self._write() as conn:
             self._insert_chunks(conn, id, attempt, chunks, now)
-            conn.execute(
-                update(attempts)
-                .where(attempts.c.execution_id == id, attempts.c.attempt == attempt)
-                .values(status=status.value, finished_at=now, **record, **output)
-            )
             values = {**record, "status": status.value, "heartbeat_at": None}
             if status.is_final:
                 values["finished_at"] = now
@@ -276,13 +322,36 @@ class RunStates(Database):
                 )
                 .values(**values)
             )
-            if res.rowcount == 0:
+            own = {**record, **output, "status": status.value, "finished_at": now}
+            if res.rowcount == 0 and not self._ended_as(conn, id, attempt, status):
+                # Declared lost (and maybe run again) meanwhile: this attempt's end is
+                # recorded in its own row, truthfully, but it no longer speaks for the run.
                 log.warning(
-                    "execution %s attempt %s was no longer running when it ended "
-                    "(declared lost meanwhile?); its attempt row is kept",
+                    "execution %s attempt %s ended after the run had moved on; recorded in "
+                    "its attempt row only",
                     id,
                     attempt,
                 )
+                own["error_type"] = "Superseded"
+                own["message"] = (
+                    f"ended {status.value} after it had been declared lost; the run had "
+                    "moved on, so this result does not count"
+                    + (f" ({record['message']})" if record.get("message") else "")
+                )
+            conn.execute(
+                update(attempts)
+                .where(attempts.c.execution_id == id, attempts.c.attempt == attempt)
+                .values(**own)
+            )
+
+    @staticmethod
+    def _ended_as(conn: Connection, id: str, attempt: int, status: ExecutionStatus) -> bool:
+        """Whether the run already shows this attempt's end (a retried ``finish`` whose
+        first commit went through), rather than a run that moved on without it."""
+        row = conn.execute(
+            select(executions.c.attempt, executions.c.status).where(executions.c.id == id)
+        ).first()
+        return row is not None and (row.attempt, row.status) == (attempt, status.value)
 
     def append_output(self, id: str, attempt: int, chunks: Sequence[tuple[int, str, str]]) -> None:
         """Add live output: ``(seq, stream, text)`` chunks, ``seq`` counting from 0 per
@@ -352,8 +421,8 @@ class RunStates(Database):
     @retrying
     def stale_running(self, lost_after_s: float) -> list[ExecutionRecord]:
         """Running executions whose heartbeat stopped ``lost_after_s`` ago or more."""
-        limit = utcnow() - timedelta(seconds=lost_after_s)
         with self.engine.connect() as conn:
+            limit = self._clock(conn) - timedelta(seconds=lost_after_s)
             rows = conn.execute(select(executions).where(*_silent(ExecutionStatus.RUNNING, limit)))
             return [cast(ExecutionRecord, dict(r._mapping)) for r in rows]
 
@@ -362,9 +431,9 @@ class RunStates(Database):
         """Queued runs whose message was sent ``sent_before_s`` ago or more and that no
         worker has claimed: their message may have been lost (a broker restarted without
         persistence). Marks them as sent again now, so each is re-sent once per period."""
-        now = utcnow()
-        cutoff = now - timedelta(seconds=sent_before_s)
         with self._write() as conn:
+            now = self._clock(conn)
+            cutoff = now - timedelta(seconds=sent_before_s)
             rows = conn.execute(
                 select(executions.c.id, executions.c.queue, executions.c.script)
                 .where(*_silent(ExecutionStatus.QUEUED, cutoff))
@@ -401,8 +470,8 @@ class RunStates(Database):
         in the meantime (its heartbeat came back, or it finished).
         """
         now = utcnow()
-        limit = now - timedelta(seconds=lost_after_s)
         with self._write() as conn:
+            limit = self._clock(conn) - timedelta(seconds=lost_after_s)
             row = conn.execute(
                 select(executions.c.cancel_requested, executions.c.worker)
                 .where(

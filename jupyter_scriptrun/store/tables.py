@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -158,6 +159,18 @@ attempts = Table(
     Column("result", JSONText),
     Column("data", JSONText),
 )
+
+script_versions = Table(
+    "script_versions",
+    metadata,
+    Column("content_hash", String(80), primary_key=True),
+    Column("script", String(128), nullable=False),
+    Column("file_name", String(255), nullable=False),
+    Column("source", LargeBinary, nullable=False),
+    Column("stored_at", UTCDateTime, nullable=False),
+)
+"""Every submitted version of a registered script, by content hash: what a run names is
+what any worker runs, whatever its own folder holds (see ``Executor._script``)."""
 
 output_chunks = Table(
     "output_chunks",

@@ -1,0 +1,89 @@
+"""Supervision never waits on the database, and an attempt that cannot renew its lease
+stops its script before the run could be taken over (real runner, real processes, a real
+SQLite store whose heartbeats stall or fail the way a cut network makes them)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.contract.registry import Registry
+from jupyter_scriptrun.execution.executor import Executor
+from jupyter_scriptrun.status import ExecutionStatus
+from jupyter_scriptrun.store import Store, new_execution_id
+
+
+class StalledStore(Store):
+    """A store whose heartbeat hangs, as a call to a database behind a cut link does."""
+
+    def beat(self, id: str, heartbeat: bool, attempt: int | None = None) -> bool:
+        time.sleep(30)
+        return False
+
+
+class UnreachableStore(Store):
+    """A store whose heartbeat fails at once, as a database that refuses connections."""
+
+    def beat(self, id: str, heartbeat: bool, attempt: int | None = None) -> bool:
+        raise OperationalError("UPDATE executions", {}, Exception("connection refused"))
+
+
+def start(store: Store, settings: Settings, params: dict, timeout: float | None = None) -> str:
+    eid = new_execution_id()
+    store.create(
+        id=eid,
+        script="slow_script",
+        script_id=None,
+        parameters=params,
+        page_context="test",
+        queue="q",
+        timeout_s=timeout,
+        content_hash=None,
+    )
+    return eid
+
+
+@pytest.fixture
+def lease_settings(settings: Settings) -> Settings:
+    return settings.with_(heartbeat_s=0.5, lost_after_s=2.0)
+
+
+def test_a_stalled_database_does_not_delay_a_timeout(lease_settings: Settings, tmp_path: Path):
+    store = StalledStore(f"sqlite:///{tmp_path / 's.db'}")
+    executor = Executor(lease_settings, Registry(lease_settings.scripts_path), store)
+    eid = start(store, lease_settings, {"seconds": 30}, timeout=1.0)
+    t0 = time.monotonic()
+    outcome = executor.run_attempt(eid, 1, "w")
+    took = time.monotonic() - t0
+    assert outcome.status is ExecutionStatus.TIMED_OUT
+    assert took < 4, f"the timeout of 1 s was enforced after {took:.1f} s"
+    rec = store.get(eid)
+    assert 0.9 < rec["duration_s"] < 2.5, "the duration is the run's own, measured locally"
+
+
+def test_an_attempt_that_cannot_renew_its_lease_stops_before_it_could_be_taken_over(
+    lease_settings: Settings, tmp_path: Path
+):
+    store = UnreachableStore(f"sqlite:///{tmp_path / 's.db'}")
+    executor = Executor(lease_settings, Registry(lease_settings.scripts_path), store)
+    eid = start(store, lease_settings, {"seconds": 30})
+    t0 = time.monotonic()
+    outcome = executor.run_attempt(eid, 1, "w")
+    took = time.monotonic() - t0
+    # The lease is 2 s from the last renewal; the attempt stops one heartbeat sooner.
+    assert 1.4 < took < lease_settings.lost_after_s + 1.0, took
+    assert outcome.status is ExecutionStatus.LOST and outcome.error_type == "LeaseLost"
+    [attempt] = store.attempts(eid)
+    assert attempt["error_type"] == "LeaseLost" and "lease lapsed" in attempt["message"]
+    assert attempt["exit_code"] is not None and attempt["exit_code"] < 0  # it was stopped
+
+
+def test_heartbeat_and_lost_after_that_cannot_fence_are_refused():
+    from jupyter_scriptrun.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"SCRIPTRUN_LOST_AFTER .* longer than"):
+        Settings.from_env({"SCRIPTRUN_HEARTBEAT": "10", "SCRIPTRUN_LOST_AFTER": "10"})

@@ -1,0 +1,67 @@
+"""A run executes exactly the script version that was submitted (and validated), on any
+worker, or fails clearly: never silently another version (real Redis, a real worker
+whose scripts folder differs from the client's)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete
+
+from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.contract.registry import file_hash
+from jupyter_scriptrun.status import ExecutionStatus
+from jupyter_scriptrun.store.tables import script_versions
+
+VERSION = 'import json\nprint(json.dumps({{"status": "success", "data": {{"version": {n}}}}}))\n'
+
+
+@pytest.fixture
+def hosts(redis_settings: Settings, tmp_path: Path) -> tuple[Settings, Settings, dict[int, str]]:
+    """A client host with version 1 of ``versioned.py``, a worker host with version 2."""
+    folders = {}
+    for n in (1, 2):
+        folder = tmp_path / f"host{n}"
+        folder.mkdir()
+        (folder / "versioned.py").write_text(VERSION.format(n=n))
+        folders[n] = folder
+    hashes = {n: file_hash((folders[n] / "versioned.py").read_bytes()) for n in (1, 2)}
+    client_host = redis_settings.with_(scripts_path=(folders[1],))
+    worker_host = redis_settings.with_(scripts_path=(folders[2],))
+    return client_host, worker_host, hashes
+
+
+def test_the_submitted_version_runs_even_where_the_worker_has_another(hosts, start_worker):
+    client_host, worker_host, hashes = hosts
+    start_worker(worker_host)
+    run = Client(client_host).run("versioned", wait_timeout=60)
+    assert run.status is ExecutionStatus.SUCCEEDED and run.data == {"version": 1}
+    assert run.record()["content_hash"] == hashes[1]
+    assert run.attempts()[0]["content_hash"] == hashes[1], "the attempt records what ran"
+
+
+def test_a_single_file_script_needs_no_copy_on_the_worker(
+    redis_settings: Settings, tmp_path: Path, start_worker
+):
+    only_here = tmp_path / "client-only"
+    only_here.mkdir()
+    (only_here / "solo.py").write_text(VERSION.format(n=7))
+    start_worker(redis_settings.with_(scripts_path=(tmp_path,)))  # no solo.py there
+    run = Client(redis_settings.with_(scripts_path=(only_here,))).run("solo", wait_timeout=60)
+    assert run.status is ExecutionStatus.SUCCEEDED and run.data == {"version": 7}
+
+
+def test_without_the_submitted_version_anywhere_the_run_fails_naming_both(hosts, start_worker):
+    client_host, worker_host, hashes = hosts
+    client = Client(client_host)
+    run = client.submit("versioned")  # queued: no worker yet
+    with client.store.engine.begin() as conn:  # as if submitted by a client that kept none
+        conn.execute(delete(script_versions))
+    start_worker(worker_host)
+    run.wait(60)
+    rec = run.record()
+    assert (rec["status"], rec["error_type"]) == ("failed", "ScriptVersionMismatch")
+    assert hashes[1] in rec["message"] and hashes[2] in rec["message"]
+    assert rec["content_hash"] == hashes[1], "the run still says what was asked for"
