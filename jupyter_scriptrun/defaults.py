@@ -43,8 +43,14 @@ REAP_EVERY_S = 30.0
 """How often each worker looks for lost runs."""
 
 TICK_S = 0.25
-"""How often a running run checks the store for a cancel request (the cancel latency) and
-writes the output that arrived since the last tick (the latency of live output)."""
+"""How often the supervisor looks at its run (a cancel asked through this worker ends the
+run within a tick)."""
+
+STORE_TICK_S = 1.0
+"""How often a running run meets the store: one transaction writes the output that
+arrived since the last one and reads whether a cancel was asked (the latency of live
+output and of a cancel asked on another host). About one transaction per second per
+running run, plus a heartbeat every HEARTBEAT_S."""
 
 LIVE_OUTPUT_BYTES = 1024 * 1024
 """Live output kept per attempt for watchers (``logs?offset=``, the magics' live view).

@@ -267,9 +267,10 @@ def test_postgres_store_with_several_workers(
     assert os.environ.get("SCRIPTRUN_DATABASE_URL") is None
 
 
-def test_a_script_that_vanished_before_it_ran_fails_clearly(
+def test_a_script_that_vanished_before_it_ran_still_runs_as_submitted(
     redis_settings: Settings, start_worker, tmp_path: Path
 ):
+    """What was submitted (and validated) runs: the store kept that version."""
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "ephemeral.py").write_text("print('hi')\n")
@@ -277,9 +278,29 @@ def test_a_script_that_vanished_before_it_ran_fails_clearly(
     run = Client(mine).submit("ephemeral")  # queued: no worker yet
     (folder / "ephemeral.py").unlink()
     start_worker(mine)
+    assert run.wait(30).status is ExecutionStatus.SUCCEEDED and run.stdout == "hi\n"
+
+
+def test_a_script_gone_from_the_worker_and_the_store_fails_clearly(
+    redis_settings: Settings, start_worker, tmp_path: Path
+):
+    from sqlalchemy import delete
+
+    from jupyter_scriptrun.store.tables import script_versions
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "ephemeral.py").write_text("print('hi')\n")
+    mine = redis_settings.with_(scripts_path=(folder,))
+    client = Client(mine)
+    run = client.submit("ephemeral")  # queued: no worker yet
+    (folder / "ephemeral.py").unlink()
+    with client.store.engine.begin() as conn:
+        conn.execute(delete(script_versions))
+    start_worker(mine)
     rec = run.wait(30).record()
     assert rec["status"] == "failed" and rec["error_type"] == "ScriptNotFound"
-    assert "ephemeral" in rec["message"]
+    assert "ephemeral" in rec["message"] and "keeps no copy" in rec["message"]
 
 
 def test_rabbitmq_broker_without_a_result_backend(

@@ -20,7 +20,7 @@ from jupyter_scriptrun.store import Store, new_execution_id
 class StalledStore(Store):
     """A store whose heartbeat hangs, as a call to a database behind a cut link does."""
 
-    def beat(self, id: str, heartbeat: bool, attempt: int | None = None) -> bool:
+    def tick(self, id: str, attempt: int, chunks: list, heartbeat: bool) -> bool:
         time.sleep(30)
         return False
 
@@ -28,7 +28,7 @@ class StalledStore(Store):
 class UnreachableStore(Store):
     """A store whose heartbeat fails at once, as a database that refuses connections."""
 
-    def beat(self, id: str, heartbeat: bool, attempt: int | None = None) -> bool:
+    def tick(self, id: str, attempt: int, chunks: list, heartbeat: bool) -> bool:
         raise OperationalError("UPDATE executions", {}, Exception("connection refused"))
 
 

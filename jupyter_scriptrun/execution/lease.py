@@ -15,19 +15,35 @@ import logging
 import threading
 import time
 
-from jupyter_scriptrun.defaults import TICK_S
+from jupyter_scriptrun.defaults import STORE_TICK_S, TICK_S
 from jupyter_scriptrun.execution.live import LiveOutput
 
 log = logging.getLogger(__name__)
+
+_stop_requests: dict[str, float] = {}
+"""Runs this process was told to stop (a cancel or revoke broadcast to every worker), by
+when it was told: seen within a tick, before the store says so."""
+_stop_lock = threading.Lock()
+STOP_REQUEST_TTL_S = 3600.0
+"""How long a request for a run this process does not run is remembered."""
+
+
+def request_stop(execution_id: str) -> None:
+    """Stop the run ``execution_id`` if this process runs it (a cancel arrived here)."""
+    now = time.monotonic()
+    with _stop_lock:
+        _stop_requests[execution_id] = now
+        # Broadcasts reach every worker: forget requests for runs that were never here.
+        for old in [k for k, at in _stop_requests.items() if now - at > STOP_REQUEST_TTL_S]:
+            del _stop_requests[old]
 
 
 class Lease:
     """The store side of one running attempt, on a background thread.
 
     Args:
-        store: has ``append_output(id, attempt, chunks)`` and
-            ``beat(id, heartbeat, attempt) -> bool`` (True: stop the attempt).
-        live: the attempt's live output, written each tick.
+        store: has ``tick(id, attempt, chunks, heartbeat) -> bool`` (True: stop).
+        live: the attempt's live output, written each store tick.
     """
 
     def __init__(
@@ -69,17 +85,25 @@ class Lease:
         """Stop keeping the lease; the live output not yet written (for ``finish``)."""
         self._done.set()
         self._thread.join(timeout=5 * TICK_S)  # it may be stuck on a dead connection
+        with _stop_lock:
+            _stop_requests.pop(self.execution_id, None)
         return self._unsent + self.live.take(final=True)
 
     def _keep(self) -> None:
-        last_beat = time.monotonic()
+        last_beat = last_store = time.monotonic()
         while not self._done.wait(TICK_S):
+            if self.execution_id in _stop_requests:
+                self.stop_asked.set()
             now = time.monotonic()
+            if now - last_store < STORE_TICK_S:
+                continue
+            last_store = now
             beat = now - last_beat >= self.heartbeat_s
+            chunks = self._unsent + self.live.take()
+            self._unsent = chunks  # kept until written: a failed write loses nothing
             try:
-                self._write_output()
-                stop = self.store.beat(  # type: ignore[attr-defined]
-                    self.execution_id, beat, attempt=self.attempt
+                stop = self.store.tick(  # type: ignore[attr-defined]
+                    self.execution_id, self.attempt, chunks, beat
                 )
             except Exception as exc:  # the database away: the run goes on, for a while
                 log.warning(
@@ -90,6 +114,7 @@ class Lease:
                 )
                 stop = False
             else:
+                self._unsent = []
                 if beat:
                     last_beat = self._renewed = now
             if stop:
@@ -104,12 +129,3 @@ class Lease:
                 )
                 self.stop_asked.set()
                 return
-
-    def _write_output(self) -> None:
-        chunks = self._unsent + self.live.take()
-        self._unsent = chunks  # kept until written: a failed write loses nothing
-        if chunks:
-            self.store.append_output(  # type: ignore[attr-defined]
-                self.execution_id, self.attempt, chunks
-            )
-        self._unsent = []

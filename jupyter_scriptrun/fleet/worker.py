@@ -30,6 +30,7 @@ from jupyter_scriptrun.config import get_settings
 from jupyter_scriptrun.contract.registry import Registry
 from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound, RunFailed
 from jupyter_scriptrun.execution.executor import Executor
+from jupyter_scriptrun.execution.lease import request_stop
 from jupyter_scriptrun.fleet.celery_app import TASK_NAME, make_app, shadow_name
 from jupyter_scriptrun.fleet.tasks import EXECUTION_ID_RE, define_tasks
 
@@ -100,6 +101,7 @@ def revoke(state: Any, task_id: Any, terminate: bool = False, signal: Any = None
     ids = [task_id] if isinstance(task_id, str) else list(task_id or ())
     how = "terminated" if terminate else "revoked"
     for one in ids:
+        request_stop(str(one))  # a run of this process stops within a tick
         _to_cancel.put((str(one), how))
     # Celery's own bookkeeping (its revoked set, the result backend), without its
     # terminate: that kills a pool process, or raises NotImplementedError on threads.

@@ -344,6 +344,35 @@ class RunStates(Database):
                 .values(**own)
             )
 
+    def tick(
+        self,
+        id: str,
+        attempt: int,
+        chunks: Sequence[tuple[int, str, str]],
+        heartbeat: bool,
+    ) -> bool:
+        """A running attempt's meeting with the store, in one transaction: write its new
+        live output, renew its lease (when ``heartbeat``), and say whether it must stop
+        (a cancel was asked, or the run moved on without it). Not retried: the next tick
+        tries again."""
+        mine = (
+            (executions.c.id == id)
+            & (executions.c.attempt == attempt)
+            & (executions.c.status == ExecutionStatus.RUNNING.value)
+        )
+        if chunks or heartbeat:
+            with self._write() as conn:
+                self._insert_chunks(conn, id, attempt, chunks, utcnow())
+                if heartbeat:
+                    conn.execute(
+                        update(executions).where(mine).values(heartbeat_at=self._clock(conn))
+                    )
+                row = conn.execute(select(executions.c.cancel_requested).where(mine)).first()
+        else:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(executions.c.cancel_requested).where(mine)).first()
+        return row is None or bool(row.cancel_requested)
+
     @staticmethod
     def _ended_as(conn: Connection, id: str, attempt: int, status: ExecutionStatus) -> bool:
         """Whether the run already shows this attempt's end (a retried ``finish`` whose
