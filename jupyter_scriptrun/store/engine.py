@@ -137,7 +137,28 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # No pre-ping (a round trip per checkout): a connection the server dropped fails its
+    # first statement, SQLAlchemy invalidates the pool, and the store's retry runs the
+    # operation again on a new one. TCP keepalives end a dead peer's connection in about
+    # a minute on both sides (the OS default is two hours), so a killed worker's backends
+    # do not linger on the server.
+    return create_engine(
+        url,
+        pool_size=5,
+        max_overflow=10,
+        pool_recycle=3600,
+        connect_args=POSTGRES_KEEPALIVES if url.startswith("postgres") else {},
+    )
+
+
+POSTGRES_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+"""libpq's TCP settings: a peer gone silent is noticed within about a minute."""
 
 
 class Database:

@@ -160,6 +160,7 @@ class HistoryReads(Database):
             query = query.offset(offset)
         return query
 
+    @retrying
     def history_count(self, **filters: Any) -> int:
         """How many runs the history filters match (``limit``/``offset`` not applied)."""
         conds = _history_conditions(**filters)
@@ -168,6 +169,7 @@ class HistoryReads(Database):
                 select(func.count()).select_from(executions).where(*conds)
             ).scalar_one()
 
+    @retrying
     def history_slices(self, parts: int, rows: int, **filters: Any) -> list[str]:
         """The history query cut into up to ``parts`` consecutive slices, newest first, as
         SQL texts with the values inlined: for readers that run the slices in parallel on
@@ -196,6 +198,7 @@ class HistoryReads(Database):
             slices.append(str(sql))
         return slices
 
+    @retrying
     def history_columns(self, **filters: Any) -> dict[str, list[Any]]:
         """History as columns of driver values (timestamps unparsed): the fast path to a
         DataFrame (see ``frames.history_frame``)."""
@@ -204,11 +207,13 @@ class HistoryReads(Database):
         values = list(zip(*rows, strict=True)) if rows else [() for _ in HISTORY_COLUMNS]
         return {name: list(col) for name, col in zip(HISTORY_COLUMNS, values, strict=True)}
 
+    @retrying
     def history_rows(self, **filters: Any) -> list[dict[str, Any]]:
         """History as a list of dicts (no pandas needed)."""
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(self.history_query(**filters))]
 
+    @retrying
     def count(self, status: str | None = None) -> int:
         """How many executions there are (with that status)."""
         query = select(func.count()).select_from(executions)
