@@ -83,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for answers")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser(
+        "health",
+        help="check the store, the broker and a consuming worker (exit 0 healthy, 1 no "
+        "worker, 3 store or broker unreachable): a liveness probe",
+    )
+    p.add_argument("--queue", help="the queue a worker must consume (default: the default)")
+    p.add_argument("--this-host", action="store_true", help="a worker on this host")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for answers")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("settings", help="the settings in effect here, and their variables")
     p.add_argument("--json", action="store_true", help="as SCRIPTRUN_* variables in JSON")
 
@@ -412,6 +422,20 @@ def _workers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _health(args: argparse.Namespace) -> int:
+    from jupyter_scriptrun.health import check
+
+    health = check(_client(), queue=args.queue, this_host=args.this_host, timeout=args.timeout)
+    if args.json:
+        print(_dumps({"ok": health.ok, "checks": [vars(c) for c in health.checks]}))
+    else:
+        for c in health.checks:
+            print(f"{'ok  ' if c.ok else 'FAIL'} {c.name:7} {c.detail}")
+    if health.ok:
+        return EXIT_OK
+    return EXIT_UNAVAILABLE if health.unreachable else EXIT_RUN_FAILED
+
+
 def _settings(args: argparse.Namespace) -> int:
     from jupyter_scriptrun.config import declared, get_settings
 
@@ -488,5 +512,6 @@ COMMANDS = {
     "local": _local,
     "workers": _workers,
     "settings": _settings,
+    "health": _health,
     "demo": _demo,
 }

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import settings_env
 
 from jupyter_scriptrun.cli import parse_assignments
 from jupyter_scriptrun.config import Settings
@@ -194,3 +195,21 @@ def test_the_benchmark_against_an_unreachable_broker_fails_clearly_leaving_nothi
         except (psutil.Error, OSError):
             continue
     assert leftovers == []
+
+
+def test_health_is_a_liveness_probe(redis_settings: Settings, start_worker):
+    """``scriptrun health``: 0 with a worker consuming the queue (naming it), 1 without
+    one, 3 when the broker is away; each check on a line of its own."""
+    env = settings_env(redis_settings)
+    cmd = [sys.executable, "-m", "jupyter_scriptrun", "health", "--timeout", "1"]
+    alone = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert alone.returncode == 1, alone.stdout + alone.stderr
+    assert f"no worker consumes '{redis_settings.queue}'" in alone.stdout
+    worker = start_worker(redis_settings)
+    healthy = subprocess.run([*cmd, "--this-host"], env=env, capture_output=True, text=True)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert "ok   store" in healthy.stdout and "ok   broker" in healthy.stdout
+    assert f"consumed by {worker.hostname.split('@')[0]}@" in healthy.stdout, healthy.stdout
+    away = settings_env(redis_settings.with_(broker_url="redis://127.0.0.1:1/0"))
+    down = subprocess.run(cmd, env=away, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 3 and "FAIL broker" in down.stdout, down.stdout + down.stderr
