@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("contract",),
     # processes and the database, each knowing nothing of the other
     ("execution.proc", "execution.runner", "execution.warm", "execution.orphans"),
-    ("execution.live", "execution.runners", "store"),
+    ("execution.live", "execution.lease", "execution.runners", "store"),
     # one attempt: store + runner + contract
     ("execution.executor",),
     # Celery: the broker, the task, the worker, the embedded default
