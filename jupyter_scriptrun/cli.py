@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from jupyter_scriptrun.exceptions import (
@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--this-host", action="store_true", help="a worker on this host")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for answers")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser(
+        "prune", help="remove runs that ended long ago (their counts per script are kept)"
+    )
+    p.add_argument(
+        "--older-than", required=True, type=parse_age, metavar="AGE", help="e.g. 30d, 12h, 90m"
+    )
+    p.add_argument("--dry-run", action="store_true", help="only say how many would go")
 
     p = sub.add_parser("settings", help="the settings in effect here, and their variables")
     p.add_argument("--json", action="store_true", help="as SCRIPTRUN_* variables in JSON")
@@ -422,6 +430,25 @@ def _workers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def parse_age(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``3600s`` (or a number of days) as a timedelta."""
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "d")
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age like 30d, 12h or 90m") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: an age must be positive")
+    return timedelta(**{units[unit]: value})
+
+
+def _prune(args: argparse.Namespace) -> int:
+    n = _client().prune(args.older_than, dry_run=args.dry_run)
+    print(f"{n} run(s) {'would be' if args.dry_run else ''} removed".replace("  ", " "))
+    return EXIT_OK
+
+
 def _health(args: argparse.Namespace) -> int:
     from jupyter_scriptrun.health import check
 
@@ -513,5 +540,6 @@ COMMANDS = {
     "workers": _workers,
     "settings": _settings,
     "health": _health,
+    "prune": _prune,
     "demo": _demo,
 }

@@ -23,6 +23,7 @@ from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, get_store, new_execution_id
 
 if TYPE_CHECKING:
+    from datetime import timedelta
     from pathlib import Path
 
     import pandas as pd
@@ -93,6 +94,11 @@ class Client:
         from jupyter_scriptrun.fleet.local import LocalWorker
 
         return LocalWorker(self.settings)
+
+    def prune(self, older_than: timedelta, *, dry_run: bool = False) -> int:
+        """Remove runs that ended more than ``older_than`` ago (their counts per script
+        and status are kept); how many were removed (or would be, with ``dry_run``)."""
+        return self.store.prune(older_than, dry_run=dry_run)
 
     def local_workers(self) -> dict[Path, int]:
         """Every local worker running under this data folder (any configuration): its

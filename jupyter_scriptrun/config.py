@@ -104,7 +104,7 @@ PATHS = Kind(_paths, lambda v: os.pathsep.join(map(str, v)), many=True, separato
 QUEUE = Kind(_queue)
 QUEUES = Kind(_queues, ",".join, many=True)
 SECONDS = Kind(_positive(float))
-MEBIBYTES = Kind(_positive(float))
+MEBIBYTES = DAYS = Kind(_positive(float))
 BYTES = Kind(_positive(int))
 FLAG = Kind(_flag, lambda v: "1" if v else "0")
 NAMES = Kind(_names, ",".join, many=True)
@@ -260,6 +260,12 @@ class Settings:
         "whether workers run ad-hoc sources (%%scriptrun "
         "cells): whoever can start runs can then run any code on the workers",
         default=True,
+    )
+    retain_days: float | None = setting(
+        "SCRIPTRUN_RETAIN_DAYS",
+        DAYS,
+        "days a run is kept after it ended: workers remove older runs once a day (their "
+        "counts per script and status are kept); unset: forever",
     )
     worker_idle_exit_s: float | None = setting(
         "SCRIPTRUN_WORKER_IDLE_EXIT",

@@ -91,6 +91,7 @@ def _every_setting(tmp_path: Path):
         warm_preload=("json", "csv"),
         allow_adhoc=False,
         env_allow=(*Settings().env_allow, "MY_TOKEN"),
+        retain_days=30.0,
         worker_idle_exit_s=5.0,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -336,3 +337,31 @@ def test_heartbeats_use_the_databases_clock(store: Store, monkeypatch: pytest.Mo
     store.beat(eid, heartbeat=True, attempt=1)
     assert store.stale_running(lost_after_s=30) == []
     assert store.get(eid)["heartbeat_at"] > real() - timedelta(seconds=30)
+
+
+def test_prune_removes_old_ended_runs_in_batches_and_keeps_their_counts(store: Store):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from jupyter_scriptrun.store.tables import executions
+
+    ended = [create(store, "old") for _ in range(5)]
+    for eid in ended:
+        store.claim(eid, 1, "w")
+        store.finish(eid, 1, ExecutionStatus.SUCCEEDED, record={"exit_code": 0}, output={})
+    still_running = create(store, "old")
+    store.claim(still_running, 1, "w")
+    recent = create(store, "new")
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    with store.engine.begin() as conn:  # as if they had ended 40 days ago
+        conn.execute(
+            update(executions).where(executions.c.id.in_(ended)).values(finished_at=long_ago)
+        )
+    assert store.prune(timedelta(days=30), dry_run=True) == 5
+    assert store.prune(timedelta(days=30), batch=2) == 5  # three batches
+    assert store.count() == 2 and store.get(still_running)["status"] == "running"
+    assert store.get(recent)["script"] == "new"
+    assert store.pruned() == {("old", "succeeded"): 5}
+    assert store.attempts(ended[0]) == []
+    assert store.prune(timedelta(days=30)) == 0 and store.pruned() == {("old", "succeeded"): 5}

@@ -170,11 +170,29 @@ def _reap() -> None:
     executor.reap(resend, probe=probe, on_lost=_mark_failed)
 
 
+PRUNE_FIRST_AFTER_S = 600.0
+"""A worker's first pruning waits: a fleet restarting at once does not prune at once."""
+PRUNE_EVERY_S = 86_400.0
+
+
+def _prune(days: float) -> None:
+    from datetime import timedelta
+
+    try:
+        removed = executor.store.prune(timedelta(days=days))
+    except Exception:
+        log.exception("removing runs older than %g days failed (will try tomorrow)", days)
+        return
+    if removed:
+        log.info("removed %d run(s) that ended more than %g days ago", removed, days)
+
+
 def _housekeeping(idle_exit_s: float | None) -> None:
     from celery.worker import state
 
     idle_since = time.monotonic()
     next_reap = 0.0
+    next_prune = time.monotonic() + PRUNE_FIRST_AFTER_S
     while not _stop.is_set():
         try:
             revoked = _to_cancel.get(timeout=min(1.0, settings.reap_every_s))
@@ -196,6 +214,9 @@ def _housekeeping(idle_exit_s: float | None) -> None:
                 _reap()
             except Exception:
                 log.exception("reaping lost runs failed (will try again)")
+        if settings.retain_days and now >= next_prune:
+            next_prune = now + PRUNE_EVERY_S
+            _prune(settings.retain_days)
         if idle_exit_s is None:
             continue
         if state.active_requests or state.reserved_requests:

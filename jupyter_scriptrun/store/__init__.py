@@ -1,7 +1,8 @@
 """The store: the one truth about every run, in SQLite or PostgreSQL.
 
 :class:`Store` is one database seen through its two roles: the run's state machine
-(:mod:`.runs`, the worker's and the client's writes) and the read path (:mod:`.history`).
+(:mod:`.runs`, the worker's and the client's writes), the read path (:mod:`.history`)
+and the removal of old runs (:mod:`.retention`).
 The engine, migrations and retry policy are in :mod:`.engine`.
 """
 
@@ -11,12 +12,13 @@ import uuid
 
 from jupyter_scriptrun.store.engine import HEAD_REVISION, utcnow
 from jupyter_scriptrun.store.history import MIN_ID_PREFIX, HistoryReads
+from jupyter_scriptrun.store.retention import Retention
 from jupyter_scriptrun.store.runs import RunStates
 
 __all__ = ["HEAD_REVISION", "MIN_ID_PREFIX", "Store", "get_store", "new_execution_id", "utcnow"]
 
 
-class Store(RunStates, HistoryReads):
+class Store(RunStates, HistoryReads, Retention):
     """Reads and writes execution records. Safe to share between threads.
 
     Every write is one short transaction; on SQLite writes take the lock up front

@@ -26,7 +26,7 @@ from tenacity import (
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 """The newest migration; a test checks it against the migrations folder."""
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

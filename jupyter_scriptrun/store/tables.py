@@ -172,6 +172,15 @@ script_versions = Table(
 """Every submitted version of a registered script, by content hash: what a run names is
 what any worker runs, whatever its own folder holds (see ``Executor._script``)."""
 
+pruned_totals = Table(
+    "pruned_totals",
+    metadata,
+    Column("script", String(128), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("runs", BigInteger, nullable=False),
+)
+"""Runs removed by ``prune``, by script and status: counts over all time stay monotonic."""
+
 output_chunks = Table(
     "output_chunks",
     metadata,
