@@ -137,7 +137,7 @@ def test_cancelling_a_running_run_flags_it_for_its_worker(store: Store):
     eid = create(store)
     store.claim(eid, 1, "w")
     assert store.request_cancel(eid) is ExecutionStatus.RUNNING
-    assert store.beat(eid, heartbeat=True) is True
+    assert store.tick(eid, 1, [], heartbeat=True) is True  # its worker is told to stop
 
 
 def test_cancelling_a_finished_run_is_a_conflict(store: Store):
@@ -243,7 +243,7 @@ def test_an_idempotency_key_admits_one_run(store: Store):
 def test_live_output_is_read_incrementally_per_attempt(store: Store):
     eid = create(store)
     store.claim(eid, 1, "w")
-    store.append_output(eid, 1, [(0, "stdout", "line 1\n"), (1, "stderr", "warn\n")])
+    store.tick(eid, 1, [(0, "stdout", "line 1\n"), (1, "stderr", "warn\n")], heartbeat=False)
     first = store.output(eid)
     assert first["attempt"] == 1 and first["next_offset"] == 2
     assert [(c["stream"], c["text"]) for c in first["chunks"]] == [
@@ -303,8 +303,8 @@ def test_a_superseded_attempt_never_writes_the_runs_state_and_keeps_its_own_row(
     assert store.claim(eid, 2, "other")
     rec = store.get(eid)
     assert (rec["status"], rec["attempt"], rec["error_type"]) == ("running", 2, None)
-    assert store.beat(eid, heartbeat=True, attempt=1) is True, "attempt 1 must stop"
-    assert store.beat(eid, heartbeat=True, attempt=2) is False
+    assert store.tick(eid, 1, [], heartbeat=True) is True, "attempt 1 must stop"
+    assert store.tick(eid, 2, [], heartbeat=True) is False
 
     store.finish(eid, 1, ExecutionStatus.SUCCEEDED, record={"exit_code": 0}, output={})
     rec = store.get(eid)
@@ -334,7 +334,7 @@ def test_heartbeats_use_the_databases_clock(store: Store, monkeypatch: pytest.Mo
     for module in (engine, runs):  # this process's clock, an hour behind
         monkeypatch.setattr(module, "utcnow", lambda: real() - timedelta(hours=1))
     store.claim(eid, 1, "w")
-    store.beat(eid, heartbeat=True, attempt=1)
+    store.tick(eid, 1, [], heartbeat=True)
     assert store.stale_running(lost_after_s=30) == []
     assert store.get(eid)["heartbeat_at"] > real() - timedelta(seconds=30)
 

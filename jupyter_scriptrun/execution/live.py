@@ -23,8 +23,7 @@ class LiveOutput:
         self._decoders = {
             name: codecs.getincrementaldecoder("utf-8")("replace") for name in ("stdout", "stderr")
         }
-        # add() runs on the runner's loop, take() on the same thread today; the lock keeps
-        # it correct if a flusher thread is ever added.
+        # add() runs on the supervisor's loop, take() on the lease's thread.
         self._lock = threading.Lock()
 
     def add(self, stream: str, data: bytes) -> None:

@@ -260,36 +260,6 @@ class RunStates(Database):
             )
             return cast(ExecutionRecord, {**r, **values})
 
-    def beat(self, id: str, heartbeat: bool, attempt: int | None = None) -> bool:
-        """Refresh the heartbeat (when ``heartbeat``) and say whether cancel was asked.
-
-        With ``attempt``, the heartbeat renews that attempt's lease only while the run is
-        still running as that attempt, and a run that moved on (declared lost, taken
-        over) answers True as well: the attempt must stop. Not retried: it runs every
-        tick of a run; the next tick tries again."""
-        mine = executions.c.id == id
-        if attempt is not None:
-            mine = (
-                mine
-                & (executions.c.attempt == attempt)
-                & (executions.c.status == ExecutionStatus.RUNNING.value)
-            )
-        if heartbeat:
-            with self._write() as conn:
-                conn.execute(update(executions).where(mine).values(heartbeat_at=self._clock(conn)))
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    executions.c.cancel_requested, executions.c.attempt, executions.c.status
-                ).where(executions.c.id == id)
-            ).first()
-        if row is None:
-            return True
-        superseded = attempt is not None and (
-            row.attempt != attempt or row.status != ExecutionStatus.RUNNING.value
-        )
-        return bool(row.cancel_requested) or superseded
-
     @retrying
     def finish(
         self,
@@ -305,7 +275,7 @@ class RunStates(Database):
 
         ``record`` holds the metric and error columns shared by both tables, ``output``
         the attempt's captured streams, result and traceback; ``chunks`` the live output
-        not yet written (see :meth:`append_output`), written in the same transaction.
+        not yet written (see :meth:`tick`), written in the same transaction.
         """
         now = utcnow()
         with self._write() as conn:
@@ -381,13 +351,6 @@ class RunStates(Database):
             select(executions.c.attempt, executions.c.status).where(executions.c.id == id)
         ).first()
         return row is not None and (row.attempt, row.status) == (attempt, status.value)
-
-    def append_output(self, id: str, attempt: int, chunks: Sequence[tuple[int, str, str]]) -> None:
-        """Add live output: ``(seq, stream, text)`` chunks, ``seq`` counting from 0 per
-        attempt (the attempt's single writer, its worker, numbers them)."""
-        if chunks:
-            with self._write() as conn:
-                self._insert_chunks(conn, id, attempt, chunks, utcnow())
 
     @staticmethod
     def _insert_chunks(
