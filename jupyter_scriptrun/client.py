@@ -254,7 +254,7 @@ class Client:
         """Store the submitted version's source, so that any worker runs exactly it."""
         from jupyter_scriptrun.contract.registry import file_hash
 
-        if script.content_hash in self.store._kept:
+        if self.store.kept(script.content_hash):
             return
         try:
             data = script.path.read_bytes()

@@ -65,3 +65,46 @@ def test_without_the_submitted_version_anywhere_the_run_fails_naming_both(hosts,
     assert (rec["status"], rec["error_type"]) == ("failed", "ScriptVersionMismatch")
     assert hashes[1] in rec["message"] and hashes[2] in rec["message"]
     assert rec["content_hash"] == hashes[1], "the run still says what was asked for"
+
+
+def test_the_reaper_reads_a_lost_runs_retry_policy_from_its_submitted_version(
+    settings: Settings, tmp_path: Path
+):
+    """A run whose worker died is judged by the version that was submitted (here: one
+    retry on ``lost``), even where this host holds another version or none at all."""
+    import time
+
+    from jupyter_scriptrun.contract.registry import Registry
+    from jupyter_scriptrun.execution.executor import Executor
+    from jupyter_scriptrun.store import Store, new_execution_id
+
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "versioned.py").write_text(VERSION.format(n=2))
+    submitted = "# /// scriptrun\n# retries = 1\n# retry_on = ['lost']\n# ///\n" + VERSION.format(
+        n=1
+    )
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    version = file_hash(submitted.encode())
+    store.keep_version(version, "versioned", "versioned.py", submitted.encode())
+    ids = {}
+    for name, content_hash in (("kept", version), ("unknown", "sha256:nowhere")):
+        ids[name] = new_execution_id()
+        store.create(
+            id=ids[name],
+            script="versioned",
+            script_id=None,
+            parameters={},
+            page_context="test",
+            queue="q",
+            timeout_s=None,
+            content_hash=content_hash,
+        )
+        store.claim(ids[name], 1, "dead-worker")
+    time.sleep(0.05)
+    lost = settings.with_(scripts_path=(here,), heartbeat_s=0.01, lost_after_s=0.02)
+    executor = Executor(lost, Registry(lost.scripts_path), store)
+    resent: list[str] = []
+    executor.reap(lambda eid, *rest: resent.append(eid))
+    assert store.get(ids["kept"])["status"] == "retrying" and resent == [ids["kept"]]
+    assert store.get(ids["unknown"])["status"] == "lost", "no copy: the default policy"

@@ -21,7 +21,7 @@ from typing import Any
 from jupyter_scriptrun import defaults
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.contract import protocol
-from jupyter_scriptrun.contract.metadata import ScriptMeta
+from jupyter_scriptrun.contract.metadata import ScriptMeta, parse_metadata
 from jupyter_scriptrun.contract.registry import Registry, Script, adhoc_script
 from jupyter_scriptrun.exceptions import (
     AdhocNotAllowed,
@@ -250,10 +250,30 @@ class Executor:
         for one in self._runners.values():
             one.close()
 
-    def _script(self, row: ExecutionRecord, workdir: Path | None) -> Script:
+    def _meta(self, row: ExecutionRecord) -> ScriptMeta:
+        """The submitted version's metadata (for its retry policy), read without writing
+        any file; the defaults when no copy of it can be found."""
+        source = row.get("source")
+        try:
+            if source is not None:
+                return parse_metadata(source, source=f"ad-hoc script {row['script']!r}")
+            local = self.registry.get(row["script"])
+            if row["content_hash"] in (None, local.content_hash):
+                return local.meta
+        except (ScriptNotFound, ScriptMetadataError):
+            pass
+        kept = self.store.script_version(row["content_hash"]) if row["content_hash"] else None
+        if kept is None:
+            return ScriptMeta()
+        try:
+            return parse_metadata(kept[1].decode("utf-8", "replace"), source=kept[0])
+        except ScriptMetadataError:
+            return ScriptMeta()
+
+    def _script(self, row: ExecutionRecord, workdir: Path) -> Script:
         """The script a run names, exactly as submitted: this host's copy when it is the
-        submitted version, else the store's copy of that version (written to ``workdir``);
-        an ad-hoc source likewise.
+        submitted version, else the store's copy of that version (written to ``workdir``,
+        the attempt's folder); an ad-hoc source likewise.
 
         Raises:
             ScriptVersionMismatch: neither this host nor the store has that version.
@@ -281,21 +301,19 @@ class Executor:
                 f"has {local.content_hash}, and the store keeps no copy of {wanted}"
             )
         file_name, data = kept
-        folder = workdir if workdir is not None else Path(tempfile.mkdtemp())
-        path = folder / file_name
+        path = workdir / file_name
         path.write_bytes(data)
         path.chmod(0o700)
         return self.registry.load(row["script"], path)
 
-    def _adhoc(self, row: ExecutionRecord, source: str, workdir: Path | None) -> Script:
+    def _adhoc(self, row: ExecutionRecord, source: str, workdir: Path) -> Script:
         if not self.settings.allow_adhoc:
             raise AdhocNotAllowed(
                 "this worker does not run ad-hoc scripts (SCRIPTRUN_ALLOW_ADHOC=0); "
                 "register the script in a scripts folder instead"
             )
         script = adhoc_script(row["script"], source, row["language"] or "python", workdir)
-        if workdir is not None:
-            script.path.write_text(source, encoding="utf-8", errors="surrogatepass")
+        script.path.write_text(source, encoding="utf-8", errors="surrogatepass")
         return script
 
     def _record_session(self, sid: int, execution_id: str, attempt: int, into: list[int]) -> None:
@@ -325,11 +343,7 @@ class Executor:
         """
         handled = []
         for row in self.store.stale_running(self.settings.lost_after_s):
-            try:
-                meta = self._script(row, None).meta
-            except (ScriptNotFound, ScriptMetadataError, AdhocNotAllowed):
-                meta = ScriptMeta()
-            retry = wants_retry(meta, ExecutionStatus.LOST, False, row["attempt"])
+            retry = wants_retry(self._meta(row), ExecutionStatus.LOST, False, row["attempt"])
             if not self.store.mark_lost(
                 row["id"], row["attempt"], retry, self.settings.lost_after_s
             ):

@@ -92,6 +92,10 @@ class RunStates(Database):
                 known = {r.name: r.id for r in conn.execute(select(scripts.c.name, scripts.c.id))}
         return known
 
+    def kept(self, content_hash: str) -> bool:
+        """Whether this process already stored that version (no query)."""
+        return content_hash in self._kept
+
     def keep_version(self, content_hash: str, script: str, file_name: str, source: bytes) -> None:
         """Keep a script version's source by its content hash (once: later calls for a
         hash this process stored are free)."""
