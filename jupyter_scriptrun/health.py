@@ -56,6 +56,8 @@ def check(
         with client.app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=timeout)
             shown = conn.as_uri()  # the password masked
+        if client.settings.embedded:
+            shown = f"embedded, in {client.settings.data_dir / 'broker'}"
         health.checks.append(Check("broker", True, shown))
     except Exception as exc:
         health.checks.append(Check("broker", False, f"unreachable ({broker_reason(exc)})"))
