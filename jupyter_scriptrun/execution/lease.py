@@ -65,6 +65,7 @@ class Lease:
         """Set when the attempt must stop: cancelled, superseded, or its lease lapsing."""
         self.reason: str | None = None
         """Why the lease was given up (None for a cancel or while it holds)."""
+        self._give_up_lock = threading.Lock()
         self._done = threading.Event()
         self._unsent: list[tuple[int, str, str]] = []
         self._thread = threading.Thread(
@@ -78,8 +79,28 @@ class Lease:
         return self
 
     def poll(self) -> bool:
-        """For the supervisor, every tick: whether to stop the run. Never blocks."""
+        """For the supervisor, every tick: whether to stop the run. Never blocks.
+
+        The lease's deadline is judged here, on the supervisor's clock, not only on the
+        lease thread: behind a cut link that thread hangs in a database call until TCP
+        gives up (a minute or more), long past the moment the run may be taken over."""
+        if not self.stop_asked.is_set() and self._lapsed():
+            self._give_up()
         return self.stop_asked.is_set()
+
+    def _lapsed(self) -> bool:
+        return time.monotonic() - self._renewed >= self.fence_after_s
+
+    def _give_up(self) -> None:
+        with self._give_up_lock:
+            if self.reason is not None:
+                return
+            self.reason = (
+                f"its lease lapsed: no heartbeat reached the store for "
+                f"{self.fence_after_s:g} s, after which the run may be taken over"
+            )
+        log.error("execution %s attempt %s: %s", self.execution_id, self.attempt, self.reason)
+        self.stop_asked.set()
 
     def close(self) -> list[tuple[int, str, str]]:
         """Stop keeping the lease; the live output not yet written (for ``finish``)."""
@@ -119,13 +140,6 @@ class Lease:
                     last_beat = self._renewed = now
             if stop:
                 self.stop_asked.set()
-            elif time.monotonic() - self._renewed >= self.fence_after_s:
-                self.reason = (
-                    f"its lease lapsed: no heartbeat reached the store for "
-                    f"{self.fence_after_s:g} s, after which the run may be taken over"
-                )
-                log.error(
-                    "execution %s attempt %s: %s", self.execution_id, self.attempt, self.reason
-                )
-                self.stop_asked.set()
+            elif self._lapsed():
+                self._give_up()
                 return
