@@ -28,6 +28,10 @@ def make_app(settings: Settings) -> Celery:
       worker never hoards queued runs while another is idle.
     - Redis ``visibility_timeout`` above the longest run, or long runs run twice
       (celery#5935); results expire so they do not fill Redis (celery#7801).
+    - ``broker_channel_error_retry``: a channel the broker closes (RabbitMQ's
+      ``consumer_timeout`` on a run longer than it) makes the worker reconnect instead of
+      exiting. Runs in flight go on; the broker hands their messages out again, and the
+      claim in the store ignores those copies (tests/test_fleet_hosts.py).
     - The threads pool: the work happens in child processes, so threads wait on them at
       a fraction of the memory of prefork processes. ``--pool prefork`` works as well.
     """
@@ -66,6 +70,7 @@ def make_app(settings: Settings) -> Celery:
         worker_concurrency=os.cpu_count() or 2,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
+        broker_channel_error_retry=True,
         broker_connection_timeout=5,
         result_expires=defaults.RESULT_EXPIRES_S,
         task_ignore_result=backend is None,
