@@ -306,15 +306,22 @@ def test_a_superseded_attempt_never_writes_the_runs_state_and_keeps_its_own_row(
     assert store.tick(eid, 1, [], heartbeat=True) is True, "attempt 1 must stop"
     assert store.tick(eid, 2, [], heartbeat=True) is False
 
-    store.finish(eid, 1, ExecutionStatus.SUCCEEDED, record={"exit_code": 0}, output={})
+    counted = store.finish(eid, 1, ExecutionStatus.SUCCEEDED, record={"exit_code": 0}, output={})
+    assert counted is False, "the caller learns that the run moved on without it"
     rec = store.get(eid)
     assert (rec["status"], rec["attempt"], rec["worker"]) == ("running", 2, "other")
     first, second = store.attempts(eid)
     assert (first["status"], first["error_type"]) == ("succeeded", "Superseded")
     assert "declared lost" in first["message"] and second["status"] == "running"
 
+    # Had it asked for a retry (its own end: lost), its row says lost, not retrying.
+    store.finish(
+        eid, 1, ExecutionStatus.RETRYING, record={}, output={}, ended_as=ExecutionStatus.LOST
+    )
+    assert store.attempts(eid)[0]["status"] == "lost"
+
     for _ in range(2):  # a retried finish (its first commit's answer lost) is no supersession
-        store.finish(eid, 2, ExecutionStatus.SUCCEEDED, record={"exit_code": 0}, output={})
+        assert store.finish(eid, 2, ExecutionStatus.SUCCEEDED, record={"exit_code": 0}, output={})
     rec = store.get(eid)
     assert (rec["status"], rec["attempt"]) == ("succeeded", 2)
     assert store.attempts(eid)[1]["error_type"] is None

@@ -132,7 +132,7 @@ class Executor:
             verdict = protocol.Verdict(ExecutionStatus.LOST, lease.reason, "LeaseLost")
         retry = wants_retry(script.meta, verdict.status, verdict.retryable, attempt)
         status = ExecutionStatus.RETRYING if retry else verdict.status
-        self.store.finish(
+        counted = self.store.finish(
             execution_id,
             attempt,
             status,
@@ -149,7 +149,10 @@ class Executor:
                 "content_hash": script.content_hash,  # what ran; the run keeps what was asked
             },
             chunks=unsent,
+            ended_as=verdict.status,
         )
+        if not counted:  # the run moved on without this attempt: its retry is not ours
+            retry, status = False, verdict.status
         log.info(
             "execution %s (%s) attempt %s: %s in %.3f s",
             execution_id,

@@ -274,12 +274,18 @@ class RunStates(Database):
         record: dict[str, Any],
         output: dict[str, Any],
         chunks: Sequence[tuple[int, str, str]] = (),
-    ) -> None:
+        ended_as: ExecutionStatus | None = None,
+    ) -> bool:
         """Record the end of an attempt; ``status`` is final, or ``retrying``.
 
         ``record`` holds the metric and error columns shared by both tables, ``output``
         the attempt's captured streams, result and traceback; ``chunks`` the live output
-        not yet written (see :meth:`tick`), written in the same transaction.
+        not yet written (see :meth:`tick`), written in the same transaction. ``ended_as``
+        is the attempt's own end when ``status`` is ``retrying``.
+
+        Returns False when the run had moved on without this attempt (declared lost,
+        maybe run again): then only the attempt's own row is written, with its own end,
+        and the caller must not queue a retry (the reaper did what the run needed).
         """
         now = utcnow()
         with self._write() as conn:
@@ -297,7 +303,8 @@ class RunStates(Database):
                 .values(**values)
             )
             own = {**record, **output, "status": status.value, "finished_at": now}
-            if res.rowcount == 0 and not self._ended_as(conn, id, attempt, status):
+            counted = res.rowcount > 0 or self._ended_as(conn, id, attempt, status)
+            if not counted:
                 # Declared lost (and maybe run again) meanwhile: this attempt's end is
                 # recorded in its own row, truthfully, but it no longer speaks for the run.
                 log.warning(
@@ -306,9 +313,11 @@ class RunStates(Database):
                     id,
                     attempt,
                 )
+                own_end = ended_as or status
+                own["status"] = own_end.value
                 own["error_type"] = "Superseded"
                 own["message"] = (
-                    f"ended {status.value} after it had been declared lost; the run had "
+                    f"ended {own_end.value} after it had been declared lost; the run had "
                     "moved on, so this result does not count"
                     + (f" ({record['message']})" if record.get("message") else "")
                 )
@@ -317,6 +326,7 @@ class RunStates(Database):
                 .where(attempts.c.execution_id == id, attempts.c.attempt == attempt)
                 .values(**own)
             )
+        return counted
 
     def tick(
         self,
