@@ -19,6 +19,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hosts import Host
 
 
 def free_port() -> int:
@@ -42,41 +46,63 @@ class ServerMissing(RuntimeError):
 
 
 class PrivateRedis:
-    """redis-server on a free loopback port, without persistence (a restart loses all)."""
+    """redis-server on a free loopback port, without persistence (a restart loses all); or on
+    a test host's address (see hosts.py), with ``options`` added to its command line."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        host: Host | None = None,
+        options: tuple[str, ...] = (),
+        password: str | None = None,
+    ) -> None:
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             raise ServerMissing("redis-server is not installed (Debian: apt install redis-server)")
         self.port = free_port()
         self.folder = folder
+        self.host = host
+        self.address = host.address if host else "127.0.0.1"
+        self.options = options
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.address}:{self.port}/0"
+
+    @property
+    def socket(self) -> Path:
+        """Its Unix socket: the test's own way in, whatever becomes of the network."""
+        return self.folder / "redis.sock"
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        argv = [
+            self.binary,
+            "--bind",
+            self.address,
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.folder),
+            "--unixsocket",
+            str(self.socket),
+            *(("--requirepass", self.password) if self.password else ()),
+            *self.options,
+        ]
         self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
+            self.host.argv(argv) if self.host else argv,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        _wait(lambda: port_open(self.port), 10, f"redis-server on port {self.port}", self.proc)
+        _wait(_ready(self.host, self.port), 10, f"redis-server on port {self.port}", self.proc)
 
     def kill(self) -> None:
         """SIGKILL: what a crash looks like."""
@@ -89,23 +115,36 @@ class PrivateRedis:
 
 class PrivatePostgres:
     """A PostgreSQL cluster of its own (initdb + pg_ctl) on a free loopback port. As root it
-    runs as the ``postgres`` user, since initdb refuses root."""
+    runs as the ``postgres`` user, since initdb refuses root. On a test host (hosts.py) it
+    listens on the host's address, with ``options`` (``-c name=value …``) added."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: Host | None = None, options: str = "") -> None:
         self.bindir = pg_bindir()
         # Not under pytest's tmp_path: its parents are private to root.
         self.folder = Path(tempfile.mkdtemp(prefix="scriptrun-pg-"))
         self.data = self.folder / "pgdata"
         self.port = free_port()
+        self.host = host
+        self.address = host.address if host else "127.0.0.1"
+        self.options = options
 
     @property
     def url(self) -> str:
         """The superuser's URL, to the ``postgres`` database."""
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql+psycopg://postgres@{self.address}:{self.port}/postgres"
+
+    def socket_url(self, database: str = "postgres") -> str:
+        """A URL through its Unix socket: the test's own way in, whatever becomes of the
+        network."""
+        return f"postgresql+psycopg://postgres@/{database}?host={self.folder}&port={self.port}"
 
     def _as_owner(self, *argv: str) -> subprocess.CompletedProcess[str]:
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        return subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=120)
+        full = [*prefix, *argv]
+        return subprocess.run(
+            self.host.argv(full) if self.host else full, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
 
     def start(self) -> None:
         """initdb (once) and start."""
@@ -127,11 +166,18 @@ class PrivatePostgres:
             )
             if init.returncode != 0:
                 raise RuntimeError(f"initdb failed: {init.stderr}")
+            if self.host is not None:  # the other test hosts, on the host's /24
+                network = self.address.rsplit(".", 1)[0] + ".0/24"
+                with open(self.data / "pg_hba.conf", "a") as hba:
+                    hba.write(f"host all all {network} trust\n")
         self.ctl("start")
 
     def ctl(self, action: str) -> None:
         """``pg_ctl start|stop|restart`` (fast shutdown, waiting)."""
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = (
+            f"-p {self.port} -k {self.folder} -c listen_addresses={self.address} -c fsync=off "
+            f"{self.options}"
+        )
         out = self._as_owner(
             f"{self.bindir}/pg_ctl",
             "-D",
@@ -172,11 +218,14 @@ def pg_bindir() -> str:
 
 class PrivateRabbitMQ:
     """A RabbitMQ node of its own: its own node name, ports, epmd and folders (about 5 s
-    to start, so only the tests that need it pay)."""
+    to start, so only the tests that need it pay); or on a test host's address (hosts.py),
+    with ``conf`` lines added to its rabbitmq.conf."""
 
     SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self, folder: Path, host: Host | None = None, conf: str = "", advanced: str = ""
+    ) -> None:
         self.server = self.SERVER if os.access(self.SERVER, os.X_OK) else None
         if self.server is None:
             which = shutil.which("rabbitmq-server")
@@ -187,11 +236,14 @@ class PrivateRabbitMQ:
             self.server = which
         self.folder = folder
         self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
+        self.host = host
+        self.address = host.address if host else "127.0.0.1"
+        self.conf, self.advanced = conf, advanced
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+        return f"amqp://guest:guest@{self.address}:{self.port}//"
 
     def _env(self) -> dict[str, str]:
         f = self.folder
@@ -200,6 +252,7 @@ class PrivateRabbitMQ:
             "HOME": str(f),  # the Erlang cookie
             "RABBITMQ_CONF_ENV_FILE": "/dev/null",  # not the machine's node name and port
             "RABBITMQ_CONFIG_FILE": str(f / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(f / "advanced.config"),
             "RABBITMQ_NODENAME": f"scriptrun-test-{os.getpid()}@localhost",
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "ERL_EPMD_PORT": str(self.epmd_port),
@@ -213,19 +266,21 @@ class PrivateRabbitMQ:
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "rabbitmq.conf").write_text(
-            f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n"
+            f"listeners.tcp.default = {self.address}:{self.port}\nloopback_users = none\n"
+            f"{self.conf}"
         )
         (self.folder / "enabled_plugins").write_text("[].\n")
+        (self.folder / "advanced.config").write_text(self.advanced or "[].\n")
         with open(self.folder / "server.log", "wb") as log:
             self.proc = subprocess.Popen(
-                [self.server],
+                self.host.argv([self.server]) if self.host else [self.server],
                 env=self._env(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        _wait(lambda: port_open(self.port), 60, f"RabbitMQ on port {self.port}", self.proc)
+        _wait(_ready(self.host, self.port), 60, f"RabbitMQ on port {self.port}", self.proc)
 
     def stop(self) -> None:
         """The node's process group, then its own epmd (a daemon outside the group)."""
@@ -241,12 +296,19 @@ class PrivateRabbitMQ:
         )
         if epmd:
             subprocess.run(
-                [epmd, "-kill"],
+                self.host.argv([epmd, "-kill"]) if self.host else [epmd, "-kill"],
                 env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
                 capture_output=True,
                 timeout=10,
             )
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _ready(host: Host | None, port: int):
+    """A check that the server accepts connections: on loopback here, or on its host."""
+    if host is None:
+        return lambda: port_open(port)
+    return lambda: host.reaches(host.address, port)
 
 
 def _wait(ready, timeout: float, what: str, proc: subprocess.Popen[bytes]) -> None:
