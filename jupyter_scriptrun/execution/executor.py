@@ -47,7 +47,8 @@ class Outcome:
     """What the task must do after an attempt."""
 
     status: ExecutionStatus | None
-    """The status recorded (None when this delivery was not ours to run)."""
+    """The status recorded (None when this delivery was not ours to run, or when the run
+    moved on without this attempt)."""
     retry_in_s: float | None = None
     """Seconds until the next attempt, when one is due."""
     error_type: str | None = None
@@ -161,6 +162,8 @@ class Executor:
             status.value,
             outcome.duration_s,
         )
+        if not counted:
+            return Outcome(None)  # it no longer speaks for the run: no task state of its own
         return Outcome(
             status,
             backoff(attempt) if retry else None,
