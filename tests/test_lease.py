@@ -32,6 +32,17 @@ class UnreachableStore(Store):
         raise OperationalError("UPDATE executions", {}, Exception("connection refused"))
 
 
+class TakenOverStore(Store):
+    """A store in which another worker declares the run lost and starts attempt 2 while
+    attempt 1 still runs (attempt 1's side of a partition)."""
+
+    def tick(self, id: str, attempt: int, chunks: list, heartbeat: bool) -> bool:
+        if attempt == 1 and self.get(id)["attempt"] == 1:
+            assert self.mark_lost(id, 1, retry=True, lost_after_s=0.5)
+            assert self.claim(id, 2, "the other worker")
+        return super().tick(id, attempt, chunks, heartbeat)
+
+
 def start(store: Store, settings: Settings, params: dict, timeout: float | None = None) -> str:
     eid = new_execution_id()
     store.create(
@@ -104,3 +115,17 @@ def test_heartbeat_and_lost_after_that_cannot_fence_are_refused():
 
     with pytest.raises(ConfigurationError, match=r"SCRIPTRUN_LOST_AFTER .* longer than"):
         Settings.from_env({"SCRIPTRUN_HEARTBEAT": "10", "SCRIPTRUN_LOST_AFTER": "10"})
+
+
+def test_an_attempt_whose_run_was_taken_over_stops_and_no_longer_speaks_for_it(
+    lease_settings: Settings, tmp_path: Path
+):
+    store = TakenOverStore(f"sqlite:///{tmp_path / 's.db'}")
+    executor = Executor(lease_settings, Registry(lease_settings.scripts_path), store)
+    eid = start(store, lease_settings, {"seconds": 30})
+    outcome = executor.run_attempt(eid, 1, "w")
+    assert outcome.status is None, "no task state, no retry: the run is attempt 2's now"
+    assert outcome.retry_in_s is None
+    first, second = store.attempts(eid)
+    assert first["error_type"] == "Superseded" and first["exit_code"] < 0
+    assert second["status"] == "running" and store.get(eid)["attempt"] == 2
