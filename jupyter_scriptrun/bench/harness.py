@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_scriptrun.bench.measure import (
+    interpreter_start,
+    mean_stages,
     own_cpu_s,
+    stages_of,
     summarize,
     tree_cpu_s,
     tree_rss_mb,
@@ -169,31 +171,29 @@ class Bench:
     # -- the product -----------------------------------------------------------
 
     def product_latency(
-        self, client: Client, n: int, script: str | None = None, context: str = "bench"
+        self,
+        client: Client,
+        n: int,
+        script: str | None = None,
+        context: str = "bench",
+        stages: list[dict[str, float]] | None = None,
     ) -> list[float]:
+        """End-to-end seconds of ``n`` sequential runs; with ``stages``, each run's time
+        split into :data:`~jupyter_scriptrun.bench.measure.STAGES` is appended there."""
         samples = []
         params = self.params if script is None else {}
         for _ in range(n):
-            t0 = time.perf_counter()
-            run = client.run(script or self.script, params, page_context=context, wait_timeout=60)
-            samples.append(time.perf_counter() - t0)
+            wall0, t0 = time.time(), time.perf_counter()
+            run = client.submit(script or self.script, params, page_context=context)
+            submitted = time.perf_counter()
+            run.wait(60)
+            total = time.perf_counter() - t0
+            samples.append(total)
             if run.status.value != "succeeded":
                 raise RuntimeError(f"product run {run.id} {run.status.value}")
+            if stages is not None:  # read after the clock stopped: not part of the run
+                stages.append(stages_of(dict(run.record()), wall0, submitted - t0, total))
         return samples
-
-    @staticmethod
-    def breakdown(client: Client, context: str, latency: dict[str, Any]) -> dict[str, float]:
-        """Where a run's time went, from the store's own records of the measured runs:
-        queue wait, the process (start-up + script), and the rest (sending, recording,
-        noticing the end)."""
-        rows = client.store.history_rows(page_context=context)
-        queue = statistics.fmean(r["queue_s"] or 0 for r in rows) * 1000
-        process = statistics.fmean(r["duration_s"] or 0 for r in rows) * 1000
-        return {
-            "queue_wait": queue,
-            "process": process,
-            "recording_and_notice": latency["mean_ms"] - queue - process,
-        }
 
     def history_load(self, rows: int) -> dict[str, float]:
         """Seconds to load a history of ``rows`` runs from SQLite into a DataFrame."""
@@ -372,8 +372,11 @@ class Bench:
         try:
             client = Client(settings)
             self.product_latency(client, 5)
-            x = results[key] = summarize(self.product_latency(client, n, context=key))
-            x["breakdown_ms"] = self.breakdown(client, key, x)
+            stages: list[dict[str, float]] = []
+            x = results[key] = summarize(
+                self.product_latency(client, n, context=key, stages=stages)
+            )
+            x["stages_ms"] = mean_stages(stages)
             x["throughput_per_s"], x["cpu_ms_per_run"] = self.product_throughput_cpu(
                 client, worker.pid, m
             )
@@ -407,6 +410,7 @@ class Bench:
             f"and 2 slots ({self.args.pool} pool for the product); figures in ms",
             flush=True,
         )
+        results["interpreter"] = interpreter_start()
         self.bare_latency(5)
         bare = results["bare"] = summarize(self.bare_latency(n))
         bare["throughput_1_per_s"] = self.bare_throughput(m, slots=1)[0]
@@ -459,7 +463,11 @@ class Bench:
                 client = Client(embedded)
                 try:
                     self.product_latency(client, 5)
-                    results[key] = summarize(self.product_latency(client, n))
+                    stages: list[dict[str, float]] = []
+                    x = results[key] = summarize(
+                        self.product_latency(client, n, context=key, stages=stages)
+                    )
+                    x["stages_ms"] = mean_stages(stages)
                 finally:
                     LocalWorker(embedded).stop()
         report(results, self.args.broker)

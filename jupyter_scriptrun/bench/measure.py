@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
+
+STAGES = ("submit", "to the worker", "start + script", "recording", "notice")
+"""A run's way, each stage owned by one part: the client's submit (validate, record,
+publish); from there to the worker's claim (broker, Celery, the claim's transaction); the
+script's process (interpreter start and the script, as the runner measures it); the
+worker's work around the process (spawn preparation, measuring, the finish transaction);
+and from the finish to the client seeing it (the completion notice, the status read)."""
 
 
 def _tree(pid: int) -> list[Any] | None:
@@ -78,3 +88,54 @@ def summarize(samples: list[float]) -> dict[str, Any]:
         "n": len(samples),
         "samples_ms": [round(x * 1000, 3) for x in samples],
     }
+
+
+def interpreter_start(executable: str = sys.executable, n: int = 15) -> dict[str, Any]:
+    """How fast a bare interpreter starts here: the p50 wall time of ``python -c pass`` and
+    the cumulative time of ``site`` from ``-X importtime``. A site ``.pth`` that imports
+    modules into every interpreter slows the baseline and flatters any overhead measured
+    against it, so the benchmark states both beside its ratios."""
+    import time
+
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run([executable, "-c", "pass"], check=True)
+        samples.append(time.perf_counter() - t0)
+    out = subprocess.run(
+        [executable, "-X", "importtime", "-c", "pass"], capture_output=True, text=True
+    ).stderr
+    site_us = next(
+        (int(line.split("|")[1]) for line in out.splitlines() if line.rstrip().endswith("| site")),
+        None,
+    )
+    return {
+        "executable": executable,
+        "start_ms": percentile(samples, 50) * 1000,
+        "site_ms": None if site_us is None else site_us / 1000,
+    }
+
+
+def stages_of(
+    record: dict[str, Any], submitted_at: float, submit_s: float, total_s: float
+) -> dict[str, float]:
+    """One run's time split into :data:`STAGES` (seconds), from the client's clock
+    (``submitted_at``: wall time when submit began) and the record's timestamps."""
+
+    def at(value: datetime) -> float:
+        return value.timestamp()
+
+    started, finished = at(record["started_at"]), at(record["finished_at"])
+    process = record["duration_s"] or 0.0
+    return {
+        "submit": submit_s,
+        "to the worker": started - submitted_at - submit_s,
+        "start + script": process,
+        "recording": finished - started - process,
+        "notice": total_s - (finished - submitted_at),
+    }
+
+
+def mean_stages(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Mean milliseconds per stage over ``runs``."""
+    return {k: statistics.fmean(r[k] for r in runs) * 1000 for k in STAGES}
