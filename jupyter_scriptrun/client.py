@@ -393,10 +393,12 @@ class Client:
                     f"execution {execution_id} still {status.value} after {timeout:g} s "
                     "(it goes on; wait again or cancel it)"
                 )
-            noticed = False
+            noticed: bool | ExecutionStatus = False
             if notify:
                 slice_s = NOTIFY_SLICE_S if remaining is None else min(NOTIFY_SLICE_S, remaining)
                 noticed = self._await_notice(execution_id, slice_s)
+                if noticed is ExecutionStatus.SUCCEEDED:
+                    return noticed  # sent after the finish was committed: no read needed
             else:
                 time.sleep(interval if remaining is None else min(interval, remaining))
                 short = time.monotonic() - started < SHORT_PHASE_S
@@ -412,12 +414,14 @@ class Client:
                 next_check = time.monotonic() + 2.0
                 self._revive_local_worker(execution_id, status)
 
-    def _await_notice(self, execution_id: str, timeout: float) -> bool:
-        """Wait up to ``timeout`` for Celery's completion notice; True if one came."""
+    def _await_notice(self, execution_id: str, timeout: float) -> bool | ExecutionStatus:
+        """Wait up to ``timeout`` for Celery's completion notice: False if none came,
+        ``SUCCEEDED`` when the notice says the run succeeded (the task returns only after
+        the store recorded it), True for any other notice (the store says what)."""
         from celery.exceptions import TimeoutError as CeleryTimeout
 
         try:
-            self.app.AsyncResult(execution_id).get(
+            value = self.app.AsyncResult(execution_id).get(
                 timeout=timeout, propagate=False, disable_sync_subtasks=False
             )
         except CeleryTimeout:
@@ -425,6 +429,8 @@ class Client:
         except Exception:
             log.debug("result backend unavailable; reading the store instead", exc_info=True)
             return True
+        if isinstance(value, dict) and value.get("status") == ExecutionStatus.SUCCEEDED.value:
+            return ExecutionStatus.SUCCEEDED
         return True
 
     def _revive_local_worker(self, execution_id: str, status: ExecutionStatus) -> None:
