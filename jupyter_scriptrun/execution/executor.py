@@ -152,18 +152,17 @@ class Executor:
             chunks=unsent,
             ended_as=verdict.status,
         )
-        if not counted:  # the run moved on without this attempt: its retry is not ours
-            retry, status = False, verdict.status
         log.info(
-            "execution %s (%s) attempt %s: %s in %.3f s",
+            "execution %s (%s) attempt %s: %s in %.3f s%s",
             execution_id,
             script.name,
             attempt,
-            status.value,
+            (status if counted else verdict.status).value,
             outcome.duration_s,
+            "" if counted else " (superseded: the run had moved on)",
         )
-        if not counted:
-            return Outcome(None)  # it no longer speaks for the run: no task state of its own
+        if not counted:  # it no longer speaks for the run: no retry, no task state of its own
+            return Outcome(None)
         return Outcome(
             status,
             backoff(attempt) if retry else None,
