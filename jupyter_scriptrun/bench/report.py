@@ -16,7 +16,6 @@ STAGED = (
 
 def report(r: dict[str, Any], broker_url: str) -> None:
     """Print the figures as tables, each ratio against the bare baseline of the same run."""
-    bare = r["bare"]
     if "interpreter" in r:
         i = r["interpreter"]
         site = "?" if i["site_ms"] is None else f"{i['site_ms']:.1f}"
@@ -24,6 +23,14 @@ def report(r: dict[str, Any], broker_url: str) -> None:
             f"interpreter {i['executable']}: bare start p50 {i['start_ms']:.1f} ms, site "
             f"{site} ms (python -X importtime -c pass); every ratio below is against it"
         )
+    _paths(r, broker_url)
+    _overheads(r)
+    _rest(r, broker_url)
+
+
+def _paths(r: dict[str, Any], broker_url: str) -> None:
+    """The table of paths: latency, throughput and CPU, with ratios to bare."""
+    bare = r["bare"]
     print(
         f"\n{'path':<34}{'p50':>8}{'p90':>8}{'p99':>8}{'ratio':>8}"
         f"{'runs/s 1':>10}{'runs/s 2':>10}{'ratio':>7}{'CPU/run':>9}"
@@ -55,7 +62,11 @@ def report(r: dict[str, Any], broker_url: str) -> None:
             )
         print(line)
     print("(ratio: p50 / bare p50, and runs/s with 2 slots / bare's; CPU/run in ms)")
-    p = r["product"]
+
+
+def _overheads(r: dict[str, Any]) -> None:
+    """The product's own cost per run in ms, and where a run's time goes."""
+    bare = r["bare"]
     print("\nthe product's own cost per run, over bare (absolute):")
     for label, key in (("fresh", "product"), ("warm", "warm")):
         if key in r:
@@ -70,6 +81,12 @@ def report(r: dict[str, Any], broker_url: str) -> None:
         print(f"\nwhere a run's time goes (mean ms): {'':<9}" + "".join(f"{s:>15}" for s in STAGES))
         for label, ms in staged:
             print(f"  {label:<40}" + "".join(f"{ms[s]:>15.2f}" for s in STAGES))
+
+
+def _rest(r: dict[str, Any], broker_url: str) -> None:
+    """Warm mode against its targets, the soak, history, pandas, the store, embedded."""
+    bare, p = r["bare"], r["product"]
+    broker = broker_url.split(":")[0]
     if "warm" in r:
         w = r["warm"]
         w["throughput_vs_fresh"] = w["throughput_per_s"] / p["throughput_per_s"]
