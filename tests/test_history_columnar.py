@@ -1,10 +1,13 @@
-"""The history's fast path (Arrow slices read by a child process from SQLite) gives exactly
-the frame of the plain SQLAlchemy path, for every filter, with ties and NULL-first
-columns, and never endangers the database the process itself writes to."""
+"""The history's fast path (Arrow slices read by ADBC's drivers: from SQLite in a child
+process, from a real PostgreSQL in this one) gives exactly the frame of the plain
+SQLAlchemy path, for every filter, with ties and NULL-first columns, and never endangers
+the database the process itself writes to."""
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,13 +24,16 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 ROWS = 3000
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Store:
     """3000 runs: error columns NULL for the first 2000 (more than the driver's default
     batch of 1024, where it would guess int64), 400 runs queued at one same instant,
-    non-ASCII text, nested parameters, every status."""
-    path: Path = tmp_path_factory.mktemp("columnar") / "history.db"
-    store = Store(f"sqlite:///{path}")
+    non-ASCII text and a ``%``, nested parameters, every status."""
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("columnar") / "history.db"
+        store = Store(f"sqlite:///{path}")
+    else:
+        store = Store(request.getfixturevalue("columnar_pg_url"))
     statuses = ["succeeded", "failed", "lost", "cancelled", "timed_out", "running", "queued"]
     rows = []
     for i in range(ROWS):
@@ -39,7 +45,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
                 "id": f"{(i * 7919) % 10007:032x}",
                 "script": ["alpha", "beta", "gamma"][i % 3],
                 "status": "failed" if failed else statuses[i % len(statuses)],
-                "page_context": "nb-ü" if i % 2 else "cli",
+                "page_context": "nb-ü 50%" if i % 2 else "cli",
                 "parameters": {"n": i, "nested": {"list": [i, "ß"]}},
                 "queued_at": queued,
                 "started_at": None if running else queued + timedelta(milliseconds=3),
@@ -62,23 +68,46 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     return store
 
 
+@pytest.fixture(scope="module")
+def columnar_pg_url(postgres_admin_url: str) -> Iterator[str]:
+    """A database of this module's own on the session's PostgreSQL (the history counts
+    only its runs)."""
+    from sqlalchemy import create_engine, text
+
+    name = f"scriptrun_columnar_{os.getpid()}"
+    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield postgres_admin_url.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 FILTERS = [
     {},
     {"script": "alpha"},
     {"script": ["beta", "gamma"], "status": ["failed", "lost"]},
     {"since": T0 - timedelta(seconds=1500)},
-    {"until": T0 - timedelta(seconds=999), "page_context": "nb-ü"},
+    {"until": T0 - timedelta(seconds=999), "page_context": "nb-ü 50%"},
     {"limit": 10, "offset": 995},
     {"status": "succeeded", "limit": 50},
     {"script": "nope"},
 ]
 
 
-def test_the_fast_path_applies_to_a_sqlite_file(store: Store):
-    assert columnar.available()
-    assert columnar.sqlite_file(store.url) is not None
+def test_the_fast_path_applies_to_a_sqlite_file_and_to_postgresql(store: Store):
+    assert columnar.available() and columnar.available("postgresql")
+    if store.engine.dialect.name == "sqlite":
+        assert columnar.sqlite_file(store.url) is not None
+    else:
+        assert columnar.postgres_uri(store.url).startswith("postgresql://")
     assert columnar.sqlite_file("sqlite://") is None
     assert columnar.sqlite_file("postgresql://localhost/test") is None
+    assert columnar.postgres_uri("sqlite:///x.db") is None
+    uri = columnar.postgres_uri("postgresql+psycopg://u:p%40ss@db:5433/s")
+    assert uri == "postgresql://u:p%40ss@db:5433/s"
 
 
 @pytest.mark.parametrize("filters", FILTERS, ids=lambda f: ",".join(f) or "all")
@@ -98,7 +127,10 @@ def test_slices_cover_every_run_once_in_order(store: Store, parts: int):
     rows = store.history_count()
     slices = store.history_slices(parts, rows)
     assert rows == ROWS and 1 <= len(slices) <= parts
-    frames = columnar.read(columnar.sqlite_file(store.url), slices, rows, _arrow_frame)
+    if store.engine.dialect.name == "sqlite":
+        frames = columnar.read(columnar.sqlite_file(store.url), slices, rows, _arrow_frame)
+    else:
+        frames = columnar.read_postgres(columnar.postgres_uri(store.url), slices, _arrow_frame)
     joined = pd.concat(frames, ignore_index=True)
     pd.testing.assert_frame_equal(joined, history_frame(store.history_columns()))
     # The 400 runs queued at one instant sit in one slice, whatever the cut points.
@@ -116,6 +148,7 @@ def test_small_histories_take_the_plain_path(store: Store, monkeypatch: pytest.M
         raise AssertionError("the child reader was started")
 
     monkeypatch.setattr(columnar, "read", fail)
+    monkeypatch.setattr(columnar, "read_postgres", fail)
     assert len(history(store, limit=5)) == 5  # 3000 runs < COLUMNAR_FROM_ROWS
 
 

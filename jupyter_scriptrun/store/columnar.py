@@ -1,5 +1,5 @@
-"""Big histories read from SQLite as Arrow columns (ADBC), in a child process: the fast
-path to a DataFrame of a million runs.
+"""Big histories read as Arrow columns (ADBC): the fast path to a DataFrame of a million
+runs. SQLite is read in a child process, PostgreSQL in this one.
 
 The ``sqlite3`` module builds a Python object per value (about 6 s per million runs here);
 ADBC's SQLite driver fills Arrow columns in C and lets go of the GIL, so slices read on
@@ -14,6 +14,10 @@ another process on the database, which SQLite is made for. The child streams Arr
 on its stdout; the parent converts each slice as it arrives.
 
     python -m jupyter_scriptrun.store.columnar < {"path": ..., "rows": N, "slices": [SQL, ...]}
+
+PostgreSQL is a server: ADBC's driver is one more client of it, so its slices are read on
+connections of their own in threads of this process (libpq fills Arrow columns in C and the
+driver lets go of the GIL), with no child in between.
 """
 
 from __future__ import annotations
@@ -57,11 +61,44 @@ def sqlite_file(url: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def available() -> bool:
-    """Whether the ADBC SQLite driver and pyarrow are installed."""
+def postgres_uri(url: str) -> str | None:
+    """The libpq URI of a PostgreSQL store URL (without SQLAlchemy's driver name), None for
+    other databases."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return None
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def available(database: str = "sqlite") -> bool:
+    """Whether ADBC's driver for ``database`` (``sqlite``, ``postgresql``) and pyarrow are
+    installed."""
     from importlib.util import find_spec
 
-    return find_spec("adbc_driver_sqlite") is not None and find_spec("pyarrow") is not None
+    driver = find_spec(f"adbc_driver_{database}") is not None
+    return driver and find_spec("pyarrow") is not None
+
+
+def read_postgres(uri: str, slices: list[str], convert: Callable[[Any], T]) -> list[T]:
+    """Run the SQL slices against PostgreSQL at ``uri`` in threads of this process;
+    ``convert`` each slice's Arrow table, in the order of ``slices``.
+
+    Raises:
+        ColumnarError: the driver failed; its error is in the message.
+    """
+    import adbc_driver_postgresql.dbapi as adbc
+
+    def one(sql: str) -> Any:
+        with adbc.connect(uri) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            return _typed(cur.fetch_arrow_table())
+
+    try:
+        return [convert(table) for table in _in_threads(one, slices)]
+    except adbc.Error as exc:
+        raise ColumnarError(str(exc)) from exc
 
 
 def read(path: Path, slices: list[str], rows: int, convert: Callable[[Any], T]) -> list[T]:
@@ -114,6 +151,11 @@ def _read_slices(path: str, slices: list[str], rows: int) -> Iterator[Any]:
             cur.execute(sql)
             return _typed(cur.fetch_arrow_table())
 
+    yield from _in_threads(one, slices)
+
+
+def _in_threads(one: Callable[[str], T], slices: list[str]) -> Iterator[T]:
+    """``one`` of each slice, a thread per core, in the order of ``slices``."""
     workers = min(len(slices), os.cpu_count() or 1)
     if workers <= 1:
         yield from map(one, slices)
