@@ -195,17 +195,21 @@ class Bench:
                 stages.append(stages_of(dict(run.record()), wall0, submitted - t0, total))
         return samples
 
-    def history_load(self, rows: int) -> dict[str, float]:
-        """Seconds to load a history of ``rows`` runs from SQLite into a DataFrame."""
+    def history_load(self, rows: int) -> dict[str, Any]:
+        """Seconds to load a history of ``rows`` runs into a DataFrame: from a SQLite file
+        of its own, or from ``--history-database`` (an empty scratch database: the runs
+        are written there, and removed after)."""
         from datetime import timedelta
 
-        from sqlalchemy import insert
+        from sqlalchemy import delete, insert
 
         from jupyter_scriptrun.store import Store, utcnow
         from jupyter_scriptrun.store.tables import executions
 
-        url = f"sqlite:///{self.tmp / f'history-{rows}.db'}"
+        url = self.args.history_database or f"sqlite:///{self.tmp / f'history-{rows}.db'}"
         store = Store(url)
+        if self.args.history_database and store.count():
+            raise SystemExit(f"--history-database must be empty: {url} holds runs")
         now = utcnow()
         batch = []
         t0 = time.perf_counter()
@@ -243,10 +247,14 @@ class Bench:
         t0 = time.perf_counter()
         frame = client.history()
         loaded = time.perf_counter() - t0
+        if self.args.history_database:
+            with store.engine.begin() as conn:
+                conn.execute(delete(executions))
+        store.dispose()
         if len(frame) != rows:
             raise RuntimeError(f"history has {len(frame)} rows, not {rows}")
-        store.dispose()
-        return {"rows": rows, "load_s": loaded, "fill_s": filled}
+        database = store.engine.dialect.name
+        return {"rows": rows, "load_s": loaded, "fill_s": filled, "database": database}
 
     def soak(self, client: Client, worker_pid: int, n: int) -> dict[str, Any]:
         """Worker tree RSS while ``n`` runs go through, in batches: does it stay flat?"""
@@ -512,6 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         default=[],
         help="also time loading histories of these sizes into a DataFrame, e.g. 10000 1000000",
+    )
+    parser.add_argument(
+        "--history-database",
+        help="load those histories from this empty scratch database (e.g. PostgreSQL) "
+        "instead of a SQLite file of the benchmark's own; its runs are removed after",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     return parser

@@ -105,7 +105,10 @@ def _rest(r: dict[str, Any], broker_url: str) -> None:
             "(target <= 150 MiB, flat +-10%)"
         )
     for h in r.get("history", []):
-        print(f"history of {h['rows']:,} runs into a DataFrame: {h['load_s']:.2f} s")
+        print(
+            f"history of {h['rows']:,} runs into a DataFrame ({h.get('database', 'sqlite')}): "
+            f"{h['load_s']:.2f} s"
+        )
     if "pandas_warm" in r:
         speedup = r["pandas_bare"]["p50_ms"] / r["pandas_warm"]["p50_ms"]
         r["pandas_speedup"] = speedup
