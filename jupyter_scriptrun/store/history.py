@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import DateTime, String, Text, func, select, type_coerce
+from sqlalchemy import DateTime, String, Text, bindparam, func, select, type_coerce
 
 from jupyter_scriptrun.exceptions import ExecutionNotFound
 from jupyter_scriptrun.models import (
@@ -24,6 +24,9 @@ from jupyter_scriptrun.store.tables import attempts, executions, output_chunks, 
 
 MIN_ID_PREFIX = 4
 """The shortest id prefix that names a run."""
+
+_STATUS = select(executions.c.status).where(executions.c.id == bindparam("b_id"))
+"""Built once: a waiting client reads it for every run."""
 
 
 class HistoryReads(Database):
@@ -111,7 +114,7 @@ class HistoryReads(Database):
     def status(self, id: str) -> ExecutionStatus:
         """The current status of one execution (one narrow query)."""
         with self.engine.connect() as conn:
-            value = conn.execute(select(executions.c.status).where(executions.c.id == id)).scalar()
+            value = conn.execute(_STATUS, {"b_id": id}).scalar()
         if value is None:
             raise ExecutionNotFound(f"no execution {id!r}")
         return ExecutionStatus(value)

@@ -39,6 +39,14 @@ _RUN = update(executions).where(executions.c.id == bindparam("b_id"))
 _RUN_BEAT_NOW = _RUN.values(heartbeat_at=func.now(type_=DateTime(timezone=True)))
 """``_RUN`` with the heartbeat on PostgreSQL's clock (see ``Database._clock``)."""
 _NEW_RUN_BEAT_NOW = insert(executions).values(heartbeat_at=func.now(type_=DateTime(timezone=True)))
+_RUNNING_ATTEMPT_BEAT_NOW = _RUNNING_ATTEMPT.values(
+    heartbeat_at=func.now(type_=DateTime(timezone=True))
+)
+_STOP_ASKED = select(executions.c.cancel_requested).where(
+    executions.c.id == bindparam("b_id"),
+    executions.c.attempt == bindparam("b_attempt"),
+    executions.c.status == ExecutionStatus.RUNNING.value,
+)
 _READ_RUN_FOR_UPDATE = (
     select(executions).where(executions.c.id == bindparam("b_id")).with_for_update()
 )
@@ -349,22 +357,20 @@ class RunStates(Database):
         live output, renew its lease (when ``heartbeat``), and say whether it must stop
         (a cancel was asked, or the run moved on without it). Not retried: the next tick
         tries again."""
-        mine = (
-            (executions.c.id == id)
-            & (executions.c.attempt == attempt)
-            & (executions.c.status == ExecutionStatus.RUNNING.value)
-        )
+        keys = {"b_id": id, "b_attempt": attempt}
         if chunks or heartbeat:
             with self._write() as conn:
                 self._insert_chunks(conn, id, attempt, chunks, utcnow())
                 if heartbeat:
-                    conn.execute(
-                        update(executions).where(mine).values(heartbeat_at=self._clock(conn))
-                    )
-                row = conn.execute(select(executions.c.cancel_requested).where(mine)).first()
+                    clock = self._clock(conn)
+                    if isinstance(clock, datetime):
+                        conn.execute(_RUNNING_ATTEMPT, {**keys, "heartbeat_at": clock})
+                    else:
+                        conn.execute(_RUNNING_ATTEMPT_BEAT_NOW, keys)
+                row = conn.execute(_STOP_ASKED, keys).first()
         else:
             with self.engine.connect() as conn:
-                row = conn.execute(select(executions.c.cancel_requested).where(mine)).first()
+                row = conn.execute(_STOP_ASKED, keys).first()
         return row is None or bool(row.cancel_requested)
 
     @staticmethod
