@@ -36,19 +36,13 @@ def history(
     runs in about 3 s instead of 20. Otherwise (smaller, no ADBC driver, or the driver
     failed) through SQLAlchemy.
     """
-    path = columnar.sqlite_file(store.url)
-    uri = columnar.postgres_uri(store.url)
-    if (path is not None and columnar.available()) or (
-        uri is not None and columnar.available("postgresql")
-    ):
+    read = columnar.reader(store.url)
+    if read is not None:
         rows = store.history_count(**filters)
         if rows >= columnar_from:
             slices = store.history_slices(SLICES_PER_CPU * (os.cpu_count() or 1), rows, **filters)
             try:
-                if path is not None:
-                    parts = columnar.read(path, slices, rows, _arrow_frame)
-                else:
-                    parts = columnar.read_postgres(str(uri), slices, _arrow_frame)
+                parts = read(slices, rows, _arrow_frame)
             except columnar.ColumnarError as exc:
                 log.warning("columnar history read failed, reading it plainly: %s", exc)
             else:

@@ -81,6 +81,19 @@ def available(database: str = "sqlite") -> bool:
     return driver and find_spec("pyarrow") is not None
 
 
+def reader(url: str) -> Callable[[list[str], int, Callable[[Any], T]], list[T]] | None:
+    """The fast reader of a store URL, ``(slices, rows, convert) -> converted slices``: a
+    SQLite file's (a child process) or PostgreSQL's (this process); None when neither
+    applies or the driver is not installed."""
+    path = sqlite_file(url)
+    if path is not None and available():
+        return lambda slices, rows, convert: read(path, slices, rows, convert)
+    uri = postgres_uri(url)
+    if uri is not None and available("postgresql"):
+        return lambda slices, rows, convert: read_postgres(uri, slices, convert)
+    return None
+
+
 def read_postgres(uri: str, slices: list[str], convert: Callable[[Any], T]) -> list[T]:
     """Run the SQL slices against PostgreSQL at ``uri`` in threads of this process;
     ``convert`` each slice's Arrow table, in the order of ``slices``.

@@ -3,6 +3,7 @@ cancelled), each step one short transaction, written so that a retried step is h
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -36,12 +37,7 @@ _ATTEMPT_ROW = update(attempts).where(
     attempts.c.execution_id == bindparam("b_id"), attempts.c.attempt == bindparam("b_attempt")
 )
 _RUN = update(executions).where(executions.c.id == bindparam("b_id"))
-_RUN_BEAT_NOW = _RUN.values(heartbeat_at=func.now(type_=DateTime(timezone=True)))
-"""``_RUN`` with the heartbeat on PostgreSQL's clock (see ``Database._clock``)."""
-_NEW_RUN_BEAT_NOW = insert(executions).values(heartbeat_at=func.now(type_=DateTime(timezone=True)))
-_RUNNING_ATTEMPT_BEAT_NOW = _RUNNING_ATTEMPT.values(
-    heartbeat_at=func.now(type_=DateTime(timezone=True))
-)
+_NEW_RUN = insert(executions)
 _STOP_ASKED = select(executions.c.cancel_requested).where(
     executions.c.id == bindparam("b_id"),
     executions.c.attempt == bindparam("b_attempt"),
@@ -50,6 +46,21 @@ _STOP_ASKED = select(executions.c.cancel_requested).where(
 _READ_RUN_FOR_UPDATE = (
     select(executions).where(executions.c.id == bindparam("b_id")).with_for_update()
 )
+
+
+@functools.cache
+def _beating_now(stmt: Any) -> Any:
+    """``stmt`` with ``heartbeat_at`` set to the database's ``now()``, built once per
+    statement."""
+    return stmt.values(heartbeat_at=func.now(type_=DateTime(timezone=True)))
+
+
+def _execute_beating(conn: Connection, clock: Any, stmt: Any, params: dict[str, Any]) -> Any:
+    """Execute ``stmt`` (built once, its SET taken from ``params``) with ``heartbeat_at``
+    at ``clock``: a value, or the database's own ``now()`` (see ``Database._clock``)."""
+    if isinstance(clock, datetime):
+        return conn.execute(stmt, {**params, "heartbeat_at": clock})
+    return conn.execute(_beating_now(stmt), params)
 
 
 class RunStates(Database):
@@ -211,11 +222,7 @@ class RunStates(Database):
     @retrying
     def _insert_execution(self, **values: Any) -> None:
         with self._write() as conn:
-            clock = self._clock(conn)
-            if isinstance(clock, datetime):
-                conn.execute(insert(executions), {**values, "heartbeat_at": clock})
-            else:
-                conn.execute(_NEW_RUN_BEAT_NOW, values)
+            _execute_beating(conn, self._clock(conn), _NEW_RUN, values)
 
     @retrying
     def fail_pending(self, id: str, error_type: str, message: str) -> None:
@@ -275,11 +282,7 @@ class RunStates(Database):
             }
             if attempt == 1:
                 values["queue_s"] = (now - r["queued_at"]).total_seconds()
-            clock = self._clock(conn)
-            if isinstance(clock, datetime):
-                conn.execute(_RUN, {**values, "heartbeat_at": clock, "b_id": id})
-            else:
-                conn.execute(_RUN_BEAT_NOW, {**values, "b_id": id})
+            _execute_beating(conn, self._clock(conn), _RUN, {**values, "b_id": id})
             values["heartbeat_at"] = now
             conn.execute(
                 insert(attempts),
@@ -362,11 +365,7 @@ class RunStates(Database):
             with self._write() as conn:
                 self._insert_chunks(conn, id, attempt, chunks, utcnow())
                 if heartbeat:
-                    clock = self._clock(conn)
-                    if isinstance(clock, datetime):
-                        conn.execute(_RUNNING_ATTEMPT, {**keys, "heartbeat_at": clock})
-                    else:
-                        conn.execute(_RUNNING_ATTEMPT_BEAT_NOW, keys)
+                    _execute_beating(conn, self._clock(conn), _RUNNING_ATTEMPT, keys)
                 row = conn.execute(_STOP_ASKED, keys).first()
         else:
             with self.engine.connect() as conn:
