@@ -31,7 +31,8 @@ def make_app(settings: Settings) -> Celery:
     - ``broker_channel_error_retry``: a channel the broker closes (RabbitMQ's
       ``consumer_timeout`` on a run longer than it) makes the worker reconnect instead of
       exiting. Runs in flight go on; the broker hands their messages out again, and the
-      claim in the store ignores those copies (tests/test_fleet_hosts.py).
+      claim in the store ignores those copies; a busy worker hands back what it cannot
+      start (fleet/slot_gate.py; tests/test_rabbitmq_consumer_timeout.py).
     - The threads pool: the work happens in child processes, so threads wait on them at
       a fraction of the memory of prefork processes. ``--pool prefork`` works as well.
     """
@@ -71,6 +72,12 @@ def make_app(settings: Settings) -> Celery:
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         broker_channel_error_retry=True,
+        # After a reconnection Celery lowers the prefetch and raises it again with
+        # ``basic.qos`` from the thread that acknowledges a run: a pool thread in the
+        # threads pool, racing the event loop on the same connection. Workers froze that
+        # way after RabbitMQ's consumer_timeout; the slot gate keeps a busy worker from
+        # over-fetching instead (fleet/slot_gate.py).
+        worker_enable_prefetch_count_reduction=False,
         broker_connection_timeout=5,
         result_expires=defaults.RESULT_EXPIRES_S,
         task_ignore_result=backend is None,

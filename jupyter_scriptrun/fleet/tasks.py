@@ -68,7 +68,8 @@ def message_problem(message: Any, body: Any) -> str | None:
 
 
 def refusing_strategy(task: Task, app: Celery, consumer: Any, **kwargs: Any) -> Any:
-    """Celery's default strategy, behind a check of each message's arguments.
+    """Celery's default strategy, behind a free slot (``SlotGate``) and a check of each
+    message's arguments.
 
     A malformed message (a foreign client, a corrupt or hostile one) is acknowledged,
     recorded as a failed task and logged in one short line, before Celery builds a
@@ -77,11 +78,16 @@ def refusing_strategy(task: Task, app: Celery, consumer: Any, **kwargs: Any) -> 
     """
     from celery.worker.strategy import default
 
+    from jupyter_scriptrun.fleet.slot_gate import SlotGate
+
     handle = default(task, app, consumer, **kwargs)
+    gate = SlotGate.for_consumer(consumer)  # built anew on every (re)connection
 
     def task_message_handler(
         message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any
     ) -> Any:
+        if gate is not None and not gate.admit(message):
+            return None  # back on the queue: every slot is busy
         problem = message_problem(message, body)
         if problem is None:
             return handle(message, body, ack, reject, callbacks, **kw)
