@@ -12,6 +12,10 @@ from jupyter_scriptrun.config import Settings
 TASK_NAME = "scriptrun.execute"
 
 
+QUICK_RETRY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
+"""Publishing and result writes give up within about 2 s: an error, not a hang."""
+
+
 def shadow_name(script: str) -> str:
     """The name Celery's logs, ``inspect active`` and Flower show for a run of ``script``
     (the task itself stays ``scriptrun.execute``)."""
@@ -83,20 +87,8 @@ def make_app(settings: Settings) -> Celery:
         task_ignore_result=backend is None,
         result_extended=False,
         # A client must get an error, not a hang, when the broker is down.
-        task_publish_retry_policy={
-            "max_retries": 2,
-            "interval_start": 0.2,
-            "interval_step": 0.5,
-            "interval_max": 1.0,
-        },
-        result_backend_transport_options={
-            "retry_policy": {
-                "max_retries": 2,
-                "interval_start": 0.2,
-                "interval_step": 0.5,
-                "interval_max": 1.0,
-            }
-        },
+        task_publish_retry_policy=QUICK_RETRY,
+        result_backend_transport_options={"retry_policy": QUICK_RETRY},
         redis_socket_connect_timeout=5,
         redis_backend_health_check_interval=30,
         worker_cancel_long_running_tasks_on_connection_loss=False,
