@@ -200,6 +200,73 @@ class PrivatePostgres:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+class PrivatePgBouncer:
+    """PgBouncer of its own on a free loopback port, in front of a PostgreSQL server
+    (``host:port``), pooling in ``mode`` with at most ``pool_size`` server connections
+    per database. As root it runs as the ``postgres`` user (it refuses root)."""
+
+    def __init__(self, upstream: str, mode: str = "transaction", pool_size: int = 2) -> None:
+        program = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not os.access(program, os.X_OK):
+            raise ServerMissing("pgbouncer is not installed (apt install pgbouncer)")
+        self.program = program
+        self.folder = Path(tempfile.mkdtemp(prefix="scriptrun-pgbouncer-"))
+        self.port = free_port()
+        host, port = upstream.rsplit(":", 1)
+        (self.folder / "users.txt").write_text('"postgres" ""\n')
+        (self.folder / "pgbouncer.ini").write_text(
+            f"""[databases]
+* = host={host} port={port}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {self.folder}/users.txt
+pool_mode = {mode}
+default_pool_size = {pool_size}
+max_client_conn = 500
+logfile = {self.folder}/pgbouncer.log
+"""
+        )
+        if os.geteuid() == 0:
+            for path in (self.folder, *self.folder.iterdir()):
+                shutil.chown(path, "postgres")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.proc = subprocess.Popen(
+            [*prefix, self.program, str(self.folder / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                log = self.folder / "pgbouncer.log"
+                raise RuntimeError(f"pgbouncer exited: {log.read_text() if log.exists() else ''}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("pgbouncer did not listen within 30 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def pg_bindir() -> str:
     """Where initdb and pg_ctl are: ``pg_config --bindir``, Debian's versioned folder, or
     PATH."""

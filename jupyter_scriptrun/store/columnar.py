@@ -66,9 +66,12 @@ def postgres_uri(url: str) -> str | None:
     other databases."""
     from sqlalchemy.engine import make_url
 
+    from jupyter_scriptrun.store.engine import PREPARE_OPTION
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "postgresql":
         return None
+    parsed = parsed.difference_update_query([PREPARE_OPTION])  # psycopg's, not libpq's
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
