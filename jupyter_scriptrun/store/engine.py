@@ -146,7 +146,9 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     connect_args: dict[str, Any] = dict(POSTGRES_KEEPALIVES) if url.startswith("postgres") else {}
     if PREPARE_OPTION in parsed.query:
-        connect_args[PREPARE_OPTION] = prepare_threshold(str(parsed.query[PREPARE_OPTION]))
+        threshold = prepare_threshold(str(parsed.query[PREPARE_OPTION]))
+        if parsed.get_driver_name() == "psycopg":  # psycopg2 never prepares on the server
+            connect_args[PREPARE_OPTION] = threshold
         parsed = parsed.difference_update_query([PREPARE_OPTION])
     return create_engine(
         parsed, pool_size=5, max_overflow=10, pool_recycle=3600, connect_args=connect_args
