@@ -37,6 +37,8 @@ def make_app(settings: Settings) -> Celery:
       exiting. Runs in flight go on; the broker hands their messages out again, and the
       claim in the store ignores those copies; a busy worker hands back what it cannot
       start (fleet/slot_gate.py; tests/test_rabbitmq_consumer_timeout.py).
+    - Redis results through ``NoticeBackend``: the completion notice without Celery's
+      read before each write (fleet/notices.py).
     - The threads pool: the work happens in child processes, so threads wait on them at
       a fraction of the memory of prefork processes. ``--pool prefork`` works as well.
     """
@@ -45,6 +47,9 @@ def make_app(settings: Settings) -> Celery:
     register()
     backend = settings.effective_result_backend
     app = Celery("jupyter_scriptrun", broker=settings.effective_broker_url, backend=backend)
+    from jupyter_scriptrun.fleet.notices import NOTICE_BACKEND
+
+    app.loader.override_backends = {"redis": NOTICE_BACKEND, "rediss": NOTICE_BACKEND}
     transport_options: dict[str, object] = {
         "visibility_timeout": settings.visibility_timeout_s,
     }
