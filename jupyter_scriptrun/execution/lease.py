@@ -24,6 +24,8 @@ _stop_requests: dict[str, float] = {}
 """Runs this process was told to stop (a cancel or revoke broadcast to every worker), by
 when it was told: seen within a tick, before the store says so."""
 _stop_lock = threading.Lock()
+THREAD_AFTER_S = STORE_TICK_S / 2
+"""When the lease's thread starts, if the run is still going (see ``Lease.start``)."""
 STOP_REQUEST_TTL_S = 3600.0
 """How long a request for a run this process does not run is remembered."""
 
@@ -68,14 +70,15 @@ class Lease:
         self._give_up_lock = threading.Lock()
         self._done = threading.Event()
         self._unsent: list[tuple[int, str, str]] = []
-        self._thread = threading.Thread(
-            target=self._keep, name=f"scriptrun-lease-{execution_id[:8]}", daemon=True
-        )
+        self._thread: threading.Thread | None = None
 
     def start(self) -> Lease:
-        """Begin keeping the lease (the attempt was just claimed: the lease is fresh)."""
-        self._renewed = time.monotonic()
-        self._thread.start()
+        """Begin keeping the lease (the attempt was just claimed: the lease is fresh).
+
+        The thread itself starts at the supervisor's first poll after ``THREAD_AFTER_S``:
+        a run that ends sooner has nothing to write before its finish (the first store
+        tick is ``STORE_TICK_S`` away), and most runs are that short."""
+        self._renewed = self._started = time.monotonic()
         return self
 
     def poll(self) -> bool:
@@ -84,6 +87,13 @@ class Lease:
         The lease's deadline is judged here, on the supervisor's clock, not only on the
         lease thread: behind a cut link that thread hangs in a database call until TCP
         gives up (a minute or more), long past the moment the run may be taken over."""
+        if self._thread is None and time.monotonic() - self._started >= THREAD_AFTER_S:
+            self._thread = threading.Thread(
+                target=self._keep, name=f"scriptrun-lease-{self.execution_id[:8]}", daemon=True
+            )
+            self._thread.start()
+        if self.execution_id in _stop_requests:  # also before the thread runs
+            self.stop_asked.set()
         if not self.stop_asked.is_set() and self._lapsed():
             self._give_up()
         return self.stop_asked.is_set()
@@ -105,13 +115,14 @@ class Lease:
     def close(self) -> list[tuple[int, str, str]]:
         """Stop keeping the lease; the live output not yet written (for ``finish``)."""
         self._done.set()
-        self._thread.join(timeout=5 * TICK_S)  # it may be stuck on a dead connection
+        if self._thread is not None:
+            self._thread.join(timeout=5 * TICK_S)  # it may be stuck on a dead connection
         with _stop_lock:
             _stop_requests.pop(self.execution_id, None)
         return self._unsent + self.live.take(final=True)
 
     def _keep(self) -> None:
-        last_beat = last_store = time.monotonic()
+        last_beat = last_store = self._started  # the claim's beat: the thread starts late
         while not self._done.wait(TICK_S):
             if self.execution_id in _stop_requests:
                 self.stop_asked.set()

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +25,48 @@ from jupyter_scriptrun.execution import proc
 
 log = logging.getLogger(__name__)
 
+START_SLACK_S = 2.0
+"""How much earlier than its entry a run's session is taken to have started."""
+
 
 class Ledger:
     """The folder of running scripts' sessions on this host."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
+        self._owner: tuple[int, Any] | None = None  # (pid, start time) of the writer
 
     def add(self, sid: int, execution_id: str, attempt: int) -> None:
-        """Record that this process supervises the session ``sid`` of a run."""
+        """Record that this process supervises the session ``sid`` of a run (just
+        started: its processes all start after this call, less ``START_SLACK_S``)."""
+        owner = os.getpid()
+        if self._owner is None or self._owner[0] != owner:  # once per process (and fork)
+            self._owner = (owner, proc.identity(owner))
+            self.dir.mkdir(parents=True, exist_ok=True)
         entry = {
             "sid": sid,
-            "sid_started": proc.identity(sid),
-            "owner": os.getpid(),
-            "owner_started": proc.identity(os.getpid()),
+            # A lower bound of the session's start times, not the leader's own: reading
+            # it from /proc blocks while the new process is still in exec (about 1 ms
+            # per run). psutil's start times are whole clock ticks after a boot time in
+            # whole seconds, hence the slack; a pid cannot come round again within it.
+            "sid_started": time.time() - START_SLACK_S,
+            "owner": owner,
+            "owner_started": self._owner[1],
             "execution_id": execution_id,
             "attempt": attempt,
         }
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".{sid}.tmp"
-        tmp.write_text(json.dumps(entry))
-        os.replace(tmp, self.dir / f"{sid}.json")  # a sweep never reads half an entry
+        # One write of a few hundred bytes, no temporary file and rename: a sweep that
+        # met a half-written entry skips it (unparseable), and its owner is alive anyway.
+        path = self.dir / f"{sid}.json"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except FileNotFoundError:  # the folder was removed since
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, json.dumps(entry).encode())
+        finally:
+            os.close(fd)
 
     def remove(self, sid: int) -> None:
         """The session's tree is gone: forget it."""
