@@ -65,6 +65,9 @@ def serve(path: str) -> None:
     import traceback  # noqa: F401
     import types  # noqa: F401
 
+    global _prctl
+    _prctl = _libc_prctl()  # ctypes and libffi loaded once, not in every child (~1.5 ms)
+
     gc.collect()
     gc.freeze()  # keep preloaded objects out of the collector: fewer copied pages per child
 
@@ -268,13 +271,25 @@ def _run_as_main(script: str) -> None:
     exec(code, main.__dict__)
 
 
-def _die_with_parent() -> None:
-    """SIGKILL this child when the warm parent exits (it exits when its worker dies)."""
+_prctl: Any = None
+"""libc's ``prctl``, looked up by the warm parent before it forks."""
+
+
+def _libc_prctl() -> Any:
     import ctypes
 
-    PR_SET_PDEATHSIG = 1
     with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        return ctypes.CDLL(None, use_errno=True).prctl
+    return None
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this child when the warm parent exits (it exits when its worker dies)."""
+    PR_SET_PDEATHSIG = 1
+    prctl = _prctl or _libc_prctl()
+    if prctl is not None:
+        with contextlib.suppress(Exception):
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() == 1:  # the parent died before the signal was armed
         os._exit(70)
 
