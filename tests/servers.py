@@ -308,6 +308,19 @@ class PrivateRabbitMQ:
         self.conf, self.advanced = conf, advanced
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def with_consumer_timeout(
+        cls, folder: Path, seconds: float, host: Host | None = None
+    ) -> PrivateRabbitMQ:
+        """A node whose ``consumer_timeout`` is ``seconds``, checked every second (the
+        channel tick is a minute by default)."""
+        return cls(
+            folder,
+            host=host,
+            conf=f"consumer_timeout = {int(seconds * 1000)}\n",
+            advanced="[{rabbit, [{channel_tick_interval, 1000}]}].\n",
+        )
+
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@{self.address}:{self.port}//"

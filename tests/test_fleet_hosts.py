@@ -146,14 +146,10 @@ CONSUMER_TIMEOUT_S = 4
 
 @pytest.fixture(scope="module")
 def rabbitmq(db_host: Host, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbitMQ]:
-    """RabbitMQ with a short consumer timeout, checked every second (the channel tick is a
-    minute by default)."""
+    """RabbitMQ on the database host, with a short consumer timeout."""
     try:
-        server = PrivateRabbitMQ(
-            tmp_path_factory.mktemp("rabbit"),
-            host=db_host,
-            conf=f"consumer_timeout = {CONSUMER_TIMEOUT_S * 1000}\n",
-            advanced="[{rabbit, [{channel_tick_interval, 1000}]}].\n",
+        server = PrivateRabbitMQ.with_consumer_timeout(
+            tmp_path_factory.mktemp("rabbit"), CONSUMER_TIMEOUT_S, host=db_host
         )
     except ServerMissing as exc:
         pytest.skip(str(exc))

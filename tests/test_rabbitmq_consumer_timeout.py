@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import wait_until
@@ -43,13 +44,10 @@ print(json.dumps({"status": "success", "data": {}}))
 
 @pytest.fixture(scope="module")
 def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbitMQ]:
-    """A node of this module's own, with a short consumer timeout checked every second
-    (the channel tick is a minute by default)."""
+    """A node of this module's own, with a short consumer timeout."""
     try:
-        server = PrivateRabbitMQ(
-            tmp_path_factory.mktemp("rabbit"),
-            conf=f"consumer_timeout = {CONSUMER_TIMEOUT_S * 1000}\n",
-            advanced="[{rabbit, [{channel_tick_interval, 1000}]}].\n",
+        server = PrivateRabbitMQ.with_consumer_timeout(
+            tmp_path_factory.mktemp("rabbit"), CONSUMER_TIMEOUT_S
         )
     except ServerMissing as exc:
         pytest.skip(str(exc))
@@ -70,16 +68,22 @@ def reconnections(log: Path) -> int:
     return log.read_text().count("Connection to broker lost")
 
 
+def start_long_runs(client: Client, n: int, where: str) -> list[Any]:
+    """``n`` runs of ``LONG_S``, once all of them run."""
+    long = [client.submit("sleeper", {"seconds": LONG_S}) for _ in range(n)]
+    wait_until(
+        lambda: all(run.status is ExecutionStatus.RUNNING for run in long),
+        30,
+        f"the long runs running {where}",
+    )
+    return long
+
+
 def test_workers_busy_past_the_timeout_hold_nothing_and_reconnect_once(rabbit, start_worker):
     w1 = start_worker(rabbit, concurrency=1)
     w2 = start_worker(rabbit, concurrency=1)
     client = Client(rabbit)
-    long = [client.submit("sleeper", {"seconds": LONG_S}) for _ in range(2)]
-    wait_until(
-        lambda: all(run.status is ExecutionStatus.RUNNING for run in long),
-        30,
-        "both long runs running, one on each worker",
-    )
+    long = start_long_runs(client, 2, "one on each worker")
     # Queued while every slot is busy: they wait in the queue, not in a busy worker.
     waiting = [client.submit("sleeper", {"seconds": 0}) for _ in range(2)]
 
@@ -100,12 +104,7 @@ def test_workers_busy_past_the_timeout_hold_nothing_and_reconnect_once(rabbit, s
 def test_busy_workers_take_nothing_they_cannot_start_and_keep_working(rabbit, start_worker):
     busy = start_worker(rabbit, concurrency=2)
     client = Client(rabbit)
-    long = [client.submit("sleeper", {"seconds": LONG_S}) for _ in range(2)]
-    wait_until(
-        lambda: all(run.status is ExecutionStatus.RUNNING for run in long),
-        30,
-        "both long runs running on the first worker",
-    )
+    long = start_long_runs(client, 2, "both on the first worker")
     idle = start_worker(rabbit, concurrency=1)
     # Queued while the first worker's slots are busy: the idle worker runs them.
     waiting = [client.submit("sleeper", {"seconds": 0}) for _ in range(3)]
