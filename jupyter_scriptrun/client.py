@@ -17,6 +17,7 @@ from jupyter_scriptrun.exceptions import (
     StoreUnavailable,
     WorkerUnavailable,
 )
+from jupyter_scriptrun.fleet import wakeups
 from jupyter_scriptrun.handle import Execution
 from jupyter_scriptrun.queues import allowed_queues, parse_queues, queue_problem
 from jupyter_scriptrun.status import ExecutionStatus
@@ -385,13 +386,34 @@ class Client:
         otherwise the store is read at short, growing intervals.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        notify = self.settings.effective_result_backend is not None
+        # Without a result backend, a worker on this host rings the run's end: listen
+        # before the first read, so an end between the two is not missed.
+        listener = None if notify else wakeups.Listener(wakeups.run_name(execution_id))
+        try:
+            return self._wait_loop(execution_id, deadline, timeout, notify, listener)
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def _wait_loop(
+        self,
+        execution_id: str,
+        deadline: float | None,
+        timeout: float | None,
+        notify: bool,
+        listener: wakeups.Listener | None,
+    ) -> ExecutionStatus:
+        """``wait_for``'s loop: a notice or a wake-up, then the store says the status."""
         status = self.store.status(execution_id)
         if status.is_final:
             return status
-        notify = self.settings.effective_result_backend is not None
         interval = POLL_FIRST_S
         started = time.monotonic()
         next_check = started + 2.0
+        # A local worker's wake-up makes dense polling pointless; without one, the
+        # embedded store is read densely (LOCAL_POLL_MAX_S).
+        dense = self.settings.embedded and not (listener and listener.listening)
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -406,10 +428,14 @@ class Client:
                 if noticed is ExecutionStatus.SUCCEEDED:
                     return noticed  # sent after the finish was committed: no read needed
             else:
-                time.sleep(interval if remaining is None else min(interval, remaining))
+                pause = interval if remaining is None else min(interval, remaining)
+                if listener is not None:
+                    listener.wait(pause)
+                else:
+                    time.sleep(pause)
                 elapsed = time.monotonic() - started
                 cap = POLL_SHORT_MAX_S if elapsed < SHORT_PHASE_S else POLL_MAX_S
-                if self.settings.embedded and elapsed < LOCAL_DENSE_S:
+                if dense and elapsed < LOCAL_DENSE_S:
                     cap = LOCAL_POLL_MAX_S
                 interval = min(cap, interval * 1.5)
             status = self.store.status(execution_id)

@@ -76,8 +76,12 @@ LOCAL_IDLE_TIMEOUT_S = 600.0
 """The embedded local worker stops itself after this long with nothing to do."""
 
 EMBEDDED_POLL_S = 0.01
-"""Polling interval of the embedded (filesystem) broker: the latency it adds on average is
-half of it; one directory listing per interval costs next to nothing when idle."""
+"""Polling interval of the embedded (filesystem) broker where wake-ups do not reach the
+worker (not Linux): the latency it adds on average is half of it."""
+
+EMBEDDED_WOKEN_POLL_S = 0.25
+"""The same where the worker is woken by every put (fleet/wakeups.py): the poll is only a
+fallback then, and an idle local worker lists its folder 4 times a second."""
 
 ENV_ALLOW = (
     "PATH",

@@ -18,6 +18,7 @@ from celery.exceptions import Ignore, Retry
 
 from jupyter_scriptrun.exceptions import MalformedTask, RunFailed
 from jupyter_scriptrun.execution.executor import Executor
+from jupyter_scriptrun.fleet import wakeups
 from jupyter_scriptrun.fleet.celery_app import TASK_NAME
 from jupyter_scriptrun.status import ExecutionStatus
 
@@ -135,6 +136,9 @@ def define_tasks(app: Celery, executor: Executor) -> Task:
             raise MalformedTask(problem)  # called directly; messages stop in the strategy
         worker = f"{self.request.hostname}/{os.getpid()}"
         outcome = executor.run_attempt(execution_id, attempt, worker)
+        # The store has the outcome: a client on this host waiting without a result
+        # backend (the embedded default) reads it now, not at its next poll.
+        wakeups.ring(wakeups.run_name(execution_id))
         if outcome.status is None:
             raise Ignore()  # a duplicate delivery: the run's own task state stands
         if outcome.retry_in_s is not None:

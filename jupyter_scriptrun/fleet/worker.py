@@ -32,6 +32,7 @@ from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound, R
 from jupyter_scriptrun.execution.executor import Executor
 from jupyter_scriptrun.execution.lease import request_stop
 from jupyter_scriptrun.fleet.celery_app import TASK_NAME, make_app, shadow_name
+from jupyter_scriptrun.fleet.embedded import WAKE_LISTENER
 from jupyter_scriptrun.fleet.tasks import EXECUTION_ID_RE, define_tasks
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,12 @@ def unique_nodename(pid: int | None = None) -> str:
 
 settings = get_settings()
 app = make_app(settings)
+if settings.embedded:
+    # This process consumes the embedded folder: it listens for the folder's wake-ups.
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        WAKE_LISTENER: True,
+    }
 if pool := explicit_pool(sys.argv):
     # Celery prefers the app's worker_pool ("threads" here) over a --pool equal to its own
     # default, so an explicit "--pool prefork" would be ignored without this (celery#6711).
