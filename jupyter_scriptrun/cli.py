@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", "-P", help="Celery pool: threads (default) or prefork")
     p.add_argument("--queues", "-Q", help="comma-separated queues (default: 'scriptrun')")
     p.add_argument("--loglevel", "-l", default="INFO")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve this worker's Prometheus metrics on this port (/metrics)",
+    )
+    p.add_argument("--metrics-address", help="the address the metrics listen on (default: 0.0.0.0)")
 
     p = sub.add_parser("workers", help="list the online workers and the runs they hold")
     p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for answers")
@@ -380,6 +386,11 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace, extra: list[str]) -> int:
+    # The worker reads its settings from the environment it is exec'd with.
+    if args.metrics_port is not None:
+        os.environ["SCRIPTRUN_METRICS_PORT"] = str(args.metrics_port)
+    if args.metrics_address:
+        os.environ["SCRIPTRUN_METRICS_ADDRESS"] = args.metrics_address
     try:
         argv = _client().worker_command(
             args.queues,

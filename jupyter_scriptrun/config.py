@@ -57,6 +57,17 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+def _port(text: str) -> int:
+    """A TCP port number (1-65535)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a port number") from None
+    if not 0 < value < 65536:
+        raise ValueError(f"{value} is not a port number (1-65535)")
+    return value
+
+
 def _queue(text: str) -> str:
     if problem := queue_problem(text):
         raise ValueError(problem)
@@ -109,6 +120,7 @@ BYTES = Kind(_positive(int))
 FLAG = Kind(_flag, lambda v: "1" if v else "0")
 NAMES = Kind(_names, ",".join, many=True)
 RUNNER = Kind(_choice(*defaults.RUNNERS))
+PORT = Kind(_port)
 # Only the names beyond the built-in allowlist are written out: reading adds those back.
 ENV_ALLOW = Kind(
     _env_allow, lambda v: ",".join(n for n in v if n not in defaults.ENV_ALLOW), many=True
@@ -266,6 +278,17 @@ class Settings:
         DAYS,
         "days a run is kept after it ended: workers remove older runs once a day (their "
         "counts per script and status are kept); unset: forever",
+    )
+    metrics_port: int | None = setting(
+        "SCRIPTRUN_METRICS_PORT",
+        PORT,
+        "port on which a worker serves its Prometheus metrics (/metrics); unset: none",
+    )
+    metrics_address: str = setting(
+        "SCRIPTRUN_METRICS_ADDRESS",
+        TEXT,
+        "address the worker's metrics server listens on",
+        default="0.0.0.0",
     )
     worker_idle_exit_s: float | None = setting(
         "SCRIPTRUN_WORKER_IDLE_EXIT",

@@ -33,7 +33,7 @@ from jupyter_scriptrun.execution import runner
 from jupyter_scriptrun.execution.lease import Lease
 from jupyter_scriptrun.execution.live import LiveOutput
 from jupyter_scriptrun.execution.orphans import Ledger
-from jupyter_scriptrun.execution.runners import RUNNERS, Runner, Spawn
+from jupyter_scriptrun.execution.runners import RUNNERS, Runner, Spawn, WarmRunner
 from jupyter_scriptrun.models import ATTEMPT_MEASURES, ATTEMPT_STREAMS, ExecutionRecord
 from jupyter_scriptrun.queues import queue_problem
 from jupyter_scriptrun.status import ExecutionStatus
@@ -249,6 +249,11 @@ class Executor:
         if name not in self._runners:
             self._runners[name] = RUNNERS[name](self.settings)
         return self._runners[name].spawner(script)
+
+    def warm_parent_pid(self) -> int | None:
+        """The warm parent's pid, if this executor started one and it lives."""
+        runner = self._runners.get("warm")
+        return runner.parent_pid() if isinstance(runner, WarmRunner) else None
 
     def close(self) -> None:
         """Release every runner started (the warm parent, if one was)."""

@@ -81,6 +81,10 @@ class WarmRunner:
         self._parent = WarmParent(self.settings.warm_preload, env)
         return self._parent
 
+    def parent_pid(self) -> int | None:
+        """The warm parent's pid while it lives (None before the first warm run)."""
+        return None if self._parent is None else self._parent.pid()
+
     def close(self) -> None:
         """Stop the warm parent, if one was started."""
         if self._parent is not None:

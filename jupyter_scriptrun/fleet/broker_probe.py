@@ -60,6 +60,30 @@ class BrokerProbe:
         missing = None if present is None else frozenset(set(ids) - present)
         return Probe(missing, consumers)
 
+    def depths(self, queues: Collection[str]) -> dict[str, int]:
+        """Messages waiting in each queue (a queue the broker does not have holds 0)."""
+        found: dict[str, int] = {}
+        with self.app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1)
+            for queue in queues:
+                channel = conn.channel()  # RabbitMQ closes a channel on NOT_FOUND
+                try:
+                    if conn.transport.driver_type == "amqp":
+                        try:
+                            found[queue] = channel.queue_declare(queue=queue, passive=True)[1]
+                        except Exception as exc:
+                            if "NOT_FOUND" not in str(exc) and "404" not in str(exc):
+                                raise
+                            found[queue] = 0
+                    else:  # kombu's virtual transports: Redis, the embedded folder
+                        found[queue] = int(channel._size(queue))
+                finally:
+                    try:
+                        channel.close()
+                    except Exception:
+                        log.debug("closing a probe channel failed", exc_info=True)
+        return found
+
     def consumed(self, timeout: float = 1.0) -> set[str] | None:
         """The queues that online workers consume (Celery's ``inspect active_queues``);
         None when no worker answered."""

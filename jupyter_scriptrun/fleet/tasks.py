@@ -20,6 +20,7 @@ from jupyter_scriptrun.exceptions import MalformedTask, RunFailed
 from jupyter_scriptrun.execution.executor import Executor
 from jupyter_scriptrun.fleet import wakeups
 from jupyter_scriptrun.fleet.celery_app import TASK_NAME
+from jupyter_scriptrun.fleet.worker_metrics import count_outcome
 from jupyter_scriptrun.status import ExecutionStatus
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,8 @@ def define_tasks(app: Celery, executor: Executor) -> Task:
         # The store has the outcome: a client on this host waiting without a result
         # backend (the embedded default) reads it now, not at its next poll.
         wakeups.ring(wakeups.run_name(execution_id))
+        if outcome.status is not None:
+            count_outcome(outcome.status.value)
         if outcome.status is None:
             raise Ignore()  # a duplicate delivery: the run's own task state stands
         if outcome.retry_in_s is not None:

@@ -244,8 +244,33 @@ def _on_init(**_: object) -> None:
     executor.store  # noqa: B018 - opens and migrates
 
 
+def _serve_metrics(consumer: Any) -> None:
+    """The worker's Prometheus metrics on ``SCRIPTRUN_METRICS_PORT`` (``--metrics-port``)."""
+    from jupyter_scriptrun.fleet.worker_metrics import WorkerMetrics, serve
+
+    def broker_connected() -> bool | None:
+        connection = getattr(consumer, "connection", None)
+        return None if connection is None else bool(connection.connected)
+
+    slots = getattr(getattr(consumer, "controller", None), "concurrency", None)
+    metrics = WorkerMetrics(executor, slots or app.conf.worker_concurrency, broker_connected)
+    try:
+        serve(metrics, settings.metrics_port or 0, settings.metrics_address)
+    except OSError as exc:  # the port is taken: say so, and run without metrics
+        log.error(
+            "metrics: cannot listen on %s:%s (%s); this worker serves none",
+            settings.metrics_address,
+            settings.metrics_port,
+            exc,
+        )
+        return
+    log.info("metrics on http://%s:%s/metrics", settings.metrics_address, settings.metrics_port)
+
+
 @worker_ready.connect
-def _on_ready(**_: object) -> None:
+def _on_ready(sender: Any = None, **_: object) -> None:
+    if settings.metrics_port:
+        _serve_metrics(sender)
     thread = threading.Thread(
         target=_housekeeping,
         args=(settings.worker_idle_exit_s,),

@@ -51,8 +51,12 @@ class ScriptrunExtension(ExtensionApp):
         return Settings.from_env({**os.environ, **overrides})
 
     def initialize_settings(self) -> None:
-        """Build the one client the handlers share."""
-        self.settings["scriptrun_client"] = Client(self.scriptrun_settings())
+        """Build the one client the handlers share, and the fleet's metrics."""
+        from jupyter_scriptrun.metrics import FleetMetrics
+
+        client = Client(self.scriptrun_settings())
+        self.settings["scriptrun_client"] = client
+        self.settings["scriptrun_metrics"] = FleetMetrics(client)
 
     def initialize_handlers(self) -> None:
         """Register the REST routes."""
@@ -61,7 +65,10 @@ class ScriptrunExtension(ExtensionApp):
         self.handlers.extend(routes())
 
     async def stop_extension(self) -> None:
-        """Release the store's connections."""
+        """Stop the metrics' background reads; release the store's connections."""
+        metrics = self.settings.get("scriptrun_metrics")
+        if metrics is not None:
+            metrics.close()
         client = self.settings.get("scriptrun_client")
         if client is not None:
             client.close()

@@ -345,6 +345,21 @@ class WorkersHandler(BaseHandler):
         self.send(await self.call(self.client.workers))
 
 
+class MetricsHandler(BaseHandler):
+    """``GET /metrics``: the fleet's metrics in Prometheus' text format (a scraper sends
+    a token: ``Authorization: token …`` or ``Bearer …``)."""
+
+    @web.authenticated
+    @authorized
+    @mapped_errors
+    async def get(self) -> None:
+        """Read the store's new runs and the background's broker figures; never blocks
+        on the broker."""
+        body, content_type = await self.call(self.settings["scriptrun_metrics"].render)
+        self.set_header("Content-Type", content_type)
+        self.finish(body)
+
+
 class SeedExecuteHandler(BaseHandler):
     """The seed's ``POST /api/execute-script/``: ``{"script_id", "parameters",
     "page_context"}`` → ``{"task_id"}``; ``script_id`` is the integer id or a name."""
@@ -434,6 +449,7 @@ def routes() -> list[tuple[str, type[BaseHandler]]]:
         (rf"{PREFIX}/executions/{ident}/cancel/?", CancelHandler),
         (rf"{PREFIX}/executions/{ident}/?", ExecutionHandler),
         (rf"{PREFIX}/workers/?", WorkersHandler),
+        (rf"{PREFIX}/metrics/?", MetricsHandler),
         (rf"{PREFIX}/execute-script/?", SeedExecuteHandler),
         (rf"{PREFIX}/script-task-result/?", SeedResultHandler),
         (rf"{PREFIX}/openapi.json", OpenAPIHandler),

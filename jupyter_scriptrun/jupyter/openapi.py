@@ -337,6 +337,22 @@ def document(base_url: str = "/") -> dict[str, Any]:
                     },
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "The fleet's metrics in Prometheus' text format",
+                    "description": "Counters from the store (correct across restarts), "
+                    "runs queued and running per queue, queue depths and workers online "
+                    "(read in the background every 10 s). docs/monitoring.md names them.",
+                    "operationId": "getMetrics",
+                    "responses": {
+                        "200": {
+                            "description": "the metrics",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(403, 503),
+                    },
+                }
+            },
             "/execute-script": {
                 "post": {
                     "summary": "The seed's submit endpoint (an alias of POST /executions)",

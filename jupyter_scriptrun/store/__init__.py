@@ -1,8 +1,8 @@
 """The store: the one truth about every run, in SQLite or PostgreSQL.
 
 :class:`Store` is one database seen through its two roles: the run's state machine
-(:mod:`.runs`, the worker's and the client's writes), the read path (:mod:`.history`)
-and the removal of old runs (:mod:`.retention`).
+(:mod:`.runs`, the worker's and the client's writes), the read path (:mod:`.history`),
+the removal of old runs (:mod:`.retention`) and the metrics' reads (:mod:`.aggregates`).
 The engine, migrations and retry policy are in :mod:`.engine`.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 
+from jupyter_scriptrun.store.aggregates import Aggregates
 from jupyter_scriptrun.store.engine import HEAD_REVISION, utcnow
 from jupyter_scriptrun.store.history import MIN_ID_PREFIX, HistoryReads
 from jupyter_scriptrun.store.retention import Retention
@@ -18,7 +19,7 @@ from jupyter_scriptrun.store.runs import RunStates
 __all__ = ["HEAD_REVISION", "MIN_ID_PREFIX", "Store", "get_store", "new_execution_id", "utcnow"]
 
 
-class Store(RunStates, HistoryReads, Retention):
+class Store(RunStates, HistoryReads, Retention, Aggregates):
     """Reads and writes execution records. Safe to share between threads.
 
     Every write is one short transaction; on SQLite writes take the lock up front

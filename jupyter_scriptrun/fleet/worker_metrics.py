@@ -1,0 +1,137 @@
+"""A worker's own Prometheus metrics, served on ``--metrics-port``: its slots, the runs
+it holds and finished, its memory and its warm parent's, and whether its broker and store
+answer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+    from jupyter_scriptrun.execution.executor import Executor
+
+log = logging.getLogger(__name__)
+
+STORE_CHECK_EVERY_S = 5.0
+"""A scrape reuses the store check for this long: scrapers never queue on a database."""
+
+_outcomes: Counter[str] = Counter()
+_outcomes_lock = threading.Lock()
+
+
+def count_outcome(status: str) -> None:
+    """Count one attempt this worker finished, by the status it recorded."""
+    with _outcomes_lock:
+        _outcomes[status] += 1
+
+
+class WorkerMetrics:
+    """The collector: everything is read at scrape time from the worker's own state."""
+
+    def __init__(
+        self, executor: Executor, slots: int, broker_connected: Callable[[], bool | None]
+    ) -> None:
+        self.executor = executor
+        self.slots = slots
+        self.broker_connected = broker_connected
+        self._store_ok: tuple[float, bool] | None = None
+
+    def _store_up(self) -> bool:
+        now = time.monotonic()
+        if self._store_ok is None or now - self._store_ok[0] > STORE_CHECK_EVERY_S:
+            try:
+                self.executor.store.revision()
+                ok = True
+            except Exception:
+                log.debug("the store did not answer the metrics' check", exc_info=True)
+                ok = False
+            self._store_ok = (now, ok)
+        return self._store_ok[1]
+
+    def collect(self) -> Iterator[Metric]:
+        from celery.worker import state
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            family = GaugeMetricFamily(name, doc)
+            family.add_metric([], value)
+            return family
+
+        yield gauge("scriptrun_worker_slots", "Runs this worker may run at once.", self.slots)
+        yield gauge(
+            "scriptrun_worker_slots_busy",
+            "Runs this worker is running now.",
+            len(state.active_requests),
+        )
+        yield gauge(
+            "scriptrun_worker_runs_reserved",
+            "Runs this worker holds, running or about to.",
+            len(state.reserved_requests),
+        )
+        finished = CounterMetricFamily(
+            "scriptrun_worker_runs",
+            "Attempts this worker finished since it started, by recorded status.",
+            labels=["status"],
+        )
+        with _outcomes_lock:
+            for status, n in sorted(_outcomes.items()):
+                finished.add_metric([status], n)
+        yield finished
+        yield from self._memory()
+        connected = self.broker_connected()
+        if connected is not None:
+            yield gauge("scriptrun_worker_broker_up", "Whether the broker link is up.", connected)
+        yield gauge("scriptrun_worker_store_up", "Whether the store answers.", self._store_up())
+
+    def _memory(self) -> Iterator[Metric]:
+        import psutil
+        from prometheus_client.core import GaugeMetricFamily
+
+        me = psutil.Process(os.getpid())
+        tree = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                tree += child.memory_info().rss
+            except psutil.Error:
+                continue  # ended meanwhile
+        family = GaugeMetricFamily(
+            "scriptrun_worker_tree_resident_memory_bytes",
+            "Resident memory of the worker and every process under it (runs included).",
+        )
+        family.add_metric([], tree)
+        yield family
+        pid = self.executor.warm_parent_pid()
+        alive = GaugeMetricFamily(
+            "scriptrun_worker_warm_parent_up", "Whether the warm parent is alive."
+        )
+        alive.add_metric([], 1.0 if pid else 0.0)
+        yield alive
+        if pid:
+            try:
+                rss = psutil.Process(pid).memory_info().rss
+            except psutil.Error:
+                return
+            family = GaugeMetricFamily(
+                "scriptrun_worker_warm_parent_resident_memory_bytes",
+                "Resident memory of the warm parent.",
+            )
+            family.add_metric([], rss)
+            yield family
+
+
+def serve(metrics: WorkerMetrics, port: int, address: str) -> Any:
+    """Serve ``metrics`` (and the process' own) on ``address:port`` in a thread."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.process_collector import ProcessCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics)
+    ProcessCollector(registry=registry)
+    return start_http_server(port, addr=address, registry=registry)
