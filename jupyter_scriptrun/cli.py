@@ -31,6 +31,40 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2, default=json_default)
 
 
+def _add_fleet_commands(sub: Any) -> None:
+    """``worker``, ``workers`` and ``health``: running and watching the fleet."""
+    p = sub.add_parser(
+        "worker",
+        help="start a worker in the foreground",
+        description="Start a Celery worker for scriptrun; extra arguments go "
+        "to 'celery worker' unchanged.",
+    )
+    p.add_argument("--concurrency", "-c", type=int, help="parallel runs (default: CPU count)")
+    p.add_argument("--pool", "-P", help="Celery pool: threads (default) or prefork")
+    p.add_argument("--queues", "-Q", help="comma-separated queues (default: 'scriptrun')")
+    p.add_argument("--loglevel", "-l", default="INFO")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve this worker's Prometheus metrics on this port (/metrics)",
+    )
+    p.add_argument("--metrics-address", help="the address the metrics listen on (default: 0.0.0.0)")
+
+    p = sub.add_parser("workers", help="list the online workers and the runs they hold")
+    p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for answers")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser(
+        "health",
+        help="check the store, the broker and a consuming worker (exit 0 healthy, 1 no "
+        "worker, 3 store or broker unreachable): a liveness probe",
+    )
+    p.add_argument("--queue", help="the queue a worker must consume (default: the default)")
+    p.add_argument("--this-host", action="store_true", help="a worker on this host")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for answers")
+    p.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one sub-command per action)."""
     from jupyter_scriptrun._version import __version__
@@ -68,36 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", help="cancel a queued or running run")
     p.add_argument("id")
 
-    p = sub.add_parser(
-        "worker",
-        help="start a worker in the foreground",
-        description="Start a Celery worker for scriptrun; extra arguments go "
-        "to 'celery worker' unchanged.",
-    )
-    p.add_argument("--concurrency", "-c", type=int, help="parallel runs (default: CPU count)")
-    p.add_argument("--pool", "-P", help="Celery pool: threads (default) or prefork")
-    p.add_argument("--queues", "-Q", help="comma-separated queues (default: 'scriptrun')")
-    p.add_argument("--loglevel", "-l", default="INFO")
-    p.add_argument(
-        "--metrics-port",
-        type=int,
-        help="serve this worker's Prometheus metrics on this port (/metrics)",
-    )
-    p.add_argument("--metrics-address", help="the address the metrics listen on (default: 0.0.0.0)")
-
-    p = sub.add_parser("workers", help="list the online workers and the runs they hold")
-    p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for answers")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser(
-        "health",
-        help="check the store, the broker and a consuming worker (exit 0 healthy, 1 no "
-        "worker, 3 store or broker unreachable): a liveness probe",
-    )
-    p.add_argument("--queue", help="the queue a worker must consume (default: the default)")
-    p.add_argument("--this-host", action="store_true", help="a worker on this host")
-    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for answers")
-    p.add_argument("--json", action="store_true")
+    _add_fleet_commands(sub)
 
     p = sub.add_parser(
         "prune", help="remove runs that ended long ago (their counts per script are kept)"

@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     # Celery: the broker, the task, the worker, the embedded default
     ("fleet",),
     # what front ends call
-    ("frames", "handle", "client", "warmup", "health"),
+    ("frames", "handle", "client", "warmup", "health", "metrics"),
     # front ends, the package's facade and the benchmark
     ("cli", "jupyter", "bench", "worker", "__init__", "__main__"),
 ]

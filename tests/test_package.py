@@ -70,6 +70,8 @@ def _every_setting(tmp_path: Path):
         allow_adhoc=False,
         env_allow=(*Settings().env_allow, "MY_TOKEN"),
         retain_days=30.0,
+        metrics_port=9109,
+        metrics_address="127.0.0.1",
         worker_idle_exit_s=5.0,
     )
 

@@ -83,7 +83,7 @@ class WarmRunner:
 
     def parent_pid(self) -> int | None:
         """The warm parent's pid while it lives (None before the first warm run)."""
-        return None if self._parent is None else self._parent.pid()
+        return None if self._parent is None else self._parent.pid
 
     def close(self) -> None:
         """Stop the warm parent, if one was started."""

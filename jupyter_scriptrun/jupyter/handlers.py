@@ -356,8 +356,7 @@ class MetricsHandler(BaseHandler):
         """Read the store's new runs and the background's broker figures; never blocks
         on the broker."""
         body, content_type = await self.call(self.settings["scriptrun_metrics"].render)
-        self.set_header("Content-Type", content_type)
-        self.finish(body)
+        self.finish(body, set_content_type=content_type)  # APIHandler's default is JSON
 
 
 class SeedExecuteHandler(BaseHandler):
