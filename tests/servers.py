@@ -399,3 +399,95 @@ def _wait(ready, timeout: float, what: str, proc: subprocess.Popen[bytes]) -> No
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what}: not up after {timeout:g} s")
         time.sleep(0.02)
+
+
+class PrivatePrometheus:
+    """A Prometheus server on a free loopback port, scraping ``scrape_configs`` every
+    second, its data in a folder of its own (Debian's ``prometheus`` package)."""
+
+    def __init__(self, folder: Path, scrape_configs: list[dict]) -> None:
+        self.binary = shutil.which("prometheus")
+        if self.binary is None:
+            raise ServerMissing("prometheus is not installed (Debian: apt install prometheus)")
+        self.folder = folder
+        self.port = free_port()
+        self.scrape_configs = scrape_configs
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import json
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config = self.folder / "prometheus.yml"
+        # JSON is YAML: no YAML writer needed.
+        config.write_text(
+            json.dumps(
+                {
+                    "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                    "scrape_configs": self.scrape_configs,
+                }
+            )
+        )
+        self.log = self.folder / "prometheus.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    self.binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={self.folder / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--log.level=warn",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        _wait(lambda: self._ready(), 30, f"prometheus on port {self.port}", self.proc)
+
+    def _ready(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def query(self, promql: str) -> list[dict]:
+        """An instant query through Prometheus' HTTP API: its result vector."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            answer = json.loads(response.read())
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
+
+    def targets(self) -> list[tuple[str, str, str]]:
+        """(scrape URL, health, last error) of every active target: what a failing test
+        shows."""
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=5) as response:
+            answer = json.loads(response.read())
+        return [
+            (t["scrapeUrl"], t["health"], t["lastError"])
+            for t in answer["data"]["activeTargets"]
+        ]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
