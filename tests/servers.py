@@ -479,8 +479,7 @@ class PrivatePrometheus:
         with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=5) as response:
             answer = json.loads(response.read())
         return [
-            (t["scrapeUrl"], t["health"], t["lastError"])
-            for t in answer["data"]["activeTargets"]
+            (t["scrapeUrl"], t["health"], t["lastError"]) for t in answer["data"]["activeTargets"]
         ]
 
     def stop(self) -> None:

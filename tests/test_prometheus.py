@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from servers import PrivatePrometheus, ServerMissing, free_port
 
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.status import ExecutionStatus
-from servers import PrivatePrometheus, ServerMissing, free_port
 
 
 @pytest.fixture
