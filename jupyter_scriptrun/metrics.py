@@ -5,9 +5,10 @@ Counters come from the store, not from this process: the first scrape totals eve
 that ended (plus the runs ``prune`` removed), and each later scrape adds only the runs
 that ended since (the ``finished_at`` index). A restarted server therefore starts from
 the same totals, and a scrape costs a read of the last seconds' runs, not of the history.
-Runs that end are read again for ``OVERLAP`` after their end and counted once by id, so a
-run whose end is committed a little after its ``finished_at`` (or stamped by a worker
-whose clock is a little behind) is still counted.
+A run whose end is committed a little after its ``finished_at`` (or stamped by a worker
+whose clock is a little behind) lands behind the newest end already read: the ``OVERLAP``
+behind it is counted at each scrape (one index count), read again when that count grew,
+and its runs counted once by id.
 
 What only the broker and the workers know (queue depths, workers online) is read by a
 background thread every ``SLOW_EVERY_S``, so a scrape never waits on a broadcast.
@@ -25,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from jupyter_scriptrun.store import utcnow
+from jupyter_scriptrun.store.aggregates import ENDED
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -93,6 +95,7 @@ class FleetMetrics:
     def __init__(self, client: Client) -> None:
         self.client = client
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
         self._loaded = False
         self._runs: dict[tuple[str, str], int] = {}
         self._retries: dict[str, int] = {}
@@ -114,30 +117,47 @@ class FleetMetrics:
             self._wait[script] = Histogram(WAIT_BUCKETS)
         return self._duration[script], self._wait[script]
 
-    def _load(self) -> None:
-        """Totals of every run that ended up to a little before now, and the pruned."""
-        store = self.client.store
-        until = utcnow() - OVERLAP
-        for (script, status), runs in store.pruned_runs().items():
-            self._runs[(script, status)] = self._runs.get((script, status), 0) + runs
-        for t in store.ended_totals(until, DURATION_BUCKETS, WAIT_BUCKETS):
-            key = (t.script, t.status)
-            self._runs[key] = self._runs.get(key, 0) + t.runs
-            self._retries[t.script] = self._retries.get(t.script, 0) + t.retries
-            duration, wait = self._histograms(t.script)
-            duration.merge(t.duration, t.duration_sum, t.duration_count)
-            wait.merge(t.wait, t.wait_sum, t.wait_count)
-        self._loaded_until = self._watermark = until
-        self._loaded = True
+    def load(self) -> None:
+        """Total every run that ended up to a little before now, and the pruned ones (once;
+        about 2 s at a million runs, so the server does it in the background)."""
+        with self._load_lock:
+            if self._loaded:
+                return
+            store = self.client.store
+            until = utcnow() - OVERLAP
+            runs: dict[tuple[str, str], int] = dict(store.pruned_runs())
+            retries: dict[str, int] = {}
+            duration: dict[str, Histogram] = {}
+            wait: dict[str, Histogram] = {}
+            for t in store.ended_totals(until, DURATION_BUCKETS, WAIT_BUCKETS):
+                runs[(t.script, t.status)] = runs.get((t.script, t.status), 0) + t.runs
+                retries[t.script] = retries.get(t.script, 0) + t.retries
+                d = duration.setdefault(t.script, Histogram(DURATION_BUCKETS))
+                d.merge(t.duration, t.duration_sum, t.duration_count)
+                w = wait.setdefault(t.script, Histogram(WAIT_BUCKETS))
+                w.merge(t.wait, t.wait_sum, t.wait_count)
+            with self._lock:
+                self._runs, self._retries = runs, retries
+                self._duration, self._wait = duration, wait
+                self._loaded_until = self._watermark = until
+                self._loaded = True
 
     def _advance(self) -> None:
         """Count the runs that ended since the last scrape, each once."""
         assert self._watermark is not None and self._loaded_until is not None
-        since = max(self._watermark - OVERLAP, self._loaded_until)
-        rows = self.client.store.ended_after(since, limit=MAX_NEW_PER_SCRAPE)
+        store = self.client.store
+        since = window = max(self._watermark - OVERLAP, self._loaded_until)
+        # The window behind the watermark is read again only when it holds a run not
+        # counted yet (committed late); else one count over the index says so.
+        known = sum(1 for at in self._recent.values() if at > window)
+        if window < self._watermark and store.count_ended_between(window, self._watermark) == known:
+            since = self._watermark
+        rows = store.ended_after(since, limit=MAX_NEW_PER_SCRAPE)
         for row in rows:
             if row.id in self._recent:
                 continue  # counted at an earlier scrape
+            if row.status not in ENDED:
+                continue  # not expected (only an end sets finished_at); never counted
             self._recent[row.id] = row.finished_at
             key = (row.script, row.status)
             self._runs[key] = self._runs.get(key, 0) + 1
@@ -175,11 +195,17 @@ class FleetMetrics:
 
     def _background(self) -> None:
         while not self._stop.is_set():
+            if not self._loaded:
+                try:
+                    self.load()
+                except Exception:
+                    log.warning("the metrics' totals could not be read (will retry)", exc_info=True)
             self._refresh_slow()
             self._stop.wait(SLOW_EVERY_S)
 
     def start(self) -> None:
-        """Start reading the broker and the workers in the background (once)."""
+        """Start the background: the totals (first), then the broker and the workers every
+        ``SLOW_EVERY_S`` (once; the server calls it when it starts)."""
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -200,12 +226,12 @@ class FleetMetrics:
         store_up = GaugeMetricFamily(
             "scriptrun_store_up", "Whether the store answered this scrape (1) or not (0)."
         )
+        self.start()
         try:
             with self._lock:
-                if not self._loaded:
-                    self._load()
-                self._advance()
-                yield from self._counters()
+                if self._loaded:  # until then no counters: absent, never wrong
+                    self._advance()
+                    yield from self._counters()
             active = self.client.store.active_runs()
         except Exception:
             log.warning("the store could not be read for the metrics", exc_info=True)
@@ -270,7 +296,6 @@ class FleetMetrics:
     def _slow_metrics(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
 
-        self.start()
         slow = self._slow
         if slow.broker_up is None:
             return  # not read yet: no value is better than a wrong one

@@ -247,6 +247,7 @@ class Bench:
         t0 = time.perf_counter()
         frame = client.history()
         loaded = time.perf_counter() - t0
+        scrapes = metrics_scrapes(client, store)
         if self.args.history_database:
             with store.engine.begin() as conn:
                 conn.execute(delete(executions))
@@ -254,7 +255,13 @@ class Bench:
         if len(frame) != rows:
             raise RuntimeError(f"history has {len(frame)} rows, not {rows}")
         database = store.engine.dialect.name
-        return {"rows": rows, "load_s": loaded, "fill_s": filled, "database": database}
+        return {
+            "rows": rows,
+            "load_s": loaded,
+            "fill_s": filled,
+            "database": database,
+            **scrapes,
+        }
 
     def soak(self, client: Client, worker_pid: int, n: int) -> dict[str, Any]:
         """Worker tree RSS while ``n`` runs go through, in batches: does it stay flat?"""
@@ -528,6 +535,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     return parser
+
+
+def metrics_scrapes(client: Client, store: Any, new_runs: int = 1500) -> dict[str, float]:
+    """Seconds to total the store's runs (once, in the server's background), then per
+    scrape of the fleet's metrics: the first, one with nothing new, and one after
+    ``new_runs`` more runs ended (15 s of a fleet ending 100 runs a second). The store's
+    part only: the broker's is read in the background."""
+    from sqlalchemy import insert
+
+    from jupyter_scriptrun.metrics import FleetMetrics
+    from jupyter_scriptrun.store import utcnow
+    from jupyter_scriptrun.store.tables import executions
+
+    metrics = FleetMetrics(client)
+    metrics.start = lambda: None  # type: ignore[method-assign]  # the store's part only
+    t0 = time.perf_counter()
+    metrics.load()
+    timings = {"totals_s": time.perf_counter() - t0}
+    for name in ("scrape_first_s", "scrape_idle_s"):
+        t0 = time.perf_counter()
+        metrics.render()
+        timings[name] = time.perf_counter() - t0
+    now = utcnow()
+    fresh = [
+        {
+            "id": uuid.uuid4().hex,
+            "script": f"script_{i % 20}",
+            "status": "succeeded",
+            "page_context": "bench",
+            "parameters": {},
+            "queued_at": now,
+            "started_at": now,
+            "finished_at": now,
+            "queue_s": 0.002,
+            "duration_s": 0.05,
+            "attempt": 1,
+            "cancel_requested": False,
+        }
+        for i in range(new_runs)
+    ]
+    with store.engine.begin() as conn:
+        conn.execute(insert(executions), fresh)
+    t0 = time.perf_counter()
+    metrics.render()
+    timings["scrape_busy_s"] = time.perf_counter() - t0
+    return timings
 
 
 def main(argv: list[str] | None = None) -> int:

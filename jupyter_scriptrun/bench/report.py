@@ -109,6 +109,14 @@ def _rest(r: dict[str, Any], broker_url: str) -> None:
             f"history of {h['rows']:,} runs into a DataFrame ({h.get('database', 'sqlite')}): "
             f"{h['load_s']:.2f} s"
         )
+        if "scrape_first_s" in h:
+            print(
+                f"  metrics over it: totals {h['totals_s']:.2f} s once (in the background), "
+                f"then a scrape takes {h['scrape_first_s'] * 1000:.1f} ms, "
+                f"{h['scrape_idle_s'] * 1000:.1f} ms with nothing new, "
+                f"{h['scrape_busy_s'] * 1000:.1f} ms after 1,500 more runs ended "
+                "(target <= 100 ms)"
+            )
     if "pandas_warm" in r:
         speedup = r["pandas_bare"]["p50_ms"] / r["pandas_warm"]["p50_ms"]
         r["pandas_speedup"] = speedup

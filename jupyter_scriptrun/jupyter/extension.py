@@ -56,7 +56,9 @@ class ScriptrunExtension(ExtensionApp):
 
         client = Client(self.scriptrun_settings())
         self.settings["scriptrun_client"] = client
-        self.settings["scriptrun_metrics"] = FleetMetrics(client)
+        metrics = FleetMetrics(client)
+        metrics.start()  # the totals are read in the background, before the first scrape
+        self.settings["scriptrun_metrics"] = metrics
 
     def initialize_handlers(self) -> None:
         """Register the REST routes."""

@@ -15,6 +15,9 @@ from jupyter_scriptrun.store.engine import Database
 from jupyter_scriptrun.store.tables import executions, pruned_totals
 
 ENDED = sorted(s.value for s in FINAL)
+# Only a run that ended has a finished_at, so the reads by end filter on it alone: with a
+# status filter too, SQLite prefers the status index (a million "succeeded" rows) to the
+# range on finished_at (the last seconds' runs), 0.3-0.5 s instead of ms at 1M runs.
 ACTIVE = sorted({s.value for s in PENDING} | {ExecutionStatus.RUNNING.value})
 
 
@@ -102,12 +105,23 @@ class Aggregates(Database):
         c = executions.c
         query = (
             select(c.id, c.script, c.status, c.finished_at, c.duration_s, c.queue_s, c.attempt)
-            .where(c.finished_at > after, c.status.in_(ENDED))
+            .where(c.finished_at > after)
             .order_by(c.finished_at)
             .limit(limit)
         )
         with self.engine.connect() as conn:
             return list(conn.execute(query).all())
+
+    def count_ended_between(self, after: datetime, until: datetime) -> int:
+        """How many runs ended after ``after`` and at or before ``until`` (the index only)."""
+        c = executions.c
+        query = (
+            select(func.count())
+            .select_from(executions)
+            .where(c.finished_at > after, c.finished_at <= until)
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def pruned_runs(self) -> dict[tuple[str, str], int]:
         """Runs removed by ``prune``, by script and status."""
