@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -53,6 +54,15 @@ def _add_fleet_commands(sub: Any) -> None:
     p = sub.add_parser("workers", help="list the online workers and the runs they hold")
     p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for answers")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser(
+        "top", help="the fleet live: workers, queues, figures per script, recent failures"
+    )
+    p.add_argument("--once", action="store_true", help="print one plain frame and exit")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between frames")
+    p.add_argument(
+        "--window", type=parse_age, default="1h", metavar="AGE", help="e.g. 15m, 1h, 24h"
+    )
 
     p = sub.add_parser(
         "health",
@@ -432,17 +442,24 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _workers(args: argparse.Namespace) -> int:
+    from jupyter_scriptrun.top import worker_lines
+
     workers = _client().workers(timeout=args.timeout)
     if args.json:
         print(_dumps(workers))
         return EXIT_OK
-    if not workers:
-        print("no worker answered; start one with 'scriptrun worker'")
-        return EXIT_OK
-    for w in workers:
-        print(f"{w['name']}  active {len(w['active'])}  reserved {len(w['reserved'])}")
-        for execution_id in w["active"]:
-            print(f"    running {execution_id}")
+    print("\n".join(worker_lines(workers, shutil.get_terminal_size((100, 40)).columns)))
+    return EXIT_OK
+
+
+def _top(args: argparse.Namespace) -> int:
+    from jupyter_scriptrun.top import run_top
+
+    window = args.window.total_seconds() if isinstance(args.window, timedelta) else 3600.0
+    try:
+        run_top(_client(), window_s=window, interval_s=max(args.interval, 0.2), once=args.once)
+    except KeyboardInterrupt:
+        print()
     return EXIT_OK
 
 
@@ -554,6 +571,7 @@ COMMANDS = {
     "cancel": _cancel,
     "local": _local,
     "workers": _workers,
+    "top": _top,
     "settings": _settings,
     "health": _health,
     "prune": _prune,

@@ -365,19 +365,26 @@ class Client:
         return history(self.store, **filters)
 
     def workers(self, timeout: float = 1.0) -> list[dict[str, Any]]:
-        """Online workers (Celery ping) with the execution ids they run and hold."""
-        inspect = self.app.control.inspect(timeout=timeout)
-        replies = inspect.ping() or {}
-        active = inspect.active() or {}
-        reserved = inspect.reserved() or {}
-        return [
-            {
-                "name": name,
-                "active": [t.get("id") for t in active.get(name, [])],
-                "reserved": [t.get("id") for t in reserved.get(name, [])],
-            }
-            for name in sorted(replies)
-        ]
+        """Online workers, by name: the ids they run (``active``) and hold (``reserved``),
+        and, from the ``scriptrun_status`` reply, their queues, slots, runs (script and
+        elapsed seconds), memory and pid. One broadcast; a worker that does not know the
+        command (another version) is listed with its name and ids only."""
+        replies = self.app.control.broadcast("scriptrun_status", reply=True, timeout=timeout)
+        workers = []
+        for reply in replies or []:
+            for name, status in reply.items():
+                known = isinstance(status, dict) and "slots" in status
+                state: dict[str, Any] = status if known else {}
+                runs = state.get("runs", [])
+                workers.append(
+                    {
+                        **state,
+                        "name": name,
+                        "active": [r["id"] for r in runs],
+                        "reserved": list(state.get("waiting", [])),
+                    }
+                )
+        return sorted(workers, key=lambda w: w["name"])
 
     def wait_for(self, execution_id: str, timeout: float | None = None) -> ExecutionStatus:
         """Block until the execution ends; return its final status.

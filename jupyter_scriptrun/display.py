@@ -116,3 +116,26 @@ def execution_html(
 
 def _num(value: Any, unit: str) -> str:
     return "—" if value is None else f"{value:.3f} {unit}"
+
+
+def human_seconds(value: float | None) -> str:
+    """A duration for people: ``850 ms``, ``4.2 s``, ``3m05s``, ``2h14m``, ``—`` for none."""
+    if value is None:
+        return "—"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, seconds = divmod(int(value), 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def human_bytes(value: float | None) -> str:
+    """Memory for people: ``96 MiB``, ``1.4 GiB``, ``—`` for none."""
+    if value is None:
+        return "—"
+    mib = value / 2**20
+    return f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{mib:.0f} MiB"

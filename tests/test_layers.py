@@ -36,9 +36,9 @@ LAYERS: list[tuple[str, ...]] = [
     # Celery: the broker, the task, the worker, the embedded default
     ("fleet",),
     # what front ends call
-    ("frames", "handle", "client", "warmup", "health", "metrics"),
+    ("frames", "handle", "client", "warmup", "health", "metrics", "fleetview"),
     # front ends, the package's facade and the benchmark
-    ("cli", "jupyter", "bench", "worker", "__init__", "__main__"),
+    ("cli", "top", "jupyter", "bench", "worker", "__init__", "__main__"),
 ]
 
 EXEMPT_FUNCTIONS = {

@@ -18,7 +18,8 @@ import threading
 import time
 
 PREFIX = "scriptrun-wake"
-_local = threading.local()
+_sender: socket.socket | None = None
+_sender_lock = threading.Lock()
 
 
 def address(name: str) -> str | None:
@@ -39,10 +40,14 @@ def ring(name: str) -> None:
     target = address(name)
     if target is None:
         return
-    sock = getattr(_local, "sock", None)
-    if sock is None:  # one unbound socket per thread, kept
-        sock = _local.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.setblocking(False)
+    global _sender
+    if _sender is None:  # one unbound socket for the process: sendto is thread-safe
+        with _sender_lock:
+            if _sender is None:
+                fresh = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                fresh.setblocking(False)
+                _sender = fresh
+    sock = _sender
     # Nobody listens (refused), or the listener's buffer is full (then it is awake).
     with contextlib.suppress(OSError):
         sock.sendto(b"!", target)

@@ -24,7 +24,7 @@ from typing import Any
 
 from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 from celery.utils.nodenames import host_format
-from celery.worker.control import Panel, control_command
+from celery.worker.control import Panel, control_command, inspect_command
 
 from jupyter_scriptrun.config import get_settings
 from jupyter_scriptrun.contract.registry import Registry
@@ -34,6 +34,7 @@ from jupyter_scriptrun.execution.lease import request_stop
 from jupyter_scriptrun.fleet.celery_app import TASK_NAME, make_app, shadow_name
 from jupyter_scriptrun.fleet.embedded import WAKE_LISTENER
 from jupyter_scriptrun.fleet.tasks import EXECUTION_ID_RE, define_tasks
+from jupyter_scriptrun.fleet.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -244,16 +245,36 @@ def _on_init(**_: object) -> None:
     executor.store  # noqa: B018 - opens and migrates
 
 
-def _serve_metrics(consumer: Any) -> None:
-    """The worker's Prometheus metrics on ``SCRIPTRUN_METRICS_PORT`` (``--metrics-port``)."""
-    from jupyter_scriptrun.fleet.worker_metrics import WorkerMetrics, serve
+_status: WorkerMetrics | None = None
+"""This worker's state, once it is ready (metrics and the ``scriptrun_status`` reply)."""
+
+
+@inspect_command()
+def scriptrun_status(state: Any, **kwargs: Any) -> dict[str, Any]:
+    """This worker's slots, runs, memory and queues, for ``scriptrun workers``, ``top`` and
+    the dashboard (one broadcast instead of ping, active, reserved and stats)."""
+    return _status.snapshot() if _status is not None else {"starting": True}
+
+
+def _track(consumer: Any) -> WorkerMetrics:
+    """The worker's state, read from the consumer Celery started."""
 
     def broker_connected() -> bool | None:
         connection = getattr(consumer, "connection", None)
         return None if connection is None else bool(connection.connected)
 
+    def queues() -> list[str]:
+        task_consumer = getattr(consumer, "task_consumer", None)
+        return sorted(q.name for q in getattr(task_consumer, "queues", None) or ())
+
     slots = getattr(getattr(consumer, "controller", None), "concurrency", None)
-    metrics = WorkerMetrics(executor, slots or app.conf.worker_concurrency, broker_connected)
+    return WorkerMetrics(executor, slots or app.conf.worker_concurrency, broker_connected, queues)
+
+
+def _serve_metrics(metrics: WorkerMetrics) -> None:
+    """The worker's Prometheus metrics on ``SCRIPTRUN_METRICS_PORT`` (``--metrics-port``)."""
+    from jupyter_scriptrun.fleet.worker_metrics import serve
+
     try:
         serve(metrics, settings.metrics_port or 0, settings.metrics_address)
     except OSError as exc:  # the port is taken: say so, and run without metrics
@@ -269,8 +290,10 @@ def _serve_metrics(consumer: Any) -> None:
 
 @worker_ready.connect
 def _on_ready(sender: Any = None, **_: object) -> None:
+    global _status
+    _status = _track(sender)
     if settings.metrics_port:
-        _serve_metrics(sender)
+        _serve_metrics(_status)
     thread = threading.Thread(
         target=_housekeeping,
         args=(settings.worker_idle_exit_s,),

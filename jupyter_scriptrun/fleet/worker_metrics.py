@@ -1,9 +1,11 @@
-"""A worker's own Prometheus metrics, served on ``--metrics-port``: its slots, the runs
-it holds and finished, its memory and its warm parent's, and whether its broker and store
-answer."""
+"""A worker's own state: its slots, the runs it holds and finished, its memory and its
+warm parent's, and whether its broker and store answer. Served as Prometheus metrics on
+``--metrics-port``, and as the ``scriptrun_status`` reply (``scriptrun workers``, ``top``,
+the dashboard)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -36,12 +38,68 @@ class WorkerMetrics:
     """The collector: everything is read at scrape time from the worker's own state."""
 
     def __init__(
-        self, executor: Executor, slots: int, broker_connected: Callable[[], bool | None]
+        self,
+        executor: Executor,
+        slots: int,
+        broker_connected: Callable[[], bool | None],
+        queues: Callable[[], list[str]] = list,
     ) -> None:
         self.executor = executor
         self.slots = slots
         self.broker_connected = broker_connected
+        self.queues = queues
+        self.started_at = time.time()
         self._store_ok: tuple[float, bool] | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The worker now, as plain JSON (the ``scriptrun_status`` control reply)."""
+        from celery.worker import state
+
+        now = time.time()
+        runs = [
+            {
+                "id": r.id,
+                "script": str(r.name).removeprefix("scriptrun:"),
+                "started_at": r.time_start,
+                "elapsed_s": None if not r.time_start else max(now - r.time_start, 0.0),
+            }
+            for r in list(state.active_requests)
+        ]
+        active = {r["id"] for r in runs}
+        waiting = [r.id for r in list(state.reserved_requests) if r.id not in active]
+        tree, warm = self._rss()
+        return {
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "queues": self.queues(),
+            "slots": self.slots,
+            "busy": len(runs),
+            "waiting": waiting,
+            "runs": sorted(runs, key=lambda r: -(r["elapsed_s"] or 0)),
+            "tree_rss_bytes": tree,
+            "warm_parent_rss_bytes": warm,
+            "broker_up": self.broker_connected(),
+            "finished": dict(_outcomes),
+            "time": now,
+        }
+
+    def _rss(self) -> tuple[int, int | None]:
+        """Resident bytes of the worker's whole tree, and of its warm parent (if any)."""
+        import psutil
+
+        me = psutil.Process(os.getpid())
+        tree = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                tree += child.memory_info().rss
+            except psutil.Error:
+                continue  # ended meanwhile
+        pid = self.executor.warm_parent_pid()
+        warm = None
+        if pid:
+            with contextlib.suppress(psutil.Error):
+                warm = psutil.Process(pid).memory_info().rss
+        return tree, warm
 
     def _store_up(self) -> bool:
         now = time.monotonic()
@@ -91,38 +149,26 @@ class WorkerMetrics:
         yield gauge("scriptrun_worker_store_up", "Whether the store answers.", self._store_up())
 
     def _memory(self) -> Iterator[Metric]:
-        import psutil
         from prometheus_client.core import GaugeMetricFamily
 
-        me = psutil.Process(os.getpid())
-        tree = me.memory_info().rss
-        for child in me.children(recursive=True):
-            try:
-                tree += child.memory_info().rss
-            except psutil.Error:
-                continue  # ended meanwhile
+        tree, warm = self._rss()
         family = GaugeMetricFamily(
             "scriptrun_worker_tree_resident_memory_bytes",
             "Resident memory of the worker and every process under it (runs included).",
         )
         family.add_metric([], tree)
         yield family
-        pid = self.executor.warm_parent_pid()
         alive = GaugeMetricFamily(
             "scriptrun_worker_warm_parent_up", "Whether the warm parent is alive."
         )
-        alive.add_metric([], 1.0 if pid else 0.0)
+        alive.add_metric([], 1.0 if warm is not None else 0.0)
         yield alive
-        if pid:
-            try:
-                rss = psutil.Process(pid).memory_info().rss
-            except psutil.Error:
-                return
+        if warm is not None:
             family = GaugeMetricFamily(
                 "scriptrun_worker_warm_parent_resident_memory_bytes",
                 "Resident memory of the warm parent.",
             )
-            family.add_metric([], rss)
+            family.add_metric([], warm)
             yield family
 
 

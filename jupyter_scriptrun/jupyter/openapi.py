@@ -158,8 +158,38 @@ WORKER: dict[str, Any] = {
     "required": ["name", "active", "reserved"],
     "properties": {
         "name": {"type": "string"},
-        "active": {"type": "array", "items": {"type": "string"}},
-        "reserved": {"type": "array", "items": {"type": "string"}},
+        "active": {"type": "array", "items": {"type": "string"}, "description": "runs running"},
+        "reserved": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "runs received, not started yet",
+        },
+        "queues": {"type": "array", "items": {"type": "string"}},
+        "slots": {"type": "integer"},
+        "busy": {"type": "integer"},
+        "runs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "script": {"type": "string"},
+                    "started_at": {"type": ["number", "null"], "description": "Unix time"},
+                    "elapsed_s": {"type": ["number", "null"]},
+                },
+            },
+        },
+        "tree_rss_bytes": {"type": "integer", "description": "the worker and its runs"},
+        "warm_parent_rss_bytes": {"type": ["integer", "null"]},
+        "broker_up": {"type": ["boolean", "null"]},
+        "pid": {"type": "integer"},
+        "started_at": {"type": "number", "description": "Unix time"},
+        "finished": {
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+            "description": "attempts finished since it started, by status",
+        },
+        "time": {"type": "number", "description": "Unix time of the answer"},
     },
 }
 

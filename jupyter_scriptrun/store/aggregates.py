@@ -112,6 +112,20 @@ class Aggregates(Database):
         with self.engine.connect() as conn:
             return list(conn.execute(query).all())
 
+    def recent_failures(self, since: datetime, limit: int = 10) -> list[dict[str, Any]]:
+        """The newest runs that ended badly (failed, timed out, lost) since ``since``."""
+        c = executions.c
+        bad = [s.value for s in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT)]
+        bad.append(ExecutionStatus.LOST.value)
+        query = (
+            select(c.id, c.script, c.status, c.finished_at, c.error_type, c.message, c.attempt)
+            .where(c.finished_at > since, c.status.in_(bad))
+            .order_by(c.finished_at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query).all()]
+
     def count_ended_between(self, after: datetime, until: datetime) -> int:
         """How many runs ended after ``after`` and at or before ``until`` (the index only)."""
         c = executions.c
