@@ -43,6 +43,7 @@ __all__ = [
     "WorkerUnavailable",
     "__version__",
     "cancel",
+    "dashboard",
     "default_client",
     "get",
     "history",
@@ -110,6 +111,15 @@ def panel(**options: Any) -> Any:
     from jupyter_scriptrun.jupyter.panel import Panel
 
     return Panel(default_client(), **options)
+
+
+def dashboard(refresh_s: float = 5.0, window: str = "1 h") -> Any:
+    """The fleet live (ipywidgets and bqplot): workers and their runs, queues, figures per
+    script over a window, charts, recent failures. Refreshed in the background; display
+    it as a cell's last expression, ``.close()`` to stop it."""
+    from jupyter_scriptrun.jupyter.dashboard import Dashboard
+
+    return Dashboard(default_client(), refresh_s=refresh_s, window=window)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

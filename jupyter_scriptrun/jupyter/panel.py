@@ -129,12 +129,29 @@ class Panel:
         self._stop = threading.Event()
 
         self._scripts = {s.name: s for s in client.scripts()}
-        self.tabs = w.Tab(children=[self._run_tab(), self._history_tab()])
+        self.fleet_tab = w.VBox()
+        self.dashboard: Any = None
+        self.tabs = w.Tab(children=[self._run_tab(), self._history_tab(), self.fleet_tab])
         self.tabs.set_title(0, "Run")
         self.tabs.set_title(1, "History")
+        self.tabs.set_title(2, "Fleet")
+        self.tabs.observe(self._on_tab, names="selected_index")
         self.widget = w.VBox([self.tabs])
         self._build_form()
         self.refresh_history()
+
+    def _on_tab(self, change: dict[str, Any]) -> None:
+        """The Fleet tab reads the fleet only while it is open."""
+        if change["new"] == 2:
+            if self.dashboard is None:
+                from jupyter_scriptrun.jupyter.dashboard import Dashboard
+
+                self.dashboard = Dashboard(self.client)
+                self.fleet_tab.children = [self.dashboard.widget]
+            else:
+                self.dashboard.start()
+        elif self.dashboard is not None:
+            self.dashboard.pause()
 
     def _run_tab(self) -> w.VBox:
         """Pick a script, fill its form, run it and watch the output."""
