@@ -92,3 +92,97 @@ def test_run_a_script_from_the_panel_in_jupyterlab(lab: JupyterLabProcess, tmp_p
         finally:
             page.screenshot(path=str(tmp_path / "panel.png"), full_page=True)
             browser.close()
+
+
+@pytest.fixture
+def dashboard_lab(settings: Settings, tmp_path: Path):
+    settings = settings.with_(scripts_path=(examples_dir(),))
+    root = tmp_path / "lab"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("import jupyter_scriptrun as sr\nsr.dashboard(refresh_s=1)")
+        ],
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
+    nbformat.write(nb, root / "dashboard_e2e.ipynb")
+    server = JupyterLabProcess(settings, root)
+    yield server, settings
+    server.stop()
+    LocalWorker(settings).stop()
+
+
+def overflow(page, selector: str) -> dict:
+    """How far an element reaches past its cell's output area, and whether it scrolls
+    sideways (what "clipped at the right edge" means)."""
+    return page.evaluate(
+        """(selector) => {
+            const el = document.querySelector(selector);
+            const area = el.closest('.jp-OutputArea-output') || el.parentElement;
+            const a = area.getBoundingClientRect(), e = el.getBoundingClientRect();
+            const wide = [...el.querySelectorAll('*')]
+                .filter(c => c.getBoundingClientRect().right > e.right + 1)
+                .slice(0, 3).map(c => c.className + ' ' + c.tagName);
+            return {past_right: e.right - a.right, scrolls: el.scrollWidth - el.clientWidth,
+                    width: e.width, wide: wide};
+        }""",
+        selector,
+    )
+
+
+def test_the_dashboard_renders_updates_and_fits_in_jupyterlab(dashboard_lab, tmp_path: Path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect, sync_playwright
+
+    from jupyter_scriptrun.client import Client
+
+    lab, settings = dashboard_lab
+    client = Client(settings)
+    client.run("example_script", wait_timeout=60)  # the local worker is up, one run ended
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{lab.url}lab/tree/dashboard_e2e.ipynb?token={lab.token}")
+            cell = page.locator(".jp-Notebook .jp-Cell").first
+            expect(cell).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
+            board = page.locator(".scriptrun-dashboard")
+            for _ in range(3):
+                cell.locator(".jp-InputArea-editor").click()
+                page.keyboard.press("Shift+Enter")
+                try:
+                    board.wait_for(state="visible", timeout=30_000)
+                    break
+                except PlaywrightTimeout:
+                    continue
+            # It renders: the worker, the scripts' table and bqplot's two charts.
+            expect(board.get_by_text("example_script").first).to_be_visible(timeout=60_000)
+            expect(board.locator("td", has_text="local-")).to_be_visible(timeout=30_000)
+            expect(board.locator(".bqplot svg").first).to_be_visible()
+            assert board.locator(".bqplot").count() == 2
+            # It updates while runs go: a run appears on its worker, then a failure.
+            slow = client.submit("slow_script", {"seconds": 8})
+            expect(board.get_by_text("slow_script").first).to_be_visible(timeout=30_000)
+            client.run("failing_script", wait_timeout=60)
+            expect(board.get_by_text("输入数据无效").first).to_be_visible(timeout=30_000)
+            board.locator("button", has_text="Logs").first.click()
+            # The run's card opens below: its record, error and output.
+            expect(board.get_by_text("exit code").first).to_be_visible(timeout=30_000)
+            expect(board.get_by_text('"error_type": "ValueError"').first).to_be_visible()
+            page.set_viewport_size({"width": 1400, "height": 2000})  # all of it in view
+            board.scroll_into_view_if_needed()
+            board.screenshot(path=str(tmp_path / "dashboard-1400.png"))
+            # Nothing is clipped at the right edge, wide or narrow.
+            for width in (1400, 760):
+                page.set_viewport_size({"width": width, "height": 1000})
+                page.wait_for_timeout(1500)
+                fit = overflow(page, ".scriptrun-dashboard")
+                assert fit["past_right"] <= 1 and fit["scrolls"] <= 1, (width, fit)
+            board.screenshot(path=str(tmp_path / "dashboard-760.png"))
+            slow.wait(60)
+        finally:
+            page.screenshot(path=str(tmp_path / "dashboard-last.png"), full_page=True)
+            browser.close()

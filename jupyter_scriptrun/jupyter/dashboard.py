@@ -73,7 +73,7 @@ def workers_html(workers: list[dict[str, Any]], now: float) -> str:
             f"({human_seconds(r.get('elapsed_s'))})"
             for r in wk.get("runs", [])
         )
-        seen = human_seconds(max(now - wk["time"], 0.0)) if wk.get("time") else "?"
+        up = human_seconds(max(now - wk["started_at"], 0.0)) if wk.get("started_at") else "?"
         rows.append(
             [
                 html.escape(wk["name"]),
@@ -81,10 +81,10 @@ def workers_html(workers: list[dict[str, Any]], now: float) -> str:
                 f"{wk.get('busy', len(wk['active']))}/{wk.get('slots', '?')}",
                 runs or "—",
                 human_bytes(wk.get("tree_rss_bytes")),
-                seen,
+                up,
             ]
         )
-    headers = ["worker", "queues", "busy", "running", "memory", "answered"]
+    headers = ["worker", "queues", "busy", "running", "memory", "up"]
     return html_table(headers, rows, {2, 4, 5})
 
 
@@ -147,18 +147,23 @@ class Dashboard:
         self.window = w.ToggleButtons(options=list(WINDOWS), value=window, description="Window")
         self.window.style.button_width = "70px"
         self.window.observe(lambda _: self._wake.set(), names="value")
-        self.workers = w.HTML()
-        self.queues = w.HTML()
-        self.scripts = w.HTML()
+        # A table wider than the cell scrolls inside its own box: the dashboard never does.
+        fit = {"width": "auto", "min_width": "0", "overflow": "auto"}
+        self.workers = w.HTML(layout=w.Layout(**fit))
+        self.queues = w.HTML(layout=w.Layout(**fit))
+        self.scripts = w.HTML(layout=w.Layout(**fit))
 
         self._build_charts()
         self.failure_rows = [self._failure_row() for _ in range(FAILURE_ROWS)]
-        self.detail = w.HTML()
+        self.detail = w.HTML(layout=w.Layout(**fit))
         self.failures = w.VBox([row for row, _, _ in self.failure_rows])
         full = w.Layout(width="100%")
         self.widget = w.VBox(
             [
-                w.HBox([self.title, self.window], layout=w.Layout(justify_content="space-between")),
+                w.HBox(
+                    [self.title, self.window],
+                    layout=w.Layout(justify_content="space-between", flex_flow="row wrap"),
+                ),
                 w.HTML("<b>Workers</b>"),
                 self.workers,
                 w.HTML("<b>Queues</b>"),
@@ -194,7 +199,11 @@ class Dashboard:
             display_legend=True,
         )
         self.latency_chart = bq.Lines(
-            scales={"x": time_scale, "y": seconds_scale}, colors=["#0969da"], labels=["p50"]
+            scales={"x": time_scale, "y": seconds_scale},
+            colors=["#0969da"],
+            labels=["p50"],
+            marker="circle",  # a minute between empty ones is a point, not a line
+            marker_size=16,
         )
         chart_layout = {"width": "100%", "height": "220px", "min_width": "200px"}
         margin = {"top": 30, "bottom": 35, "left": 50, "right": 20}
