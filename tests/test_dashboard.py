@@ -4,6 +4,7 @@ growth while it stays open."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -56,6 +57,19 @@ def test_the_dashboard_shows_workers_queues_scripts_charts_and_failures(fleet):
     assert board.failure_rows[1][0].layout.display == "none"
     button.click()
     assert "ValueError" in board.detail.value and "failed" in board.detail.value
+
+
+def test_a_worker_that_stops_answering_stays_listed_as_silent(fleet):
+    client, worker = fleet
+    board = Dashboard(client, start=False, workers_timeout=0.3)
+    board.refresh()
+    worker.kill(signal.SIGSTOP)  # alive but silent: a hung or cut-off host
+    try:
+        board.refresh()
+        assert "no answer for" in board.workers.value and "test-" in board.workers.value
+        assert "0 worker(s)" in board.title.value
+    finally:
+        worker.kill(signal.SIGCONT)
 
 
 def test_it_refreshes_in_the_background_and_does_not_grow(fleet):

@@ -27,6 +27,7 @@ from jupyter_scriptrun.fleetview import WINDOWS, Snapshot, snapshot
 log = logging.getLogger(__name__)
 
 REFRESH_S = 5.0
+SILENT_KEPT_S = 600.0
 FAILURE_ROWS = 8
 TABLE = "border-collapse:collapse;width:100%;font-size:90%"
 CELL = "padding:2px 8px;border-bottom:1px solid #d0d7de;text-align:left"
@@ -63,10 +64,26 @@ def chip(status: str) -> str:
     )
 
 
-def workers_html(workers: list[dict[str, Any]], now: float) -> str:
-    if not workers:
+def workers_html(
+    workers: list[dict[str, Any]], now: float, silent: dict[str, float] | None = None
+) -> str:
+    """The workers that answered, then those that answered before and not now (``silent``:
+    name → when last heard), greyed with the time since."""
+    silent = silent or {}
+    if not workers and not silent:
         return "<i>No worker answered. Start one with <code>scriptrun worker</code>.</i>"
     rows = []
+    for name, heard in sorted(silent.items()):
+        rows.append(
+            [
+                f"<span style='color:#6e7781'>{html.escape(name)}</span>",
+                "",
+                "",
+                f"<span style='color:#cf222e'>no answer for {human_seconds(now - heard)}</span>",
+                "",
+                "",
+            ]
+        )
     for wk in workers:
         runs = "<br>".join(
             f"<code>{html.escape(r['id'][:8])}</code> {html.escape(r['script'])} "
@@ -137,6 +154,7 @@ class Dashboard:
         self.refresh_s = refresh_s
         self.workers_timeout = workers_timeout
         self.snapshot: Snapshot | None = None
+        self._heard: dict[str, float] = {}  # worker name -> when it last answered
         self.refreshes = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -263,7 +281,18 @@ class Dashboard:
         self.title.value = (
             f"<b>scriptrun fleet</b> · {len(snap.workers)} worker(s) · read {taken}{problems}"
         )
-        self.workers.value = workers_html(snap.workers, now)
+        for wk in snap.workers:
+            self._heard[wk["name"]] = now
+        answered = {wk["name"] for wk in snap.workers}
+        # A worker that stops answering stays listed, with how long it has been silent,
+        # for SILENT_KEPT_S (a crashed host is seen, not just gone).
+        silent = {
+            name: at
+            for name, at in self._heard.items()
+            if name not in answered and now - at <= SILENT_KEPT_S
+        }
+        self._heard = {name: at for name, at in self._heard.items() if now - at <= SILENT_KEPT_S}
+        self.workers.value = workers_html(snap.workers, now, silent)
         self.queues.value = queues_html(snap)
         self.scripts.value = scripts_html(snap)
         import numpy as np
