@@ -9,6 +9,7 @@ import time
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, TextIO
 
+from jupyter_scriptrun import fleetview
 from jupyter_scriptrun.display import human_bytes, human_seconds
 
 if TYPE_CHECKING:
@@ -76,7 +77,8 @@ def render(snap: Snapshot, width: int = 100) -> str:
         for q in snap.queues
     ]
     out += table(["QUEUE", "QUEUED", "RUNNING", "IN BROKER"], rows, width)
-    out += ["", f"SCRIPTS (runs that ended in the last {window})"]
+    scope = f"; the newest {fleetview.MAX_ROWS:,} only" if snap.truncated else ""
+    out += ["", f"SCRIPTS (runs that ended in the last {window}{scope})"]
     if snap.scripts:
         rows = [
             [

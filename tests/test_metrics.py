@@ -43,8 +43,11 @@ def scrape(m: FleetMetrics) -> dict:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def client(request, settings: Settings) -> Client:
-    """A client (no worker: the runs are written to the store as a worker would)."""
+def client(request, settings: Settings, monkeypatch) -> Client:
+    """A client (no worker: the runs are written to the store as a worker would). The
+    metrics' background (broker depths, worker pings) is not started: these tests read
+    the store's part."""
+    monkeypatch.setattr(FleetMetrics, "start", lambda self: None)
     if request.param == "postgresql":
         settings = settings.with_(database_url=request.getfixturevalue("postgres_url"))
     c = Client(settings)

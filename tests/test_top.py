@@ -13,6 +13,7 @@ import time
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.status import ExecutionStatus
+from jupyter_scriptrun.top import render
 
 
 def scriptrun(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -72,3 +73,21 @@ def test_workers_and_top_show_the_fleet_with_its_runs(redis_settings: Settings, 
     finally:
         for run in slow:
             run.cancel()
+
+
+def test_a_window_with_more_runs_than_it_reads_says_so_and_keeps_the_newest(
+    settings: Settings, monkeypatch
+):
+    from test_metrics import ended
+
+    from jupyter_scriptrun import fleetview
+
+    client = Client(settings)
+    for script in ("old", "new", "new"):
+        ended(client.store, script, ExecutionStatus.SUCCEEDED, 0.1)
+        time.sleep(0.01)
+    monkeypatch.setattr(fleetview, "MAX_ROWS", 2)
+    snap = fleetview.snapshot(client, 3600, workers_timeout=0.1, broker=False)
+    assert snap.truncated
+    assert [(s.script, s.runs) for s in snap.scripts] == [("new", 2)]
+    assert "the newest 2 only" in render(snap)

@@ -21,6 +21,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from jupyter_scriptrun import fleetview
 from jupyter_scriptrun.display import COLOURS, execution_html, human_bytes, human_seconds
 from jupyter_scriptrun.fleetview import WINDOWS, Snapshot, snapshot
 
@@ -294,7 +295,11 @@ class Dashboard:
         self._heard = {name: at for name, at in self._heard.items() if now - at <= SILENT_KEPT_S}
         self.workers.value = workers_html(snap.workers, now, silent)
         self.queues.value = queues_html(snap)
-        self.scripts.value = scripts_html(snap)
+        self.scripts.value = scripts_html(snap) + (
+            f"<i>Over the newest {fleetview.MAX_ROWS:,} runs of the window only.</i>"
+            if snap.truncated
+            else ""
+        )
         import numpy as np
 
         x = np.array(

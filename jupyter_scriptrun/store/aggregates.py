@@ -137,6 +137,19 @@ class Aggregates(Database):
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def ended_before(self, until: datetime, skip: int) -> datetime | None:
+        """The end time ``skip`` runs back from ``until`` (by the finished_at index)."""
+        c = executions.c
+        query = (
+            select(c.finished_at)
+            .where(c.finished_at <= until)
+            .order_by(c.finished_at.desc())
+            .offset(skip)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
     def pruned_runs(self) -> dict[tuple[str, str], int]:
         """Runs removed by ``prune``, by script and status."""
         with self.engine.connect() as conn:
