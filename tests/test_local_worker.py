@@ -45,3 +45,28 @@ def test_the_fingerprint_follows_every_setting_the_worker_reads(settings: Settin
         {"scripts_path": (Path("/elsewhere"),)},
     ):
         assert local_fingerprint(settings.with_(**change)) != local_fingerprint(settings)
+
+
+def test_started_from_a_source_checkout_the_local_worker_imports_the_clients_package(
+    settings: Settings, tmp_path: Path, monkeypatch
+):
+    """``pip install . && scriptrun demo`` from the checkout: ``python -m celery`` put the
+    working directory first on sys.path, so the local worker imported the checkout's
+    package (another path: another fingerprint, another broker folder) and the demo's runs
+    waited 30 s for the reaper. Here the working directory holds a package of the same
+    name that cannot be imported; the worker must not see it."""
+    import time
+
+    checkout = tmp_path / "checkout"
+    (checkout / "jupyter_scriptrun").mkdir(parents=True)
+    (checkout / "jupyter_scriptrun" / "__init__.py").write_text(
+        "raise ImportError(\"the checkout's package, not the client's\")\n"
+    )
+    monkeypatch.chdir(checkout)
+    try:
+        started = time.monotonic()
+        run = Client(settings).run("example_script", wait_timeout=60)
+        assert run.status is ExecutionStatus.SUCCEEDED
+        assert time.monotonic() - started < 20  # not after the reaper's 30 s
+    finally:
+        LocalWorker.stop_all(settings.data_dir)

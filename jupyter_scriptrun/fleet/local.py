@@ -129,6 +129,15 @@ class LocalWorker:
     def _spawn(self) -> int:
         idle_exit = self.settings.with_(worker_idle_exit_s=self.settings.local_idle_timeout_s)
         env = {**os.environ, **idle_exit.to_env()}
+        # ``python -m celery`` puts its working directory first on sys.path: started from
+        # a source checkout, the worker would import the checkout's package instead of the
+        # installed one this client runs, compute another fingerprint, and listen on
+        # another folder (runs then waited for the reaper, 30 s). So it starts in its own
+        # folder; a client running from a checkout without an install passes it on.
+        if PACKAGE_DIR.parent == Path.cwd().resolve():
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(PACKAGE_DIR.parent), os.environ.get("PYTHONPATH")) if p
+            )
         cmd = worker_argv(
             self.settings.queue,
             hostname=f"local-{os.getpid()}@%h",
@@ -138,6 +147,7 @@ class LocalWorker:
             proc = subprocess.Popen(
                 cmd,
                 env=env,
+                cwd=self.dir,
                 stdin=subprocess.DEVNULL,
                 stdout=log_out,
                 stderr=subprocess.STDOUT,
