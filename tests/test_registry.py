@@ -126,3 +126,26 @@ def test_a_broken_metadata_block_is_reported_on_lookup_and_skipped_in_listings(f
     with pytest.raises(ScriptMetadataError, match=r"broken\.py.*timeout"):
         reg.get("broken")
     assert "broken" not in [s.name for s in reg.scripts()]
+
+
+def test_in_plain_python_the_scripts_read_as_a_small_table_and_a_script_as_one_line(
+    tmp_path: Path,
+):
+    scripts = Registry([examples_dir()]).scripts()
+    assert isinstance(scripts, list) and scripts[0].name == "disk_report"  # still a list
+    lines = repr(scripts).splitlines()
+    assert lines[0].split() == ["name", "language", "parameters", "description"]
+    assert len(lines) == len(scripts) + 1
+    example = next(line for line in lines if line.startswith("example_script "))
+    assert "python" in example and "message, multiplier, delay" in example
+    assert max(len(line) for line in lines) < 130  # no wall of dataclass fields
+    one = repr(Registry([examples_dir()]).get("example_script"))
+    assert one.startswith("<Script example_script (python, 3 parameters) Repeats a message")
+    assert "\n" not in one and len(one) < 120
+    html = scripts._repr_html_()
+    assert html.startswith("<table>") and html.count("<tr>") == len(scripts) + 1
+    (tmp_path / "odd.py").write_text(
+        '# /// scriptrun\n# description = "a <b>bold</b> one"\n# ///\n'
+    )
+    assert "&lt;b&gt;" in Registry([tmp_path]).scripts()._repr_html_()  # escaped
+    assert "no scripts" in repr(Registry([tmp_path / "empty"]).scripts())

@@ -65,6 +65,12 @@ class Script:
         """The argv that runs this script (no shell, no parameters)."""
         return [*interpreter_for(self.path, self.meta), str(self.path)]
 
+    def __repr__(self) -> str:
+        count = len(self.meta.parameters)
+        what = f"{count} parameter{'s' if count != 1 else ''}" if count else "free-form parameters"
+        about = f" {_cut(self.description, 60)}" if self.description else ""
+        return f"<Script {self.name} ({language_of(self.path, self.meta)}, {what}){about}>"
+
     def to_dict(self) -> dict[str, object]:
         """JSON-ready description of the script."""
         return {
@@ -74,6 +80,48 @@ class Script:
             "content_hash": self.content_hash,
             **self.meta.to_dict(),
         }
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class ScriptList(list[Script]):
+    """The registered scripts: a plain list, shown as a small table (text and HTML)."""
+
+    def _rows(self) -> list[tuple[str, str, str, str]]:
+        return [
+            (
+                s.name,
+                language_of(s.path, s.meta),
+                ", ".join(s.meta.parameters) or "—",
+                s.description,
+            )
+            for s in self
+        ]
+
+    def __repr__(self) -> str:
+        if not self:
+            return "no scripts (set SCRIPTRUN_SCRIPTS_PATH to a folder of scripts)"
+        headers = ("name", "language", "parameters", "description")
+        rows = [(n, lang, _cut(p, 30), _cut(d, 50)) for n, lang, p, d in self._rows()]
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in (headers, *rows)
+        ]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        cell = "style='text-align:left;padding:2px 8px'"
+        head = "".join(f"<th {cell}>{h}</th>" for h in ("name", "language", "parameters", ""))
+        body = "".join(
+            "<tr>" + "".join(f"<td {cell}>{html.escape(v)}</td>" for v in row) + "</tr>"
+            for row in self._rows()
+        )
+        return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def language_of(path: Path, meta: ScriptMeta) -> str:
@@ -150,7 +198,7 @@ class Registry:
         self.folders: tuple[Path, ...] = tuple(Path(f).resolve() for f in folders)
         self._cache: dict[Path, tuple[tuple[int, int], Script]] = {}
 
-    def scripts(self) -> list[Script]:
+    def scripts(self) -> ScriptList:
         """Every runnable script, by name (the first folder holding a name wins).
 
         A script with a broken metadata block is listed nowhere but logged; asking for it
@@ -164,7 +212,7 @@ class Registry:
                 found[name] = self._load(name, path)
             except (ScriptMetadataError, ScriptNotFound) as exc:
                 log.warning("skipping %s: %s", path, exc)
-        return [found[n] for n in sorted(found)]
+        return ScriptList(found[n] for n in sorted(found))
 
     def get(self, name: str) -> Script:
         """The script called ``name`` (a file stem, or a file name with its extension).
