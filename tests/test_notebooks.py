@@ -99,6 +99,7 @@ def test_panel(embedded: Settings, tmp_path: Path):
     ]
     assert views, "the panel did not display as a widget"
     assert "'succeeded'" in output_of(nb, 'panel.script.value = "table_script"')
+    assert len(views) == 2, "the dashboard did not display as a widget"
 
 
 def test_analysis_over_rest(embedded: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -116,6 +117,7 @@ def test_analysis_over_rest(embedded: Settings, tmp_path: Path, monkeypatch: pyt
     durations = output_of(nb, "by_script = history.groupby")
     assert "example_script" in durations and "failing_script" in durations
     assert images(nb) >= 3
+    assert "Text(0.5" not in whole  # no stray return value under a plot
     # the failures table names both deliberate failures
     assert "ValueError" in whole and "KeyError" in whole
 
