@@ -8,13 +8,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+# Glyphs that ordinary text fonts have (DejaVu, Liberation, the system UI fonts): an
+# emoji such as the hourglass rendered as an empty box in a browser without emoji fonts.
 MARKS = {
     "succeeded": "✔",
     "failed": "✘",
-    "timed_out": "⏱",
+    "timed_out": "◷",
     "cancelled": "⊘",
     "lost": "?",
-    "running": "⏳",
+    "running": "▶",
     "queued": "…",
     "retrying": "↻",
 }

@@ -200,3 +200,16 @@ def test_a_refused_queue_is_one_line(ip, capsys):
     assert ip.run_line_magic("scriptrun", "example_script --queue unacked") is None
     err = capsys.readouterr().err
     assert "queue 'unacked'" in err and "Traceback" not in err
+
+
+def test_status_marks_are_text_glyphs_not_emoji():
+    """The running mark was an hourglass emoji: an empty box in a browser without emoji
+    fonts. Every mark is outside the emoji blocks (pictographs, the hourglass/stopwatch
+    row of Miscellaneous Technical)."""
+    from jupyter_scriptrun.display import MARKS
+
+    for status, mark in MARKS.items():
+        for ch in mark:
+            code = ord(ch)
+            assert code < 0x1F000, (status, mark)
+            assert not (0x231A <= code <= 0x231B or 0x23E9 <= code <= 0x23FA), (status, mark)
