@@ -59,15 +59,90 @@ def summary_line(rec: Mapping[str, Any], elapsed_s: float | None = None) -> str:
 
 
 OUTPUT_TAIL_CHARS = 4000
+OUTPUT_ALL_CHARS = 200_000
+"""What "show all" shows at most: the store keeps up to SCRIPTRUN_MAX_OUTPUT_BYTES."""
 
 
 def execution_html(
-    rec: Mapping[str, Any], data: Any, frame: Any = None, stdout: str = "", stderr: str = ""
+    rec: Mapping[str, Any],
+    data: Any,
+    frame: Any = None,
+    stdout: str = "",
+    stderr: str = "",
+    *,
+    expanded: bool = False,
 ) -> str:
-    """An execution as a small HTML card: status, timings, memory, message, data — or,
-    when the run returned no data, the end of its output."""
+    """An execution as a compact card: a status chip, the script, a short id (the whole
+    one on hover), duration and peak memory on one line; the error, if any; the data,
+    once; then the output and the details folded (``expanded``: unfolded)."""
     status = rec["status"]
     colour = COLOURS.get(status, "#0969da")
+    facts = [
+        f"<b>{html.escape(rec['script'])}</b>",
+        f"<code title='{html.escape(rec['id'])}'>{html.escape(rec['id'][:8])}</code>",
+    ]
+    if rec.get("duration_s") is not None:
+        facts.append(f"{rec['duration_s']:.3f} s")
+    if rec.get("peak_rss_mb") is not None:
+        facts.append(f"peak {rec['peak_rss_mb']:.1f} MiB")
+    if (rec.get("attempt") or 0) > 1:
+        facts.append(f"attempt {rec['attempt']}")
+    head = (
+        f"<div><span style='background:{colour};color:white;border-radius:8px;"
+        f"padding:0 7px'>{MARKS.get(status, '•')} {html.escape(status)}</span> "
+        + " · ".join(facts)
+        + "</div>"
+    )
+    if status != "succeeded" and (rec.get("error_type") or rec.get("message")):
+        what = f"{rec.get('error_type') or 'Error'}: {rec.get('message') or ''}"
+        head += f"<div style='color:{COLOURS['failed']}'>{html.escape(what)}</div>"
+    opened = " open" if expanded else ""
+    return (
+        head
+        + _data_html(data, frame)
+        + _output_html(stdout, stderr, opened)
+        + (
+            f"<details{opened}><summary>details</summary><table>{_detail_rows(rec)}</table></details>"
+        )
+    )
+
+
+def _data_html(data: Any, frame: Any) -> str:
+    """The run's data, shown once: a table when tabular, else its JSON."""
+    if frame is not None:
+        shown = frame.head(50).to_html(index=False, border=0, max_cols=20)
+        more = f" (the first 50 of {len(frame)})" if len(frame) > 50 else ""
+        return f"<details open><summary>data ({len(frame)} rows){more}</summary>{shown}</details>"
+    if data is not None:
+        text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+        return (
+            f"<details open><summary>data</summary><pre>{html.escape(text[:20000])}</pre></details>"
+        )
+    return ""
+
+
+def _output_html(stdout: str, stderr: str, opened: str) -> str:
+    """Each non-empty stream, folded; a long one shows its end, and all of it one more
+    click away."""
+    out = ""
+    for name, text in (("output", stdout), ("stderr", stderr)):
+        if not text.strip():
+            continue
+        lines = text.count("\n") + (not text.endswith("\n"))
+        tail = text[-OUTPUT_TAIL_CHARS:]
+        body = f"<pre>{html.escape(tail)}</pre>"
+        if len(text) > OUTPUT_TAIL_CHARS:
+            whole = text[-OUTPUT_ALL_CHARS:]
+            body = (
+                f"<pre>…{html.escape(tail)}</pre><details><summary>show all</summary>"
+                f"<pre>{html.escape(whole)}</pre></details>"
+            )
+        count = f"{lines} line{'s' if lines != 1 else ''}"
+        out += f"<details{opened}><summary>{name} ({count})</summary>{body}</details>"
+    return out
+
+
+def _detail_rows(rec: Mapping[str, Any]) -> str:
     rows = [
         ("id", rec["id"]),
         ("parameters", json.dumps(rec.get("parameters"), ensure_ascii=False)),
@@ -85,35 +160,11 @@ def execution_html(
         rows.append(("message", rec["message"]))
     if rec.get("error_type"):
         rows.append(("error", rec["error_type"]))
-    body = "".join(
+    return "".join(
         f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
         f"<td style='text-align:left'>{html.escape(str(v if v is not None else '—'))}</td></tr>"
         for k, v in rows
     )
-    head = (
-        f"<div><b style='color:{colour}'>{MARKS.get(status, '•')} {html.escape(status)}"
-        f"</b> <code>{html.escape(rec['script'])}</code></div>"
-    )
-    if frame is not None:
-        shown = frame.head(50).to_html(max_cols=20)
-        data_html = f"<details open><summary>data ({len(frame)} rows)</summary>{shown}</details>"
-    elif data is not None:
-        text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
-        data_html = (
-            f"<details open><summary>data</summary><pre>{html.escape(text[:20000])}</pre></details>"
-        )
-    else:
-        data_html = ""
-    if data is None and frame is None:
-        for name, text in (("output", stdout), ("stderr", stderr)):
-            if text.strip():
-                tail = text[-OUTPUT_TAIL_CHARS:]
-                cut = "…" if len(text) > OUTPUT_TAIL_CHARS else ""
-                data_html += (
-                    f"<details open><summary>{name}</summary>"
-                    f"<pre>{cut}{html.escape(tail)}</pre></details>"
-                )
-    return f"{head}<table>{body}</table>{data_html}"
 
 
 def _num(value: Any, unit: str) -> str:

@@ -87,6 +87,8 @@ def test_run_a_script_from_the_panel_in_jupyterlab(lab: JupyterLabProcess, tmp_p
             # The result card: the data as a table (3 rows), then the status line.
             expect(page.get_by_text("data (3 rows)")).to_be_visible(timeout=90_000)
             expect(page.locator(".widget-html", has_text="succeeded").first).to_be_visible()
+            # The details (parameters, times, worker) are folded under the card: one click.
+            page.locator("summary", has_text="details").last.click()
             expect(page.get_by_text('{"rows": 3}')).to_be_visible()
             expect(page.locator("select option", has_text="table_script [")).to_have_count(1)
         finally:

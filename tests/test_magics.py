@@ -213,3 +213,31 @@ def test_status_marks_are_text_glyphs_not_emoji():
             code = ord(ch)
             assert code < 0x1F000, (status, mark)
             assert not (0x231A <= code <= 0x231B or 0x23E9 <= code <= 0x23FA), (status, mark)
+
+
+def test_the_result_card_is_compact_with_the_data_once_and_the_rest_folded(ip):
+    import re
+
+    run = ip.run_line_magic("scriptrun", 'example_script message="card" multiplier=2')
+    html = run._repr_html_()
+    first_line = html.split("</div>", 1)[0]
+    assert "succeeded" in first_line and "example_script" in first_line
+    assert f"title='{run.id}'>{run.id[:8]}</code>" in first_line  # short id, whole on hover
+    assert " s · peak " in first_line and "MiB" in first_line
+    assert html.count("<details open>") == 1  # the data, once
+    assert "<details open><summary>data</summary>" in html
+    assert re.search(r"<details><summary>output \(\d+ lines?\)</summary>", html)  # folded
+    assert "<details><summary>details</summary>" in html and "exit code" in html
+
+    failed = ip.run_line_magic("scriptrun", "failing_script mode=crash")
+    card = failed._repr_html_()
+    assert "KeyError" in card.split("<details", 1)[0]  # the error, above the folds
+    assert card.count("<details open>") == 0  # no data; the traceback is folded in stderr
+    assert card.count("Traceback (most recent call last)") == 1
+
+
+def test_a_long_output_shows_its_end_and_all_of_it_one_click_away(ip):
+    run = ip.run_line_magic("scriptrun", "big_output mb=1")
+    html = run._repr_html_()
+    assert "<details><summary>show all</summary>" in html
+    assert "output (1025 lines)" in html

@@ -264,7 +264,11 @@ class Dashboard:
             execution = self.client.get(execution_id)
             rec = execution.record()
             card = execution_html(
-                rec, execution.data, stdout=execution.stdout, stderr=execution.stderr
+                rec,
+                execution.data,
+                stdout=execution.stdout,
+                stderr=execution.stderr,
+                expanded=True,  # opened on purpose: everything shows
             )
             if execution.traceback:
                 card += f"<pre style='color:#cf222e'>{html.escape(execution.traceback)}</pre>"
