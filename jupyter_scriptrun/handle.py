@@ -169,11 +169,18 @@ class Execution:
         worker is ending it). Raises ExecutionConflict if the run already ended otherwise.
         """
         status = self.client.store.request_cancel(self.id)
-        if status is ExecutionStatus.CANCELLED:
-            try:  # the message may still sit in the broker: let workers drop it
+        try:
+            if status is ExecutionStatus.CANCELLED:
+                # The message may still sit in the broker: let workers drop it.
                 self.client.app.control.revoke(self.id)
-            except Exception:
-                log.debug("revoke of %s not broadcast", self.id, exc_info=True)
+            else:
+                # Running: its worker learns it from the store within a second; told
+                # directly, it stops the run at its next tick (a quarter of that).
+                self.client.app.control.broadcast(
+                    "scriptrun_stop", arguments={"execution_id": self.id}
+                )
+        except Exception:
+            log.debug("the cancel of %s was not broadcast", self.id, exc_info=True)
         return status
 
     def raise_for_status(self) -> Execution:

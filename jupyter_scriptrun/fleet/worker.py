@@ -116,6 +116,14 @@ def revoke(state: Any, task_id: Any, terminate: bool = False, signal: Any = None
     return _celery_revoke(state, task_id, terminate=False, signal=signal, **kw)
 
 
+@control_command(args=[("execution_id", str)], signature="<execution_id>")
+def scriptrun_stop(state: Any, execution_id: str, **kwargs: Any) -> dict[str, str]:
+    """Stop a run this worker runs now, at its next tick (``scriptrun cancel``: the store
+    already says the run is cancelled; this only saves waiting for the store's tick)."""
+    request_stop(str(execution_id))
+    return {"ok": f"stopping {execution_id} if it runs here"}
+
+
 @control_command(
     variadic="task_id", args=[("signal", str)], signature="<signal> [id1 [id2 [... [idN]]]]"
 )
