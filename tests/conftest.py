@@ -195,6 +195,21 @@ def start_worker() -> Iterator[Callable[..., WorkerProcess]]:
 
 
 @pytest.fixture
+def scriptrun_server_config(redis_settings: Settings) -> dict[str, Any]:
+    """A Jupyter server's configuration with our extension on ``redis_settings`` (a test
+    module uses it as pytest-jupyter's ``jp_server_config``)."""
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_scriptrun": True}},
+        "ScriptrunExtension": {
+            "broker_url": redis_settings.broker_url,
+            "scripts_path": [str(p) for p in redis_settings.scripts_path],
+            "data_dir": str(redis_settings.data_dir),
+            "queue": redis_settings.queue,
+        },
+    }
+
+
+@pytest.fixture
 def client(redis_settings: Settings, start_worker: Callable[..., WorkerProcess]) -> Client:
     """A client on Redis with one real worker (2 threads) behind it."""
     start_worker(redis_settings)

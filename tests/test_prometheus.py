@@ -21,16 +21,8 @@ def jp_base_url() -> str:
 
 
 @pytest.fixture
-def jp_server_config(redis_settings: Settings):
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_scriptrun": True}},
-        "ScriptrunExtension": {
-            "broker_url": redis_settings.broker_url,
-            "scripts_path": [str(p) for p in redis_settings.scripts_path],
-            "data_dir": str(redis_settings.data_dir),
-            "queue": redis_settings.queue,
-        },
-    }
+def jp_server_config(scriptrun_server_config):
+    return scriptrun_server_config
 
 
 @pytest.fixture
