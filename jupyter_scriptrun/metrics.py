@@ -86,7 +86,6 @@ class Slow:
     broker_up: bool | None = None
     depths: dict[str, int] = field(default_factory=dict)
     workers: int | None = None
-    read_at: float | None = None
 
 
 class FleetMetrics:
@@ -176,7 +175,7 @@ class FleetMetrics:
     def _refresh_slow(self) -> None:
         from jupyter_scriptrun.fleet.broker_probe import BrokerProbe
 
-        slow = Slow(read_at=time.monotonic())
+        slow = Slow()
         queues = set(self.client.queues())
         try:
             queues |= {q for q, _, _ in self.client.store.active_runs() if q}
