@@ -31,6 +31,7 @@ from jupyter_scriptrun.contract.registry import Registry
 from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound, RunFailed
 from jupyter_scriptrun.execution.executor import Executor
 from jupyter_scriptrun.execution.lease import request_stop
+from jupyter_scriptrun.fleet import redis_broker
 from jupyter_scriptrun.fleet.celery_app import TASK_NAME, make_app, shadow_name
 from jupyter_scriptrun.fleet.embedded import WAKE_LISTENER
 from jupyter_scriptrun.fleet.tasks import EXECUTION_ID_RE, define_tasks
@@ -64,6 +65,8 @@ def unique_nodename(pid: int | None = None) -> str:
     return host_format(f"scriptrun-{pid or os.getpid()}@%h")
 
 
+# Before any connection: the worker's Redis channels survive a reconnection's close order.
+redis_broker.install()
 settings = get_settings()
 app = make_app(settings)
 if settings.embedded:
