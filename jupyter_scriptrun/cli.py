@@ -358,11 +358,28 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _follow(execution: Any) -> None:
-    """Copy the run's output to ours as the worker records it, until the run ends."""
+    """Copy the run's output to ours as the worker records it, until the run ends; on a
+    terminal, its progress as one line redrawn in place on stderr (never into a file)."""
+    from jupyter_scriptrun.display import progress_text
+
+    tty = sys.stderr.isatty()
+    shown = False
     for chunk in execution.follow():
+        if chunk["stream"] == "progress":
+            if tty:
+                line = progress_text(json.loads(chunk["text"]))
+                sys.stderr.write(f"\r\x1b[2K[progress] {line}")
+                sys.stderr.flush()
+                shown = True
+            continue
+        if shown:  # the output goes where the progress line was
+            sys.stderr.write("\r\x1b[2K")
+            shown = False
         stream = sys.stderr if chunk["stream"] == "stderr" else sys.stdout
         stream.write(chunk["text"])
         stream.flush()
+    if shown:
+        sys.stderr.write("\r\x1b[2K")
 
 
 def _logs(args: argparse.Namespace) -> int:

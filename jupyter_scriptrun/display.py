@@ -38,14 +38,86 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
+def eta_s(progress: Mapping[str, Any]) -> float | None:
+    """Seconds left at the latest update, at the pace so far (``t``: seconds from the
+    script's start to that update, on the worker's clock, so no clock skew enters)."""
+    done, total = progress.get("done") or 0, progress.get("total") or 0
+    at: float = progress.get("t") or 0.0
+    if not total or done <= 0 or not at or done >= total:
+        return None
+    return (total - done) * at / done
+
+
+def progress_text(progress: Mapping[str, Any]) -> str:
+    """``3/10 (30%) · loading · about 7.0 s left``."""
+    done, total = progress.get("done") or 0, progress.get("total")
+    text = f"{_count(done)}/{_count(total)} ({100 * done / total:.0f}%)" if total else _count(done)
+    if progress.get("message"):
+        text += f" · {progress['message']}"
+    left = eta_s(progress)
+    if left is not None:
+        text += f" · about {human_seconds(left)} left"
+    return text
+
+
+def _count(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def progress_html(progress: Mapping[str, Any] | None, elapsed_s: float | None) -> str:
+    """A progress bar with its numbers and the time left (a moving stripe when the total is
+    unknown); for a run without progress, only its elapsed time."""
+    clock = f"<span>{human_seconds(elapsed_s)}</span>" if elapsed_s is not None else ""
+    if not progress:
+        return f"<div class='sr-progress'>{clock}</div>"
+    total = progress.get("total")
+    share = min(max(progress["done"] / total, 0.0), 1.0) if total else None
+    fill = f"width:{share * 100:.1f}%" if share is not None else "width:100%;opacity:.35"
+    bar = (
+        "<div style='flex:1 1 120px;max-width:360px;height:8px;background:#d0d7de;"
+        "border-radius:4px;overflow:hidden' role='progressbar' "
+        f"aria-valuenow='{progress['done']}' aria-valuemax='{total or ''}'>"
+        f"<div style='{fill};height:100%;background:#0969da'></div></div>"
+    )
+    words = html.escape(progress_text(progress))
+    return (
+        "<div class='sr-progress' style='display:flex;gap:8px;align-items:center;"
+        f"flex-wrap:wrap;margin:2px 0'>{bar}<span>{words}</span>{clock}</div>"
+    )
+
+
+def status_html(rec: Mapping[str, Any], elapsed_s: float | None = None) -> str:
+    """A run in one line while it goes (chip, script, short id) and its progress bar; once
+    it ended, the line alone."""
+    status = rec["status"]
+    line = (
+        f"<div>{_chip(status)} <b>{html.escape(rec['script'])}</b> "
+        f"<code title='{html.escape(rec['id'])}'>{html.escape(rec['id'][:8])}</code></div>"
+    )
+    if status in ("queued", "running", "retrying"):
+        return line + progress_html(rec.get("progress"), elapsed_s)
+    return f"<div>{html.escape(summary_line(rec))}</div>"
+
+
+def _chip(status: str) -> str:
+    colour = COLOURS.get(status, "#0969da")
+    return (
+        f"<span style='background:{colour};color:white;border-radius:8px;"
+        f"padding:0 7px;white-space:nowrap'>{MARKS.get(status, '•')} {html.escape(status)}</span>"
+    )
+
+
 def summary_line(rec: Mapping[str, Any], elapsed_s: float | None = None) -> str:
-    """One line: mark, script, short id, status, duration, peak memory (and the error)."""
+    """One line: mark, script, short id, status, duration, peak memory (and the error);
+    while it runs, the elapsed time and its progress."""
     status = rec["status"]
     parts = [f"{MARKS.get(status, '•')} {rec['script']} [{rec['id'][:8]}] {status}"]
     if rec.get("duration_s") is not None:
         parts.append(f"in {rec['duration_s']:.3f} s")
     elif elapsed_s is not None:
         parts.append(f"{elapsed_s:.1f} s")
+    if status == "running" and rec.get("progress"):
+        parts.append(progress_text(rec["progress"]))
     if rec.get("peak_rss_mb") is not None:
         parts.append(f"peak {rec['peak_rss_mb']:.1f} MiB")
     if (rec.get("attempt") or 0) > 1:
@@ -76,7 +148,6 @@ def execution_html(
     one on hover), duration and peak memory on one line; the error, if any; the data,
     once; then the output and the details folded (``expanded``: unfolded)."""
     status = rec["status"]
-    colour = COLOURS.get(status, "#0969da")
     facts = [
         f"<b>{html.escape(rec['script'])}</b>",
         f"<code title='{html.escape(rec['id'])}'>{html.escape(rec['id'][:8])}</code>",
@@ -87,12 +158,7 @@ def execution_html(
         facts.append(f"peak {rec['peak_rss_mb']:.1f} MiB")
     if (rec.get("attempt") or 0) > 1:
         facts.append(f"attempt {rec['attempt']}")
-    head = (
-        f"<div><span style='background:{colour};color:white;border-radius:8px;"
-        f"padding:0 7px'>{MARKS.get(status, '•')} {html.escape(status)}</span> "
-        + " · ".join(facts)
-        + "</div>"
-    )
+    head = f"<div>{_chip(status)} " + " · ".join(facts) + "</div>"
     if status != "succeeded" and (rec.get("error_type") or rec.get("message")):
         what = f"{rec.get('error_type') or 'Error'}: {rec.get('message') or ''}"
         head += f"<div style='color:{COLOURS['failed']}'>{html.escape(what)}</div>"

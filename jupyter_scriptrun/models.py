@@ -44,6 +44,9 @@ class ExecutionRecord(TypedDict):
     source: str | None
     """An ad-hoc script's text (``%%scriptrun`` cells)."""
     language: str | None
+    progress: dict[str, Any] | None
+    """The latest progress the script reported: ``{"done", "total", "message", "t"}`` (``t``:
+    seconds since its start); None when it reported none."""
 
 
 class AttemptRecord(TypedDict):
@@ -73,6 +76,7 @@ class AttemptRecord(TypedDict):
     result: Any
     """The whole result document the script printed (None when it printed no JSON)."""
     data: Any
+    progress: dict[str, Any] | None
 
 
 class OutputChunk(TypedDict):

@@ -24,13 +24,14 @@ LAYERS: list[tuple[str, ...]] = [
         "schemas",
         "params",
         "display",
+        "script",
     ),
     ("config",),
     # what a script is and how it talks
     ("contract",),
     # processes and the database, each knowing nothing of the other
     ("execution.proc", "execution.runner", "execution.warm", "execution.orphans"),
-    ("execution.live", "execution.lease", "execution.runners", "store"),
+    ("execution.live", "execution.progress", "execution.lease", "execution.runners", "store"),
     # one attempt: store + runner + contract
     ("execution.executor",),
     # Celery: the broker, the task, the worker, the embedded default

@@ -20,7 +20,7 @@ from jupyter_scriptrun.store import Store, new_execution_id
 class StalledStore(Store):
     """A store whose heartbeat hangs, as a call to a database behind a cut link does."""
 
-    def tick(self, id: str, attempt: int, chunks: list, heartbeat: bool) -> bool:
+    def tick(self, id: str, attempt: int, chunks: list, heartbeat: bool, progress=None) -> bool:
         time.sleep(30)
         return False
 
@@ -28,7 +28,7 @@ class StalledStore(Store):
 class UnreachableStore(Store):
     """A store whose heartbeat fails at once, as a database that refuses connections."""
 
-    def tick(self, id: str, attempt: int, chunks: list, heartbeat: bool) -> bool:
+    def tick(self, id: str, attempt: int, chunks: list, heartbeat: bool, progress=None) -> bool:
         raise OperationalError("UPDATE executions", {}, Exception("connection refused"))
 
 
@@ -36,11 +36,11 @@ class TakenOverStore(Store):
     """A store in which another worker declares the run lost and starts attempt 2 while
     attempt 1 still runs (attempt 1's side of a partition)."""
 
-    def tick(self, id: str, attempt: int, chunks: list, heartbeat: bool) -> bool:
+    def tick(self, id: str, attempt: int, chunks: list, heartbeat: bool, progress=None) -> bool:
         if attempt == 1 and self.get(id)["attempt"] == 1:
             assert self.mark_lost(id, 1, retry=True, lost_after_s=0.5)
             assert self.claim(id, 2, "the other worker")
-        return super().tick(id, attempt, chunks, heartbeat)
+        return super().tick(id, attempt, chunks, heartbeat, progress)
 
 
 def start(store: Store, settings: Settings, params: dict, timeout: float | None = None) -> str:

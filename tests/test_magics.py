@@ -241,3 +241,82 @@ def test_a_long_output_shows_its_end_and_all_of_it_one_click_away(ip):
     html = run._repr_html_()
     assert "<details><summary>show all</summary>" in html
     assert "output (1025 lines)" in html
+
+
+def test_the_live_status_line_shows_a_progress_bar_that_advances(ip, monkeypatch):
+    """In a notebook the status line is redrawn in place: for a script that reports
+    progress it is a bar with its count and the time left, moving forward."""
+    import re
+
+    from jupyter_scriptrun.jupyter import magics
+
+    shown: list[str] = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(obj._repr_html_())
+
+    def fake_display(obj, display_id=False):
+        shown.append(obj._repr_html_())
+        return Handle()
+
+    monkeypatch.setattr(magics, "display", fake_display)
+    monkeypatch.setattr(ScriptrunMagics, "_in_kernel", lambda self: True)
+    run = ip.run_line_magic("scriptrun", "stepper steps=8 pause=0.7")
+    assert run.status is ExecutionStatus.SUCCEEDED
+    values = [int(v) for h in shown for v in re.findall(r"aria-valuenow='(\d+)'", h)]
+    assert len(set(values)) >= 3, values  # seen at several points of the run
+    assert values == sorted(values) and max(values) <= 8
+    with_eta = [h for h in shown if "left" in h and "role='progressbar'" in h]
+    assert with_eta and re.search(r"\d+/8 \(\d+%\) · step \d", with_eta[-1])
+    assert "succeeded" in shown[-1] and "progressbar" not in shown[-1]
+
+
+def test_a_run_without_progress_shows_its_elapsed_time(ip, monkeypatch):
+    from jupyter_scriptrun.jupyter import magics
+
+    shown: list[str] = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(obj._repr_html_())
+
+    monkeypatch.setattr(magics, "display", lambda obj, display_id=False: Handle())
+    monkeypatch.setattr(ScriptrunMagics, "_in_kernel", lambda self: True)
+    ip.run_line_magic("scriptrun", "slow_script seconds=2")
+    running = [h for h in shown if "running" in h]
+    assert running and "progressbar" not in running[-1]
+    assert any(" s</span>" in h for h in running)  # the clock, e.g. "1.2 s"
+
+
+def test_the_result_document_is_not_echoed_above_the_card(ip, capsys):
+    import json
+
+    run = ip.run_line_magic("scriptrun", 'example_script message="once" multiplier=2')
+    out = capsys.readouterr().out
+    assert run.status is ExecutionStatus.SUCCEEDED and run.result is not None
+    assert json.dumps(run.result)[:20] not in out  # the card shows the data; not twice
+
+
+def test_a_json_looking_line_followed_by_more_output_is_shown():
+    import io
+    import sys
+
+    from jupyter_scriptrun.jupyter.magics import Echo
+
+    out, saved = io.StringIO(), sys.stdout
+    sys.stdout = out
+    try:
+        echo = Echo()
+        echo.write({"stream": "stdout", "text": "working\n"})
+        assert out.getvalue() == "working\n"  # plain lines at once
+        echo.write({"stream": "stdout", "text": '{"partial": 1}\n'})
+        assert out.getvalue() == "working\n"  # held: it may be the result
+        echo.write({"stream": "progress", "text": '{"done": 1}'})
+        echo.write({"stream": "stdout", "text": "more\n"})
+        assert out.getvalue() == 'working\n{"partial": 1}\nmore\n'
+        echo.write({"stream": "stdout", "text": '{"status": "success"}\n'})
+        echo.finish({"status": "error"})  # not the result: shown
+        assert out.getvalue().endswith('{"status": "success"}\n')
+    finally:
+        sys.stdout = saved

@@ -33,9 +33,11 @@ from jupyter_scriptrun.execution import runner
 from jupyter_scriptrun.execution.lease import Lease
 from jupyter_scriptrun.execution.live import LiveOutput
 from jupyter_scriptrun.execution.orphans import Ledger
+from jupyter_scriptrun.execution.progress import Progress
 from jupyter_scriptrun.execution.runners import RUNNERS, Runner, Spawn, WarmRunner
 from jupyter_scriptrun.models import ATTEMPT_MEASURES, ATTEMPT_STREAMS, ExecutionRecord
 from jupyter_scriptrun.queues import queue_problem
+from jupyter_scriptrun.script import PROGRESS_FD_ENV
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, get_store, utcnow
 
@@ -84,6 +86,8 @@ class Executor:
         self.ledger = Ledger(settings.data_dir / "running")
         self._store = store
         self._runners: dict[str, Runner] = {}
+        self._progress: dict[str, Progress] = {}
+        """The running attempts' progress, by run (for the worker's status reply)."""
 
     @property
     def store(self) -> Store:
@@ -114,6 +118,7 @@ class Executor:
                 return self._refuse(execution_id, attempt, exc)
             spec = self._spec(row, script, workdir)
             live = LiveOutput(min(defaults.LIVE_OUTPUT_BYTES, self.settings.max_output_bytes))
+            progress = self._progress[execution_id] = Progress(live)
             lease = Lease(
                 self.store,
                 execution_id,
@@ -121,11 +126,13 @@ class Executor:
                 live,
                 self.settings.heartbeat_s,
                 self.settings.lost_after_s,
+                progress,
             ).start()
             try:
-                outcome = self._execute(spec, script, execution_id, attempt, live, lease)
+                outcome = self._execute(spec, script, execution_id, attempt, progress, lease)
             finally:
                 unsent = lease.close()
+                self._progress.pop(execution_id, None)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         verdict = self._judge(outcome, spec)
@@ -141,6 +148,7 @@ class Executor:
                 **{column: getattr(outcome, column) for column in ATTEMPT_MEASURES},
                 "error_type": verdict.error_type,
                 "message": _clip(verdict.message),
+                "progress": progress.latest,
             },
             output={
                 **{column: getattr(outcome, column) for column in ATTEMPT_STREAMS},
@@ -202,6 +210,7 @@ class Executor:
             kill_grace_s=self.settings.kill_grace_s,
             max_output_bytes=self.settings.max_output_bytes,
             memory_limit_mb=script.meta.memory_limit_mb or self.settings.memory_limit_mb,
+            channel_env=PROGRESS_FD_ENV,
         )
 
     def _execute(
@@ -210,19 +219,27 @@ class Executor:
         script: Script,
         execution_id: str,
         attempt: int,
-        live: LiveOutput,
+        progress: Progress,
         lease: Lease,
     ) -> runner.RunOutcome:
         """Run the process, its session in the host's ledger while it lives; the lease
         (on its own thread) says when to stop it."""
         sessions: list[int] = []
+        live = progress.live
+
+        def on_output(stream: str, data: bytes) -> None:
+            live.add(stream, data)
+            if stream == "stderr":  # a tqdm bar, for a script that does not report itself
+                progress.add_stderr(data)
+
         try:
             return runner.run(
                 spec,
                 poll=lease.poll,
-                on_output=live.add,
+                on_output=on_output,
                 spawn=self._spawner(script),
                 on_start=lambda sid: self._record_session(sid, execution_id, attempt, sessions),
+                on_channel=progress.add,
             )
         finally:
             for sid in sessions:  # the tree is gone when run() returns
@@ -249,6 +266,11 @@ class Executor:
         if name not in self._runners:
             self._runners[name] = RUNNERS[name](self.settings)
         return self._runners[name].spawner(script)
+
+    def progress_of(self, execution_id: str) -> dict[str, Any] | None:
+        """The latest progress of a run this executor runs now (None: none reported)."""
+        progress = self._progress.get(execution_id)
+        return progress.latest if progress is not None else None
 
     def warm_parent_pid(self) -> int | None:
         """The warm parent's pid, if this executor started one and it lives."""

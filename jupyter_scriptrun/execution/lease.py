@@ -17,6 +17,7 @@ import time
 
 from jupyter_scriptrun.defaults import STORE_TICK_S, TICK_S
 from jupyter_scriptrun.execution.live import LiveOutput
+from jupyter_scriptrun.execution.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,9 @@ class Lease:
     """The store side of one running attempt, on a background thread.
 
     Args:
-        store: has ``tick(id, attempt, chunks, heartbeat) -> bool`` (True: stop).
+        store: has ``tick(id, attempt, chunks, heartbeat, progress) -> bool`` (True: stop).
         live: the attempt's live output, written each store tick.
+        progress: the attempt's progress, its latest written each store tick it changed.
     """
 
     def __init__(
@@ -56,11 +58,13 @@ class Lease:
         live: LiveOutput,
         heartbeat_s: float,
         lost_after_s: float,
+        progress: Progress | None = None,
     ) -> None:
         self.store = store
         self.execution_id = execution_id
         self.attempt = attempt
         self.live = live
+        self.progress = progress
         self.heartbeat_s = heartbeat_s
         self.fence_after_s = max(lost_after_s - heartbeat_s, TICK_S)
         self.stop_asked = threading.Event()
@@ -70,6 +74,7 @@ class Lease:
         self._give_up_lock = threading.Lock()
         self._done = threading.Event()
         self._unsent: list[tuple[int, str, str]] = []
+        self._unsent_progress: dict[str, object] | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> Lease:
@@ -119,6 +124,8 @@ class Lease:
             self._thread.join(timeout=5 * TICK_S)  # it may be stuck on a dead connection
         with _stop_lock:
             _stop_requests.pop(self.execution_id, None)
+        if self.progress is not None:
+            self.progress.flush()
         return self._unsent + self.live.take(final=True)
 
     def _keep(self) -> None:
@@ -131,11 +138,14 @@ class Lease:
                 continue
             last_store = now
             beat = now - last_beat >= self.heartbeat_s
+            if self.progress is not None:
+                self.progress.flush()
+                self._unsent_progress = self.progress.take() or self._unsent_progress
             chunks = self._unsent + self.live.take()
             self._unsent = chunks  # kept until written: a failed write loses nothing
             try:
                 stop = self.store.tick(  # type: ignore[attr-defined]
-                    self.execution_id, self.attempt, chunks, beat
+                    self.execution_id, self.attempt, chunks, beat, self._unsent_progress
                 )
             except Exception as exc:  # the database away: the run goes on, for a while
                 log.warning(
@@ -147,6 +157,7 @@ class Lease:
                 stop = False
             else:
                 self._unsent = []
+                self._unsent_progress = None
                 if beat:
                     last_beat = self._renewed = now
             if stop:

@@ -44,10 +44,22 @@ class LiveOutput:
                     "and its record keeps the start and the end of its output]\n",
                 )
 
+    def add_progress(self, update: str) -> None:
+        """Take one progress update (a JSON object's text): a chunk of its own, in order
+        with the output, not counted against the cap (``Progress`` limits how many)."""
+        with self._lock:
+            self._pending.append(["progress", update])
+
+    def note(self, text: str) -> None:
+        """Add a note of the product's own to the live stderr (not counted in the cap)."""
+        with self._lock:
+            if not self.stopped:
+                self._append("stderr", text)
+
     def _append(self, stream: str, text: str) -> None:
         if not text:
             return
-        if self._pending and self._pending[-1][0] == stream:
+        if self._pending and self._pending[-1][0] == stream != "progress":
             self._pending[-1][1] += text
         else:
             self._pending.append([stream, text])

@@ -51,6 +51,10 @@ class RunSpec:
     max_output_bytes: int = 2 * 1024 * 1024
     memory_limit_mb: float | None = None
     """Address-space limit (RLIMIT_AS) of the process; its children inherit it."""
+    channel_env: str | None = None
+    """When set, the child gets one more pipe to write to (inherited by its own children),
+    its descriptor's number in this environment variable; what it writes goes to
+    ``run``'s ``on_channel``, apart from its output."""
 
 
 @dataclass
@@ -210,24 +214,33 @@ class FreshChild:
         # Plain pipes of our own: the runner reads and closes the raw descriptors.
         self.stdout, out_w = os.pipe()
         self.stderr, err_w = os.pipe()
+        self.channel: int | None = None
+        writers = [out_w, err_w]
+        env = spec.env
+        if spec.channel_env:
+            self.channel, channel_w = os.pipe()
+            writers.append(channel_w)
+            env = {**env, spec.channel_env: str(channel_w)}
         try:
             self.proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out_w,
                 stderr=err_w,
-                env=spec.env,
+                env=env,
                 cwd=spec.cwd,
                 start_new_session=True,
                 close_fds=True,
+                pass_fds=writers[2:],  # the channel keeps its number in the child
             )
         except BaseException:
-            os.close(self.stdout)
-            os.close(self.stderr)
+            for fd in (self.stdout, self.stderr, self.channel):
+                if fd is not None:
+                    os.close(fd)
             raise
         finally:
-            os.close(out_w)
-            os.close(err_w)
+            for fd in writers:
+                os.close(fd)
         self.pid = self.proc.pid
         if spec.memory_limit_mb:
             # Set from here right after the start: microseconds before the script can
@@ -262,6 +275,8 @@ class Child(Protocol):
     pid: int
     stdout: int
     stderr: int
+    channel: int | None
+    """The read end of the side channel (``RunSpec.channel_env``), if asked for."""
     exit_fd: int | None
     """Readable once the process ended (a pidfd, or the warm parent's connection)."""
 
@@ -278,6 +293,7 @@ def run(
     on_output: Callable[[str, bytes], None] | None = None,
     spawn: Callable[[RunSpec], Child] | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_channel: Callable[[bytes], None] | None = None,
 ) -> RunOutcome:
     """Run ``spec.argv`` to completion and report.
 
@@ -288,6 +304,8 @@ def run(
         on_output: called with ("stdout" | "stderr", chunk) as output arrives.
         spawn: starts the process (default: a fresh one; see ``warm`` for the other).
         on_start: called with the child's pid (its session id) once it runs.
+        on_channel: called with what the child writes to its side channel (see
+            ``RunSpec.channel_env``), as it arrives and, last, what was left unread.
 
     The child gets its own session and process group, no stdin, and never a shell. On
     timeout or cancel the group gets SIGTERM, then SIGKILL after the grace period; the
@@ -318,7 +336,7 @@ def run(
         )
     if on_start is not None:
         on_start(child.pid)
-    return _Supervisor(child, spec, poll, on_output, t0, started_at).supervise()
+    return _Supervisor(child, spec, poll, on_output, t0, started_at, on_channel).supervise()
 
 
 @dataclass
@@ -335,10 +353,12 @@ class _Supervisor:
     on_output: Callable[[str, bytes], None] | None
     t0: float
     started_at: datetime
+    on_channel: Callable[[bytes], None] | None = None
     buffers: dict[int, tuple[str, CappedBuffer]] = field(default_factory=dict)
     sampler: TreeSampler = field(init=False)
     sel: selectors.BaseSelector = field(init=False)
     open_pipes: set[int] = field(init=False)
+    channel_open: bool = field(init=False)
     pidfd: int | None = field(init=False)
     deadline: float | None = field(init=False)
     samples: deque[float] = field(init=False)
@@ -364,6 +384,12 @@ class _Supervisor:
         self.pidfd = self.child.exit_fd
         if self.pidfd is not None:
             self.sel.register(self.pidfd, selectors.EVENT_READ)
+        # The side channel is read as it comes but never waited for: the run ends with
+        # its output pipes, and what is left in the channel is read once at the end.
+        self.channel_open = self.child.channel is not None
+        if self.child.channel is not None:
+            os.set_blocking(self.child.channel, False)
+            self.sel.register(self.child.channel, selectors.EVENT_READ)
         self.open_pipes = set(self.buffers)
         self.deadline = self.t0 + self.spec.timeout_s if self.spec.timeout_s else None
         self.samples = deque(self.t0 + d for d in SAMPLE_AT_S)
@@ -475,8 +501,30 @@ class _Supervisor:
             time.sleep(timeout if timeout is not None else 0.02)
             return
         for key, _ in self.sel.select(timeout):
-            if key.fd != self.pidfd:  # the exit is handled by reap() at the top
+            if key.fd == self.child.channel:
+                self._read_channel()
+            elif key.fd != self.pidfd:  # the exit is handled by reap() at the top
                 self._read(key.fd)
+
+    def _read_channel(self) -> None:
+        """Hand on what the side channel holds, without blocking; close it at its end."""
+        fd = self.child.channel
+        while fd is not None and self.channel_open:
+            try:
+                data = os.read(fd, READ_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.sel.unregister(fd)
+                self.channel_open = False
+                return
+            if self.on_channel is not None:
+                try:
+                    self.on_channel(data)
+                except Exception:  # a broken callback must not stop the supervision
+                    log.exception("run %s: channel callback failed", self.child.pid)
 
     def _read(self, fd: int) -> None:
         try:
@@ -496,11 +544,13 @@ class _Supervisor:
         """Close what is left and say what happened."""
         finished = time.monotonic()
         child = self.child
+        self._read_channel()  # the last updates, written just before the exit
         self.sel.close()
         child.close()
-        for fd in (child.stdout, child.stderr):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        for fd in (child.stdout, child.stderr, child.channel):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         stdout = next(b for n, b in self.buffers.values() if n == "stdout")
         stderr = next(b for n, b in self.buffers.values() if n == "stderr")
         peak_kb = self.sampler.peak_kb

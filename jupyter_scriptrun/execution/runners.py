@@ -60,7 +60,9 @@ class WarmRunner:
         if script.command() != [sys.executable, str(script.path)]:
             return None
         parent = self._parent or self._start()
-        return lambda spec: parent.spawn(spec.argv, spec.env, spec.cwd, spec.memory_limit_mb)
+        return lambda spec: parent.spawn(
+            spec.argv, spec.env, spec.cwd, spec.memory_limit_mb, spec.channel_env
+        )
 
     def _start(self) -> Any:
         from jupyter_scriptrun.execution.warm import WarmParent

@@ -147,8 +147,8 @@ def _start(conn: socket.socket, *inherited: Any) -> int | None:
     fds: list[int] = []
     try:
         conn.settimeout(10)
-        head, fds, _, _ = socket.recv_fds(conn, HEADER.size, 2)
-        if len(head) != HEADER.size or len(fds) != 2:
+        head, fds, _, _ = socket.recv_fds(conn, HEADER.size, 3)
+        if len(head) != HEADER.size or len(fds) not in (2, 3):
             raise ValueError("malformed request header")
         (size,) = HEADER.unpack(head)
         if size > MAX_REQUEST:
@@ -184,6 +184,24 @@ def _start(conn: socket.socket, *inherited: Any) -> int | None:
 # -- the child: from a copy of the parent to the script ----------------------------
 
 
+def _take_descriptors(fds: list[int]) -> int | None:
+    """stdin from /dev/null, stdout and stderr to the runner's pipes; the side channel, if
+    sent, keeps its number (inheritable: the script's own children may report too)."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(fds[0], 1)
+    os.dup2(fds[1], 2)
+    keep = {0, 1, 2}
+    channel = fds[2] if len(fds) > 2 else None
+    if channel is not None:
+        keep.add(channel)
+        os.set_inheritable(channel, True)
+    for fd in (devnull, *fds):
+        if fd not in keep:
+            os.close(fd)
+    return channel
+
+
 def _become_script(request: dict[str, Any], fds: list[int], inherited: tuple[Any, ...]) -> int:
     """Set up the process as a fresh ``python SCRIPT`` would be, run it, return its code."""
     import io
@@ -199,14 +217,7 @@ def _become_script(request: dict[str, Any], fds: list[int], inherited: tuple[Any
         with contextlib.suppress(OSError, AttributeError):
             obj.close() if hasattr(obj, "close") else os.close(obj)
 
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(fds[0], 1)
-    os.dup2(fds[1], 2)
-    keep = {0, 1, 2}
-    for fd in (devnull, *fds):
-        if fd not in keep:
-            os.close(fd)
+    channel = _take_descriptors(fds)
 
     if request.get("memory_limit_mb"):
         import resource
@@ -216,6 +227,8 @@ def _become_script(request: dict[str, Any], fds: list[int], inherited: tuple[Any
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    if channel is not None and request.get("channel_env"):
+        os.environ[request["channel_env"]] = str(channel)
     script = request["argv"][1]
     sys.argv = [script, *request["argv"][2:]]
     sys.path[0] = os.path.dirname(os.path.abspath(script))
@@ -390,11 +403,15 @@ class WarmParent:
         env: dict[str, str],
         cwd: str | None,
         memory_limit_mb: float | None = None,
+        channel_env: str | None = None,
     ) -> WarmChild:
-        """Fork a child running ``argv`` (``[python, script, *args]``); raises OSError."""
+        """Fork a child running ``argv`` (``[python, script, *args]``); raises OSError.
+        With ``channel_env``, the child gets a side channel (see ``runner.RunSpec``)."""
         self.ensure()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        channel_r, channel_w = os.pipe() if channel_env else (None, None)
+        writers = [fd for fd in (out_w, err_w, channel_w) if fd is not None]
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             conn.settimeout(30)
@@ -404,9 +421,10 @@ class WarmParent:
                 "env": env,
                 "cwd": cwd or os.getcwd(),
                 "memory_limit_mb": memory_limit_mb,
+                "channel_env": channel_env,
             }
             payload = json.dumps(request).encode()
-            socket.send_fds(conn, [HEADER.pack(len(payload))], [out_w, err_w])
+            socket.send_fds(conn, [HEADER.pack(len(payload))], writers)
             conn.sendall(payload)
             buffer = b""
             while b"\n" not in buffer:
@@ -420,14 +438,15 @@ class WarmParent:
                 raise OSError(f"warm runner: {answer.get('error')}")
         except BaseException:
             conn.close()
-            os.close(out_r)
-            os.close(err_r)
+            for fd in (out_r, err_r, channel_r):
+                if fd is not None:
+                    os.close(fd)
             raise
         finally:
-            os.close(out_w)
-            os.close(err_w)
+            for fd in writers:
+                os.close(fd)
         conn.setblocking(False)
-        return WarmChild(int(answer["pid"]), out_r, err_r, conn, rest, self.pid)
+        return WarmChild(int(answer["pid"]), out_r, err_r, conn, rest, self.pid, channel_r)
 
     def stop(self) -> None:
         """End the parent (children already running go on until their runs end)."""
@@ -451,10 +470,12 @@ class WarmChild:
         conn: socket.socket,
         buffered: bytes,
         parent_pid: int | None,
+        channel: int | None = None,
     ) -> None:
         self.pid = pid
         self.stdout = stdout
         self.stderr = stderr
+        self.channel = channel
         self.conn = conn
         self._buffer = buffered  # the exit report may have come with the pid
         self.parent_pid = parent_pid

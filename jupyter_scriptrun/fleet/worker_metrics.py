@@ -62,6 +62,7 @@ class WorkerMetrics:
                 "script": str(r.name).removeprefix("scriptrun:"),
                 "started_at": r.time_start,
                 "elapsed_s": None if not r.time_start else max(now - r.time_start, 0.0),
+                "progress": self.executor.progress_of(r.id),
             }
             for r in list(state.active_requests)
         ]

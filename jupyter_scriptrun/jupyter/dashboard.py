@@ -22,7 +22,13 @@ from typing import Any
 import ipywidgets as w
 
 from jupyter_scriptrun import fleetview
-from jupyter_scriptrun.display import COLOURS, execution_html, human_bytes, human_seconds
+from jupyter_scriptrun.display import (
+    COLOURS,
+    execution_html,
+    human_bytes,
+    human_seconds,
+    progress_text,
+)
 from jupyter_scriptrun.fleetview import WINDOWS, Snapshot, snapshot
 
 log = logging.getLogger(__name__)
@@ -89,6 +95,7 @@ def workers_html(
         runs = "<br>".join(
             f"<code>{html.escape(r['id'][:8])}</code> {html.escape(r['script'])} "
             f"({human_seconds(r.get('elapsed_s'))})"
+            + (f" {html.escape(progress_text(r['progress']))}" if r.get("progress") else "")
             for r in wk.get("runs", [])
         )
         up = human_seconds(max(now - wk["started_at"], 0.0)) if wk.get("started_at") else "?"

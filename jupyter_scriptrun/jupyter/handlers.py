@@ -313,12 +313,17 @@ class LogsHandler(BaseHandler):
                 "stderr": last.get("stderr") or "",
                 "stdout_truncated": bool(last.get("stdout_truncated")),
                 "stderr_truncated": bool(last.get("stderr_truncated")),
+                "progress": last.get("progress"),
             }
         page = execution.output(0)  # still running: what arrived so far
         text = {"stdout": "", "stderr": ""}
+        progress = None
         for chunk in page["chunks"]:
-            text[chunk["stream"]] += chunk["text"]
-        return {**view, "attempt": page["attempt"], **text}
+            if chunk["stream"] == "progress":
+                progress = json.loads(chunk["text"])
+            else:
+                text[chunk["stream"]] += chunk["text"]
+        return {**view, "attempt": page["attempt"], **text, "progress": progress}
 
 
 class CancelHandler(BaseHandler):

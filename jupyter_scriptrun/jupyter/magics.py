@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
-from jupyter_scriptrun.display import summary_line
+from jupyter_scriptrun.display import status_html, summary_line
 from jupyter_scriptrun.exceptions import ScriptrunError
 from jupyter_scriptrun.params import build_params
 
@@ -20,16 +21,60 @@ SUBCOMMANDS = ("list", "history", "status", "logs", "cancel")
 
 
 class StatusLine:
-    """The live status line: Markdown in a notebook, the same words as plain text."""
+    """The live status line: a chip and a progress bar in a notebook, words as text."""
 
-    def __init__(self, text: str) -> None:
-        self.text = text
+    def __init__(self, rec: dict[str, Any], elapsed_s: float | None = None) -> None:
+        self.rec = rec
+        self.elapsed_s = elapsed_s
 
     def __repr__(self) -> str:
-        return self.text
+        return summary_line(self.rec, self.elapsed_s)
 
-    def _repr_markdown_(self) -> str:
-        return self.text
+    def _repr_html_(self) -> str:
+        return status_html(self.rec, self.elapsed_s)
+
+
+class Echo:
+    """Copies a run's output to the cell as it comes, except its result document.
+
+    A line that looks like JSON is held until more output follows it; if it is the last
+    and it is the run's result, it is dropped: the result card below shows the data once.
+    Progress chunks are not output (the status line shows them)."""
+
+    def __init__(self) -> None:
+        self.held = ""
+
+    def write(self, chunk: dict[str, Any]) -> None:
+        """Show one chunk of output."""
+        if chunk["stream"] == "progress":
+            return
+        if chunk["stream"] == "stderr":
+            self._put(sys.stderr, chunk["text"])
+            return
+        text = self.held + chunk["text"]
+        self.held = ""
+        start = text.rfind("\n", 0, len(text) - 1) + 1
+        last = text[start:]
+        if last.lstrip().startswith(("{", "[")) and last.endswith("\n"):
+            text, self.held = text[:start], last
+        self._put(sys.stdout, text)
+
+    def finish(self, result: Any) -> None:
+        """The run ended: show a held line unless it is the result."""
+        if self.held:
+            try:
+                is_result = result is not None and json.loads(self.held) == result
+            except ValueError:
+                is_result = False
+            if not is_result:
+                self._put(sys.stdout, self.held)
+            self.held = ""
+
+    @staticmethod
+    def _put(stream: TextIO, text: str) -> None:
+        if text:
+            stream.write(text)
+            stream.flush()
 
 
 REFRESH_S = 0.25
@@ -199,22 +244,20 @@ class ScriptrunMagics(Magics):
         # A status line updated in place needs a front end that can (a notebook); a
         # terminal would print every update, so there only the output is shown.
         live = (
-            display(StatusLine(f"`{execution.id[:8]}` queued"), display_id=True)
+            display(StatusLine(execution.record(), 0.0), display_id=True)
             if self._in_kernel()
             else None
         )
+        echo = Echo()
         last_update = 0.0
         try:
             for chunk in execution.follow(REFRESH_S, ticks=True):
                 if chunk is not None:
-                    stream = sys.stderr if chunk["stream"] == "stderr" else sys.stdout
-                    stream.write(chunk["text"])
-                    stream.flush()
+                    echo.write(chunk)
                 now = time.monotonic()
                 if live is not None and now - last_update >= REFRESH_S:
                     last_update = now
-                    rec = execution.record()
-                    live.update(StatusLine(summary_line(rec, now - started)))
+                    live.update(StatusLine(execution.record(), now - started))
         except KeyboardInterrupt:
             status = execution.cancel()
             print(
@@ -223,8 +266,9 @@ class ScriptrunMagics(Magics):
                 file=sys.stderr,
             )
             execution.wait(30)
+        echo.finish(execution.result if execution.status.is_final else None)
         if live is not None:
-            live.update(StatusLine(summary_line(execution.record())))
+            live.update(StatusLine(execution.record()))
         return execution
 
     def _in_kernel(self) -> bool:

@@ -48,6 +48,17 @@ SEED_SUBMIT_BODY: dict[str, Any] = {
 
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
 _NULLABLE_STRING = {"type": ["string", "null"]}
+PROGRESS: dict[str, Any] = {
+    "type": ["object", "null"],
+    "description": "The latest progress the script reported (null: none); ``t`` is "
+    "seconds since the script started.",
+    "properties": {
+        "done": {"type": "number"},
+        "total": _NULLABLE_NUMBER,
+        "message": _NULLABLE_STRING,
+        "t": {"type": "number"},
+    },
+}
 
 EXECUTION: dict[str, Any] = {
     "type": "object",
@@ -73,6 +84,7 @@ EXECUTION: dict[str, Any] = {
         "error_type": _NULLABLE_STRING,
         "message": _NULLABLE_STRING,
         "idempotency_key": _NULLABLE_STRING,
+        "progress": PROGRESS,
         "traceback": {
             "type": ["string", "null"],
             "description": "The traceback a failed last attempt printed, if any.",
@@ -118,6 +130,7 @@ LOGS: dict[str, Any] = {
         "stderr": {"type": "string"},
         "stdout_truncated": {"type": "boolean"},
         "stderr_truncated": {"type": "boolean"},
+        "progress": PROGRESS,
         "chunks": {
             "type": "array",
             "items": {
@@ -125,7 +138,11 @@ LOGS: dict[str, Any] = {
                 "required": ["seq", "stream", "text"],
                 "properties": {
                     "seq": {"type": "integer"},
-                    "stream": {"enum": ["stdout", "stderr"]},
+                    "stream": {
+                        "enum": ["stdout", "stderr", "progress"],
+                        "description": "A progress chunk's text is one update, a JSON "
+                        "object like the record's progress.",
+                    },
                     "text": {"type": "string"},
                 },
             },
@@ -176,6 +193,7 @@ WORKER: dict[str, Any] = {
                     "script": {"type": "string"},
                     "started_at": {"type": ["number", "null"], "description": "Unix time"},
                     "elapsed_s": {"type": ["number", "null"]},
+                    "progress": PROGRESS,
                 },
             },
         },

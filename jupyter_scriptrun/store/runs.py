@@ -279,6 +279,7 @@ class RunStates(Database):
                 # The previous attempt's end (WorkerLost, …) is in its own row now.
                 "error_type": None,
                 "message": None,
+                "progress": None,
             }
             if attempt == 1:
                 values["queue_s"] = (now - r["queued_at"]).total_seconds()
@@ -355,17 +356,21 @@ class RunStates(Database):
         attempt: int,
         chunks: Sequence[tuple[int, str, str]],
         heartbeat: bool,
+        progress: dict[str, Any] | None = None,
     ) -> bool:
         """A running attempt's meeting with the store, in one transaction: write its new
-        live output, renew its lease (when ``heartbeat``), and say whether it must stop
-        (a cancel was asked, or the run moved on without it). Not retried: the next tick
-        tries again."""
+        live output and latest ``progress``, renew its lease (when ``heartbeat``), and say
+        whether it must stop (a cancel was asked, or the run moved on without it). Not
+        retried: the next tick tries again."""
         keys = {"b_id": id, "b_attempt": attempt}
-        if chunks or heartbeat:
+        if chunks or heartbeat or progress is not None:
             with self._write() as conn:
                 self._insert_chunks(conn, id, attempt, chunks, utcnow())
                 if heartbeat:
-                    _execute_beating(conn, self._clock(conn), _RUNNING_ATTEMPT, keys)
+                    values = {**keys, "progress": progress} if progress is not None else keys
+                    _execute_beating(conn, self._clock(conn), _RUNNING_ATTEMPT, values)
+                elif progress is not None:
+                    conn.execute(_RUNNING_ATTEMPT, {**keys, "progress": progress})
                 row = conn.execute(_STOP_ASKED, keys).first()
         else:
             with self.engine.connect() as conn:

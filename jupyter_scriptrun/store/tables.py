@@ -113,6 +113,7 @@ executions = Table(
     Column("idempotency_key", String(255)),
     Column("source", Text),
     Column("language", String(32)),
+    Column("progress", JSONText),
     Index(None, "status"),
     Index(None, "script", "queued_at"),
     Index(None, "idempotency_key", unique=True),
@@ -160,6 +161,7 @@ attempts = Table(
     Column("traceback", Text),
     Column("result", JSONText),
     Column("data", JSONText),
+    Column("progress", JSONText),
 )
 
 script_versions = Table(
