@@ -358,11 +358,18 @@ class Client:
         """The history as a DataFrame, newest first.
 
         Filters: ``script`` (name or names), ``status`` (value or values), ``since`` /
-        ``until`` (datetimes), ``page_context``, ``limit``, ``offset``.
+        ``until`` (datetimes), ``page_context``, ``text`` (in the message or error type,
+        or an id prefix), ``limit``, ``offset``.
         """
         from jupyter_scriptrun.frames import history
 
         return history(self.store, **filters)
+
+    def history_page(self, **options: Any) -> tuple[list[dict[str, Any]], int]:
+        """One page of the history as records, and how many runs match: for table views.
+        Options: ``order_by`` (a history column), ``descending``, ``limit``, ``offset``
+        and the filters of :meth:`history`."""
+        return self.store.history_page(**options)
 
     def workers(self, timeout: float = 1.0) -> list[dict[str, Any]]:
         """Online workers, by name: the ids they run (``active``) and hold (``reserved``),

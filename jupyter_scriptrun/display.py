@@ -196,16 +196,60 @@ def _output_html(stdout: str, stderr: str, opened: str) -> str:
             continue
         lines = text.count("\n") + (not text.endswith("\n"))
         tail = text[-OUTPUT_TAIL_CHARS:]
-        body = f"<pre>{html.escape(tail)}</pre>"
+        body = f"<pre>{ansi_html(tail)}</pre>"
         if len(text) > OUTPUT_TAIL_CHARS:
             whole = text[-OUTPUT_ALL_CHARS:]
             body = (
-                f"<pre>…{html.escape(tail)}</pre><details><summary>show all</summary>"
-                f"<pre>{html.escape(whole)}</pre></details>"
+                f"<pre>…{ansi_html(tail)}</pre><details><summary>show all</summary>"
+                f"<pre>{ansi_html(whole)}</pre></details>"
             )
         count = f"{lines} line{'s' if lines != 1 else ''}"
         out += f"<details{opened}><summary>{name} ({count})</summary>{body}</details>"
     return out
+
+
+def ansi_html(text: str) -> str:
+    """Text for a ``<pre>``: escaped, with terminal colours as JupyterLab's ``ansi-*``
+    classes (nbconvert's converter, imported only for text that has them)."""
+    if "\x1b[" not in text:
+        return html.escape(text)
+    from nbconvert.filters.ansi import ansi2html
+
+    return str(ansi2html(text))
+
+
+def attempts_html(attempts: list[Mapping[str, Any]]) -> str:
+    """A run's attempts as a small table (when it had more than one, each one's end)."""
+    if not attempts:
+        return ""
+    head = "".join(
+        f"<th style='text-align:{a};padding:0 8px'>{t}</th>"
+        for t, a in (
+            ("attempt", "right"),
+            ("status", "left"),
+            ("worker", "left"),
+            ("duration", "right"),
+            ("exit", "right"),
+            ("error", "left"),
+        )
+    )
+    rows = "".join(
+        "<tr>"
+        f"<td style='text-align:right;padding:0 8px'>{a['attempt']}</td>"
+        f"<td style='padding:0 8px'>{MARKS.get(a['status'], '•')} {html.escape(a['status'])}</td>"
+        f"<td style='padding:0 8px'>{html.escape(str(a.get('worker') or '—'))}</td>"
+        f"<td style='text-align:right;padding:0 8px'>{human_seconds(a.get('duration_s'))}</td>"
+        f"<td style='text-align:right;padding:0 8px'>"
+        f"{'—' if a.get('exit_code') is None else a['exit_code']}</td>"
+        f"<td style='padding:0 8px'>"
+        f"{html.escape(': '.join(str(x) for x in (a.get('error_type'), a.get('message')) if x))}"
+        "</td></tr>"
+        for a in attempts
+    )
+    return (
+        f"<details open><summary>attempts ({len(attempts)})</summary>"
+        f"<table style='border-collapse:collapse'><tr>{head}</tr>{rows}</table></details>"
+    )
 
 
 def _detail_rows(rec: Mapping[str, Any]) -> str:

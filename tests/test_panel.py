@@ -61,7 +61,8 @@ def test_clicking_run_shows_output_status_and_a_table(panel: Panel):
     assert panel.runs.value == execution_id and "succeeded" in label
     assert "succeeded" in panel.status.value
     assert "<table" in panel.result.value and "square" in panel.result.value
-    assert execution_id[:8] in panel.history.value  # refreshed when the run ended
+    # The history was read again when the run ended: it is the newest row.
+    assert panel.history.records[0]["id"] == execution_id
 
 
 def test_several_runs_at_once_and_cancel(panel: Panel):
@@ -95,8 +96,9 @@ def test_a_free_form_script_takes_a_json_object(panel: Panel):
 def test_history_filters(panel: Panel, client: Client):
     client.run("plain_text")
     client.run("failing_script")
-    panel.history_status.value = "failed"
-    assert "failing_script" in panel.history.value and "plain_text" not in panel.history.value
-    panel.history_status.value = ""
-    panel.history_script.value = "plain_text"
-    assert "plain_text" in panel.history.value and "failing_script" not in panel.history.value
+    table = panel.history
+    table.status.value = "failed"
+    assert {r["script"] for r in table.records} == {"failing_script"}
+    table.status.value = ""
+    table.script.value = "plain_text"
+    assert {r["script"] for r in table.records} == {"plain_text"}

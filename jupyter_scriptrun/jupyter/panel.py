@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 
 REFRESH_S = 0.5
 OUTPUT_KEEP_CHARS = 200_000
-SHOWN_COLUMNS = ("id", "script", "status", "queued_at", "duration_s", "peak_rss_mb", "message")
 INVALID = "2px solid #cf222e"
 
 
@@ -196,35 +195,11 @@ class Panel:
         )
 
     def _history_tab(self) -> w.VBox:
-        """The history, filtered by script and status."""
-        self.history_script = w.Dropdown(
-            options=[("all scripts", "")] + [(n, n) for n in self._scripts], description="Script"
-        )
-        self.history_status = w.Dropdown(
-            options=[("any status", "")] + [(s.value, s.value) for s in ExecutionStatus],
-            description="Status",
-        )
-        self.history_limit = w.BoundedIntText(
-            value=20, min=1, max=10_000, description="Rows", layout=w.Layout(width="180px")
-        )
-        self.refresh_button = w.Button(description="Refresh", icon="refresh")
-        self.history = w.HTML()
-        self.refresh_button.on_click(lambda _: self.refresh_history())
-        for control in (self.history_script, self.history_status, self.history_limit):
-            control.observe(lambda _: self.refresh_history(), names="value")
-        return w.VBox(
-            [
-                w.HBox(
-                    [
-                        self.history_script,
-                        self.history_status,
-                        self.history_limit,
-                        self.refresh_button,
-                    ]
-                ),
-                self.history,
-            ]
-        )
+        """The history: filtered, sorted and paged, a row opens the run (history_table)."""
+        from jupyter_scriptrun.jupyter.history_table import HistoryTable
+
+        self.history = HistoryTable(self.client, list(self._scripts))
+        return self.history.widget
 
     # -- display ----------------------------------------------------------------
 
@@ -446,15 +421,5 @@ class Panel:
     # -- history ----------------------------------------------------------------
 
     def refresh_history(self) -> None:
-        """Load the history with the chosen filters into the table."""
-        frame = self.client.history(
-            script=self.history_script.value or None,
-            status=self.history_status.value or None,
-            limit=self.history_limit.value,
-        )
-        if frame.empty:
-            self.history.value = "<i>no runs yet</i>"
-            return
-        shown = frame[list(SHOWN_COLUMNS)].copy()
-        shown["id"] = shown["id"].str[:8]
-        self.history.value = shown.to_html(index=False, na_rep="—", float_format="{:.3f}".format)
+        """Read the history's current page again."""
+        self.history.refresh()

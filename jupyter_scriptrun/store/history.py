@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import DateTime, String, Text, bindparam, func, select, type_coerce
+from sqlalchemy import DateTime, String, Text, bindparam, func, or_, select, type_coerce
 
 from jupyter_scriptrun.exceptions import ExecutionNotFound
 from jupyter_scriptrun.models import (
@@ -139,6 +139,7 @@ class HistoryReads(Database):
         limit: int | None = None,
         offset: int = 0,
         raw: bool = False,
+        text: str | None = None,
     ) -> Any:
         """The SELECT behind the history, newest first (for frames and the REST API)."""
         cols: list[Any] = [executions.c[c] for c in HISTORY_COLUMNS]
@@ -155,13 +156,42 @@ class HistoryReads(Database):
                 else c
                 for c in cols
             ]
-        conds = _history_conditions(script, status, since, until, page_context)
+        conds = _history_conditions(script, status, since, until, page_context, text=text)
         query = select(*cols).where(*conds).order_by(*_NEWEST_FIRST)
         if limit is not None:
             query = query.limit(limit)
         if offset:
             query = query.offset(offset)
         return query
+
+    @retrying
+    def history_page(
+        self,
+        *,
+        order_by: str = "queued_at",
+        descending: bool = True,
+        limit: int = 25,
+        offset: int = 0,
+        **filters: Any,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of the history sorted by ``order_by`` (one of ``SORTABLE``; empty
+        values last), and how many runs the filters match: what a table view shows."""
+        if order_by not in SORTABLE:
+            raise ValueError(f"cannot sort by {order_by!r}; one of: {', '.join(SORTABLE)}")
+        column = executions.c[order_by]
+        key = (column.desc() if descending else column.asc()).nulls_last()
+        conds = _history_conditions(**filters)
+        query = (
+            select(*[executions.c[c] for c in HISTORY_COLUMNS])
+            .where(*conds)
+            .order_by(key, *_NEWEST_FIRST)
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(executions).where(*conds))
+            count = total.scalar_one()
+            return [dict(r._mapping) for r in conn.execute(query)], count
 
     @retrying
     def history_count(self, **filters: Any) -> int:
@@ -246,6 +276,20 @@ class HistoryReads(Database):
 
 
 _NEWEST_FIRST = (executions.c.queued_at.desc(), executions.c.id)
+SORTABLE = (
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "script",
+    "status",
+    "queue_s",
+    "duration_s",
+    "cpu_user_s",
+    "peak_rss_mb",
+    "exit_code",
+    "worker",
+)
+"""The history columns a table view may sort by."""
 
 
 def _history_conditions(
@@ -256,9 +300,19 @@ def _history_conditions(
     page_context: str | None = None,
     limit: int | None = None,
     offset: int = 0,
+    text: str | None = None,
 ) -> list[Any]:
-    """WHERE conditions of the history filters (``limit``/``offset`` are not conditions)."""
+    """WHERE conditions of the history filters (``limit``/``offset`` are not conditions);
+    ``text`` is looked for in the message and the error type, and as an id prefix."""
     conds: list[Any] = []
+    if text:
+        conds.append(
+            or_(
+                executions.c.message.icontains(text, autoescape=True),
+                executions.c.error_type.icontains(text, autoescape=True),
+                executions.c.id.startswith(text.lower(), autoescape=True),
+            )
+        )
     if script:
         names = [script] if isinstance(script, str) else list(script)
         conds.append(executions.c.script.in_(names))

@@ -1,0 +1,326 @@
+"""The history as a table widget: filtered, sorted and paged by the store; a row opens a run.
+
+Only one page is ever in the browser: the store sorts and counts (``Client.history_page``),
+and the page's row widgets are made once and reused, so a history of 10,000 or 1,000,000
+runs costs the same per click (measured in ``bench``: see the README).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import ipywidgets as w
+
+from jupyter_scriptrun.display import (
+    COLOURS,
+    MARKS,
+    attempts_html,
+    execution_html,
+    human_seconds,
+)
+from jupyter_scriptrun.exceptions import ScriptrunError
+from jupyter_scriptrun.status import ExecutionStatus
+
+log = logging.getLogger(__name__)
+
+PAGE = 25
+ID_WIDTH = 92
+COLUMNS: tuple[tuple[str, str, int | None, str], ...] = (
+    # (history column, title, width in px (None: the rest), alignment)
+    ("status", "status", 112, "left"),
+    ("script", "script", 150, "left"),
+    ("queued_at", "queued", 104, "left"),
+    ("duration_s", "duration", 78, "right"),
+    ("queue_s", "wait", 70, "right"),
+    ("peak_rss_mb", "memory", 82, "right"),
+    ("exit_code", "exit", 48, "right"),
+    ("message", "message", None, "left"),
+)
+SORTABLE = {c for c, *_ in COLUMNS} - {"message"}
+PERIODS: dict[str, float | None] = {
+    "any time": None,
+    "last hour": 3600.0,
+    "last 24 hours": 86400.0,
+    "last 7 days": 7 * 86400.0,
+}
+_CELL = "display:inline-block;box-sizing:border-box;padding:0 6px;overflow:hidden;"
+_CELL += "text-overflow:ellipsis;white-space:nowrap;vertical-align:middle"
+
+
+def ago(when: datetime | None, now: datetime) -> str:
+    """``12 s ago``, ``5 min ago``, ``3 h ago``, then the date: how long since ``when``."""
+    if when is None:
+        return "—"
+    seconds = (now - when).total_seconds()
+    if seconds < 60:
+        return f"{max(seconds, 0):.0f} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f} h ago"
+    return when.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def row_html(rec: dict[str, Any], now: datetime) -> str:
+    """One row's cells (all but the id): a status chip, humanized values, and the full
+    values on hover."""
+    cells = []
+    for column, _, width, align in COLUMNS:
+        value = rec.get(column)
+        full = "" if value is None else str(value)
+        if column == "status":
+            status = str(value)
+            text = (
+                f"<span style='background:{COLOURS.get(status, '#0969da')};color:white;"
+                f"border-radius:8px;padding:0 6px'>{MARKS.get(status, '•')} "
+                f"{html.escape(status)}</span>"
+            )
+        elif column == "queued_at":
+            text = html.escape(ago(value, now))
+            full = value.astimezone(UTC).isoformat(timespec="milliseconds") if value else ""
+        elif column in ("duration_s", "queue_s"):
+            text = human_seconds(value)
+        elif column == "peak_rss_mb":
+            text = "—" if value is None else f"{value:.1f} MiB"
+        else:
+            text = html.escape("—" if value is None else str(value))
+        size = f"width:{width}px;" if width else "flex:1 1 120px;min-width:120px;"
+        cells.append(
+            f"<span style='{_CELL};{size}text-align:{align}' title='{html.escape(full)}'>"
+            f"{text}</span>"
+        )
+    return "<div style='display:flex;align-items:center'>" + "".join(cells) + "</div>"
+
+
+class HistoryTable:
+    """The history view of the panel (also usable alone: ``HistoryTable(client).widget``).
+
+    Filters (script, status, period, text), column headers that sort (again: the other
+    way), pages of ``PAGE`` runs, and a detail view per run with Re-run and Cancel.
+    """
+
+    def __init__(self, client: Any, scripts: list[str], page: int = PAGE) -> None:
+        self.client = client
+        self.page_size = page
+        self.order_by, self.descending, self.offset, self.total = "queued_at", True, 0, 0
+        self.records: list[dict[str, Any]] = []
+        self.opened: Any = None
+        """The run whose detail is shown (an Execution), if any."""
+        filters = self._build_filters(scripts)
+        grid = self._build_grid(page)
+        self.detail_box = self._build_detail()
+        self.list_box = w.VBox(
+            [
+                filters,
+                # Wide rows scroll inside their own box: the cell never scrolls sideways.
+                w.Box([grid], layout=w.Layout(overflow="auto", width="100%")),
+                w.HBox([self.previous, self.position, self.next]),
+            ]
+        )
+        self.widget = w.VBox([self.list_box, self.detail_box], layout=w.Layout(width="100%"))
+
+    def _build_filters(self, scripts: list[str]) -> w.HBox:
+        self.script = w.Dropdown(
+            options=[("all scripts", "")] + [(n, n) for n in scripts],
+            description="Script",
+            layout=w.Layout(width="240px"),
+            style={"description_width": "50px"},
+        )
+        self.status = w.Dropdown(
+            options=[("any status", "")] + [(s.value, s.value) for s in ExecutionStatus],
+            description="Status",
+            layout=w.Layout(width="200px"),
+            style={"description_width": "50px"},
+        )
+        self.period = w.Dropdown(options=list(PERIODS), layout=w.Layout(width="140px"))
+        self.text = w.Text(
+            placeholder="search messages, or an id",
+            continuous_update=False,
+            layout=w.Layout(width="220px"),
+        )
+        self.refresh_button = w.Button(icon="refresh", tooltip="Refresh", layout={"width": "40px"})
+        for control in (self.script, self.status, self.period, self.text):
+            control.observe(lambda _: self.refresh(first_page=True), names="value")
+        self.refresh_button.on_click(lambda _: self.refresh())
+        return w.HBox(
+            [self.script, self.status, self.period, self.text, self.refresh_button],
+            layout=w.Layout(flex_flow="row wrap"),
+        )
+
+    def _build_grid(self, page: int) -> w.VBox:
+        """The header of sort buttons, ``page`` reusable rows, and the pager."""
+        self.headers = {
+            column: w.Button(
+                description=title,
+                tooltip=f"sort by {title}" if column in SORTABLE else "",
+                disabled=column not in SORTABLE,
+                layout=w.Layout(width=f"{width}px" if width else "auto", margin="0"),
+            )
+            for column, title, width, _ in COLUMNS
+        }
+        for column, button in self.headers.items():
+            button.on_click(lambda _, c=column: self.sort(c))
+        self.headers["message"].layout = w.Layout(flex="1 1 120px", margin="0")
+        id_head = w.Button(
+            description="id", disabled=True, layout=w.Layout(width=f"{ID_WIDTH}px", margin="0")
+        )
+        header = w.HBox([id_head, *self.headers.values()], layout=w.Layout(min_width="780px"))
+        self.rows: list[tuple[w.Button, w.HTML, w.HBox]] = []
+        for _ in range(page):
+            button = w.Button(layout=w.Layout(width=f"{ID_WIDTH}px", margin="0"))
+            button.on_click(lambda b: self.open(b.tooltip))
+            cells = w.HTML(layout=w.Layout(flex="1 1 auto", margin="0"))
+            self.rows.append(
+                (button, cells, w.HBox([button, cells], layout=w.Layout(display="none")))
+            )
+        self.empty = w.HTML()
+        self.previous = w.Button(description="newer", icon="chevron-left", layout={"width": "90px"})
+        self.next = w.Button(description="older", icon="chevron-right", layout={"width": "90px"})
+        self.position = w.HTML()
+        self.previous.on_click(lambda _: self.turn(-1))
+        self.next.on_click(lambda _: self.turn(+1))
+        return w.VBox(
+            [header, *(row for *_, row in self.rows), self.empty],
+            layout=w.Layout(min_width="780px"),
+        )
+
+    def _build_detail(self) -> w.VBox:
+        self.detail = w.HTML()
+        self.rerun_button = w.Button(description="Re-run", icon="repeat", button_style="primary")
+        self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="warning")
+        self.close_button = w.Button(description="Back to the list", icon="arrow-left")
+        self.detail_problem = w.HTML()
+        self.rerun_button.on_click(lambda _: self.rerun())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.close_button.on_click(lambda _: self.close_detail())
+        return w.VBox(
+            [
+                w.HBox([self.close_button, self.rerun_button, self.cancel_button]),
+                self.detail_problem,
+                self.detail,
+            ],
+            layout=w.Layout(display="none"),
+        )
+
+    # -- the list -----------------------------------------------------------------
+
+    def filters(self) -> dict[str, Any]:
+        """The chosen filters, as ``Client.history`` takes them."""
+        chosen: dict[str, Any] = {
+            "script": self.script.value or None,
+            "status": self.status.value or None,
+            "text": self.text.value.strip() or None,
+        }
+        window = PERIODS[self.period.value]
+        if window is not None:
+            chosen["since"] = datetime.now(UTC) - timedelta(seconds=window)
+        return chosen
+
+    def refresh(self, first_page: bool = False) -> None:
+        """Read the page again (the first one after a filter changed) and show it."""
+        if first_page:
+            self.offset = 0
+        self.records, self.total = self.client.history_page(
+            order_by=self.order_by,
+            descending=self.descending,
+            limit=self.page_size,
+            offset=self.offset,
+            **self.filters(),
+        )
+        if not self.records and self.offset and self.total:  # the page emptied: go back
+            self.offset = max(0, (self.total - 1) // self.page_size * self.page_size)
+            return self.refresh()
+        self._draw()
+
+    def _draw(self) -> None:
+        now = datetime.now(UTC)
+        for index, (button, cells, row) in enumerate(self.rows):
+            if index < len(self.records):
+                rec = self.records[index]
+                button.description, button.tooltip = rec["id"][:8], rec["id"]
+                cells.value = row_html(rec, now)
+                row.layout.display = "flex"
+            else:
+                row.layout.display = "none"
+        self.empty.value = "" if self.records else "<i>no runs match</i>"
+        first = self.offset + 1 if self.records else 0
+        last = self.offset + len(self.records)
+        self.position.value = (
+            f"<span style='padding:0 1em'>{first:,} to {last:,} of {self.total:,}</span>"
+        )
+        self.previous.disabled = self.offset == 0
+        self.next.disabled = last >= self.total
+        for column, button in self.headers.items():
+            title = dict((c, t) for c, t, *_ in COLUMNS)[column]
+            if column == self.order_by:
+                title += " ▼" if self.descending else " ▲"
+            button.description = title
+
+    def sort(self, column: str) -> None:
+        """Sort by ``column``; the same column again turns the order round."""
+        if column == self.order_by:
+            self.descending = not self.descending
+        else:
+            self.order_by = column
+            self.descending = column not in ("script", "status")  # names A→Z, else biggest
+        self.refresh(first_page=True)
+
+    def turn(self, pages: int) -> None:
+        """Go ``pages`` pages on (older) or back (newer)."""
+        self.offset = max(0, self.offset + pages * self.page_size)
+        self.refresh()
+
+    # -- one run --------------------------------------------------------------------
+
+    def open(self, execution_id: str) -> None:
+        """Show a run: its record, parameters, output, traceback, data and attempts."""
+        execution = self.client.get(execution_id)
+        self.opened = execution
+        self.detail_problem.value = ""
+        self._draw_detail()
+        self.list_box.layout.display = "none"
+        self.detail_box.layout.display = "flex"
+
+    def _draw_detail(self) -> None:
+        execution = self.opened
+        rec = execution.record()
+        status = ExecutionStatus(rec["status"])
+        frame = execution.frame() if status is ExecutionStatus.SUCCEEDED else None
+        card = execution_html(
+            rec, execution.data, frame, execution.stdout, execution.stderr, expanded=True
+        )
+        self.detail.value = card + attempts_html(execution.attempts())
+        self.cancel_button.disabled = status.is_final
+
+    def rerun(self) -> Any:
+        """Run the opened run's script again with the same parameters; open the new run."""
+        rec = self.opened.record()
+        try:
+            execution = self.client.submit(rec["script"], rec["parameters"], page_context="panel")
+        except ScriptrunError as exc:
+            self.detail_problem.value = (
+                f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
+            )
+            return None
+        self.open(execution.id)
+        return execution
+
+    def cancel(self) -> None:
+        """Cancel the opened run."""
+        try:
+            self.opened.cancel()
+        except ScriptrunError as exc:
+            self.detail_problem.value = (
+                f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
+            )
+        self._draw_detail()
+
+    def close_detail(self) -> None:
+        """Back to the list (read again: runs may have ended meanwhile)."""
+        self.opened = None
+        self.detail_box.layout.display = "none"
+        self.list_box.layout.display = "flex"
+        self.refresh()
