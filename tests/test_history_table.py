@@ -4,59 +4,25 @@ and pages (10,000 runs here); a row opens its run, which can be run again or can
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert
 
+from jupyter_scriptrun.bench.table import fill
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.jupyter.history_table import HistoryTable, ago, row_html
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import utcnow
-from jupyter_scriptrun.store.tables import executions
 
 ROWS = 10_000
-
-
-def fill(client: Client, rows: int) -> None:
-    """``rows`` ended runs, one a minute back from now: every 10th failed with a message
-    naming a disk, every 50th without a duration (lost)."""
-    now = utcnow()
-    batch = []
-    for i in range(rows):
-        lost = i % 50 == 0
-        failed = i % 10 == 0 and not lost
-        batch.append(
-            {
-                "id": uuid.uuid4().hex,
-                "script": f"script_{i % 7}",
-                "status": "lost" if lost else "failed" if failed else "succeeded",
-                "page_context": "test",
-                "parameters": {"n": i},
-                "queued_at": now - timedelta(minutes=i),
-                "started_at": now - timedelta(minutes=i),
-                "finished_at": None if lost else now - timedelta(minutes=i) + timedelta(seconds=1),
-                "queue_s": 0.01,
-                "duration_s": None if lost else (i % 97) / 10,
-                "peak_rss_mb": 10 + i % 13,
-                "exit_code": None if lost else 1 if failed else 0,
-                "attempt": 1,
-                "worker": "w@host",
-                "message": f"disk {i} is full" if failed else None,
-                "cancel_requested": False,
-            }
-        )
-    with client.store.engine.begin() as conn:
-        conn.execute(insert(executions), batch)
 
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> Client:
     root = tmp_path_factory.mktemp("history-table")
     client = Client(Settings(data_dir=root / "data", queue="sr-history-table"))
-    fill(client, ROWS)
+    fill(client, ROWS)  # one a minute back from now; every 10th failed, every 50th lost
     return client
 
 
