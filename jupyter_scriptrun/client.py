@@ -331,6 +331,16 @@ class Client:
 
         return str(maybe_sanitize_url(self.settings.broker_url))
 
+    def where(self) -> dict[str, str]:
+        """Where runs go and are recorded, passwords hidden: ``{"broker", "store"}``."""
+        from sqlalchemy.engine import make_url
+
+        store = make_url(self.settings.effective_database_url)
+        return {
+            "broker": "embedded (this machine)" if self.settings.embedded else self._broker_label(),
+            "store": store.render_as_string(hide_password=True),
+        }
+
     def run(
         self,
         script: str,

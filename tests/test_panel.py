@@ -59,7 +59,7 @@ def test_clicking_run_shows_output_status_and_a_table(panel: Panel):
     panel.wait(60)
     ((label, execution_id),) = panel.runs.options
     assert panel.runs.value == execution_id and "succeeded" in label
-    assert "succeeded" in panel.status.value
+    assert "succeeded" in panel.result.value
     assert "<table" in panel.result.value and "square" in panel.result.value
     # The history was read again when the run ended: it is the newest row.
     assert panel.history.records[0]["id"] == execution_id
@@ -102,3 +102,54 @@ def test_history_filters(panel: Panel, client: Client):
     table.status.value = ""
     table.script.value = "plain_text"
     assert {r["script"] for r in table.records} == {"plain_text"}
+
+
+def test_a_new_panel_starts_on_the_script_last_picked(client: Client):
+    first = Panel(client)
+    first.script.value = "table_script"
+    second = Panel(client)
+    try:
+        assert second.script.value == "table_script"
+        assert "rows" in second.fields
+    finally:
+        first.close()
+        second.close()
+
+
+def test_the_header_says_where_runs_go_without_passwords(panel: Panel):
+    header = panel.header.value
+    assert "scriptrun" in header and "broker: redis://" in header and "store: sqlite" in header
+    assert "script" in header and "v" in header
+
+
+def test_enter_in_a_field_runs_the_form_only_when_it_is_valid(panel: Panel):
+    panel.script.value = "table_script"
+    field = panel.fields["rows"].widget
+    field.value = "x"
+    field._handle_string_msg(None, {"event": "submit"}, None)  # what the browser sends
+    assert panel.runs.options == () and "not a valid integer" in panel.problems.value
+    field.value = "2"
+    field._handle_string_msg(None, {"event": "submit"}, None)
+    panel.wait(60)
+    assert len(panel.runs.options) == 1 and "succeeded" in panel.runs.options[0][0]
+
+
+def test_one_view_per_run_live_output_then_one_card_with_the_data_once(panel: Panel):
+    panel.script.value = "stepper"
+    panel.fields["steps"].widget.value = "6"
+    panel.fields["pause"].widget.value = "0.5"
+    execution = panel.run()
+    seen_bar = False
+    deadline = time.monotonic() + 60
+    while not execution.status.is_final:
+        assert time.monotonic() < deadline
+        seen_bar = seen_bar or "role='progressbar'" in panel.status.value
+        if seen_bar:
+            assert panel.output.layout.display == "block" and panel.result.value == ""
+        time.sleep(0.1)
+    panel.wait(30)
+    assert seen_bar, "a progress bar while the run went"
+    assert panel.output.layout.display == "none" and panel.status.value == ""
+    card = panel.result.value
+    opened, _folded = card.split("<details><summary>output (1 line)</summary>")  # folded
+    assert "succeeded" in opened and opened.count("&quot;steps&quot;: 6") == 1  # data, once

@@ -7,11 +7,14 @@ import json
 import logging
 import threading
 import time
+import warnings
+from datetime import UTC, datetime
 from typing import Any
 
 import ipywidgets as w
 
-from jupyter_scriptrun.display import MARKS, execution_html, summary_line
+from jupyter_scriptrun._version import __version__
+from jupyter_scriptrun.display import MARKS, execution_html, status_html
 from jupyter_scriptrun.exceptions import InvalidParameters, ScriptrunError
 from jupyter_scriptrun.handle import OutputCursor
 from jupyter_scriptrun.status import ExecutionStatus
@@ -21,6 +24,11 @@ log = logging.getLogger(__name__)
 REFRESH_S = 0.5
 OUTPUT_KEEP_CHARS = 200_000
 INVALID = "2px solid #cf222e"
+FIELD = {"width": "100%", "max_width": "460px"}
+"""A form row: as wide as the cell allows, up to a comfortable width."""
+
+_last_script: str | None = None
+"""The script last picked in any panel of this kernel: a new panel starts there."""
 
 
 class ParameterField:
@@ -36,7 +44,7 @@ class ParameterField:
             "description": label,
             "description_allow_html": False,
             "style": {"description_width": "140px"},
-            "layout": w.Layout(width="460px"),
+            "layout": w.Layout(**FIELD),
         }
         default = spec.get("default")
         self.kind = kind
@@ -58,11 +66,10 @@ class ParameterField:
             text = "" if default is None else str(default)
             self.widget = w.Text(value=text, placeholder=self._hint(), **common)
         self.widget.tooltip = spec.get("description") or ""
-        help_text = spec.get("description") or ""
-        self.help = w.HTML(
-            f"<span style='color:#6e7781;font-size:90%'>{html.escape(help_text)}</span>"
-        )
-        self.box = w.HBox([self.widget, self.help])
+        self.help = w.HTML(layout=w.Layout(margin="0 0 0 144px"))
+        self.flag(None)
+        # The help under the field, aligned with it: readable at any width.
+        self.box = w.VBox([self.widget, self.help], layout=w.Layout(width="100%"))
 
     def _hint(self) -> str:
         kind = self.spec.get("type", "text")
@@ -102,8 +109,22 @@ class ParameterField:
         """Mark the field invalid (with the reason) or clear the mark."""
         self.widget.layout.border = INVALID if problem else ""
         note = problem or self.spec.get("description") or ""
-        colour = "#cf222e" if problem else "#6e7781"
-        self.help.value = f"<span style='color:{colour};font-size:90%'>{html.escape(note)}</span>"
+        colour = "#cf222e" if problem else "#57606a"
+        self.help.value = (
+            f"<div style='color:{colour};font-size:92%;line-height:1.3;white-space:normal'>"
+            f"{html.escape(note)}</div>"
+            if note
+            else ""
+        )
+        self.help.layout.display = "block" if note else "none"
+
+    def on_submit(self, callback: Any) -> None:
+        """Call ``callback`` when Enter is pressed in this field (text fields only)."""
+        if isinstance(self.widget, w.Text):
+            with warnings.catch_warnings():
+                # Deprecated for reading values, yet the only way to learn of Enter itself.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.widget.on_submit(lambda _: callback())
 
 
 class Panel:
@@ -135,9 +156,26 @@ class Panel:
         self.tabs.set_title(1, "History")
         self.tabs.set_title(2, "Fleet")
         self.tabs.observe(self._on_tab, names="selected_index")
-        self.widget = w.VBox([self.tabs])
+        self.header = w.HTML(self._header_html())
+        self.widget = w.VBox([self.header, self.tabs], layout=w.Layout(width="100%"))
+        if _last_script in self._scripts:
+            self.script.value = _last_script
         self._build_form()
         self.refresh_history()
+
+    def _header_html(self) -> str:
+        where = self.client.where()
+        count = len(self._scripts)
+        return (
+            "<div style='display:flex;flex-wrap:wrap;gap:4px 12px;align-items:baseline;"
+            "margin:0 0 6px'>"
+            f"<span style='font-size:120%;font-weight:600'>scriptrun</span>"
+            f"<span style='color:#57606a'>{count} script{'s' if count != 1 else ''}</span>"
+            f"<span style='color:#57606a'>broker: {html.escape(where['broker'])}</span>"
+            f"<span style='color:#57606a;overflow-wrap:anywhere'>store: "
+            f"{html.escape(where['store'])}</span>"
+            f"<span style='color:#8c959f'>v{html.escape(__version__)}</span></div>"
+        )
 
     def _on_tab(self, change: dict[str, Any]) -> None:
         """The Fleet tab reads the fleet only while it is open."""
@@ -153,29 +191,33 @@ class Panel:
             self.dashboard.pause()
 
     def _run_tab(self) -> w.VBox:
-        """Pick a script, fill its form, run it and watch the output."""
+        """Pick a script, fill its form, run it and watch it."""
         self.script = w.Dropdown(
             options=list(self._scripts),
             description="Script",
             style={"description_width": "140px"},
-            layout=w.Layout(width="460px"),
+            layout=w.Layout(**FIELD),
         )
         self.description = w.HTML()
-        self.form = w.VBox()
+        self.form = w.VBox(layout=w.Layout(width="100%"))
         self.problems = w.HTML()
-        self.run_button = w.Button(description="Run", button_style="primary", icon="play")
+        self.run_button = w.Button(
+            description="Run", button_style="primary", icon="play", tooltip="Run (Enter)"
+        )
         self.cancel_button = w.Button(
             description="Cancel", button_style="warning", icon="stop", disabled=True
         )
-        self.runs = w.Select(options=[], description="Runs", rows=5, layout=w.Layout(width="100%"))
+        self.runs = w.Select(options=[], description="Runs", rows=5, layout=w.Layout(width="auto"))
         self.status = w.HTML()
+        # The output as it comes while the run goes; once it ended, the result card below
+        # holds everything (output folded, data once) and this box is hidden.
         self.output = w.Textarea(
             value="",
             disabled=True,
-            layout=w.Layout(width="100%", height="160px"),
+            layout=w.Layout(width="auto", height="160px", display="none"),
             placeholder="output appears here as the script prints it",
         )
-        self.result = w.HTML()
+        self.result = w.HTML(layout=w.Layout(width="auto", overflow="auto"))
         self.script.observe(lambda _: self._build_form(), names="value")
         self.run_button.on_click(lambda _: self.run())
         self.cancel_button.on_click(lambda _: self.cancel())
@@ -191,7 +233,8 @@ class Panel:
                 self.status,
                 self.output,
                 self.result,
-            ]
+            ],
+            layout=w.Layout(width="100%"),
         )
 
     def _history_tab(self) -> w.VBox:
@@ -209,7 +252,10 @@ class Panel:
     # -- the form ---------------------------------------------------------------
 
     def _build_form(self) -> None:
+        global _last_script
         script = self._scripts.get(self.script.value)
+        if script is not None:
+            _last_script = script.name
         self.fields = {}
         self.free_form = None
         if script is None:
@@ -219,7 +265,7 @@ class Panel:
             return
         meta = script.meta
         self.description.value = (
-            f"<div style='margin:2px 0 6px 144px;color:#57606a'>"
+            f"<div style='margin:2px 0 6px 144px;color:#57606a;white-space:normal'>"
             f"{html.escape(meta.description or '(no description)')}</div>"
         )
         if meta.declares_parameters:
@@ -229,13 +275,14 @@ class Panel:
             boxes = [f.box for f in self.fields.values()]
             for f in self.fields.values():
                 f.widget.observe(lambda _: self.validate(), names="value")
+                f.on_submit(self._submit)
         else:
             self.free_form = w.Textarea(
                 value="{}",
                 description="parameters",
                 placeholder='JSON object, e.g. {"message": "hi"}',
                 style={"description_width": "140px"},
-                layout=w.Layout(width="460px"),
+                layout=w.Layout(**FIELD),
             )
             self.free_form.observe(lambda _: self.validate(), names="value")
             boxes = [self.free_form]
@@ -290,6 +337,11 @@ class Panel:
         return True
 
     # -- runs -------------------------------------------------------------------
+
+    def _submit(self) -> None:
+        """Enter in a field: run, when the form is valid (else its problems show)."""
+        if self.validate():
+            self.run()
 
     def run(self) -> Any:
         """Submit the form's run (several may be active at once); returns its handle."""
@@ -377,7 +429,9 @@ class Panel:
             status = news.status
             if news.retried:
                 self._texts[execution_id] += f"\n--- attempt {cursor.attempt} ---\n"
-            text = self._texts[execution_id] + "".join(c["text"] for c in news.chunks)
+            text = self._texts[execution_id] + "".join(
+                c["text"] for c in news.chunks if c["stream"] != "progress"
+            )
             self._texts[execution_id] = text[-OUTPUT_KEEP_CHARS:]
             self._states[execution_id] = (self._states[execution_id][0], status.value)
             if execution_id == self.runs.value:
@@ -389,19 +443,25 @@ class Panel:
             self._show(execution, execution.status)
 
     def _show(self, execution: Any, status: ExecutionStatus) -> None:
+        """The selected run: while it goes, its line, progress and live output; once it
+        ended, one card (data once, output and details folded)."""
         rec = execution.record()
-        self.status.value = html.escape(summary_line(rec))
-        if self.output.value != self._texts.get(execution.id, ""):
-            self.output.value = self._texts.get(execution.id, "")
         self.cancel_button.disabled = status.is_final
-        if status.is_final and not self.result.value.startswith(f"<!--{execution.id}-->"):
-            frame = execution.frame() if status is ExecutionStatus.SUCCEEDED else None
-            card = execution_html(rec, execution.data, frame)
-            if execution.traceback:
-                card += f"<pre style='color:#cf222e'>{html.escape(execution.traceback)}</pre>"
-            self.result.value = f"<!--{execution.id}-->{card}"
-        elif not status.is_final:
+        if not status.is_final:
+            started = rec.get("started_at")
+            elapsed = (datetime.now(UTC) - started).total_seconds() if started else None
+            self.status.value = status_html(rec, elapsed)
+            self.output.layout.display = "block"
+            if self.output.value != self._texts.get(execution.id, ""):
+                self.output.value = self._texts.get(execution.id, "")
             self.result.value = ""
+            return
+        self.status.value = ""
+        self.output.layout.display = "none"
+        if not self.result.value.startswith(f"<!--{execution.id}-->"):
+            frame = execution.frame() if status is ExecutionStatus.SUCCEEDED else None
+            card = execution_html(rec, execution.data, frame, execution.stdout, execution.stderr)
+            self.result.value = f"<!--{execution.id}-->{card}"
 
     def _relabel(self) -> None:
         """Keep the runs list's labels (mark, script, id, status) current, newest first."""
