@@ -173,12 +173,25 @@ def execution_html(
     )
 
 
+DATA_CSS = (
+    "<style>.sr-data table{border-collapse:collapse;margin:4px 0}"
+    ".sr-data th,.sr-data td{padding:2px 12px;text-align:right;border:none}"
+    ".sr-data thead th{border-bottom:1px solid #d0d7de}"
+    ".sr-data tbody tr:nth-child(odd){background:rgba(127,127,127,.08)}</style>"
+)
+"""A tabular result reads as a table: spaced, numbers right-aligned, rows banded (the
+panel's HTML widgets have none of JupyterLab's own table styles)."""
+
+
 def _data_html(data: Any, frame: Any) -> str:
     """The run's data, shown once: a table when tabular, else its JSON."""
     if frame is not None:
         shown = frame.head(50).to_html(index=False, border=0, max_cols=20)
         more = f" (the first 50 of {len(frame)})" if len(frame) > 50 else ""
-        return f"<details open><summary>data ({len(frame)} rows){more}</summary>{shown}</details>"
+        return (
+            f"<details open><summary>data ({len(frame)} rows){more}</summary>{DATA_CSS}"
+            f"<div class='sr-data' style='overflow-x:auto'>{shown}</div></details>"
+        )
     if data is not None:
         text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
         return (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import JupyterLabProcess
+from conftest import TEST_SCRIPTS, JupyterLabProcess
 
 from jupyter_scriptrun.config import Settings, examples_dir
 from jupyter_scriptrun.fleet.local import LocalWorker
@@ -33,7 +33,7 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture
 def lab(settings: Settings, tmp_path: Path):
-    settings = settings.with_(scripts_path=(examples_dir(),))
+    settings = settings.with_(scripts_path=(examples_dir(), TEST_SCRIPTS))
     root = tmp_path / "lab"
     root.mkdir()
     nb = nbformat.v4.new_notebook(
@@ -81,7 +81,7 @@ def test_run_a_script_from_the_panel_in_jupyterlab(lab: JupyterLabProcess, tmp_p
             rows = page.get_by_role("textbox", name="rows", exact=True)
             rows.fill("3")
             rows.press("Tab")
-            expect(page.locator("button.jupyter-button", has_text="Run")).to_be_enabled()
+            expect(page.locator("button.jupyter-button", has_text="Run").first).to_be_enabled()
             page.locator("button.jupyter-button", has_text="Run").first.click()
 
             # The result card: the data as a table (3 rows), then the status line.
@@ -91,6 +91,54 @@ def test_run_a_script_from_the_panel_in_jupyterlab(lab: JupyterLabProcess, tmp_p
             page.locator("summary", has_text="details").last.click()
             expect(page.get_by_text('{"rows": 3}')).to_be_visible()
             expect(page.locator("select option", has_text="table_script [")).to_have_count(1)
+            page.screenshot(path=str(tmp_path / "panel-1400.png"), full_page=True)
+            fit = overflow(page, ".scriptrun-panel")
+            assert fit["past_right"] <= 1 and fit["scrolls"] <= 1, (1400, fit)
+
+            # A script that reports progress, started with Enter in a field: a bar that
+            # moves forward while it runs.
+            script.select_option(label="stepper")
+            expect(page.get_by_text("Counts steps, reporting progress")).to_be_visible()
+            page.get_by_role("textbox", name="pause", exact=True).fill("0.6")
+            steps = page.get_by_role("textbox", name="steps", exact=True)
+            steps.fill("8")
+            steps.press("Enter")
+            bar = page.locator(".scriptrun-panel [role=progressbar]")
+            expect(bar).to_be_visible(timeout=60_000)
+            values = []
+            while bar.count() and len(values) < 200:
+                values.append(int(bar.first.get_attribute("aria-valuenow") or 0))
+                page.wait_for_timeout(100)
+            assert len(set(values)) >= 2 and values == sorted(values), values
+            expect(page.get_by_text("data")).not_to_have_count(0)
+            page.screenshot(path=str(tmp_path / "panel-progress.png"), full_page=True)
+
+            # The history: a row opens its run.
+            page.locator(".lm-TabBar-tab", has_text="History").click()
+            first_row = page.locator(".scriptrun-panel .widget-hbox button.jupyter-button")
+            first_row = first_row.filter(has_text=__import__("re").compile(r"^[0-9a-f]{8}$"))
+            expect(first_row.first).to_be_visible(timeout=30_000)
+            first_row.first.click()
+            expect(page.get_by_text("attempts (1)")).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("button", name="Re-run")).to_be_visible()
+            page.screenshot(path=str(tmp_path / "history-open.png"), full_page=True)
+            page.get_by_role("button", name="Back to the list").click()
+
+            # Narrow: the panel about 600 px wide (the file browser folded away), nothing
+            # past the cell's right edge, on either tab.
+            page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").click()
+            page.set_viewport_size({"width": 760, "height": 1000})
+            page.wait_for_timeout(500)
+            width = page.locator(".scriptrun-panel").bounding_box()["width"]
+            assert 540 <= width <= 660, width
+            fit = overflow(page, ".scriptrun-panel")
+            assert fit["past_right"] <= 1 and fit["scrolls"] <= 1, (600, "history", fit)
+            page.screenshot(path=str(tmp_path / "history-600.png"), full_page=True)
+            page.locator(".lm-TabBar-tab", has_text="Run").click()
+            page.wait_for_timeout(300)
+            fit = overflow(page, ".scriptrun-panel")
+            assert fit["past_right"] <= 1 and fit["scrolls"] <= 1, (600, "run", fit)
+            page.screenshot(path=str(tmp_path / "panel-600.png"), full_page=True)
         finally:
             page.screenshot(path=str(tmp_path / "panel.png"), full_page=True)
             browser.close()

@@ -33,10 +33,10 @@ COLUMNS: tuple[tuple[str, str, int | None, str], ...] = (
     ("status", "status", 112, "left"),
     ("script", "script", 150, "left"),
     ("queued_at", "queued", 104, "left"),
-    ("duration_s", "duration", 78, "right"),
-    ("queue_s", "wait", 70, "right"),
-    ("peak_rss_mb", "memory", 82, "right"),
-    ("exit_code", "exit", 48, "right"),
+    ("duration_s", "duration", 96, "right"),
+    ("queue_s", "wait", 76, "right"),
+    ("peak_rss_mb", "memory", 92, "right"),
+    ("exit_code", "exit", 56, "right"),
     ("message", "message", None, "left"),
 )
 SORTABLE = {c for c, *_ in COLUMNS} - {"message"}
@@ -157,20 +157,21 @@ class HistoryTable:
                 description=title,
                 tooltip=f"sort by {title}" if column in SORTABLE else "",
                 disabled=column not in SORTABLE,
-                layout=w.Layout(width=f"{width}px" if width else "auto", margin="0"),
+                layout=w.Layout(
+                    width=f"{width}px" if width else "auto", margin="0", flex="0 0 auto"
+                ),
             )
             for column, title, width, _ in COLUMNS
         }
         for column, button in self.headers.items():
             button.on_click(lambda _, c=column: self.sort(c))
         self.headers["message"].layout = w.Layout(flex="1 1 120px", margin="0")
-        id_head = w.Button(
-            description="id", disabled=True, layout=w.Layout(width=f"{ID_WIDTH}px", margin="0")
-        )
-        header = w.HBox([id_head, *self.headers.values()], layout=w.Layout(min_width="780px"))
+        fixed = {"width": f"{ID_WIDTH}px", "margin": "0", "flex": "0 0 auto"}
+        id_head = w.Button(description="id", disabled=True, layout=w.Layout(**fixed))
+        header = w.HBox([id_head, *self.headers.values()], layout=w.Layout(min_width="840px"))
         self.rows: list[tuple[w.Button, w.HTML, w.HBox]] = []
         for _ in range(page):
-            button = w.Button(layout=w.Layout(width=f"{ID_WIDTH}px", margin="0"))
+            button = w.Button(layout=w.Layout(**fixed))
             button.on_click(lambda b: self.open(b.tooltip))
             cells = w.HTML(layout=w.Layout(flex="1 1 auto", margin="0"))
             self.rows.append(
@@ -184,7 +185,7 @@ class HistoryTable:
         self.next.on_click(lambda _: self.turn(+1))
         return w.VBox(
             [header, *(row for *_, row in self.rows), self.empty],
-            layout=w.Layout(min_width="780px"),
+            layout=w.Layout(min_width="840px"),
         )
 
     def _build_detail(self) -> w.VBox:

@@ -24,6 +24,16 @@ log = logging.getLogger(__name__)
 REFRESH_S = 0.5
 OUTPUT_KEEP_CHARS = 200_000
 INVALID = "2px solid #cf222e"
+NARROW_CSS = """<style>
+.scriptrun-panel { container-type: inline-size; }
+@container (max-width: 560px) {
+  .scriptrun-panel .widget-inline-hbox { flex-wrap: wrap; }
+  .scriptrun-panel .widget-inline-hbox > .widget-label {
+    width: 100% !important; max-width: none; text-align: left; }
+  .scriptrun-panel .sr-indent { margin-left: 0 !important; }
+}
+</style>"""
+"""In a narrow cell, labels go above their fields (a CSS container query on the panel)."""
 FIELD = {"width": "100%", "max_width": "460px"}
 """A form row: as wide as the cell allows, up to a comfortable width."""
 
@@ -67,6 +77,7 @@ class ParameterField:
             self.widget = w.Text(value=text, placeholder=self._hint(), **common)
         self.widget.tooltip = spec.get("description") or ""
         self.help = w.HTML(layout=w.Layout(margin="0 0 0 144px"))
+        self.help.add_class("sr-indent")
         self.flag(None)
         # The help under the field, aligned with it: readable at any width.
         self.box = w.VBox([self.widget, self.help], layout=w.Layout(width="100%"))
@@ -158,6 +169,7 @@ class Panel:
         self.tabs.observe(self._on_tab, names="selected_index")
         self.header = w.HTML(self._header_html())
         self.widget = w.VBox([self.header, self.tabs], layout=w.Layout(width="100%"))
+        self.widget.add_class("scriptrun-panel")  # for the browser tests and users' CSS
         if _last_script in self._scripts:
             self.script.value = _last_script
         self._build_form()
@@ -166,7 +178,7 @@ class Panel:
     def _header_html(self) -> str:
         where = self.client.where()
         count = len(self._scripts)
-        return (
+        return NARROW_CSS + (
             "<div style='display:flex;flex-wrap:wrap;gap:4px 12px;align-items:baseline;"
             "margin:0 0 6px'>"
             f"<span style='font-size:120%;font-weight:600'>scriptrun</span>"
@@ -265,7 +277,8 @@ class Panel:
             return
         meta = script.meta
         self.description.value = (
-            f"<div style='margin:2px 0 6px 144px;color:#57606a;white-space:normal'>"
+            f"<div class='sr-indent' style='margin:2px 0 6px 144px;color:#57606a;"
+            "white-space:normal'>"
             f"{html.escape(meta.description or '(no description)')}</div>"
         )
         if meta.declares_parameters:
