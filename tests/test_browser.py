@@ -105,6 +105,7 @@ def test_run_a_script_from_the_panel_in_jupyterlab(lab: JupyterLabProcess, tmp_p
             steps.press("Enter")
             bar = page.locator(".scriptrun-panel [role=progressbar]")
             expect(bar).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(tmp_path / "panel-running.png"), full_page=True)
             values = []
             while bar.count() and len(values) < 200:
                 values.append(int(bar.first.get_attribute("aria-valuenow") or 0))
