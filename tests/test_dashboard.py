@@ -107,3 +107,19 @@ def test_the_panels_fleet_tab_reads_the_fleet_only_while_open(fleet):
     panel.tabs.selected_index = 0
     assert panel.dashboard._stop.is_set()
     panel.dashboard.close()
+
+
+def test_a_run_that_reports_progress_shows_a_bar_on_its_worker(fleet):
+    client, _ = fleet
+    run = client.submit("stepper", {"steps": 40, "pause": 0.25})
+    board = Dashboard(client, start=False)
+    try:
+        deadline = time.monotonic() + 30
+        while "role='progressbar'" not in board.workers.value:
+            assert time.monotonic() < deadline, board.workers.value
+            time.sleep(0.3)
+            board.refresh()
+        assert "stepper" in board.workers.value and "/40 (" in board.workers.value
+    finally:
+        board.close()
+        run.cancel()

@@ -27,7 +27,7 @@ from jupyter_scriptrun.display import (
     execution_html,
     human_bytes,
     human_seconds,
-    progress_text,
+    progress_html,
 )
 from jupyter_scriptrun.fleetview import WINDOWS, Snapshot, snapshot
 
@@ -95,7 +95,7 @@ def workers_html(
         runs = "<br>".join(
             f"<code>{html.escape(r['id'][:8])}</code> {html.escape(r['script'])} "
             f"({human_seconds(r.get('elapsed_s'))})"
-            + (f" {html.escape(progress_text(r['progress']))}" if r.get("progress") else "")
+            + (progress_html(r["progress"], None) if r.get("progress") else "")
             for r in wk.get("runs", [])
         )
         up = human_seconds(max(now - wk["started_at"], 0.0)) if wk.get("started_at") else "?"
