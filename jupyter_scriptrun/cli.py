@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -246,6 +247,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.follow:
             _follow(execution)
+        elif sys.stderr.isatty():
+            _wait_showing_progress(execution)
         else:
             execution.wait()
     except KeyboardInterrupt:
@@ -265,6 +268,26 @@ def _run(args: argparse.Namespace) -> int:
             print("--- stderr (tail) ---", file=sys.stderr)
             print("\n".join(execution.stderr.rstrip().splitlines()[-20:]), file=sys.stderr)
     return EXIT_OK if record["status"] == "succeeded" else EXIT_RUN_FAILED
+
+
+def _wait_showing_progress(execution: Any) -> None:
+    """Wait for the run, with one line on the terminal redrawn in place: its status,
+    elapsed time and progress (cleared at the end, so what follows reads as without)."""
+    from jupyter_scriptrun.display import summary_line
+
+    started = time.monotonic()
+    try:
+        while True:
+            try:
+                execution.wait(0.5)
+                return
+            except ExecutionTimeout:
+                line = summary_line(execution.record(), time.monotonic() - started)
+                sys.stderr.write(f"\r\x1b[2K{line}")
+                sys.stderr.flush()
+    finally:
+        sys.stderr.write("\r\x1b[2K")
+        sys.stderr.flush()
 
 
 def _summary(rec: dict[str, Any]) -> str:

@@ -213,3 +213,45 @@ def test_health_is_a_liveness_probe(redis_settings: Settings, start_worker):
     away = settings_env(redis_settings.with_(broker_url="redis://127.0.0.1:1/0"))
     down = subprocess.run(cmd, env=away, capture_output=True, text=True, timeout=60)
     assert down.returncode == 3 and "FAIL broker" in down.stdout, down.stdout + down.stderr
+
+
+def test_on_a_terminal_run_shows_a_status_line_with_progress(
+    redis_settings: Settings, start_worker
+):
+    """stderr a terminal: one line redrawn in place while the run goes (its progress and
+    the time left), cleared before the summary; stdout keeps only the result."""
+    import pty
+
+    start_worker(redis_settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCRIPTRUN_")}
+    env.update(redis_settings.to_env())
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "jupyter_scriptrun", "run", "stepper", "steps=8", "pause=0.4"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=120,
+        )
+        os.close(follower)
+        follower = -1
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        if follower >= 0:
+            os.close(follower)
+        os.close(leader)
+    assert done.returncode == 0, done.stdout
+    lines = seen.decode().split("\r\x1b[2K")
+    assert any("running" in line and "/8 (" in line and "left" in line for line in lines), lines
+    assert lines[-1] == ""  # cleared at the end
+    assert done.stdout.startswith("✔ stepper [") and '"steps": 8' in done.stdout
