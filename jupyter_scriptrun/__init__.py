@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from jupyter_scriptrun.client import Client, Execution
     from jupyter_scriptrun.contract.registry import Script
+    from jupyter_scriptrun.schedules import Schedule
 
 __all__ = [
     "ExecutionConflict",
@@ -49,6 +50,8 @@ __all__ = [
     "history",
     "panel",
     "run",
+    "schedule",
+    "schedules",
     "scripts",
     "submit",
 ]
@@ -98,6 +101,24 @@ def history(server: str | None = None, token: str | None = None, **filters: Any)
 
         return remote_history(server, token, **filters)
     return default_client().history(**filters)
+
+
+def schedule(script: str, params: dict[str, Any] | None = None, **options: Any) -> Schedule:
+    """Run ``script`` on a cron line or at an interval, exactly once per tick while any
+    worker lives; returns the schedule (``.pause()``, ``.resume()``, ``.delete()``,
+    ``.next_runs(n)``, ``.runs()``).
+
+    Options: ``cron`` ("0 7 * * *") or ``every`` (seconds, "30s", "5m", "1h"), ``timezone``
+    (IANA, default "UTC"), ``name``, ``catchup`` ("latest", "none", "all"), ``overlap``
+    ("skip", "queue", "allow"), ``queue``, ``timeout``.
+    """
+    return default_client().schedule(script, params, **options)
+
+
+def schedules() -> pd.DataFrame:
+    """Every schedule as a DataFrame (script, spec, zone, state, last and next fire, runs,
+    failures)."""
+    return default_client().schedules()
 
 
 def scripts() -> list[Script]:

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ from jupyter_scriptrun.exceptions import (
     WorkerUnavailable,
 )
 from jupyter_scriptrun.params import build_params, parse_assignments
+from jupyter_scriptrun.terminal import follow, wait_showing_progress
 
 __all__ = ["build_params", "main", "parse_assignments"]
 
@@ -246,9 +246,9 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     try:
         if args.follow:
-            _follow(execution)
+            follow(execution)
         elif sys.stderr.isatty():
-            _wait_showing_progress(execution)
+            wait_showing_progress(execution)
         else:
             execution.wait()
     except KeyboardInterrupt:
@@ -268,26 +268,6 @@ def _run(args: argparse.Namespace) -> int:
             print("--- stderr (tail) ---", file=sys.stderr)
             print("\n".join(execution.stderr.rstrip().splitlines()[-20:]), file=sys.stderr)
     return EXIT_OK if record["status"] == "succeeded" else EXIT_RUN_FAILED
-
-
-def _wait_showing_progress(execution: Any) -> None:
-    """Wait for the run, with one line on the terminal redrawn in place: its status,
-    elapsed time and progress (cleared at the end, so what follows reads as without)."""
-    from jupyter_scriptrun.display import summary_line
-
-    started = time.monotonic()
-    try:
-        while True:
-            try:
-                execution.wait(0.5)
-                return
-            except ExecutionTimeout:
-                line = summary_line(execution.record(), time.monotonic() - started)
-                sys.stderr.write(f"\r\x1b[2K{line}")
-                sys.stderr.flush()
-    finally:
-        sys.stderr.write("\r\x1b[2K")
-        sys.stderr.flush()
 
 
 def _summary(rec: dict[str, Any]) -> str:
@@ -380,36 +360,11 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _follow(execution: Any) -> None:
-    """Copy the run's output to ours as the worker records it, until the run ends; on a
-    terminal, its progress as one line redrawn in place on stderr (never into a file)."""
-    from jupyter_scriptrun.display import progress_text
-
-    tty = sys.stderr.isatty()
-    shown = False
-    for chunk in execution.follow():
-        if chunk["stream"] == "progress":
-            if tty:
-                line = progress_text(json.loads(chunk["text"]))
-                sys.stderr.write(f"\r\x1b[2K[progress] {line}")
-                sys.stderr.flush()
-                shown = True
-            continue
-        if shown:  # the output goes where the progress line was
-            sys.stderr.write("\r\x1b[2K")
-            shown = False
-        stream = sys.stderr if chunk["stream"] == "stderr" else sys.stdout
-        stream.write(chunk["text"])
-        stream.flush()
-    if shown:
-        sys.stderr.write("\r\x1b[2K")
-
-
 def _logs(args: argparse.Namespace) -> int:
     execution = _client().get(args.id)
     if args.follow:
         try:
-            _follow(execution)
+            follow(execution)
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED  # stop following; the run goes on
         return EXIT_OK

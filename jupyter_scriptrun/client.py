@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from celery import Celery
 
+    from jupyter_scriptrun.schedules import Schedule
+
 log = logging.getLogger(__name__)
 
 # wait() without a push notification reads the store at growing intervals: every 20 ms
@@ -259,15 +261,13 @@ class Client:
 
     def _keep_version(self, script: Script) -> None:
         """Store the submitted version's source, so that any worker runs exactly it."""
-        from jupyter_scriptrun.contract.registry import file_hash
+        from jupyter_scriptrun.contract.registry import unchanged_source
 
         if self.store.kept(script.content_hash):
             return
-        try:
-            data = script.path.read_bytes()
-        except OSError:
-            return  # vanished: a worker with the same version can still run it
-        if file_hash(data) == script.content_hash:  # not edited since it was validated
+        # None: edited since it was validated, or vanished (a worker with the same version
+        # can still run it).
+        if (data := unchanged_source(script)) is not None:
             self.store.keep_version(script.content_hash, script.name, script.path.name, data)
 
     def queues(self) -> tuple[str, ...]:
@@ -374,6 +374,35 @@ class Client:
         from jupyter_scriptrun.frames import history
 
         return history(self.store, **filters)
+
+    def schedule(
+        self, script: str, params: dict[str, Any] | None = None, **options: Any
+    ) -> Schedule:
+        """Run ``script`` on ``cron`` (5 fields) or ``every`` (seconds, "30s", "5m", "1h"),
+        exactly once per tick while any worker lives. Options and their defaults: see
+        :func:`jupyter_scriptrun.schedules.create`. Raises InvalidSchedule listing every
+        problem (timing, zone, policies, parameters)."""
+        from jupyter_scriptrun.schedules import create
+
+        return create(self, script, params, **options)
+
+    def schedules(self) -> pd.DataFrame:
+        """Every schedule as a DataFrame (see ``schedules.LIST_COLUMNS``)."""
+        from jupyter_scriptrun.schedules import listing
+
+        return listing(self)
+
+    def get_schedule(self, key: str) -> Schedule:
+        """A schedule by id or name (ScheduleNotFound when none)."""
+        from jupyter_scriptrun.schedules import Schedule
+
+        return Schedule(self, self.store.get_schedule(key))
+
+    def ensure_scheduler(self) -> None:
+        """On the embedded default, start the local worker: it is what fires schedules
+        (and it stays while one is active)."""
+        if self.settings.embedded:
+            self.local_worker().ensure()
 
     def history_page(self, **options: Any) -> tuple[list[dict[str, Any]], int]:
         """One page of the history as records, and how many runs match: for table views.

@@ -39,6 +39,21 @@ class InvalidParameters(ScriptrunError, ValueError):
         super().__init__(f"invalid parameters for {script!r} ({count}):\n{lines}")
 
 
+class InvalidSchedule(ScriptrunError, ValueError):
+    """A schedule cannot be made as asked; ``problems`` lists every reason at once."""
+
+    def __init__(self, name: str, problems: list[str]) -> None:
+        self.name = name
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"invalid schedule {name!r} ({count}):\n{lines}")
+
+
+class ScheduleNotFound(ScriptrunError, LookupError):
+    """No schedule has that id or name."""
+
+
 class InvalidRequest(ScriptrunError, ValueError):
     """A REST request is malformed; ``problems`` lists every one."""
 

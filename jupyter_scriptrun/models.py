@@ -44,6 +44,10 @@ class ExecutionRecord(TypedDict):
     source: str | None
     """An ad-hoc script's text (``%%scriptrun`` cells)."""
     language: str | None
+    schedule_id: str | None
+    """The schedule that made the run (None: started by hand)."""
+    scheduled_for: datetime | None
+    """The schedule's tick the run stands for."""
     progress: dict[str, Any] | None
     """The latest progress the script reported: ``{"done", "total", "message", "t"}`` (``t``:
     seconds since its start); None when it reported none."""

@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
         "params",
         "display",
         "script",
+        "timetable",
     ),
     ("config",),
     # what a script is and how it talks
@@ -37,9 +38,9 @@ LAYERS: list[tuple[str, ...]] = [
     # Celery: the broker, the task, the worker, the embedded default
     ("fleet",),
     # what front ends call
-    ("frames", "handle", "client", "warmup", "health", "metrics", "fleetview"),
+    ("frames", "handle", "client", "schedules", "warmup", "health", "metrics", "fleetview"),
     # front ends, the package's facade and the benchmark
-    ("cli", "top", "jupyter", "bench", "worker", "__init__", "__main__"),
+    ("cli", "terminal", "top", "jupyter", "bench", "worker", "__init__", "__main__"),
 ]
 
 EXEMPT_FUNCTIONS = {

@@ -187,6 +187,16 @@ def file_hash(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def unchanged_source(script: Script) -> bytes | None:
+    """The script file's bytes when they are still the version that was validated (None:
+    edited since, or gone): what the store keeps so that every worker runs exactly it."""
+    try:
+        data = script.path.read_bytes()
+    except OSError:
+        return None
+    return data if file_hash(data) == script.content_hash else None
+
+
 class Registry:
     """Finds scripts by name in an ordered list of folders.
 

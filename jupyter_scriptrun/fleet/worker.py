@@ -206,7 +206,14 @@ def _prune(days: float) -> None:
         log.info("removed %d run(s) that ended more than %g days ago", removed, days)
 
 
-def _housekeeping(idle_exit_s: float | None) -> None:
+def _fire_schedules(scheduler: Any) -> None:
+    try:
+        scheduler.fire_due()
+    except Exception:
+        log.exception("firing due schedules failed (will try again)")
+
+
+def _housekeeping(idle_exit_s: float | None, scheduler: Any = None) -> None:
     from celery.worker import state
 
     idle_since = time.monotonic()
@@ -223,6 +230,8 @@ def _housekeeping(idle_exit_s: float | None) -> None:
             except Exception:
                 log.exception("cancelling runs revoked through Celery failed")
         now = time.monotonic()
+        if scheduler is not None:  # about once a second, on every worker (see scheduler.py)
+            _fire_schedules(scheduler)
         if now >= next_reap:
             next_reap = now + settings.reap_every_s
             try:
@@ -238,7 +247,7 @@ def _housekeeping(idle_exit_s: float | None) -> None:
             _prune(settings.retain_days)
         if idle_exit_s is None:
             continue
-        if state.active_requests or state.reserved_requests:
+        if state.active_requests or state.reserved_requests or _has_schedules():
             idle_since = now
         elif now - idle_since >= idle_exit_s:
             log.info("idle for %.0f s: local worker exiting", idle_exit_s)
@@ -299,15 +308,31 @@ def _serve_metrics(metrics: WorkerMetrics) -> None:
     log.info("metrics on http://%s:%s/metrics", settings.metrics_address, settings.metrics_port)
 
 
+def _has_schedules() -> bool:
+    """An idle local worker stays while a schedule is active: it is the one that fires."""
+    try:
+        return executor.store.has_active_schedules()
+    except Exception:
+        return False
+
+
+def _send_first(execution_id: str, queue_name: str, script: str) -> None:
+    resend(execution_id, 1, queue_name, 0, script)
+
+
 @worker_ready.connect
 def _on_ready(sender: Any = None, **_: object) -> None:
+    from jupyter_scriptrun.fleet.scheduler import Scheduler
+
     global _status
     _status = _track(sender)
     if settings.metrics_port:
         _serve_metrics(_status)
+    name = str(getattr(sender, "hostname", None) or unique_nodename())
+    scheduler = Scheduler(executor.store, executor.registry, settings, _send_first, name)
     thread = threading.Thread(
         target=_housekeeping,
-        args=(settings.worker_idle_exit_s,),
+        args=(settings.worker_idle_exit_s, scheduler),
         name="scriptrun-housekeeping",
         daemon=True,
     )

@@ -2,7 +2,8 @@
 
 :class:`Store` is one database seen through its two roles: the run's state machine
 (:mod:`.runs`, the worker's and the client's writes), the read path (:mod:`.history`),
-the removal of old runs (:mod:`.retention`) and the metrics' reads (:mod:`.aggregates`).
+the removal of old runs (:mod:`.retention`), the metrics' reads (:mod:`.aggregates`) and
+the schedules (:mod:`.schedules`).
 The engine, migrations and retry policy are in :mod:`.engine`.
 """
 
@@ -15,11 +16,12 @@ from jupyter_scriptrun.store.engine import HEAD_REVISION, utcnow
 from jupyter_scriptrun.store.history import MIN_ID_PREFIX, HistoryReads
 from jupyter_scriptrun.store.retention import Retention
 from jupyter_scriptrun.store.runs import RunStates
+from jupyter_scriptrun.store.schedules import Schedules
 
 __all__ = ["HEAD_REVISION", "MIN_ID_PREFIX", "Store", "get_store", "new_execution_id", "utcnow"]
 
 
-class Store(RunStates, HistoryReads, Retention, Aggregates):
+class Store(RunStates, HistoryReads, Retention, Aggregates, Schedules):
     """Reads and writes execution records. Safe to share between threads.
 
     Every write is one short transaction; on SQLite writes take the lock up front

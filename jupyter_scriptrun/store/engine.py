@@ -27,7 +27,7 @@ from tenacity import (
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 """The newest migration; a test checks it against the migrations folder."""
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

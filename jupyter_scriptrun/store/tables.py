@@ -114,6 +114,8 @@ executions = Table(
     Column("source", Text),
     Column("language", String(32)),
     Column("progress", JSONText),
+    Column("schedule_id", String(32)),
+    Column("scheduled_for", UTCDateTime),
     Index(None, "status"),
     Index(None, "script", "queued_at"),
     Index(None, "idempotency_key", unique=True),
@@ -123,6 +125,8 @@ executions = Table(
 Index("ix_executions_newest_first", executions.c.queued_at.desc(), executions.c.id)
 # The metrics read the runs that ended since their last scrape (store/aggregates.py).
 Index("ix_executions_finished_at", executions.c.finished_at)
+# A schedule's runs (Schedule.runs(), the panel's Schedules tab).
+Index("ix_executions_schedule_id", executions.c.schedule_id)
 
 
 def _execution_key() -> Column[str]:
@@ -197,3 +201,51 @@ output_chunks = Table(
 )
 """Output as it arrives, for live views (``logs?offset=``); the attempt row keeps the
 final capped streams."""
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("script", String(128), nullable=False),
+    Column("parameters", JSONText, nullable=False, default={}),
+    Column("content_hash", String(80)),
+    Column("cron", String(255)),
+    Column("every_s", Float),
+    Column("timezone", String(64), nullable=False),
+    Column("catchup", String(8), nullable=False),
+    Column("overlap", String(8), nullable=False),
+    Column("queue", String(255)),
+    Column("timeout_s", Float),
+    Column("state", String(8), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("resumed_at", UTCDateTime, nullable=False),
+    Column("next_fire_at", UTCDateTime, index=True),
+    Column("last_tick_at", UTCDateTime),
+    Column("last_execution_id", String(32)),
+    Column("last_error", Text),
+    Column("fired", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+)
+"""Scripts run on cron lines or intervals. ``resumed_at``: no tick at or before it fires;
+``next_fire_at``: when workers next look at it; ``last_tick_at``: the newest tick handled."""
+
+schedule_ticks = Table(
+    "schedule_ticks",
+    metadata,
+    Column(
+        "schedule_id",
+        String(32),
+        ForeignKey("schedules.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("tick_at", UTCDateTime, primary_key=True),
+    Column("outcome", String(8), nullable=False),
+    Column("execution_id", String(32)),
+    Column("reason", Text),
+    Column("missed", Integer, nullable=False, default=0),
+    Column("worker", String(255)),
+    Column("at", UTCDateTime, nullable=False),
+)
+"""One row per tick handled, fired or skipped: its primary key is what makes a tick fire
+exactly once however many workers race for it (the loser's insert does nothing)."""

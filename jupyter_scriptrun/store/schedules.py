@@ -1,0 +1,221 @@
+"""Schedules in the store: create, list, pause, resume, delete, and fire a tick exactly once.
+
+A tick fires in one transaction that inserts its ``schedule_ticks`` row and its queued
+run together. The row's primary key ``(schedule_id, tick_at)`` is the guarantee: workers
+racing for a tick all try the insert and only one succeeds; a worker killed mid-fire rolls
+back both; a retry after a commit whose answer was lost finds the row and does nothing.
+What a fired run still needs (its broker message) the reaper sends if the firing worker
+could not, as for any queued run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, text, update
+
+from jupyter_scriptrun.exceptions import ScheduleNotFound
+from jupyter_scriptrun.status import FINAL, ExecutionStatus
+from jupyter_scriptrun.store.engine import Database, dialect_insert, retrying, utcnow
+from jupyter_scriptrun.store.tables import executions, schedule_ticks, schedules
+
+ACTIVE_STATE, PAUSED_STATE = "active", "paused"
+
+
+class Schedules(Database):
+    """The schedules' reads and writes."""
+
+    def db_now(self) -> datetime:
+        """Now on the database's clock (PostgreSQL's; SQLite lives on this host)."""
+        if self.engine.dialect.name != "postgresql":
+            return utcnow()
+        with self.engine.connect() as conn:
+            now: datetime = conn.execute(text("SELECT now()")).scalar_one()
+        return now
+
+    @retrying
+    def create_schedule(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Insert an active schedule (``values``: its columns, ``created_at`` on the
+        database's clock); returns its row. A taken name raises ``ValueError``."""
+        row = {
+            **values,
+            "state": ACTIVE_STATE,
+            "resumed_at": values["created_at"],
+            "fired": 0,
+            "skipped": 0,
+        }
+        with self._write() as conn:
+            taken = conn.execute(
+                select(schedules.c.id).where(schedules.c.name == values["name"])
+            ).first()
+            if taken is not None:
+                raise ValueError(f"a schedule named {values['name']!r} exists")
+            conn.execute(schedules.insert().values(**row))
+        return self.get_schedule(values["id"])
+
+    def get_schedule(self, key: str) -> dict[str, Any]:
+        """A schedule by id or name; ScheduleNotFound when none."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(schedules).where(or_(schedules.c.id == key, schedules.c.name == key))
+            ).first()
+        if row is None:
+            raise ScheduleNotFound(f"no schedule with the id or name {key!r}")
+        return dict(row._mapping)
+
+    def list_schedules(self) -> list[dict[str, Any]]:
+        """Every schedule, by name."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(schedules).order_by(schedules.c.name)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def schedule_failures(self) -> dict[str, int]:
+        """Failed runs (not succeeded, once ended) per schedule id."""
+        ended_badly = [
+            s.value
+            for s in ExecutionStatus
+            if s.is_final
+            and s is not ExecutionStatus.SUCCEEDED
+            and s is not ExecutionStatus.CANCELLED
+        ]
+        query = (
+            select(executions.c.schedule_id, func.count())
+            .where(executions.c.schedule_id.is_not(None), executions.c.status.in_(ended_badly))
+            .group_by(executions.c.schedule_id)
+        )
+        with self.engine.connect() as conn:
+            return {sid: int(n) for sid, n in conn.execute(query).all()}
+
+    @retrying
+    def set_schedule_state(self, id: str, state: str, next_fire_at: datetime | None) -> None:
+        """Pause (``next_fire_at`` None) or resume a schedule. Resuming starts afresh:
+        ticks up to now never fire (``resumed_at``)."""
+        values: dict[str, Any] = {"state": state, "next_fire_at": next_fire_at}
+        if state == ACTIVE_STATE:
+            values["resumed_at"] = self.db_now()
+        with self._write() as conn:
+            conn.execute(update(schedules).where(schedules.c.id == id).values(**values))
+
+    @retrying
+    def delete_schedule(self, id: str) -> None:
+        """Remove a schedule and its ticks (its runs stay, naming it)."""
+        with self._write() as conn:
+            conn.execute(delete(schedule_ticks).where(schedule_ticks.c.schedule_id == id))
+            conn.execute(delete(schedules).where(schedules.c.id == id))
+
+    def due_schedules(self, now: datetime) -> list[dict[str, Any]]:
+        """Active schedules whose next tick is due at ``now`` (the database's clock)."""
+        query = select(schedules).where(
+            schedules.c.state == ACTIVE_STATE, schedules.c.next_fire_at <= now
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query).all()]
+
+    def has_active_schedules(self) -> bool:
+        """Whether any schedule is active (the embedded default's worker stays for it)."""
+        query = select(schedules.c.id).where(schedules.c.state == ACTIVE_STATE).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def run_is_active(self, execution_id: str | None) -> bool:
+        """Whether a run is queued, retrying or running (a schedule's overlap check)."""
+        if execution_id is None:
+            return False
+        query = select(executions.c.status).where(executions.c.id == execution_id)
+        with self.engine.connect() as conn:
+            status = conn.execute(query).scalar_one_or_none()
+        return status is not None and ExecutionStatus(status) not in FINAL
+
+    @retrying
+    def fire_tick(
+        self,
+        schedule: dict[str, Any],
+        tick_at: datetime,
+        run: dict[str, Any] | None,
+        *,
+        next_fire_at: datetime,
+        worker: str,
+        missed: int = 0,
+        reason: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Handle one tick, exactly once: with ``run`` (an execution's columns), insert
+        the tick and its queued run; without, record the tick as skipped for ``reason``
+        (and ``error``, when the schedule cannot run, for its listing).
+        Either way the schedule moves on to ``next_fire_at``. False when another worker
+        had handled this tick."""
+        now = utcnow()
+        tick = {
+            "schedule_id": schedule["id"],
+            "tick_at": tick_at,
+            "outcome": "fired" if run is not None else "skipped",
+            "execution_id": run["id"] if run is not None else None,
+            "reason": reason,
+            "missed": missed,
+            "worker": worker,
+            "at": now,
+        }
+        with self._write() as conn:
+            inserted = conn.execute(
+                dialect_insert(conn, schedule_ticks).values(**tick).on_conflict_do_nothing()
+            )
+            if inserted.rowcount != 1:
+                return False
+            changes: dict[str, Any] = {"next_fire_at": next_fire_at, "last_tick_at": tick_at}
+            if run is not None:
+                conn.execute(executions.insert().values(**run, heartbeat_at=now))
+                changes.update(
+                    last_execution_id=run["id"],
+                    last_error=None,
+                    fired=schedules.c.fired + 1,
+                    skipped=schedules.c.skipped + missed,
+                )
+            else:
+                changes["skipped"] = schedules.c.skipped + 1 + missed
+                if error is not None:
+                    changes["last_error"] = error
+            conn.execute(
+                update(schedules)
+                .where(
+                    schedules.c.id == schedule["id"],
+                    or_(schedules.c.last_tick_at.is_(None), schedules.c.last_tick_at < tick_at),
+                )
+                .values(**changes)
+            )
+        return True
+
+    @retrying
+    def move_schedule(
+        self,
+        id: str,
+        next_fire_at: datetime,
+        *,
+        passed: datetime | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Move a schedule on without firing: to ``next_fire_at``, ticks up to ``passed``
+        handled (missed under ``catchup="none"``), ``error`` kept for its listing."""
+        changes: dict[str, Any] = {"next_fire_at": next_fire_at}
+        if passed is not None:
+            changes["last_tick_at"] = passed
+        if error is not None:
+            changes["last_error"] = error
+        condition = [schedules.c.id == id, schedules.c.state == ACTIVE_STATE]
+        if passed is not None:
+            condition.append(
+                or_(schedules.c.last_tick_at.is_(None), schedules.c.last_tick_at < passed)
+            )
+        with self._write() as conn:
+            conn.execute(update(schedules).where(*condition).values(**changes))
+
+    def schedule_ticks(self, id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """A schedule's newest ticks handled, fired or skipped."""
+        query = (
+            select(schedule_ticks)
+            .where(schedule_ticks.c.schedule_id == id)
+            .order_by(schedule_ticks.c.tick_at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query).all()]

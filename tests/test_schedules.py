@@ -1,0 +1,302 @@
+"""Schedules: ticks in a time zone, every problem refused at once, and each tick fired
+exactly once whatever races for it, with catch-up and overlap as asked.
+
+The firing is driven here on a clock of the test's own (the store's ``db_now``), so each
+policy is checked tick by tick; tests/test_schedule_fleet.py races real workers.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.exceptions import InvalidSchedule
+from jupyter_scriptrun.fleet.scheduler import Scheduler
+from jupyter_scriptrun.timetable import Timetable, parse_every
+
+BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
+
+# -- time ----------------------------------------------------------------------------
+
+
+def test_a_daily_run_across_both_2026_changes_in_berlin_is_neither_skipped_nor_doubled():
+    daily = Timetable("30 2 * * *", None, "Europe/Berlin", datetime(2026, 1, 1, tzinfo=UTC))
+    spring = daily.next_runs(3, datetime(2026, 3, 28, tzinfo=UTC))
+    assert [t.isoformat() for t in spring] == [
+        "2026-03-28T02:30:00+01:00",
+        "2026-03-29T03:30:00+02:00",  # 02:30 does not exist: when the clock jumps, + 1 h
+        "2026-03-30T02:30:00+02:00",
+    ]
+    autumn = daily.next_runs(3, datetime(2026, 10, 24, tzinfo=UTC))
+    assert [t.isoformat() for t in autumn] == [
+        "2026-10-24T02:30:00+02:00",
+        "2026-10-25T02:30:00+02:00",  # 02:30 exists twice: the first one, once
+        "2026-10-26T02:30:00+01:00",
+    ]
+
+
+def test_a_morning_run_in_new_york_keeps_its_wall_clock_time_across_both_changes():
+    seven = Timetable("0 7 * * 1-5", None, "America/New_York", datetime(2026, 1, 1, tzinfo=UTC))
+    march = seven.next_runs(2, datetime(2026, 3, 6, 13, tzinfo=UTC))  # Fri, Mon after
+    assert [t.isoformat() for t in march] == [
+        "2026-03-09T07:00:00-04:00",  # after the change of 2026-03-08: EDT
+        "2026-03-10T07:00:00-04:00",
+    ]
+    assert [t.astimezone(UTC).hour for t in march] == [11, 11]
+    november = seven.next_runs(2, datetime(2026, 10, 30, 10, tzinfo=UTC))
+    assert [t.isoformat() for t in november] == [
+        "2026-10-30T07:00:00-04:00",
+        "2026-11-02T07:00:00-05:00",  # after the change of 2026-11-01: EST
+    ]
+    hourly = Timetable("0 * * * *", None, "America/New_York", datetime(2026, 1, 1, tzinfo=UTC))
+    night = [t.isoformat() for t in hourly.next_runs(3, datetime(2026, 11, 1, 4, 30, tzinfo=UTC))]
+    # The repeated hour runs once, on the wall clock: 01:00 EDT, then 02:00 EST.
+    assert night == [
+        "2026-11-01T01:00:00-04:00",
+        "2026-11-01T02:00:00-05:00",
+        "2026-11-01T03:00:00-05:00",
+    ]
+
+
+def test_intervals_count_elapsed_time_whatever_the_clocks_do():
+    start = datetime(2026, 3, 29, 0, 59, 0, tzinfo=UTC)  # Berlin jumps at 01:00 UTC
+    every = Timetable(None, 600.0, "Europe/Berlin", start)
+    ticks = every.next_runs(3, start)
+    assert [t.astimezone(UTC) - start for t in ticks] == [
+        timedelta(minutes=10),
+        timedelta(minutes=20),
+        timedelta(minutes=30),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(30, 30.0), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), (1.5, 1.5)]
+)
+def test_every_takes_seconds_or_a_duration(value, seconds):
+    assert parse_every(value) == seconds
+
+
+# -- refusals -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(settings: Settings) -> Client:
+    return Client(settings)
+
+
+def test_every_problem_is_named_at_once(client: Client):
+    with pytest.raises(InvalidSchedule) as caught:
+        client.schedule(
+            "example_script",
+            {"multiplier": 0, "colour": "red"},
+            cron="61 * * * *",
+            timezone="Mars/Olympus",
+            catchup="sometimes",
+        )
+    text = str(caught.value)
+    assert "5 problems" in text, text
+    assert "cron '61 * * * *' is not a valid cron line" in text
+    assert "unknown time zone 'Mars/Olympus'" in text
+    assert "catchup must be one of latest, none, all" in text
+    assert "multiplier: 0 is less than the minimum of 1" in text
+    assert "colour: unknown parameter" in text
+
+
+@pytest.mark.parametrize(
+    ("options", "names"),
+    [
+        ({"every": 0}, "every must be at least 1 s"),
+        ({"every": "soon"}, "every must be seconds or a duration"),
+        ({"cron": "* * *"}, "cron must have 5 fields"),
+        ({"cron": "0 7 * * *", "every": 60}, "exactly one of cron"),
+        ({}, "exactly one of cron"),
+        ({"every": 60, "overlap": "never"}, "overlap must be one of skip, queue, allow"),
+        ({"every": 60, "name": "has space"}, "name must be"),
+    ],
+)
+def test_a_bad_schedule_is_refused_saying_why(client: Client, options, names):
+    with pytest.raises(InvalidSchedule, match=names):
+        client.schedule("example_script", **options)
+    assert client.schedules().empty  # nothing half-made
+
+
+def test_an_unknown_script_and_a_taken_name_are_refused(client: Client):
+    with pytest.raises(InvalidSchedule, match="no script named 'nope'"):
+        client.schedule("nope", every=60)
+    client.schedule("example_script", every=60, name="twice")
+    with pytest.raises(InvalidSchedule, match="a schedule named 'twice' exists"):
+        client.schedule("example_script", every=60, name="twice")
+
+
+# -- firing, on a clock of our own ----------------------------------------------------
+
+
+class Clock:
+    def __init__(self, store) -> None:
+        self.now = store.db_now()
+        store.db_now = lambda: self.now  # the store's clock is the test's
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+@pytest.fixture
+def fleet(client: Client, monkeypatch: pytest.MonkeyPatch):
+    """A client that does not start a local worker, a clock, and schedulers whose sends
+    are recorded (no worker: the runs stay queued)."""
+    monkeypatch.setattr(Client, "ensure_scheduler", lambda self: None)
+    clock = Clock(client.store)
+    sent: list[str] = []
+
+    def scheduler(name: str = "w1") -> Scheduler:
+        return Scheduler(
+            client.store,
+            client.registry,
+            client.settings,
+            lambda execution_id, queue, script: sent.append(execution_id),
+            name,
+        )
+
+    return client, clock, scheduler, sent
+
+
+def runs_of(client: Client, schedule) -> list[dict]:
+    records = [client.get(i).record() for i in schedule.runs()["id"]]
+    return sorted(records, key=lambda r: r["scheduled_for"])  # oldest tick first
+
+
+def test_each_tick_fires_once_with_the_tick_and_schedule_on_the_run(fleet):
+    client, clock, scheduler, sent = fleet
+    schedule = client.schedule(
+        "example_script", {"message": "tick"}, every="2s", name="two", overlap="allow"
+    )
+    s = scheduler()
+    assert s.fire_due() == 0  # nothing due yet
+    for _ in range(5):
+        clock.advance(2)
+        assert s.fire_due() == 1
+        assert s.fire_due() == 0  # the same tick again: nothing
+    runs = runs_of(client, schedule)
+    assert len(runs) == 5 and sent == [r["id"] for r in runs]
+    created = schedule.row["created_at"]
+    assert [r["scheduled_for"] - created for r in runs] == [
+        timedelta(seconds=2 * k) for k in range(1, 6)
+    ]
+    assert {r["page_context"] for r in runs} == {"schedule:two"}
+    assert {r["schedule_id"] for r in runs} == {schedule.id}
+    assert {r["parameters"]["message"] for r in runs} == {"tick"}
+    listed = client.schedules().set_index("name").loc["two"]
+    assert listed["runs"] == 5 and listed["spec"] == "every 2s" and listed["state"] == "active"
+
+
+def test_racing_schedulers_fire_each_tick_exactly_once(fleet):
+    client, clock, scheduler, sent = fleet
+    schedule = client.schedule("example_script", every=1, name="raced", overlap="allow")
+    racers = [scheduler(f"w{i}") for i in range(8)]
+    for _ in range(10):
+        clock.advance(1)
+        barrier = threading.Barrier(len(racers))
+
+        def race(s: Scheduler, barrier: threading.Barrier) -> None:
+            barrier.wait()
+            s.fire_due()
+
+        threads = [threading.Thread(target=race, args=(s, barrier)) for s in racers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    runs = runs_of(client, schedule)
+    ticks = [r["scheduled_for"] for r in runs]
+    assert len(ticks) == 10 and len(set(ticks)) == 10 and len(sent) == 10
+    assert {t["worker"] for t in schedule.ticks()} <= {f"w{i}" for i in range(8)}
+
+
+def test_missed_ticks_follow_the_catchup_policy(fleet):
+    client, clock, scheduler, _ = fleet
+    # No worker runs the runs here: overlap="allow", so that a queued run does not count.
+    options = {"every": 10, "overlap": "allow"}
+    latest = client.schedule("example_script", name="latest", **options)
+    none = client.schedule("example_script", catchup="none", name="none", **options)
+    every_one = client.schedule("example_script", catchup="all", name="all", **options)
+    s = scheduler()
+    clock.advance(10)
+    s.fire_due()  # each fires its first tick on time
+    clock.advance(50 + 6.5)  # every worker away for five ticks; back 6.5 s after the last
+    s.fire_due()
+    assert len(runs_of(client, latest)) == 2  # one run stands for the five missed ticks
+    assert latest.ticks()[0]["missed"] == 4
+    assert len(runs_of(client, none)) == 1  # missed: skipped (a tick 6.5 s late is missed)
+    created = every_one.row["created_at"]
+    assert [r["scheduled_for"] - created for r in runs_of(client, every_one)] == [
+        timedelta(seconds=10 * k) for k in range(1, 7)
+    ]
+    clock.advance(3.5)  # the next tick, on time, fires under every policy
+    s.fire_due()
+    assert [len(runs_of(client, x)) for x in (latest, none, every_one)] == [3, 2, 7]
+
+
+def test_pause_resume_and_delete_take_effect_at_the_next_tick(fleet):
+    client, clock, scheduler, _ = fleet
+    schedule = client.schedule("example_script", every=2, name="paused", overlap="allow")
+    s = scheduler()
+    clock.advance(2)
+    s.fire_due()
+    schedule.pause()
+    clock.advance(10)
+    assert s.fire_due() == 0
+    schedule.resume()  # no run for the ticks while paused
+    assert s.fire_due() == 0
+    clock.advance(2)
+    assert s.fire_due() == 1
+    assert len(runs_of(client, schedule)) == 2
+    schedule.delete()
+    clock.advance(10)
+    assert s.fire_due() == 0
+    assert client.schedules().empty and len(client.history(page_context="schedule:paused")) == 2
+
+
+def test_a_tick_whose_previous_run_still_goes_is_skipped_queued_or_run(fleet):
+    client, clock, scheduler, _ = fleet
+    skip = client.schedule("example_script", every=2, name="skip")
+    wait = client.schedule("example_script", every=2, overlap="queue", name="queue")
+    allow = client.schedule("example_script", every=2, overlap="allow", name="allow")
+    s = scheduler()
+    clock.advance(2)
+    s.fire_due()  # three runs, all still queued (no worker here)
+    clock.advance(2)
+    s.fire_due()
+    assert [len(runs_of(client, x)) for x in (skip, wait, allow)] == [1, 1, 2]
+    skipped = skip.ticks()[0]
+    assert skipped["outcome"] == "skipped" and "was still going" in skipped["reason"]
+    for record in runs_of(client, wait):  # the previous run ends
+        client.store.request_cancel(record["id"])
+    s.fire_due()  # the queued tick fires now, once
+    assert len(runs_of(client, wait)) == 2
+
+
+def test_a_tick_that_cannot_run_is_recorded_with_the_reason(fleet, tmp_path):
+    client, clock, scheduler, _ = fleet
+    schedule = client.schedule("example_script", {"multiplier": 2}, every=2, name="broken")
+    client.store.engine.dispose()
+    from sqlalchemy import update
+
+    from jupyter_scriptrun.store.tables import schedules
+
+    with client.store.engine.begin() as conn:  # as if the script's schema had changed
+        conn.execute(
+            update(schedules)
+            .where(schedules.c.id == schedule.id)
+            .values(parameters={"multiplier": "two"})
+        )
+    clock.advance(2)
+    assert scheduler().fire_due() == 0
+    tick = schedule.ticks()[0]
+    assert tick["outcome"] == "skipped" and "multiplier" in tick["reason"]
+    assert "multiplier" in client.schedules().set_index("name").loc["broken", "last_error"]
