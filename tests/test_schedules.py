@@ -8,6 +8,7 @@ policy is checked tick by tick; tests/test_schedule_fleet.py races real workers.
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -137,13 +138,22 @@ def test_an_unknown_script_and_a_taken_name_are_refused(client: Client):
 
 
 class Clock:
-    def __init__(self, store) -> None:
+    def __init__(self, store, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = store.db_now()
-        store.db_now = lambda: self.now  # the store's clock is the test's
+        monkeypatch.setattr(store, "db_now", lambda: self.now)  # the store's clock is ours
 
     def advance(self, seconds: float) -> datetime:
         self.now += timedelta(seconds=seconds)
         return self.now
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_client(request, settings: Settings) -> Client:
+    """The client on SQLite, or on the private PostgreSQL server (shared by the session:
+    schedule names there are made unique)."""
+    if request.param == "postgres":
+        settings = settings.with_(database_url=request.getfixturevalue("postgres_url"))
+    return Client(settings)
 
 
 @pytest.fixture
@@ -151,7 +161,7 @@ def fleet(client: Client, monkeypatch: pytest.MonkeyPatch):
     """A client that does not start a local worker, a clock, and schedulers whose sends
     are recorded (no worker: the runs stay queued)."""
     monkeypatch.setattr(Client, "ensure_scheduler", lambda self: None)
-    clock = Clock(client.store)
+    clock = Clock(client.store, monkeypatch)
     sent: list[str] = []
 
     def scheduler(name: str = "w1") -> Scheduler:
@@ -195,10 +205,23 @@ def test_each_tick_fires_once_with_the_tick_and_schedule_on_the_run(fleet):
     assert listed["runs"] == 5 and listed["spec"] == "every 2s" and listed["state"] == "active"
 
 
-def test_racing_schedulers_fire_each_tick_exactly_once(fleet):
-    client, clock, scheduler, sent = fleet
-    schedule = client.schedule("example_script", every=1, name="raced", overlap="allow")
-    racers = [scheduler(f"w{i}") for i in range(8)]
+def test_racing_schedulers_fire_each_tick_exactly_once(
+    store_client: Client, monkeypatch: pytest.MonkeyPatch
+):
+    """Eight schedulers (threads, each as a worker would) released together on every tick,
+    on SQLite and PostgreSQL: each tick has one run, and one send."""
+    client = store_client
+    monkeypatch.setattr(Client, "ensure_scheduler", lambda self: None)
+    clock = Clock(client.store, monkeypatch)
+    sent: list[str] = []
+    name = f"raced-{uuid.uuid4().hex[:6]}"
+    schedule = client.schedule("example_script", every=1, name=name, overlap="allow")
+    racers = [
+        Scheduler(
+            client.store, client.registry, client.settings, lambda i, q, s: sent.append(i), f"w{n}"
+        )
+        for n in range(8)
+    ]
     for _ in range(10):
         clock.advance(1)
         barrier = threading.Barrier(len(racers))
@@ -215,7 +238,9 @@ def test_racing_schedulers_fire_each_tick_exactly_once(fleet):
     runs = runs_of(client, schedule)
     ticks = [r["scheduled_for"] for r in runs]
     assert len(ticks) == 10 and len(set(ticks)) == 10 and len(sent) == 10
+    assert sorted(sent) == sorted(r["id"] for r in runs)
     assert {t["worker"] for t in schedule.ticks()} <= {f"w{i}" for i in range(8)}
+    schedule.delete()
 
 
 def test_missed_ticks_follow_the_catchup_policy(fleet):
@@ -300,3 +325,40 @@ def test_a_tick_that_cannot_run_is_recorded_with_the_reason(fleet, tmp_path):
     tick = schedule.ticks()[0]
     assert tick["outcome"] == "skipped" and "multiplier" in tick["reason"]
     assert "multiplier" in client.schedules().set_index("name").loc["broken", "last_error"]
+
+
+def test_a_worker_dying_mid_fire_leaves_the_tick_to_another(fleet, monkeypatch):
+    """A fire is one transaction: dying between the tick's row and its run (here an error
+    where a kill would be) rolls both back, and the next worker fires the tick."""
+    import jupyter_scriptrun.store.schedules as module
+
+    client, clock, scheduler, sent = fleet
+    schedule = client.schedule("example_script", every=2, name="dies", overlap="allow")
+    clock.advance(2)
+
+    class Dying:
+        def insert(self):
+            raise RuntimeError("killed between the tick and its run")
+
+    with monkeypatch.context() as m:
+        m.setattr(module, "executions", Dying())
+        assert scheduler("doomed").fire_due() == 0  # logged, not raised
+    assert schedule.ticks() == [] and sent == []  # nothing half-written
+    assert scheduler("survivor").fire_due() == 1
+    (tick,) = schedule.ticks()
+    assert tick["worker"] == "survivor" and len(runs_of(client, schedule)) == 1
+
+
+def test_a_fire_repeated_after_a_lost_commit_answer_writes_nothing(fleet):
+    """The store retries a write whose commit answer was lost by running it again with the
+    same arguments: the second time the tick's row is there, so nothing is written."""
+    client, clock, scheduler, _ = fleet
+    schedule = client.schedule("example_script", every=2, name="retried", overlap="allow")
+    clock.advance(2)
+    s = scheduler()
+    row = client.store.get_schedule(schedule.id)
+    tick = schedule.timetable.after(row["created_at"])
+    run = s._run(row, tick)
+    assert client.store.fire_tick(row, tick, run, next_fire_at=tick, worker="w")
+    assert not client.store.fire_tick(row, tick, run, next_fire_at=tick, worker="w")
+    assert len(runs_of(client, schedule)) == 1 and len(schedule.ticks()) == 1

@@ -157,11 +157,15 @@ class Schedules(Database):
             "at": now,
         }
         with self._write() as conn:
+            # RETURNING says whether this insert made the row (rowcount is -1 on psycopg).
             inserted = conn.execute(
-                dialect_insert(conn, schedule_ticks).values(**tick).on_conflict_do_nothing()
-            )
-            if inserted.rowcount != 1:
-                return False
+                dialect_insert(conn, schedule_ticks)
+                .values(**tick)
+                .on_conflict_do_nothing()
+                .returning(schedule_ticks.c.tick_at)
+            ).first()
+            if inserted is None:
+                return False  # another worker handled this tick: nothing was written
             changes: dict[str, Any] = {"next_fire_at": next_fire_at, "last_tick_at": tick_at}
             if run is not None:
                 conn.execute(executions.insert().values(**run, heartbeat_at=now))

@@ -1,0 +1,152 @@
+"""Schedules on a real fleet: Celery workers on a private Redis, racing for the same ticks
+on SQLite and on PostgreSQL, killed while they fire, all stopped and started again; and
+the embedded default's local worker, which stays while a schedule is active."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.fleet.scheduler import ON_TIME_S
+from jupyter_scriptrun.status import ExecutionStatus
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fleet_settings(request, redis_settings: Settings) -> Settings:
+    if request.param == "postgres":
+        return redis_settings.with_(database_url=request.getfixturevalue("postgres_url"))
+    return redis_settings
+
+
+def runs_of(client: Client, name: str) -> list[dict]:
+    frame = client.history(page_context=f"schedule:{name}")
+    records = [client.get(i).record() for i in frame["id"]]
+    return sorted(records, key=lambda r: r["scheduled_for"])
+
+
+def steps(records: list[dict]) -> set[timedelta]:
+    ticks = [r["scheduled_for"] for r in records]
+    return {b - a for a, b in itertools.pairwise(ticks)}
+
+
+def wait_all_final(client: Client, records: list[dict], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    for rec in records:
+        client.get(rec["id"]).wait(max(deadline - time.monotonic(), 0.1))
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_workers_racing_fire_each_tick_exactly_once(
+    fleet_settings: Settings, start_worker, workers: int
+):
+    for _ in range(workers):
+        start_worker(fleet_settings)
+    client = Client(fleet_settings)
+    name = f"race-{uuid.uuid4().hex[:6]}"  # the PostgreSQL database is the session's
+    schedule = client.schedule("example_script", every="2s", name=name, overlap="allow")
+    time.sleep(30.5)
+    schedule.pause()
+    records = runs_of(client, name)
+    ticks = [r["scheduled_for"] for r in records]
+    expected = 15
+    print(
+        f"\n{workers} workers, {fleet_settings.effective_database_url.split(':')[0]}: "
+        f"ticks expected {expected}, fired {len(ticks)}, duplicated {len(ticks) - len(set(ticks))}"
+    )
+    assert abs(len(ticks) - expected) <= 1, ticks
+    assert len(set(ticks)) == len(ticks), "a tick fired twice"
+    assert steps(records) == {timedelta(seconds=2)}, "a tick was skipped"
+    assert len({t["worker"] for t in schedule.ticks()}) >= 1
+    wait_all_final(client, records)
+    assert {client.get(r["id"]).status for r in records} == {ExecutionStatus.SUCCEEDED}
+
+
+def test_workers_killed_while_firing_lose_no_tick_and_double_none(
+    redis_settings: Settings, start_worker
+):
+    """Workers are SIGKILLed at random moments (a fire is one transaction: a kill in it
+    rolls back its tick and its run together) and replaced; under catchup="all" every tick
+    from the first to the last has exactly one run."""
+    settings = redis_settings.with_(requeue_after_s=3.0)
+    workers = [start_worker(settings) for _ in range(3)]
+    client = Client(settings)
+    schedule = client.schedule(
+        "example_script", every=1, name="killed", catchup="all", overlap="allow"
+    )
+    rng = random.Random(16)
+    kills = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(rng.uniform(0.5, 2.0))
+        victim = workers.pop(rng.randrange(len(workers)))
+        victim.kill()
+        kills += 1
+        workers.append(start_worker(settings))
+    time.sleep(3)  # the last ticks fired by the survivors
+    schedule.pause()
+    records = runs_of(client, "killed")
+    ticks = [r["scheduled_for"] for r in records]
+    print(
+        f"\n{kills} workers killed: {len(ticks)} ticks fired, "
+        f"{len(ticks) - len(set(ticks))} duplicated"
+    )
+    assert len(ticks) >= 20 and len(set(ticks)) == len(ticks)
+    assert steps(records) == {timedelta(seconds=1)}, "a tick was lost"
+
+
+def test_all_workers_down_then_back_catch_up_as_each_policy_says(
+    redis_settings: Settings, start_worker
+):
+    client = Client(redis_settings)
+    options = {"every": 2, "overlap": "allow"}
+    first = [start_worker(redis_settings) for _ in range(2)]
+    client.schedule("example_script", name="latest", **options)
+    client.schedule("example_script", name="none", catchup="none", **options)
+    client.schedule("example_script", name="all", catchup="all", **options)
+    time.sleep(6)
+    for worker in first:
+        worker.stop()
+    down_at = client.store.db_now()
+    time.sleep(10)
+    back = [start_worker(redis_settings) for _ in range(2)]
+    time.sleep(6)
+    for name in ("latest", "none", "all"):
+        client.get_schedule(name).pause()
+    del back
+
+    latest = client.get_schedule("latest").ticks()
+    catch_ups = [t for t in latest if t["missed"] > 0]
+    assert len(catch_ups) == 1 and catch_ups[0]["missed"] >= 3, latest  # one run for many
+    assert steps(runs_of(client, "all")) == {timedelta(seconds=2)}  # every tick ran
+    none = runs_of(client, "none")
+    late = [r for r in none if (r["queued_at"] - r["scheduled_for"]).total_seconds() > ON_TIME_S]
+    assert not late, late  # no missed tick ran
+    gap = max(steps(none))
+    assert gap >= timedelta(seconds=8), gap  # the ticks while everything was down
+    assert all(
+        r["scheduled_for"] <= down_at or r["scheduled_for"] > down_at + timedelta(seconds=8)
+        for r in none
+    )
+
+
+def test_the_local_worker_stays_while_a_schedule_is_active(settings: Settings):
+    local = settings.with_(local_idle_timeout_s=3.0)
+    client = Client(local)
+    schedule = client.schedule("example_script", every=2, name="laptop")
+    time.sleep(9)  # three idle timeouts: it stays, and fires
+    assert len(runs_of(client, "laptop")) >= 3
+    assert client.local_workers(), "the local worker went away"
+    schedule.delete()
+    deadline = time.monotonic() + 30
+    while client.local_workers():  # idle, nothing scheduled: it leaves
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
