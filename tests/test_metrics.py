@@ -222,8 +222,15 @@ def test_a_worker_serves_its_slots_runs_memory_and_links(
     client = Client(warm)
     assert client.run("example_script", wait_timeout=60).status is ExecutionStatus.SUCCEEDED
     assert client.run("failing_script", wait_timeout=60).status is ExecutionStatus.FAILED
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        found = samples(response.read().decode())
+    # The client learns a run's end from the store, a moment before Celery's task returns
+    # and frees its slot: read until the slot is free (or fail after 10 s).
+    deadline = time.monotonic() + 10
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            found = samples(response.read().decode())
+        if value(found, "scriptrun_worker_slots_busy") == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert value(found, "scriptrun_worker_slots") == 3
     assert value(found, "scriptrun_worker_slots_busy") == 0
     assert value(found, "scriptrun_worker_runs_total", status="succeeded") == 1
