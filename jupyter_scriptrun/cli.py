@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from jupyter_scriptrun.cli_schedules import add_schedule_command, schedule_command
 from jupyter_scriptrun.exceptions import (
     ExecutionTimeout,
     ScriptrunError,
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
 
     _add_fleet_commands(sub)
+    add_schedule_command(sub)
 
     p = sub.add_parser(
         "prune", help="remove runs that ended long ago (their counts per script are kept)"
@@ -571,4 +573,5 @@ COMMANDS = {
     "health": _health,
     "prune": _prune,
     "demo": _demo,
+    "schedule": lambda args: schedule_command(args, _client()),
 }

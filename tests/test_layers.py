@@ -40,7 +40,8 @@ LAYERS: list[tuple[str, ...]] = [
     # what front ends call
     ("frames", "handle", "client", "schedules", "warmup", "health", "metrics", "fleetview"),
     # front ends, the package's facade and the benchmark
-    ("cli", "terminal", "top", "jupyter", "bench", "worker", "__init__", "__main__"),
+    ("cli", "cli_schedules", "terminal", "top", "jupyter", "bench", "worker"),
+    ("__init__", "__main__"),
 ]
 
 EXEMPT_FUNCTIONS = {

@@ -24,6 +24,8 @@ from jupyter_scriptrun.exceptions import (
     ExecutionNotFound,
     InvalidParameters,
     InvalidRequest,
+    InvalidSchedule,
+    ScheduleNotFound,
     ScriptMetadataError,
     ScriptNotFound,
     StoreUnavailable,
@@ -39,8 +41,10 @@ ERRORS: list[tuple[type[Exception], int]] = [
     (InvalidParameters, 400),
     (InvalidRequest, 400),
     (ScriptMetadataError, 400),
+    (InvalidSchedule, 400),
     (ScriptNotFound, 404),
     (ExecutionNotFound, 404),
+    (ScheduleNotFound, 404),
     (ExecutionConflict, 409),
     (WorkerUnavailable, 503),
     (StoreUnavailable, 503),
@@ -61,7 +65,7 @@ def mapped_errors(method: Callable[..., Any]) -> Callable[..., Any]:
             for kind, code in ERRORS:
                 if isinstance(exc, kind):
                     body: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
-                    if isinstance(exc, InvalidParameters | InvalidRequest):
+                    if isinstance(exc, InvalidParameters | InvalidRequest | InvalidSchedule):
                         body["problems"] = exc.problems
                     if execution_id := getattr(exc, "execution_id", None):
                         body["execution_id"] = execution_id
@@ -223,6 +227,7 @@ class ExecutionsHandler(BaseHandler):
             "script": self.get_arguments("script") or None,
             "status": statuses or None,
             "since": since_at,
+            "page_context": self.get_argument("page_context", None),
             "limit": limit,
             "offset": offset,
         }
@@ -444,6 +449,8 @@ class NotFoundHandler(BaseHandler):
 
 def routes() -> list[tuple[str, type[BaseHandler]]]:
     """URL patterns relative to the server's base URL."""
+    from jupyter_scriptrun.jupyter.schedule_handlers import routes as schedule_routes
+
     ident = r"(?P<execution_id>[^/]+)"
     return [
         (rf"{PREFIX}/scripts/?", ScriptsHandler),
@@ -456,6 +463,7 @@ def routes() -> list[tuple[str, type[BaseHandler]]]:
         (rf"{PREFIX}/metrics/?", MetricsHandler),
         (rf"{PREFIX}/execute-script/?", SeedExecuteHandler),
         (rf"{PREFIX}/script-task-result/?", SeedResultHandler),
+        *schedule_routes(),
         (rf"{PREFIX}/openapi.json", OpenAPIHandler),
         (rf"{PREFIX}(/.*)?", NotFoundHandler),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jupyter_scriptrun._version import __version__
+from jupyter_scriptrun.jupyter import openapi_schedules
 from jupyter_scriptrun.models import HISTORY_COLUMNS
 from jupyter_scriptrun.status import ExecutionStatus
 
@@ -220,7 +221,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "malformed input; every problem is listed",
         403: "no valid token, or not authorized for the scriptrun resource",
-        404: "no such script or execution",
+        404: "no such script, execution or schedule",
         409: "conflicts with the run's state, or the idempotency key was used before",
         503: "the broker or the store is unreachable (a run is then recorded as failed)",
     }
@@ -299,6 +300,13 @@ def document(base_url: str = "/") -> dict[str, Any]:
                             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
                         },
                         {"name": "format", "in": "query", "schema": {"enum": ["json", "csv"]}},
+                        {
+                            "name": "page_context",
+                            "in": "query",
+                            "description": "where runs were started: a notebook, cli, "
+                            "schedule:NAME (a schedule's runs)…",
+                            "schema": {"type": "string", "maxLength": 1024},
+                        },
                     ],
                     "responses": {
                         "200": {
@@ -457,6 +465,7 @@ def document(base_url: str = "/") -> dict[str, Any]:
                     },
                 }
             },
+            **openapi_schedules.paths(_json, _ref, _errors),
             "/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -484,6 +493,7 @@ def document(base_url: str = "/") -> dict[str, Any]:
                 "Worker": WORKER,
                 "Error": ERROR,
                 "JupyterError": JUPYTER_ERROR,
+                **openapi_schedules.SCHEMAS,
             },
         },
     }

@@ -1,0 +1,113 @@
+"""REST handlers for schedules: ``GET/POST schedules``, ``GET/PATCH/DELETE schedules/{id}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from jupyter_scriptrun.jupyter.handlers import PREFIX, BaseHandler, mapped_errors
+from jupyter_scriptrun.jupyter.openapi_schedules import SCHEDULE_BODY, SCHEDULE_PATCH
+
+NEXT_RUNS = 5
+
+
+class ScheduleView(BaseHandler):
+    """A schedule as the API shows it: its row, its next fire times and its links."""
+
+    def view(self, schedule: Any) -> dict[str, Any]:
+        row = dict(schedule.row)
+        row.pop("content_hash", None)
+        row.pop("resumed_at", None)
+        base = f"{self.base_url.rstrip('/')}{PREFIX}/schedules/{schedule.id}"
+        runs = (
+            f"{self.base_url.rstrip('/')}{PREFIX}/executions?page_context=schedule:{schedule.name}"
+        )
+        active = row["state"] == "active"
+        row["next_runs"] = [t.isoformat() for t in schedule.next_runs(NEXT_RUNS)] if active else []
+        return {**row, "links": {"self": base, "runs": runs}}
+
+
+class SchedulesHandler(ScheduleView):
+    """``GET /schedules`` (every one) and ``POST /schedules`` (make one)."""
+
+    @web.authenticated
+    @authorized
+    @mapped_errors
+    async def get(self) -> None:
+        """Every schedule, by name."""
+
+        def listing() -> list[dict[str, Any]]:
+            return [
+                self.view(self.client.get_schedule(row["id"]))
+                for row in self.client.store.list_schedules()
+            ]
+
+        self.send(await self.call(listing))
+
+    @web.authenticated
+    @authorized
+    @mapped_errors
+    async def post(self) -> None:
+        """Make a schedule; 400 lists every problem (timing, zone, parameters)."""
+        body = self.json_body(SCHEDULE_BODY)
+
+        def create() -> dict[str, Any]:
+            made = self.client.schedule(
+                body["script"],
+                body.get("parameters"),
+                cron=body.get("cron"),
+                every=body.get("every"),
+                timezone=body.get("timezone", "UTC"),
+                name=body.get("name"),
+                catchup=body.get("catchup", "latest"),
+                overlap=body.get("overlap", "skip"),
+                queue=body.get("queue"),
+                timeout=body.get("timeout"),
+            )
+            return self.view(made)
+
+        self.send(await self.call(create), status=201)
+
+
+class ScheduleHandler(ScheduleView):
+    """``GET``, ``PATCH`` (pause or resume) and ``DELETE /schedules/{id or name}``."""
+
+    @web.authenticated
+    @authorized
+    @mapped_errors
+    async def get(self, schedule_id: str) -> None:
+        """One schedule."""
+        self.send(await self.call(lambda: self.view(self.client.get_schedule(schedule_id))))
+
+    @web.authenticated
+    @authorized
+    @mapped_errors
+    async def patch(self, schedule_id: str) -> None:
+        """``{"state": "paused"}`` or ``{"state": "active"}``."""
+        body = self.json_body(SCHEDULE_PATCH)
+
+        def change() -> dict[str, Any]:
+            schedule = self.client.get_schedule(schedule_id)
+            schedule.pause() if body["state"] == "paused" else schedule.resume()
+            return self.view(schedule)
+
+        self.send(await self.call(change))
+
+    @web.authenticated
+    @authorized
+    @mapped_errors
+    async def delete(self, schedule_id: str) -> None:
+        """Remove it; its runs stay in the history."""
+        await self.call(lambda: self.client.get_schedule(schedule_id).delete())
+        self.set_status(204)
+        self.finish()
+
+
+def routes() -> list[tuple[str, type[BaseHandler]]]:
+    """The schedules' URL patterns (before the API's catch-all)."""
+    return [
+        (rf"{PREFIX}/schedules/?", SchedulesHandler),
+        (rf"{PREFIX}/schedules/(?P<schedule_id>[^/]+)/?", ScheduleHandler),
+    ]

@@ -1,0 +1,122 @@
+"""Schedules over REST, against a real Jupyter server with the extension (and a worker
+for the one test whose schedule must fire)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.config import Settings
+
+
+@pytest.fixture
+def jp_server_config(scriptrun_server_config):
+    return scriptrun_server_config
+
+
+@pytest.fixture
+def api(jp_fetch, jp_serverapp):
+    async def call(path: str, method: str = "GET", body=None, **params):
+        kw: dict = {"method": method, "params": params}
+        if body is not None:
+            kw["body"] = body if isinstance(body, str) else json.dumps(body)
+        response = await jp_fetch("scriptrun", "api", *path.split("/"), **kw)
+        return response
+
+    return call
+
+
+async def error_of(call) -> tuple[int, dict]:
+    with pytest.raises(HTTPClientError) as info:
+        await call
+    return info.value.code, json.loads(info.value.response.body or b"{}")
+
+
+async def test_make_read_pause_resume_and_delete_a_schedule(api):
+    made = await api(
+        "schedules",
+        "POST",
+        {
+            "script": "example_script",
+            "parameters": {"message": "rest"},
+            "cron": "0 7 * * 1-5",
+            "timezone": "Europe/Berlin",
+            "name": "mornings",
+        },
+    )
+    assert made.code == 201
+    schedule = json.loads(made.body)
+    assert schedule["name"] == "mornings" and schedule["state"] == "active"
+    assert len(schedule["next_runs"]) == 5
+    assert all(t.endswith(("+01:00", "+02:00")) and "T07:00:00" in t for t in schedule["next_runs"])
+    assert schedule["links"]["runs"].endswith("executions?page_context=schedule:mornings")
+
+    listed = json.loads((await api("schedules")).body)
+    assert [s["name"] for s in listed] == ["mornings"]
+    by_name = json.loads((await api("schedules/mornings")).body)
+    assert by_name["id"] == schedule["id"]
+
+    paused = json.loads(
+        (await api(f"schedules/{schedule['id']}", "PATCH", {"state": "paused"})).body
+    )
+    assert paused["state"] == "paused" and paused["next_runs"] == []
+    resumed = json.loads((await api("schedules/mornings", "PATCH", {"state": "active"})).body)
+    assert resumed["state"] == "active" and len(resumed["next_runs"]) == 5
+
+    gone = await api("schedules/mornings", "DELETE")
+    assert gone.code == 204
+    code, body = await error_of(api("schedules/mornings"))
+    assert code == 404 and body["error"] == "ScheduleNotFound"
+
+
+async def test_a_bad_schedule_is_one_400_listing_every_problem(api):
+    code, body = await error_of(
+        api(
+            "schedules",
+            "POST",
+            {
+                "script": "example_script",
+                "parameters": {"multiplier": 0},
+                "every": 0,
+                "timezone": "Atlantis/Capital",
+            },
+        )
+    )
+    assert code == 400 and body["error"] == "InvalidSchedule"
+    problems = " | ".join(body["problems"])
+    assert len(body["problems"]) == 3, problems
+    assert "every must be at least 1 s" in problems
+    assert "unknown time zone 'Atlantis/Capital'" in problems
+    assert "multiplier: 0 is less than the minimum of 1" in problems
+
+    code, body = await error_of(
+        api("schedules", "POST", {"script": "example_script", "cron": "* * *", "sometimes": 1})
+    )
+    assert code == 400 and body["error"] == "InvalidRequest"  # an unknown field, before all
+    code, body = await error_of(api("schedules", "POST", "[]"))
+    assert code == 400
+    code, body = await error_of(api("schedules/nope", "PATCH", {"state": "asleep"}))
+    assert code == 400
+    code, body = await error_of(api("schedules/nope", "PATCH", {"state": "paused"}))
+    assert code == 404
+
+
+async def test_a_schedule_made_over_rest_fires_and_its_runs_are_listed(
+    api, redis_settings: Settings, start_worker
+):
+    start_worker(redis_settings)
+    await api(
+        "schedules",
+        "POST",
+        {"script": "example_script", "every": "1s", "name": "often", "overlap": "allow"},
+    )
+    await asyncio.sleep(4)
+    await api("schedules/often", "PATCH", {"state": "paused"})
+    runs = json.loads((await api("executions", page_context="schedule:often")).body)
+    assert len(runs) >= 2 and {r["page_context"] for r in runs} == {"schedule:often"}
+    ticks = Client(redis_settings).get_schedule("often").ticks()
+    assert len(ticks) == len(runs)
