@@ -320,3 +320,28 @@ def test_a_json_looking_line_followed_by_more_output_is_shown():
         assert out.getvalue().endswith('{"status": "success"}\n')
     finally:
         sys.stdout = saved
+
+
+def test_schedules_from_the_magic(ip, capsys):
+    import time
+
+    made = ip.run_line_magic(
+        "scriptrun",
+        "schedule example_script message=tick --every 1s --name magic-often --overlap allow",
+    )
+    assert made.name == "magic-often" and "scheduled magic-often; next:" in capsys.readouterr().out
+    time.sleep(3.5)
+    listed = ip.run_line_magic("scriptrun", "schedules").set_index("name")
+    assert (
+        listed.loc["magic-often", "spec"] == "every 1s" and listed.loc["magic-often", "runs"] >= 2
+    )
+    assert ip.run_line_magic("scriptrun", "pause magic-often").row["state"] == "paused"
+    assert ip.run_line_magic("scriptrun", "resume magic-often").row["state"] == "active"
+    ip.run_line_magic("scriptrun", "delete magic-often")
+    assert "deleted magic-often" in capsys.readouterr().out
+    assert (
+        ip.run_line_magic("scriptrun", 'schedule example_script --cron "0 25 * * *" --tz Mars/Base')
+        is None
+    )
+    err = capsys.readouterr().err
+    assert "2 problems" in err and "not a valid cron line" in err and "Mars/Base" in err

@@ -17,7 +17,18 @@ from jupyter_scriptrun.display import status_html, summary_line
 from jupyter_scriptrun.exceptions import ScriptrunError
 from jupyter_scriptrun.params import build_params
 
-SUBCOMMANDS = ("list", "history", "status", "logs", "cancel")
+SUBCOMMANDS = (
+    "list",
+    "history",
+    "status",
+    "logs",
+    "cancel",
+    "schedule",
+    "schedules",
+    "pause",
+    "resume",
+    "delete",
+)
 
 
 class StatusLine:
@@ -101,7 +112,8 @@ class ScriptrunMagics(Magics):
     @argument(
         "name",
         nargs="?",
-        help="a script name, or a subcommand: list | history | status ID | logs ID | cancel ID",
+        help="a script name, or a subcommand: list | history | status ID | logs ID | "
+        "cancel ID | schedule SCRIPT … --cron/--every | schedules | pause|resume|delete SCHEDULE",
     )
     @argument(
         "args",
@@ -121,7 +133,16 @@ class ScriptrunMagics(Magics):
         metavar="VAR",
         help="also bind the handle (or the history DataFrame) to this variable",
     )
-    @argument("--name", dest="cell_name", help="cell mode: the name its runs are recorded under")
+    @argument(
+        "--name",
+        dest="cell_name",
+        help="cell mode: the name its runs are recorded under; schedule: the schedule's name",
+    )
+    @argument("--cron", help='schedule: a 5-field cron line, e.g. "0 7 * * 1-5"')
+    @argument("--every", help="schedule: an interval (seconds, or 30s, 5m, 1h, 1d)")
+    @argument("--tz", default="UTC", help="schedule: the cron line's IANA time zone")
+    @argument("--catchup", default="latest", help="schedule: latest | none | all")
+    @argument("--overlap", default="skip", help="schedule: skip | queue | allow")
     @argument(
         "--lang",
         default="python",
@@ -208,6 +229,41 @@ class ScriptrunMagics(Magics):
         execution = self.client.get(self._one_id(args))
         print(f"{execution.id[:8]}: {execution.cancel().value}")
         return None
+
+    # -- schedules -------------------------------------------------------------
+
+    def _schedule(self, args: Any) -> Any:
+        if not args.args:
+            raise ValueError('usage: %scriptrun schedule SCRIPT key=value … --cron "0 7 * * *"')
+        script, *assignments = args.args
+        schedule = self.client.schedule(
+            script,
+            build_params(args.params_json, assignments, option="--json"),
+            cron=args.cron,
+            every=args.every,
+            timezone=args.tz,
+            name=args.cell_name,
+            catchup=args.catchup,
+            overlap=args.overlap,
+            queue=args.queue,
+            timeout=args.timeout,
+        )
+        print(f"scheduled {schedule.name}; next: {schedule.next_runs(1)[0].isoformat()}")
+        return schedule
+
+    def _schedules(self, args: Any) -> Any:
+        return self.client.schedules()
+
+    def _pause(self, args: Any) -> Any:
+        return self.client.get_schedule(self._one_id(args)).pause()
+
+    def _resume(self, args: Any) -> Any:
+        return self.client.get_schedule(self._one_id(args)).resume()
+
+    def _delete(self, args: Any) -> None:
+        schedule = self.client.get_schedule(self._one_id(args))
+        schedule.delete()
+        print(f"deleted {schedule.name} (its runs stay in the history)")
 
     # -- running ---------------------------------------------------------------
 
