@@ -47,7 +47,7 @@ class Schedule:
         self.name: str = row["name"]
 
     def __repr__(self) -> str:
-        return f"<Schedule {self.name} [{self.id[:8]}] {_spec(self.row)} {self.row['state']}>"
+        return f"<Schedule {self.name} [{self.id[:8]}] {spec(self.row)} {self.row['state']}>"
 
     def refresh(self) -> Schedule:
         """Read the row again."""
@@ -177,7 +177,7 @@ def listing(client: Client) -> pd.DataFrame:
                 "id": row["id"],
                 "name": row["name"],
                 "script": row["script"],
-                "spec": _spec(row),
+                "spec": spec(row),
                 "timezone": row["timezone"],
                 "state": row["state"],
                 "last_fire": row["last_tick_at"],
@@ -195,7 +195,8 @@ def listing(client: Client) -> pd.DataFrame:
     return frame
 
 
-def _spec(row: dict[str, Any]) -> str:
+def spec(row: dict[str, Any]) -> str:
+    """A schedule's timing in a few words: ``cron 0 7 * * *``, ``every 5m``."""
     if row["cron"]:
         return f"cron {row['cron']}"
     seconds = row["every_s"]

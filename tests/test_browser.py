@@ -10,6 +10,7 @@ import nbformat
 import pytest
 from conftest import TEST_SCRIPTS, JupyterLabProcess
 
+from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, examples_dir
 from jupyter_scriptrun.fleet.local import LocalWorker
 
@@ -140,6 +141,19 @@ def test_run_a_script_from_the_panel_in_jupyterlab(lab: JupyterLabProcess, tmp_p
             fit = overflow(page, ".scriptrun-panel")
             assert fit["past_right"] <= 1 and fit["scrolls"] <= 1, (600, "run", fit)
             page.screenshot(path=str(tmp_path / "panel-600.png"), full_page=True)
+
+            # A schedule made in the browser, from the Run tab's form, is in sr.schedules().
+            page.locator(".lm-TabBar-tab", has_text="Schedules").click()
+            expect(page.get_by_text("New schedule")).to_be_visible(timeout=30_000)
+            page.get_by_role("textbox", name="name", exact=True).fill("browser-made")
+            page.get_by_role("button", name="Create schedule").click()
+            expect(page.locator("select option", has_text="browser-made")).to_have_count(
+                1, timeout=30_000
+            )
+            page.screenshot(path=str(tmp_path / "schedules-600.png"), full_page=True)
+            listed = Client(lab.settings).schedules().set_index("name")
+            assert listed.loc["browser-made", "script"] == "stepper"
+            assert listed.loc["browser-made", "spec"] == "every 1h"
         finally:
             page.screenshot(path=str(tmp_path / "panel.png"), full_page=True)
             browser.close()

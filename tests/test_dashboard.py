@@ -98,7 +98,7 @@ def test_the_panels_fleet_tab_reads_the_fleet_only_while_open(fleet):
     client, _ = fleet
     panel = Panel(client)
     assert panel.dashboard is None  # nothing is read until the tab is opened
-    panel.tabs.selected_index = 2
+    panel.tabs.selected_index = 3
     assert panel.dashboard is not None and panel.fleet_tab.children == (panel.dashboard.widget,)
     deadline = time.monotonic() + 20
     while panel.dashboard.refreshes < 1:

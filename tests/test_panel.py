@@ -153,3 +153,45 @@ def test_one_view_per_run_live_output_then_one_card_with_the_data_once(panel: Pa
     card = panel.result.value
     opened, _folded = card.split("<details><summary>output (1 line)</summary>")  # folded
     assert "succeeded" in opened and opened.count("&quot;steps&quot;: 6") == 1  # data, once
+
+
+def test_the_schedules_tab_makes_lists_pauses_and_deletes_schedules(form_panel: Panel):
+    panel = form_panel
+    client = panel.client
+    panel.script.value = "example_script"
+    panel.fields["message"].widget.value = "from the tab"
+    panel.tabs.selected_index = 2  # opening the tab reads it
+    tab = panel.schedules
+    assert "example_script" in tab.what.value and "from the tab" in tab.what.value
+
+    tab.kind.value = "cron"
+    tab.when.value = "0 7 * * *"
+    tab.timezone.value = "Mars/Base"
+    tab.create_button.click()
+    assert "unknown time zone &#x27;Mars/Base&#x27;" in tab.problems.value
+    assert client.schedules().empty
+
+    tab.timezone.value = "Europe/Berlin"
+    tab.name.value = "tab-made"
+    tab.create_button.click()
+    assert tab.problems.value == ""
+    listed = client.schedules().set_index("name")
+    assert listed.loc["tab-made", "spec"] == "cron 0 7 * * *"
+    assert listed.loc["tab-made", "timezone"] == "Europe/Berlin"
+    assert client.get_schedule("tab-made").row["parameters"]["message"] == "from the tab"
+    assert tab.schedules.value == client.get_schedule("tab-made").id
+    assert "T07:00:00+01:00" in tab.detail.value and "no runs yet" in tab.detail.value
+
+    tab.pause_button.click()
+    assert client.get_schedule("tab-made").row["state"] == "paused"
+    assert tab.pause_button.disabled and not tab.resume_button.disabled
+    tab.resume_button.click()
+    assert client.get_schedule("tab-made").row["state"] == "active"
+    tab.delete_button.click()
+    assert client.schedules().empty and "no schedules yet" in tab.detail.value
+
+    panel.fields["multiplier"].widget.value = "0"  # a wrong form: nothing to schedule
+    tab.refresh()
+    assert "less than the minimum of 1" in tab.what.value
+    tab.create_button.click()
+    assert "less than the minimum of 1" in tab.problems.value

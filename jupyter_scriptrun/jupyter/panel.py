@@ -162,10 +162,15 @@ class Panel:
         self._scripts = {s.name: s for s in client.scripts()}
         self.fleet_tab = w.VBox()
         self.dashboard: Any = None
-        self.tabs = w.Tab(children=[self._run_tab(), self._history_tab(), self.fleet_tab])
-        self.tabs.set_title(0, "Run")
-        self.tabs.set_title(1, "History")
-        self.tabs.set_title(2, "Fleet")
+        from jupyter_scriptrun.jupyter.schedules_tab import SchedulesTab
+
+        run_tab = self._run_tab()
+        self.schedules = SchedulesTab(client, lambda: (self.script.value, self.parameters()))
+        self.tabs = w.Tab(
+            children=[run_tab, self._history_tab(), self.schedules.widget, self.fleet_tab]
+        )
+        for index, title in enumerate(("Run", "History", "Schedules", "Fleet")):
+            self.tabs.set_title(index, title)
         self.tabs.observe(self._on_tab, names="selected_index")
         self.header = w.HTML(self._header_html())
         self.widget = w.VBox([self.header, self.tabs], layout=w.Layout(width="100%"))
@@ -190,8 +195,11 @@ class Panel:
         )
 
     def _on_tab(self, change: dict[str, Any]) -> None:
-        """The Fleet tab reads the fleet only while it is open."""
+        """The Schedules tab is read when opened; the Fleet tab reads the fleet only while
+        it is open."""
         if change["new"] == 2:
+            self.schedules.refresh()
+        if change["new"] == 3:
             if self.dashboard is None:
                 from jupyter_scriptrun.jupyter.dashboard import Dashboard
 

@@ -1,0 +1,209 @@
+"""The panel's Schedules tab: schedule the Run tab's script and form; list, pause, resume,
+delete; each schedule's next fire times and recent runs."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import available_timezones
+
+import ipywidgets as w
+
+from jupyter_scriptrun.display import COLOURS, MARKS, human_seconds
+from jupyter_scriptrun.exceptions import ScriptrunError
+from jupyter_scriptrun.schedules import spec
+
+RECENT_RUNS = 10
+LABEL = {"description_width": "100px"}
+
+
+class SchedulesTab:
+    """``form`` gives the Run tab's script and parameters (raising InvalidParameters when
+    the form is wrong): a schedule is made from the same schema form as a run."""
+
+    def __init__(self, client: Any, form: Callable[[], tuple[str, dict[str, Any]]]) -> None:
+        self.client = client
+        self.form = form
+        self.what = w.HTML()
+        self.kind = w.ToggleButtons(options=["cron", "every"], value="every")
+        self.when = w.Text(
+            value="1h",
+            description="every",
+            placeholder='a cron line "0 7 * * 1-5", or 30s, 5m, 1h',
+            style=LABEL,
+            layout=w.Layout(width="100%", max_width="420px"),
+            continuous_update=False,
+        )
+        self.timezone = w.Combobox(
+            value="UTC",
+            options=sorted(available_timezones()),
+            description="time zone",
+            ensure_option=False,
+            style=LABEL,
+            layout=w.Layout(width="100%", max_width="420px"),
+        )
+        self.name = w.Text(
+            description="name",
+            placeholder="(the script's name and a suffix)",
+            style=LABEL,
+            layout=w.Layout(width="100%", max_width="420px"),
+        )
+        self.catchup = w.Dropdown(
+            options=[
+                ("after downtime: one run for all missed ticks", "latest"),
+                ("after downtime: skip missed ticks", "none"),
+                ("after downtime: every missed tick", "all"),
+            ],
+            description="catch-up",
+            style=LABEL,
+            layout=w.Layout(width="100%", max_width="420px"),
+        )
+        self.overlap = w.Dropdown(
+            options=[
+                ("previous run still going: skip the tick", "skip"),
+                ("previous run still going: run once it ends", "queue"),
+                ("previous run still going: run anyway", "allow"),
+            ],
+            description="overlap",
+            style=LABEL,
+            layout=w.Layout(width="100%", max_width="420px"),
+        )
+        self.create_button = w.Button(description="Create schedule", icon="clock-o")
+        self.problems = w.HTML()
+        self.kind.observe(self._on_kind, names="value")
+        self.create_button.on_click(lambda _: self.create())
+
+        self.schedules = w.Select(options=[], rows=6, layout=w.Layout(width="auto"))
+        self.pause_button = w.Button(description="Pause", icon="pause")
+        self.resume_button = w.Button(description="Resume", icon="play")
+        self.delete_button = w.Button(description="Delete", icon="trash", button_style="danger")
+        self.detail = w.HTML(layout=w.Layout(width="auto", overflow="auto"))
+        self.schedules.observe(lambda _: self.show(), names="value")
+        self.pause_button.on_click(lambda _: self._act("pause"))
+        self.resume_button.on_click(lambda _: self._act("resume"))
+        self.delete_button.on_click(lambda _: self._act("delete"))
+        self.widget = w.VBox(
+            [
+                w.HTML("<b>New schedule</b>"),
+                self.what,
+                self.kind,
+                self.when,
+                self.timezone,
+                self.name,
+                self.catchup,
+                self.overlap,
+                self.create_button,
+                self.problems,
+                w.HTML("<b>Schedules</b>"),
+                self.schedules,
+                w.HBox([self.pause_button, self.resume_button, self.delete_button]),
+                self.detail,
+            ],
+            layout=w.Layout(width="100%"),
+        )
+
+    def _on_kind(self, change: dict[str, Any]) -> None:
+        self.when.description = change["new"]
+        self.when.value = "0 7 * * 1-5" if change["new"] == "cron" else "1h"
+
+    def refresh(self) -> None:
+        """Read the schedules again and say what a new one would run."""
+        try:
+            script, params = self.form()
+            self.what.value = (
+                f"<div style='color:#57606a'>runs <b>{html.escape(script)}</b> with "
+                f"<code>{html.escape(str(params))}</code> (from the Run tab's form)</div>"
+            )
+        except ScriptrunError as exc:
+            self.what.value = f"<div style='color:#cf222e'>{html.escape(str(exc))}</div>"
+        rows = self.client.store.list_schedules()
+        selected = self.schedules.value
+        self.schedules.options = [
+            (
+                f"{MARKS['running'] if r['state'] == 'active' else '‖'} {r['name']} · "
+                f"{r['script']} · {spec(r)} · {r['fired']} runs",
+                r["id"],
+            )
+            for r in rows
+        ]
+        ids = [r["id"] for r in rows]
+        self.schedules.value = selected if selected in ids else (ids[0] if ids else None)
+        self.show()
+
+    def create(self) -> Any:
+        """Make the schedule; every problem is listed under the button."""
+        try:
+            script, params = self.form()
+            timing = (
+                {"cron": self.when.value}
+                if self.kind.value == "cron"
+                else {"every": self.when.value}
+            )
+            schedule = self.client.schedule(
+                script,
+                params,
+                timezone=self.timezone.value,
+                name=self.name.value.strip() or None,
+                catchup=self.catchup.value,
+                overlap=self.overlap.value,
+                **timing,
+            )
+        except ScriptrunError as exc:
+            problems = getattr(exc, "problems", None) or [str(exc)]
+            items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+            self.problems.value = f"<ul style='color:#cf222e;margin:0'>{items}</ul>"
+            return None
+        self.problems.value = ""
+        self.name.value = ""
+        self.refresh()
+        self.schedules.value = schedule.id
+        return schedule
+
+    def show(self) -> None:
+        """The selected schedule: its state, next fire times, last error, recent runs."""
+        key = self.schedules.value
+        for button in (self.pause_button, self.resume_button, self.delete_button):
+            button.disabled = key is None
+        if key is None:
+            self.detail.value = "<i>no schedules yet</i>"
+            return
+        schedule = self.client.get_schedule(key)
+        row = schedule.row
+        active = row["state"] == "active"
+        self.pause_button.disabled, self.resume_button.disabled = not active, active
+        nexts = (
+            "".join(f"<li>{t.isoformat()}</li>" for t in schedule.next_runs(5)) if active else ""
+        )
+        error = (
+            f"<div style='color:#cf222e'>last problem: {html.escape(row['last_error'])}</div>"
+            if row["last_error"]
+            else ""
+        )
+        runs = schedule.runs().head(RECENT_RUNS)
+        recent = "".join(
+            f"<tr><td><code>{html.escape(r.id[:8])}</code></td>"
+            f"<td style='color:{COLOURS.get(str(r.status), '#0969da')}'>"
+            f"{html.escape(str(r.status))}</td>"
+            f"<td>{html.escape(str(r.queued_at)[:19])}</td>"
+            f"<td style='text-align:right'>{human_seconds(r.duration_s)}</td></tr>"
+            for r in runs.itertuples()
+        )
+        self.detail.value = (
+            f"<div><b>{html.escape(row['name'])}</b> · {row['state']} · {spec(row)} in "
+            f"{html.escape(row['timezone'])} · catch-up {row['catchup']} · overlap "
+            f"{row['overlap']} · {row['fired']} runs, {row['skipped']} ticks skipped</div>"
+            + error
+            + (f"<div>next:</div><ul style='margin:0'>{nexts}</ul>" if nexts else "")
+            + (
+                f"<table><tr><th>run</th><th>status</th><th>queued</th><th>took</th></tr>"
+                f"{recent}</table>"
+                if recent
+                else "<div><i>no runs yet</i></div>"
+            )
+        )
+
+    def _act(self, action: str) -> None:
+        schedule = self.client.get_schedule(self.schedules.value)
+        getattr(schedule, action)()
+        self.refresh()
