@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import pytest
+from test_server import conforms
 from tornado.httpclient import HTTPClientError
 
 from jupyter_scriptrun.client import Client
@@ -57,6 +58,9 @@ async def test_make_read_pause_resume_and_delete_a_schedule(api):
 
     listed = json.loads((await api("schedules")).body)
     assert [s["name"] for s in listed] == ["mornings"]
+    document = json.loads((await api("openapi.json")).body)
+    conforms(document, "Schedule", schedule)  # what the document promises
+    conforms(document, "Schedule", listed[0])
     by_name = json.loads((await api("schedules/mornings")).body)
     assert by_name["id"] == schedule["id"]
 

@@ -186,9 +186,11 @@ async def test_the_openapi_document_is_valid_and_matches_the_answers(worker, api
     document = json.loads((await api("openapi.json")).body)
     validate(document)
     from jupyter_scriptrun.jupyter.handlers import NotFoundHandler, routes
+    from jupyter_scriptrun.jupyter.schedule_handlers import routes as schedule_routes
 
     # Every resource is documented (the fallback answers only 404s).
-    assert len(document["paths"]) == len([r for r in routes() if r[1] is not NotFoundHandler])
+    served = [r for r in schedule_routes() + routes() if r[1] is not NotFoundHandler]
+    assert len(document["paths"]) == len(served)
     created = json.loads((await api("executions", "POST", {"script": "example_script"})).body)
     conforms(document, "Execution", created)
     Client(redis_settings).get(created["id"]).wait(60)

@@ -63,7 +63,9 @@ class ScriptrunExtension(ExtensionApp):
     def initialize_handlers(self) -> None:
         """Register the REST routes."""
         from jupyter_scriptrun.jupyter.handlers import routes
+        from jupyter_scriptrun.jupyter.schedule_handlers import routes as schedule_routes
 
+        self.handlers.extend(schedule_routes())  # before the API's catch-all
         self.handlers.extend(routes())
 
     async def stop_extension(self) -> None:

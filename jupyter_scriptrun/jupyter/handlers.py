@@ -448,8 +448,8 @@ class NotFoundHandler(BaseHandler):
 
 
 def routes() -> list[tuple[str, type[BaseHandler]]]:
-    """URL patterns relative to the server's base URL."""
-    from jupyter_scriptrun.jupyter.schedule_handlers import routes as schedule_routes
+    """URL patterns relative to the server's base URL (the schedules' are added before
+    them by the extension: see ``schedule_handlers.routes``)."""
 
     ident = r"(?P<execution_id>[^/]+)"
     return [
@@ -463,7 +463,6 @@ def routes() -> list[tuple[str, type[BaseHandler]]]:
         (rf"{PREFIX}/metrics/?", MetricsHandler),
         (rf"{PREFIX}/execute-script/?", SeedExecuteHandler),
         (rf"{PREFIX}/script-task-result/?", SeedResultHandler),
-        *schedule_routes(),
         (rf"{PREFIX}/openapi.json", OpenAPIHandler),
         (rf"{PREFIX}(/.*)?", NotFoundHandler),
     ]
