@@ -129,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="as SCRIPTRUN_* variables in JSON")
 
     p = sub.add_parser("local", help="the embedded default's local workers")
-    p.add_argument("action", choices=("status", "stop"))
+    p.add_argument(
+        "action",
+        choices=("status", "start", "stop"),
+        help="start: a local worker now (it fires schedules; it also starts with a run)",
+    )
 
     sub.add_parser("demo", help="run the example scripts end to end and show the history")
     _add_setting_options(parser)
@@ -425,6 +429,8 @@ def _local(args: argparse.Namespace) -> int:
         print(f"stopped {stopped} local worker(s)" if stopped else "no local worker was running")
         return EXIT_OK
     mine = client.local_worker()
+    if args.action == "start":
+        mine.ensure()
     running = client.local_workers()
     if not running:
         print("no local worker running (one starts with the first run)")

@@ -189,6 +189,8 @@ def listing(client: Client) -> pd.DataFrame:
                 "last_error": row["last_error"],
             }
         )
+    if any(r["state"] == ACTIVE_STATE for r in rows):
+        client.ensure_scheduler()  # after a reboot, looking at schedules starts the firing
     frame = pd.DataFrame(rows, columns=list(LIST_COLUMNS))
     for column in ("last_fire", "next_fire"):
         frame[column] = pd.to_datetime(frame[column], utc=True)

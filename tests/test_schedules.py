@@ -86,8 +86,11 @@ def test_every_takes_seconds_or_a_duration(value, seconds):
 
 
 @pytest.fixture
-def client(settings: Settings) -> Client:
-    return Client(settings)
+def client(settings: Settings):
+    """The embedded default: a schedule starts its local worker, stopped at the end."""
+    client = Client(settings)
+    yield client
+    client.stop_local_workers()
 
 
 def test_every_problem_is_named_at_once(client: Client):
