@@ -28,15 +28,20 @@ class AdhocNotAllowed(ScriptrunError, PermissionError):
     """The workers were configured not to run ad-hoc sources (``SCRIPTRUN_ALLOW_ADHOC=0``)."""
 
 
+def listing(what: str, problems: list[str]) -> str:
+    """``what (2 problems):`` and one line per problem: how every problem is told at once."""
+    lines = "\n".join(f"  - {p}" for p in problems)
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    return f"{what} ({count}):\n{lines}"
+
+
 class InvalidParameters(ScriptrunError, ValueError):
     """Parameters do not match the script's schema; ``problems`` lists every one."""
 
     def __init__(self, script: str, problems: list[str]) -> None:
         self.script = script
         self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        super().__init__(f"invalid parameters for {script!r} ({count}):\n{lines}")
+        super().__init__(listing(f"invalid parameters for {script!r}", problems))
 
 
 class InvalidSchedule(ScriptrunError, ValueError):
@@ -45,9 +50,7 @@ class InvalidSchedule(ScriptrunError, ValueError):
     def __init__(self, name: str, problems: list[str]) -> None:
         self.name = name
         self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        super().__init__(f"invalid schedule {name!r} ({count}):\n{lines}")
+        super().__init__(listing(f"invalid schedule {name!r}", problems))
 
 
 class ScheduleNotFound(ScriptrunError, LookupError):

@@ -7,8 +7,7 @@ import asyncio
 import json
 
 import pytest
-from test_server import conforms
-from tornado.httpclient import HTTPClientError
+from test_server import conforms, error_of
 
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
@@ -29,12 +28,6 @@ def api(jp_fetch, jp_serverapp):
         return response
 
     return call
-
-
-async def error_of(call) -> tuple[int, dict]:
-    with pytest.raises(HTTPClientError) as info:
-        await call
-    return info.value.code, json.loads(info.value.response.body or b"{}")
 
 
 async def test_make_read_pause_resume_and_delete_a_schedule(api):

@@ -61,9 +61,10 @@ class Scheduler:
 
     def fire_due(self) -> int:
         """Handle every due schedule once; returns how many runs this worker fired."""
-        now = self.store.db_now()
+        due, now = self.store.due_schedules()
         fired = 0
-        for schedule in self.store.due_schedules(now):
+        for schedule in due:
+            assert now is not None  # given with every due schedule
             try:
                 fired += self._handle(schedule, now)
             except Exception:  # one broken schedule must not stop the others
@@ -104,12 +105,14 @@ class Scheduler:
         missed = len(due) - len(chosen)
         fired = 0
         for tick in chosen:
-            fired += self._fire(schedule, table, tick, missed if tick == chosen[0] else 0)
+            fired += self._fire(schedule, table, tick, now, missed if tick == chosen[0] else 0)
         return fired
 
-    def _fire(self, schedule: dict[str, Any], table: Timetable, tick: datetime, missed: int) -> int:
+    def _fire(
+        self, schedule: dict[str, Any], table: Timetable, tick: datetime, now: datetime, missed: int
+    ) -> int:
         try:
-            run = self._run(schedule, tick)
+            run = self._run(schedule, tick, now)
         except ScriptrunError as exc:
             # The script went away or its parameters no longer fit it: the tick is
             # recorded as skipped with the reason, and the schedule shows it.
@@ -135,7 +138,7 @@ class Scheduler:
         log.info("schedule %s: fired %s for %s", schedule["name"], run["id"][:8], tick.isoformat())
         return 1
 
-    def _run(self, schedule: dict[str, Any], tick: datetime) -> dict[str, Any]:
+    def _run(self, schedule: dict[str, Any], tick: datetime, now: datetime) -> dict[str, Any]:
         """The queued run of a tick: the script as it is now, its parameters checked again."""
         script = self.registry.get(schedule["script"])
         params = script.meta.validate(script.name, schedule["parameters"])
@@ -155,7 +158,7 @@ class Scheduler:
             "timeout_s": schedule["timeout_s"]
             or script.meta.timeout
             or self.settings.default_timeout_s,
-            "queued_at": self.store.db_now(),
+            "queued_at": now,
             "attempt": 0,
             "content_hash": script.content_hash,
             "cancel_requested": False,

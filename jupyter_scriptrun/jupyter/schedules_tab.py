@@ -16,6 +16,7 @@ from jupyter_scriptrun.schedules import spec
 
 RECENT_RUNS = 10
 LABEL = {"description_width": "100px"}
+ROW = {"width": "100%", "max_width": "420px"}
 
 
 class SchedulesTab:
@@ -32,7 +33,7 @@ class SchedulesTab:
             description="every",
             placeholder='a cron line "0 7 * * 1-5", or 30s, 5m, 1h',
             style=LABEL,
-            layout=w.Layout(width="100%", max_width="420px"),
+            layout=w.Layout(**ROW),
             continuous_update=False,
         )
         self.timezone = w.Combobox(
@@ -41,13 +42,13 @@ class SchedulesTab:
             description="time zone",
             ensure_option=False,
             style=LABEL,
-            layout=w.Layout(width="100%", max_width="420px"),
+            layout=w.Layout(**ROW),
         )
         self.name = w.Text(
             description="name",
             placeholder="(the script's name and a suffix)",
             style=LABEL,
-            layout=w.Layout(width="100%", max_width="420px"),
+            layout=w.Layout(**ROW),
         )
         self.catchup = w.Dropdown(
             options=[
@@ -57,7 +58,7 @@ class SchedulesTab:
             ],
             description="catch-up",
             style=LABEL,
-            layout=w.Layout(width="100%", max_width="420px"),
+            layout=w.Layout(**ROW),
         )
         self.overlap = w.Dropdown(
             options=[
@@ -67,7 +68,7 @@ class SchedulesTab:
             ],
             description="overlap",
             style=LABEL,
-            layout=w.Layout(width="100%", max_width="420px"),
+            layout=w.Layout(**ROW),
         )
         self.create_button = w.Button(description="Create schedule", icon="clock-o")
         self.problems = w.HTML()

@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, or_, select, text, update
 from jupyter_scriptrun.exceptions import ScheduleNotFound
 from jupyter_scriptrun.status import FINAL, ExecutionStatus
 from jupyter_scriptrun.store.engine import Database, dialect_insert, retrying, utcnow
-from jupyter_scriptrun.store.tables import executions, schedule_ticks, schedules
+from jupyter_scriptrun.store.tables import UTCDateTime, executions, schedule_ticks, schedules
 
 ACTIVE_STATE, PAUSED_STATE = "active", "paused"
 
@@ -104,13 +104,26 @@ class Schedules(Database):
             conn.execute(delete(schedule_ticks).where(schedule_ticks.c.schedule_id == id))
             conn.execute(delete(schedules).where(schedules.c.id == id))
 
-    def due_schedules(self, now: datetime) -> list[dict[str, Any]]:
-        """Active schedules whose next tick is due at ``now`` (the database's clock)."""
-        query = select(schedules).where(
-            schedules.c.state == ACTIVE_STATE, schedules.c.next_fire_at <= now
-        )
+    def due_schedules(
+        self, at: datetime | None = None
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
+        """Active schedules whose next tick is due, and the instant they were judged at:
+        ``at``, else now on the database's clock, read in the same query (every worker
+        asks about once a second). The instant is None when nothing is due."""
+        active = schedules.c.state == ACTIVE_STATE
+        now = at if at is not None or self.engine.dialect.name == "postgresql" else utcnow()
+        if now is None:
+            clock = func.now(type_=UTCDateTime)
+            query = select(schedules, clock.label("db_now")).where(
+                active, schedules.c.next_fire_at <= func.now()
+            )
+        else:
+            query = select(schedules).where(active, schedules.c.next_fire_at <= now)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query).all()]
+            rows = [dict(r._mapping) for r in conn.execute(query).all()]
+        for row in rows:
+            now = row.pop("db_now", now)
+        return rows, now
 
     def has_active_schedules(self) -> bool:
         """Whether any schedule is active (the embedded default's worker stays for it)."""
