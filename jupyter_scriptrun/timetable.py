@@ -99,7 +99,7 @@ class Timetable:
         if self.every_s is not None:
             step = timedelta(seconds=self.every_s)
             if when < self.anchor:
-                return self.anchor
+                return self.anchor + step  # the start itself is not a tick
             k = math.floor((when - self.anchor) / step) + 1
             tick = self.anchor + k * step
             return tick if tick > when else tick + step

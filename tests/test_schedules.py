@@ -367,3 +367,22 @@ def test_a_fire_repeated_after_a_lost_commit_answer_writes_nothing(fleet):
     assert client.store.fire_tick(row, tick, run, next_fire_at=tick, worker="w")
     assert not client.store.fire_tick(row, tick, run, next_fire_at=tick, worker="w")
     assert len(runs_of(client, schedule)) == 1 and len(schedule.ticks()) == 1
+
+
+def test_a_stalled_worker_with_an_old_view_fires_nothing_even_after_ticks_are_forgotten(fleet):
+    """Tick rows are forgotten after a week; a worker that stalled longer, holding an old
+    copy of the schedule, still cannot fire a tick the schedule has moved past."""
+    client, clock, scheduler, _ = fleet
+    schedule = client.schedule("example_script", every=2, name="stale", overlap="allow")
+    stale_row = client.store.get_schedule(schedule.id)  # the view before any tick
+    s = scheduler()
+    for _ in range(3):
+        clock.advance(2)
+        s.fire_due()
+    first_tick = schedule.timetable.after(stale_row["created_at"])
+    assert client.store.forget_ticks(timedelta(0)) == 3 and schedule.ticks() == []
+    run = s._run(stale_row, first_tick, clock.now)
+    assert not client.store.fire_tick(
+        stale_row, first_tick, run, next_fire_at=first_tick, worker="old"
+    )
+    assert len(runs_of(client, schedule)) == 3

@@ -194,6 +194,13 @@ PRUNE_FIRST_AFTER_S = 600.0
 PRUNE_EVERY_S = 86_400.0
 
 
+def _forget_ticks() -> None:
+    try:
+        executor.store.forget_ticks()
+    except Exception:
+        log.exception("forgetting old schedule ticks failed (will try tomorrow)")
+
+
 def _prune(days: float) -> None:
     from datetime import timedelta
 
@@ -242,9 +249,11 @@ def _housekeeping(idle_exit_s: float | None, scheduler: Any = None) -> None:
                 _reap()
             except Exception:
                 log.exception("reaping lost runs failed (will try again)")
-        if settings.retain_days and now >= next_prune:
+        if now >= next_prune:
             next_prune = now + PRUNE_EVERY_S
-            _prune(settings.retain_days)
+            _forget_ticks()
+            if settings.retain_days:
+                _prune(settings.retain_days)
         if idle_exit_s is None:
             continue
         if state.active_requests or state.reserved_requests or _has_schedules():

@@ -10,7 +10,7 @@ could not, as for any queued run.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, text, update
@@ -21,6 +21,8 @@ from jupyter_scriptrun.store.engine import Database, dialect_insert, retrying, u
 from jupyter_scriptrun.store.tables import UTCDateTime, executions, schedule_ticks, schedules
 
 ACTIVE_STATE, PAUSED_STATE = "active", "paused"
+KEEP_TICKS = timedelta(days=7)
+"""Ticks handled are kept this long (``Schedule.ticks()``); then forgotten, daily."""
 
 
 class Schedules(Database):
@@ -170,6 +172,13 @@ class Schedules(Database):
             "at": now,
         }
         with self._write() as conn:
+            handled = conn.execute(
+                select(schedules.c.last_tick_at).where(schedules.c.id == schedule["id"])
+            ).first()
+            if handled is None or (handled[0] is not None and handled[0] >= tick_at):
+                # Deleted, or already past this tick: a worker that stalled with an old row
+                # does not fire a tick whose row has since been forgotten.
+                return False
             # RETURNING says whether this insert made the row (rowcount is -1 on psycopg).
             inserted = conn.execute(
                 dialect_insert(conn, schedule_ticks)
@@ -225,6 +234,14 @@ class Schedules(Database):
             )
         with self._write() as conn:
             conn.execute(update(schedules).where(*condition).values(**changes))
+
+    @retrying
+    def forget_ticks(self, older_than: timedelta = KEEP_TICKS) -> int:
+        """Remove the rows of ticks older than ``older_than``; how many went."""
+        cutoff = self.db_now() - older_than
+        with self._write() as conn:
+            gone = conn.execute(delete(schedule_ticks).where(schedule_ticks.c.tick_at < cutoff))
+        return int(gone.rowcount or 0)
 
     def schedule_ticks(self, id: str, limit: int = 100) -> list[dict[str, Any]]:
         """A schedule's newest ticks handled, fired or skipped."""
