@@ -380,6 +380,7 @@ def test_a_stalled_worker_with_an_old_view_fires_nothing_even_after_ticks_are_fo
         clock.advance(2)
         s.fire_due()
     first_tick = schedule.timetable.after(stale_row["created_at"])
+    clock.advance(1)
     assert client.store.forget_ticks(timedelta(0)) == 3 and schedule.ticks() == []
     run = s._run(stale_row, first_tick, clock.now)
     assert not client.store.fire_tick(
