@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from jupyter_scriptrun.client import Client, Execution
     from jupyter_scriptrun.contract.registry import Script
-    from jupyter_scriptrun.schedules import Schedule
+    from jupyter_scriptrun.scheduling import Schedule
 
 __all__ = [
     "ExecutionConflict",

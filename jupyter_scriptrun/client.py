@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from celery import Celery
 
-    from jupyter_scriptrun.schedules import Schedule
+    from jupyter_scriptrun.scheduling import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -380,21 +380,21 @@ class Client:
     ) -> Schedule:
         """Run ``script`` on ``cron`` (5 fields) or ``every`` (seconds, "30s", "5m", "1h"),
         exactly once per tick while any worker lives. Options and their defaults: see
-        :func:`jupyter_scriptrun.schedules.create`. Raises InvalidSchedule listing every
+        :func:`jupyter_scriptrun.scheduling.create`. Raises InvalidSchedule listing every
         problem (timing, zone, policies, parameters)."""
-        from jupyter_scriptrun.schedules import create
+        from jupyter_scriptrun.scheduling import create
 
         return create(self, script, params, **options)
 
     def schedules(self) -> pd.DataFrame:
         """Every schedule as a DataFrame (see ``schedules.LIST_COLUMNS``)."""
-        from jupyter_scriptrun.schedules import listing
+        from jupyter_scriptrun.scheduling import listing
 
         return listing(self)
 
     def get_schedule(self, key: str) -> Schedule:
         """A schedule by id or name (ScheduleNotFound when none)."""
-        from jupyter_scriptrun.schedules import Schedule
+        from jupyter_scriptrun.scheduling import Schedule
 
         return Schedule(self, self.store.get_schedule(key))
 

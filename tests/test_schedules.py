@@ -387,3 +387,13 @@ def test_a_stalled_worker_with_an_old_view_fires_nothing_even_after_ticks_are_fo
         stale_row, first_tick, run, next_fire_at=first_tick, worker="old"
     )
     assert len(runs_of(client, schedule)) == 3
+
+
+def test_the_facade_keeps_schedule_and_schedules_after_the_module_loads():
+    """``sr.schedules()`` is a function: no submodule of that name may shadow it once
+    imported (a stranger's first try found one)."""
+    import jupyter_scriptrun as sr
+    import jupyter_scriptrun.scheduling  # what sr.schedule imports
+
+    assert callable(sr.schedules) and callable(sr.schedule)
+    assert sr.schedules.__module__ == "jupyter_scriptrun"

@@ -12,7 +12,7 @@ import ipywidgets as w
 
 from jupyter_scriptrun.display import COLOURS, MARKS, human_seconds
 from jupyter_scriptrun.exceptions import ScriptrunError
-from jupyter_scriptrun.schedules import spec
+from jupyter_scriptrun.scheduling import spec
 
 RECENT_RUNS = 10
 LABEL = {"description_width": "100px"}
