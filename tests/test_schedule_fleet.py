@@ -150,3 +150,26 @@ def test_the_local_worker_stays_while_a_schedule_is_active(settings: Settings):
     while client.local_workers():  # idle, nothing scheduled: it leaves
         assert time.monotonic() < deadline
         time.sleep(0.5)
+
+
+def test_a_queued_overlap_runs_each_time_after_the_previous_run_ended(
+    redis_settings: Settings, start_worker
+):
+    """``overlap="queue"``: a 2.5 s script every second on two workers never runs twice
+    at once; each run starts once the previous one ended, standing for the ticks that
+    waited."""
+    for _ in range(2):
+        start_worker(redis_settings)
+    client = Client(redis_settings)
+    schedule = client.schedule(
+        "slow_script", {"seconds": 2.5}, every=1, name="queued", overlap="queue"
+    )
+    time.sleep(12)
+    schedule.pause()
+    records = runs_of(client, "queued")
+    wait_all_final(client, records)
+    records = [client.get(r["id"]).record() for r in records]
+    assert 3 <= len(records) <= 5, len(records)  # 12 s of 2.5 s runs, one after another
+    for previous, later in itertools.pairwise(records):
+        assert later["started_at"] >= previous["finished_at"], (previous, later)
+    assert {r["status"] for r in records} == {"succeeded"}
