@@ -40,6 +40,7 @@ COLUMNS: tuple[tuple[str, str, int | None, str], ...] = (
     ("message", "message", None, "left"),
 )
 SORTABLE = {c for c, *_ in COLUMNS} - {"message"}
+TITLES = {column: title for column, title, *_ in COLUMNS}
 PERIODS: dict[str, float | None] = {
     "any time": None,
     "last hour": 3600.0,
@@ -255,7 +256,7 @@ class HistoryTable:
         self.previous.disabled = self.offset == 0
         self.next.disabled = last >= self.total
         for column, button in self.headers.items():
-            title = dict((c, t) for c, t, *_ in COLUMNS)[column]
+            title = TITLES[column]
             if column == self.order_by:
                 title += " ▼" if self.descending else " ▲"
             button.description = title
