@@ -212,8 +212,13 @@ class FleetMetrics:
                 )
                 self._thread.start()
 
-    def close(self) -> None:
+    def close(self, wait_s: float = PING_TIMEOUT_S + 2.0) -> None:
+        """Stop the background, waiting up to ``wait_s`` for a read it is in (a ping
+        lasts at most ``PING_TIMEOUT_S``) so that nothing reads a store being closed."""
         self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(wait_s)
 
     # -- prometheus-client's collector protocol -------------------------------------------
 

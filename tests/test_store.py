@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ from sqlalchemy import inspect
 
 from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound
 from jupyter_scriptrun.status import ExecutionStatus
-from jupyter_scriptrun.store import HEAD_REVISION, Store, new_execution_id
+from jupyter_scriptrun.store import HEAD_REVISION, Store, get_store, new_execution_id
 from jupyter_scriptrun.store.engine import MIGRATIONS
 
 
@@ -63,6 +64,47 @@ def test_a_new_database_is_migrated_to_head(store: Store):
 def test_opening_again_is_a_no_op(store: Store):
     Store(store.url).migrate()
     assert store.revision() == HEAD_REVISION
+
+
+def test_threads_opening_new_databases_at_once_each_get_a_migrated_one(tmp_path: Path):
+    # Alembic keeps its running migration in module globals: unguarded, eight threads
+    # migrating eight databases fail with KeyError('config') or "table already exists".
+    stores: list[Store] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def open_one(i: int) -> None:
+        start.wait()
+        try:
+            stores.append(Store(f"sqlite:///{tmp_path / f'{i}.db'}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [s.revision() for s in stores] == [HEAD_REVISION] * 8
+
+
+def test_threads_asking_for_one_url_at_once_share_one_store(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    got: list[Store] = []
+    start = threading.Barrier(6)
+
+    def ask() -> None:
+        start.wait()
+        got.append(get_store(url))
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 6 and len({id(s) for s in got}) == 1
+    assert got[0].revision() == HEAD_REVISION
 
 
 def test_script_ids_are_stable_integers(store: Store):

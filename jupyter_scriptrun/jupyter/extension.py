@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
@@ -72,7 +73,7 @@ class ScriptrunExtension(ExtensionApp):
         """Stop the metrics' background reads; release the store's connections."""
         metrics = self.settings.get("scriptrun_metrics")
         if metrics is not None:
-            metrics.close()
+            await asyncio.to_thread(metrics.close)  # it waits for its thread, off the loop
         client = self.settings.get("scriptrun_client")
         if client is not None:
             client.close()

@@ -9,6 +9,7 @@ The engine, migrations and retry policy are in :mod:`.engine`.
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 from jupyter_scriptrun.store.aggregates import Aggregates
@@ -36,11 +37,18 @@ def new_execution_id() -> str:
 
 
 _stores: dict[str, Store] = {}
+_opening = threading.Lock()
 
 
 def get_store(url: str) -> Store:
-    """A shared Store per URL in this process (engines are costly to build)."""
+    """A shared Store per URL in this process (engines are costly to build).
+
+    Threads asking at once (a server's handlers and its metrics thread) get the one Store:
+    it is built, and its database migrated, once."""
     store = _stores.get(url)
     if store is None:
-        store = _stores[url] = Store(url)
+        with _opening:
+            store = _stores.get(url)
+            if store is None:
+                store = _stores[url] = Store(url)
     return store

@@ -8,6 +8,7 @@ import fcntl
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -185,6 +186,12 @@ POSTGRES_KEEPALIVES = {
 """libpq's TCP settings: a peer gone silent is noticed within about a minute."""
 
 
+_ALEMBIC = threading.Lock()
+"""Alembic keeps its running migration in module globals (``alembic.context``), so two
+threads migrating at once, even two different databases, corrupt each other's run
+(``KeyError: 'config'``): in one process, one migration at a time."""
+
+
 class Database:
     """One database: its engine, its schema's revision, and write transactions."""
 
@@ -207,7 +214,7 @@ class Database:
         from alembic import command
         from alembic.config import Config
 
-        with self._migration_lock() as conn:
+        with _ALEMBIC, self._migration_lock() as conn:
             cfg = Config()
             cfg.set_main_option("script_location", str(MIGRATIONS))
             cfg.attributes["connection"] = conn
