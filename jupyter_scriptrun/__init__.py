@@ -156,4 +156,14 @@ def load_ipython_extension(ipython: Any) -> None:
     from jupyter_scriptrun.jupyter.magics import ScriptrunMagics
 
     ipython.register_magics(ScriptrunMagics)
-    warmup.start()  # the heavy imports, while the user types the first command
+    # While the user types the first command: the heavy imports, then the store opened
+    # and, after a reboot, the embedded default's active schedules firing again.
+    warmup.start(then=_resume_schedules)
+
+
+def _resume_schedules() -> None:
+    # A client of its own: the process's default is made at the first command, so that
+    # settings changed after %load_ext still count (the Store it opens is shared per URL).
+    from jupyter_scriptrun.client import Client
+
+    Client().resume_schedules()

@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except Exception as exc:
-        from jupyter_scriptrun.client import unreachable_message
+        from jupyter_scriptrun.unreachable import unreachable_message
 
         if (message := unreachable_message(exc)) is None:
             raise

@@ -22,6 +22,7 @@ from jupyter_scriptrun.handle import Execution
 from jupyter_scriptrun.queues import allowed_queues, parse_queues, queue_problem
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, get_store, new_execution_id
+from jupyter_scriptrun.unreachable import broker_reason, store_problem
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -404,6 +405,22 @@ class Client:
         if self.settings.embedded:
             self.local_worker().ensure()
 
+    def resume_schedules(self) -> bool:
+        """On the embedded default, start the local worker if a schedule is active: after a
+        reboot nothing else runs to fire them (a fleet's workers fire them themselves).
+        Whether the local worker was asked to run."""
+        if not self.settings.embedded:
+            return False
+        if (
+            not self.settings.database_url
+            and not (self.settings.data_dir / "scriptrun.db").exists()
+        ):
+            return False  # no store yet, so no schedule: create nothing
+        if not self.store.has_active_schedules():
+            return False
+        self.local_worker().ensure()
+        return True
+
     def history_page(self, **options: Any) -> tuple[list[dict[str, Any]], int]:
         """One page of the history as records, and how many runs match: for table views.
         Options: ``order_by`` (a history column), ``descending``, ``limit``, ``offset``
@@ -532,51 +549,6 @@ class Client:
                     status.value,
                 )
                 local.ensure()
-
-
-def broker_reason(exc: BaseException) -> str:
-    """The cause of a failed send, in one line: the network error behind it (connection
-    refused, a timeout) when there is one. Celery's own words for a Redis broker that is
-    down blame "the result store backend", which misleads."""
-    chain, seen = [], set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        chain.append(link)
-        link = link.__cause__ or link.__context__
-    network = [e for e in chain if isinstance(e, OSError)]
-    chosen = network[0] if network else exc
-    return " ".join(f"{type(chosen).__name__}: {chosen}".split())[:300]
-
-
-def unreachable_message(exc: BaseException, settings: Settings | None = None) -> str | None:
-    """One line for a store or broker that went away in the middle of a command (for
-    front ends that show errors as one line), or None for any other error."""
-    from kombu.exceptions import OperationalError as BrokerError
-    from sqlalchemy.exc import SQLAlchemyError
-
-    if isinstance(exc, SQLAlchemyError):
-        return store_problem((settings or get_settings()).effective_database_url, exc)
-    if isinstance(exc, BrokerError | ConnectionError):
-        return f"the broker is unreachable ({broker_reason(exc)}); check SCRIPTRUN_BROKER_URL"
-    return None
-
-
-def store_problem(url: str, exc: BaseException) -> str:
-    """One line on a store that cannot be opened: which (password hidden), why, what to do."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        shown = make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        shown = "(an unreadable URL)"
-    orig = getattr(exc, "orig", None) or exc
-    lines = [ln.strip() for ln in str(orig).splitlines() if ln.strip()]
-    why = " ".join(lines[:2])[:300] if lines else type(orig).__name__
-    return (
-        f"the store {shown} cannot be opened ({why}); check SCRIPTRUN_DATABASE_URL and that "
-        "the database server runs"
-    )
 
 
 _default: Client | None = None

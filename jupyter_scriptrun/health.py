@@ -8,7 +8,8 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_scriptrun.client import Client, broker_reason, store_problem
+from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.unreachable import broker_reason, store_problem
 
 
 @dataclass

@@ -38,7 +38,17 @@ LAYERS: list[tuple[str, ...]] = [
     # Celery: the broker, the task, the worker, the embedded default
     ("fleet",),
     # what front ends call
-    ("frames", "handle", "client", "scheduling", "warmup", "health", "metrics", "fleetview"),
+    (
+        "frames",
+        "handle",
+        "unreachable",
+        "client",
+        "scheduling",
+        "warmup",
+        "health",
+        "metrics",
+        "fleetview",
+    ),
     # front ends, the package's facade and the benchmark
     ("cli", "cli_schedules", "terminal", "top", "jupyter", "bench", "worker"),
     ("__init__", "__main__"),

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import itertools
 import random
+import subprocess
+import sys
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from conftest import JupyterLabProcess, settings_env, stop_process
 
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
@@ -150,6 +154,64 @@ def test_the_local_worker_stays_while_a_schedule_is_active(settings: Settings):
     while client.local_workers():  # idle, nothing scheduled: it leaves
         assert time.monotonic() < deadline
         time.sleep(0.5)
+
+
+def load_the_magics(settings: Settings, root: Path) -> None:
+    """``%load_ext jupyter_scriptrun`` in a new IPython, as after a reboot."""
+    code = (
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "InteractiveShell.instance().run_line_magic('load_ext', 'jupyter_scriptrun')\n"
+        "from jupyter_scriptrun import warmup; warmup.wait()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], env=settings_env(settings), check=True, cwd=root)
+
+
+def start_jupyter(settings: Settings, root: Path) -> None:
+    """``jupyter lab`` started (and stopped: the local worker it started stays)."""
+    lab = JupyterLabProcess(settings, root)
+    deadline = time.monotonic() + 20
+    while not Client(settings).local_workers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop_process(lab.proc, 20)
+
+
+@pytest.mark.parametrize("opening", [load_the_magics, start_jupyter], ids=["magics", "jupyter"])
+def test_after_a_reboot_opening_jupyter_fires_the_schedules_again(
+    settings: Settings, tmp_path: Path, opening
+):
+    """On the embedded default the local worker fires schedules. A reboot stops it; the
+    next ``%load_ext jupyter_scriptrun`` or Jupyter server start starts it again, without
+    the user running anything."""
+    client = Client(settings)
+    schedule = client.schedule("example_script", every=1, name="rebooted")
+    try:
+        client.stop_local_workers()  # the reboot
+        time.sleep(1.5)  # a tick fired as the worker stopped may still be recorded
+        before = len(runs_of(client, "rebooted"))
+        time.sleep(3)
+        assert len(runs_of(client, "rebooted")) == before, "fired with no worker running"
+
+        opening(settings, tmp_path)
+        assert client.local_workers(), "opening Jupyter did not start the local worker"
+        deadline = time.monotonic() + 20
+        while len(runs_of(client, "rebooted")) < before + 2:
+            assert time.monotonic() < deadline, "the schedule did not fire again"
+            time.sleep(0.5)
+    finally:
+        schedule.delete()
+        client.stop_local_workers()
+
+
+def test_loading_the_magics_with_nothing_scheduled_starts_nothing_and_creates_nothing(
+    settings: Settings, tmp_path: Path
+):
+    load_the_magics(settings, tmp_path)
+    assert not (settings.data_dir / "scriptrun.db").exists()
+    client = Client(settings)
+    client.schedule("example_script", every=60, name="paused").pause()
+    client.stop_local_workers()
+    load_the_magics(settings, tmp_path)
+    assert client.local_workers() == {}, "a paused schedule started the local worker"
 
 
 def test_a_queued_overlap_runs_each_time_after_the_previous_run_ended(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
@@ -10,6 +12,16 @@ from traitlets import List, TraitType, Unicode
 
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, declared
+
+log = logging.getLogger(__name__)
+
+
+def _resume_schedules(client: Client) -> None:
+    try:
+        if client.resume_schedules():
+            log.info("scriptrun: schedules are active; the local worker fires them")
+    except Exception:
+        log.warning("scriptrun: active schedules could not be checked", exc_info=True)
 
 
 def setting_traits() -> dict[str, TraitType[Any, Any]]:
@@ -60,6 +72,10 @@ class ScriptrunExtension(ExtensionApp):
         metrics = FleetMetrics(client)
         metrics.start()  # the totals are read in the background, before the first scrape
         self.settings["scriptrun_metrics"] = metrics
+        # After a reboot, opening Jupyter starts the embedded default's firing again.
+        threading.Thread(
+            target=_resume_schedules, args=(client,), name="scriptrun-resume", daemon=True
+        ).start()
 
     def initialize_handlers(self) -> None:
         """Register the REST routes."""

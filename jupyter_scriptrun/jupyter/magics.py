@@ -181,7 +181,7 @@ class ScriptrunMagics(Magics):
             print(f"scriptrun: {exc}", file=sys.stderr)
             return None
         except Exception as exc:
-            from jupyter_scriptrun.client import unreachable_message
+            from jupyter_scriptrun.unreachable import unreachable_message
 
             if (message := unreachable_message(exc, self.client.settings)) is None:
                 raise
