@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun.exceptions import ExecutionFailed, ExecutionTimeout
@@ -37,6 +37,26 @@ class OutputNews:
     status: ExecutionStatus
     chunks: list[dict[str, Any]]
     retried: bool = False
+
+
+@dataclass
+class LiveTail:
+    """A run's output so far as one text, for a view that follows it: progress updates
+    left out, a retry marked, the last ``keep`` characters kept."""
+
+    keep: int = 200_000
+    cursor: OutputCursor = field(default_factory=OutputCursor)
+    text: str = ""
+
+    def read(self, execution: Execution) -> ExecutionStatus:
+        """Add what arrived since the last read; the run's status."""
+        news = execution.read_new(self.cursor)
+        text = self.text
+        if news.retried:
+            text += f"\n--- attempt {self.cursor.attempt} ---\n"
+        text += "".join(c["text"] for c in news.chunks if c["stream"] != "progress")
+        self.text = text[-self.keep :]
+        return news.status
 
 
 class Execution:

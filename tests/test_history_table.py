@@ -138,6 +138,64 @@ def test_a_row_opens_its_run_which_can_run_again_and_be_cancelled(client: Client
     assert table.records[0]["id"] == slow.id and table.records[0]["status"] == "cancelled"
 
 
+def wait_until(check, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not seen in time"
+        time.sleep(0.1)
+
+
+def test_an_opened_run_that_goes_shows_its_output_then_its_card_without_a_click(
+    client: Client,
+):
+    slow = client.submit("slow_script", {"seconds": 3})
+    table = HistoryTable(client, ["slow_script"], refresh_s=0.2)
+    table.open(slow.id)
+    table.start()
+    try:
+        wait_until(lambda: "step 1:" in table.detail.value)
+        assert "running" in table.detail.value and not table.cancel_button.disabled
+        wait_until(lambda: "attempts (1)" in table.detail.value)  # ended: the whole card
+        assert "succeeded" in table.detail.value and table.cancel_button.disabled
+    finally:
+        table.pause()
+
+
+def test_an_opened_run_shows_its_progress_bar_as_it_advances(client: Client):
+    stepper = client.submit("stepper", {"steps": 8, "pause": 0.5})
+    table = HistoryTable(client, ["stepper"], refresh_s=0.2)
+    table.open(stepper.id)
+    seen: set[str] = set()
+    table.start()
+    try:
+        while not stepper.status.is_final:
+            seen |= {f"{n}/8" for n in range(1, 8) if f"{n}/8 (" in table.detail.value}
+            time.sleep(0.1)
+    finally:
+        table.pause()
+    assert len(seen) >= 3, f"the bar advanced through {sorted(seen)} only"
+
+
+def test_the_list_follows_new_runs_while_shown_and_not_once_paused(client: Client):
+    table = HistoryTable(client, ["example_script"], refresh_s=0.2)
+    table.start()
+    try:
+        first = client.submit("example_script", {"message": "a", "multiplier": 1})
+        wait_until(lambda: table.records and table.records[0]["id"] == first.id, 10)
+        wait_until(lambda: table.records[0]["status"] == "succeeded", 30)
+    finally:
+        table.pause()
+    time.sleep(0.5)  # a read under way ends
+    later = client.submit("example_script", {"message": "b", "multiplier": 1})
+    time.sleep(1.5)
+    assert table.records[0]["id"] == first.id
+    table.start()  # shown again: read at once
+    try:
+        wait_until(lambda: table.records[0]["id"] == later.id, 5)
+    finally:
+        table.pause()
+
+
 def test_output_colours_are_rendered_not_shown_as_escape_codes():
     from jupyter_scriptrun.display import ansi_html
 

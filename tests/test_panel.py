@@ -104,6 +104,19 @@ def test_history_filters(panel: Panel, client: Client):
     assert {r["script"] for r in table.records} == {"plain_text"}
 
 
+def test_the_history_tab_follows_the_store_only_while_it_is_open(panel: Panel, client: Client):
+    panel.history.refresh_s = 0.2
+    panel.tabs.selected_index = 1
+    run = client.submit("plain_text")
+    deadline = time.monotonic() + 10
+    while not (panel.history.records and panel.history.records[0]["id"] == run.id):
+        assert time.monotonic() < deadline, "the open History tab did not show the new run"
+        time.sleep(0.1)
+    panel.tabs.selected_index = 0
+    time.sleep(0.5)
+    assert not panel.history._follower.is_alive()  # hidden: no more reads
+
+
 def test_a_new_panel_starts_on_the_script_last_picked(client: Client):
     first = Panel(client)
     first.script.value = "table_script"

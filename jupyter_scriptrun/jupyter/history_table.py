@@ -2,13 +2,16 @@
 
 Only one page is ever in the browser: the store sorts and counts (``Client.history_page``),
 and the page's row widgets are made once and reused, so a history of 10,000 or 1,000,000
-runs costs the same per click (measured in ``bench``: see the README).
+runs costs the same per click (measured in ``bench``: see the README). While it is shown
+it follows the store: the page is read again every ``REFRESH_S`` (a widget sends only what
+changed), and an opened run that goes shows its progress and output as they come.
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,13 +23,17 @@ from jupyter_scriptrun.display import (
     attempts_html,
     execution_html,
     human_seconds,
+    status_html,
 )
 from jupyter_scriptrun.exceptions import ScriptrunError
+from jupyter_scriptrun.handle import LiveTail
 from jupyter_scriptrun.status import ExecutionStatus
 
 log = logging.getLogger(__name__)
 
 PAGE = 25
+REFRESH_S = 2.0
+OUTPUT_KEEP_CHARS = 20_000
 ID_WIDTH = 92
 COLUMNS: tuple[tuple[str, str, int | None, str], ...] = (
     # (history column, title, width in px (None: the rest), alignment)
@@ -103,13 +110,22 @@ class HistoryTable:
     way), pages of ``PAGE`` runs, and a detail view per run with Re-run and Cancel.
     """
 
-    def __init__(self, client: Any, scripts: list[str], page: int = PAGE) -> None:
+    def __init__(
+        self, client: Any, scripts: list[str], page: int = PAGE, refresh_s: float = REFRESH_S
+    ) -> None:
         self.client = client
         self.page_size = page
+        self.refresh_s = refresh_s
         self.order_by, self.descending, self.offset, self.total = "queued_at", True, 0, 0
         self.records: list[dict[str, Any]] = []
         self.opened: Any = None
         """The run whose detail is shown (an Execution), if any."""
+        self._tail = LiveTail(keep=OUTPUT_KEEP_CHARS)
+        self._opened_final = False
+        # A click (the kernel's thread) and the live refresh (its own) take turns.
+        self._lock = threading.RLock()
+        self._follower: threading.Thread | None = None
+        self._stop = threading.Event()
         filters = self._build_filters(scripts)
         grid = self._build_grid(page)
         self.detail_box = self._build_detail()
@@ -223,19 +239,20 @@ class HistoryTable:
 
     def refresh(self, first_page: bool = False) -> None:
         """Read the page again (the first one after a filter changed) and show it."""
-        if first_page:
-            self.offset = 0
-        self.records, self.total = self.client.history_page(
-            order_by=self.order_by,
-            descending=self.descending,
-            limit=self.page_size,
-            offset=self.offset,
-            **self.filters(),
-        )
-        if not self.records and self.offset and self.total:  # the page emptied: go back
-            self.offset = max(0, (self.total - 1) // self.page_size * self.page_size)
-            return self.refresh()
-        self._draw()
+        with self._lock:
+            if first_page:
+                self.offset = 0
+            self.records, self.total = self.client.history_page(
+                order_by=self.order_by,
+                descending=self.descending,
+                limit=self.page_size,
+                offset=self.offset,
+                **self.filters(),
+            )
+            if not self.records and self.offset and self.total:  # the page emptied: go back
+                self.offset = max(0, (self.total - 1) // self.page_size * self.page_size)
+                return self.refresh()
+            self._draw()
 
     def _draw(self) -> None:
         now = datetime.now(UTC)
@@ -280,22 +297,74 @@ class HistoryTable:
     def open(self, execution_id: str) -> None:
         """Show a run: its record, parameters, output, traceback, data and attempts."""
         execution = self.client.get(execution_id)
-        self.opened = execution
-        self.detail_problem.value = ""
-        self._draw_detail()
-        self.list_box.layout.display = "none"
-        self.detail_box.layout.display = "flex"
+        with self._lock:
+            self.opened = execution
+            self._tail = LiveTail(keep=OUTPUT_KEEP_CHARS)
+            self._opened_final = False
+            self.detail_problem.value = ""
+            self._draw_detail()
+            self.list_box.layout.display = "none"
+            self.detail_box.layout.display = "flex"
 
     def _draw_detail(self) -> None:
+        """The opened run: while it goes, its line, progress bar and output so far; once
+        it ended, the whole card (drawn once: an ended run does not change)."""
         execution = self.opened
         rec = execution.record()
         status = ExecutionStatus(rec["status"])
+        if not status.is_final:
+            self._tail.read(execution)  # only while it goes: an ended run's card has it all
+            started = rec.get("started_at")
+            elapsed = (datetime.now(UTC) - started).total_seconds() if started else None
+            output = (
+                f"<pre style='max-height:24em;overflow:auto;white-space:pre-wrap'>"
+                f"{html.escape(self._tail.text)}</pre>"
+                if self._tail.text
+                else "<i>no output yet</i>"
+            )
+            self.detail.value = status_html(rec, elapsed) + output
+            self.cancel_button.disabled = False
+            return
         frame = execution.frame() if status is ExecutionStatus.SUCCEEDED else None
         card = execution_html(
             rec, execution.data, frame, execution.stdout, execution.stderr, expanded=True
         )
         self.detail.value = card + attempts_html(execution.attempts())
-        self.cancel_button.disabled = status.is_final
+        self.cancel_button.disabled = True
+        self._opened_final = True
+
+    # -- following the store --------------------------------------------------------------
+
+    def tick(self) -> None:
+        """One live refresh: the opened run while it goes, else the page."""
+        with self._lock:
+            if self.opened is None:
+                self.refresh()
+            elif not self._opened_final:
+                self._draw_detail()
+
+    def start(self) -> None:
+        """Follow the store in the background (the panel calls it while the tab shows)."""
+        with self._lock:
+            if self._follower is None or not self._follower.is_alive():
+                self._stop = threading.Event()
+                self._follower = threading.Thread(
+                    target=self._follow, args=(self._stop,), name="scriptrun-history", daemon=True
+                )
+                self._follower.start()
+
+    def pause(self) -> None:
+        """Stop following (the tab is hidden); ``start`` again reads at once."""
+        self._stop.set()
+
+    def _follow(self, stop: threading.Event) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception:  # a store hiccup must not end the following
+                log.warning("history refresh failed", exc_info=True)
+            if stop.wait(self.refresh_s):
+                return
 
     def rerun(self) -> Any:
         """Run the opened run's script again with the same parameters; open the new run."""
@@ -318,11 +387,13 @@ class HistoryTable:
             self.detail_problem.value = (
                 f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
             )
-        self._draw_detail()
+        with self._lock:
+            self._draw_detail()
 
     def close_detail(self) -> None:
         """Back to the list (read again: runs may have ended meanwhile)."""
-        self.opened = None
-        self.detail_box.layout.display = "none"
-        self.list_box.layout.display = "flex"
-        self.refresh()
+        with self._lock:
+            self.opened = None
+            self.detail_box.layout.display = "none"
+            self.list_box.layout.display = "flex"
+            self.refresh()

@@ -16,7 +16,7 @@ import ipywidgets as w
 from jupyter_scriptrun._version import __version__
 from jupyter_scriptrun.display import MARKS, execution_html, status_html
 from jupyter_scriptrun.exceptions import InvalidParameters, ScriptrunError
-from jupyter_scriptrun.handle import OutputCursor
+from jupyter_scriptrun.handle import LiveTail
 from jupyter_scriptrun.status import ExecutionStatus
 
 log = logging.getLogger(__name__)
@@ -151,8 +151,7 @@ class Panel:
         self.fields: dict[str, ParameterField] = {}
         self.free_form: w.Textarea | None = None
         self._runs: dict[str, Any] = {}  # id -> Execution, in the order started
-        self._cursors: dict[str, OutputCursor] = {}
-        self._texts: dict[str, str] = {}
+        self._tails: dict[str, LiveTail] = {}  # id -> its output so far
         self._labels: list[tuple[str, str]] = []
         self._states: dict[str, tuple[str, str]] = {}  # id -> (script, last status seen)
         self._lock = threading.RLock()
@@ -195,8 +194,12 @@ class Panel:
         )
 
     def _on_tab(self, change: dict[str, Any]) -> None:
-        """The Schedules tab is read when opened; the Fleet tab reads the fleet only while
-        it is open."""
+        """The Schedules tab is read when opened; the History and Fleet tabs follow the
+        store only while open."""
+        if change["new"] == 1:
+            self.history.start()
+        else:
+            self.history.pause()
         if change["new"] == 2:
             self.schedules.refresh()
         if change["new"] == 3:
@@ -378,8 +381,7 @@ class Panel:
         with self._lock:
             self._runs[execution.id] = execution
             self._states[execution.id] = (self.script.value, ExecutionStatus.QUEUED.value)
-            self._cursors[execution.id] = OutputCursor()
-            self._texts[execution.id] = ""
+            self._tails[execution.id] = LiveTail(keep=OUTPUT_KEEP_CHARS)
         self._relabel()
         self.runs.value = execution.id
         self._ensure_watcher()
@@ -413,6 +415,7 @@ class Panel:
     def close(self) -> None:
         """Stop refreshing and close the widgets."""
         self._stop.set()
+        self.history.pause()
         self.widget.close()
 
     def _ensure_watcher(self) -> None:
@@ -445,15 +448,7 @@ class Panel:
     def _refresh_run(self, execution_id: str) -> None:
         execution = self._runs[execution_id]
         with self._lock:
-            cursor = self._cursors[execution_id]
-            news = execution.read_new(cursor)
-            status = news.status
-            if news.retried:
-                self._texts[execution_id] += f"\n--- attempt {cursor.attempt} ---\n"
-            text = self._texts[execution_id] + "".join(
-                c["text"] for c in news.chunks if c["stream"] != "progress"
-            )
-            self._texts[execution_id] = text[-OUTPUT_KEEP_CHARS:]
+            status = self._tails[execution_id].read(execution)
             self._states[execution_id] = (self._states[execution_id][0], status.value)
             if execution_id == self.runs.value:
                 self._show(execution, status)
@@ -473,8 +468,8 @@ class Panel:
             elapsed = (datetime.now(UTC) - started).total_seconds() if started else None
             self.status.value = status_html(rec, elapsed)
             self.output.layout.display = "block"
-            if self.output.value != self._texts.get(execution.id, ""):
-                self.output.value = self._texts.get(execution.id, "")
+            tail = self._tails.get(execution.id)
+            self.output.value = tail.text if tail else ""  # sent only when it changed
             self.result.value = ""
             return
         self.status.value = ""
