@@ -7,11 +7,14 @@ then each wall-clock time becomes one instant with the standard library's ``zone
   clock jumps, shifted by the gap: ``30 2 * * *`` in Europe/Berlin fires at 03:30 CEST on
   2026-03-29;
 - a time that exists twice (the hour repeated when clocks go back) fires once, at its
-  first occurrence: ``30 2 * * *`` fires at 02:30 CEST on 2026-10-25, not again at 02:30 CET.
+  first occurrence: ``30 2 * * *`` fires at 02:30 CEST on 2026-10-25, not again at 02:30 CET;
+- except, as in cron itself (Vixie cron, cronie: "jobs that run more frequently are
+  scheduled normally"), a line with ``*`` in its minute or hour field (``0 * * * *``,
+  ``*/15 * * * *``, ``*/5 2 * * *``): its times in the repeated hour fire at both
+  occurrences, so an hourly run stays an hour apart in real time.
 
-So a daily run is neither skipped nor doubled. An hourly line follows the wall clock too:
-the repeated hour runs once. Intervals (``every``) count elapsed time from the schedule's
-start, whatever the clocks do.
+So a daily run is neither skipped nor doubled. Intervals (``every``) count elapsed time
+from the schedule's start, whatever the clocks do.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
 UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 MIN_EVERY_S = 1.0
 CRON_FIELDS = 5
+NEAR = timedelta(hours=3)
+"""Farther than any daylight-saving shift: a wall-clock time this far behind an instant
+can still fire after it (shifted out of a gap, or repeated), and none farther can."""
 
 
 def parse_every(value: object) -> float:
@@ -64,6 +70,16 @@ def check_cron(line: object) -> str:
     if not croniter.is_valid(line):
         raise ValueError(f"cron {line!r} is not a valid cron line")
     return " ".join(line.split())
+
+
+def _changes(tz: ZoneInfo, start: datetime, end: datetime) -> bool:
+    """Whether ``tz``'s offset from UTC differs between two instants (less than a day
+    apart, so a change between them shows)."""
+    return start.astimezone(tz).utcoffset() != end.astimezone(tz).utcoffset()
+
+
+def _offset(aware: datetime) -> timedelta:
+    return aware.utcoffset() or timedelta(0)
 
 
 def problems(cron: object, every: object, timezone: object) -> list[str]:
@@ -110,13 +126,49 @@ class Timetable:
 
         tz = zone(self.timezone)
         wall = when.astimezone(tz).replace(tzinfo=None)
-        times = croniter(self.cron or "", wall - timedelta(minutes=1), ret_type=datetime)
+        if not _changes(tz, when - NEAR, when + NEAR):
+            # The usual case, no clock change near: the wall clock's next time, if near.
+            times = croniter(self.cron or "", wall - timedelta(minutes=1), ret_type=datetime)
+            for _ in range(2):
+                tick = times.get_next(datetime).replace(tzinfo=tz).astimezone(UTC)
+                if tick > when:
+                    if tick - when <= NEAR:
+                        return tick
+                    break
+        # Near a change, a time behind the wall clock may fire first (moved out of the
+        # gap, or repeated), and a time ahead may not be where the wall clock says.
+        return self._earliest_after(when, tz, wall - NEAR)
+
+    def _earliest_after(self, when: datetime, tz: ZoneInfo, start: datetime) -> datetime:
+        """The earliest tick after ``when`` among the wall-clock times from ``start``
+        (naive), walking until no later time can fire earlier than the best found."""
+        from croniter import croniter
+
+        folds = (0, 1) if self.repeats else (0,)
+        times = croniter(self.cron or "", start, ret_type=datetime)
+        best: datetime | None = None
+        best_wall = start
         for _ in range(100_000):  # a line that matches nothing ends croniter's own search
             naive = times.get_next(datetime)
-            tick = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
-            if tick > when:  # also drops a gap's times that fall on an earlier instant
-                return tick
+            if best is not None and naive > best_wall + NEAR:
+                return best
+            for fold in folds:
+                aware = naive.replace(tzinfo=tz, fold=fold)
+                # fold=1 is a second instant only in a repeated hour, where it has the
+                # smaller offset (in a gap it has the larger one, an earlier instant).
+                if fold and _offset(aware) >= _offset(naive.replace(tzinfo=tz)):
+                    continue
+                tick = aware.astimezone(UTC)
+                if tick > when and (best is None or tick < best):
+                    best, best_wall = tick, naive
         raise ValueError(f"cron {self.cron!r} has no time after {when.isoformat()}")
+
+    @property
+    def repeats(self) -> bool:
+        """Whether the line fires in both occurrences of a repeated hour (``*`` in its
+        minute or hour field, as cron's "wildcard" jobs)."""
+        fields = (self.cron or "").split()
+        return len(fields) >= 2 and (fields[0].startswith("*") or fields[1].startswith("*"))
 
     def between(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
         """The ticks in ``(start, end]``, oldest first, at most ``limit`` (the newest

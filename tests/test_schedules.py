@@ -56,12 +56,65 @@ def test_a_morning_run_in_new_york_keeps_its_wall_clock_time_across_both_changes
     ]
     hourly = Timetable("0 * * * *", None, "America/New_York", datetime(2026, 1, 1, tzinfo=UTC))
     night = [t.isoformat() for t in hourly.next_runs(3, datetime(2026, 11, 1, 4, 30, tzinfo=UTC))]
-    # The repeated hour runs once, on the wall clock: 01:00 EDT, then 02:00 EST.
+    # An hourly line stays an hour apart: the repeated 01:00 runs at both occurrences
+    # (cron's own rule for a line with * in its hour field).
     assert night == [
         "2026-11-01T01:00:00-04:00",
+        "2026-11-01T01:00:00-05:00",
         "2026-11-01T02:00:00-05:00",
-        "2026-11-01T03:00:00-05:00",
     ]
+
+
+def cron_ticks_by_the_minute(line: str, zone: ZoneInfo, start: datetime, end: datetime):
+    """The ticks of ``line`` in ``(start, end]``, by its definition, minute by minute: an
+    instant whose wall-clock time matches (its second occurrence only for a line with *
+    in the minute or hour field), and a matching time that does not exist, at the
+    instant it is shifted to (by the gap)."""
+    from croniter import croniter
+
+    fields = line.split()
+    repeats = fields[0].startswith("*") or fields[1].startswith("*")
+    ticks = set()
+    minute = start.replace(second=0, microsecond=0)
+    while minute <= end:
+        wall = minute.astimezone(zone)
+        if croniter.match(line, wall.replace(tzinfo=None)) and (wall.fold == 0 or repeats):
+            ticks.add(minute)
+        minute += timedelta(minutes=1)
+    naive = start.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0)
+    while naive <= end.astimezone(zone).replace(tzinfo=None):
+        aware = naive.replace(tzinfo=zone)
+        missing = aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive
+        if missing and croniter.match(line, naive):
+            ticks.add(aware.astimezone(UTC))
+        naive += timedelta(minutes=1)
+    return sorted(t for t in ticks if start < t <= end)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["30 2 * * *", "0 * * * *", "*/15 * * * *", "*/20 2 * * *", "5,50 2,3 * * *", "0 1-3 * * *"],
+)
+@pytest.mark.parametrize(
+    ("zone", "changes"),
+    [
+        (BERLIN, ["2026-03-29T01:00:00+00:00", "2026-10-25T01:00:00+00:00"]),
+        (NEW_YORK, ["2026-03-08T07:00:00+00:00", "2026-11-01T06:00:00+00:00"]),
+    ],
+    ids=["Berlin", "New_York"],
+)
+def test_cron_ticks_around_each_change_are_exactly_those_of_the_definition(line, zone, changes):
+    """Every tick from 6 h before to 6 h after both 2026 changes, one after another as the
+    scheduler walks them, against the minute-by-minute definition."""
+    table = Timetable(line, None, zone.key, datetime(2026, 1, 1, tzinfo=UTC))
+    for change in changes:
+        start = datetime.fromisoformat(change) - timedelta(hours=6)
+        end = start + timedelta(hours=12)
+        walked, tick = [], table.after(start)
+        while tick <= end:
+            walked.append(tick)
+            tick = table.after(tick)
+        assert walked == cron_ticks_by_the_minute(line, zone, start, end)
 
 
 def test_intervals_count_elapsed_time_whatever_the_clocks_do():
