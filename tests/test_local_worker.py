@@ -47,6 +47,26 @@ def test_the_fingerprint_follows_every_setting_the_worker_reads(settings: Settin
         assert local_fingerprint(settings.with_(**change)) != local_fingerprint(settings)
 
 
+def test_the_same_environment_by_another_name_is_the_same_worker(
+    settings: Settings, tmp_path: Path, monkeypatch
+):
+    """A kernel runs ``venv/bin/python``, the ``scriptrun`` command ``venv/bin/python3``
+    (its shebang): one interpreter, so one local worker, not one each."""
+    import sys
+
+    from jupyter_scriptrun.fleet import local
+
+    alias = tmp_path / "python"
+    alias.symlink_to(sys.executable)
+    before = local_fingerprint(settings)
+    local._code_stamp.cache_clear()
+    monkeypatch.setattr(sys, "executable", str(alias))
+    try:
+        assert local_fingerprint(settings) == before
+    finally:
+        local._code_stamp.cache_clear()
+
+
 def test_started_from_a_source_checkout_the_local_worker_imports_the_clients_package(
     settings: Settings, tmp_path: Path, monkeypatch
 ):

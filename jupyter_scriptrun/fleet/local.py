@@ -58,8 +58,10 @@ def worker_argv(
 @functools.cache
 def _code_stamp() -> str:
     """The installed package's version and its files' sizes and times: a local worker
-    started before the code changed (an upgrade, an edit in a source checkout) differs."""
-    parts = [__version__, sys.executable]
+    started before the code changed (an upgrade, an edit in a source checkout) differs.
+    The interpreter counts as its environment and its real file: a kernel's
+    ``venv/bin/python`` and the CLI's ``venv/bin/python3`` share one worker."""
+    parts = [__version__, sys.prefix, os.path.realpath(sys.executable)]
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
         st = path.stat()
         parts.append(f"{path.relative_to(PACKAGE_DIR)}:{st.st_size}:{st.st_mtime_ns}")
