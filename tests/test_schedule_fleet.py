@@ -173,6 +173,7 @@ def start_jupyter(settings: Settings, root: Path) -> None:
     while not Client(settings).local_workers() and time.monotonic() < deadline:
         time.sleep(0.2)
     stop_process(lab.proc, 20)
+    assert "scriptrun: schedules are active" in lab.log.read_text()  # the operator's word
 
 
 @pytest.mark.parametrize("opening", [load_the_magics, start_jupyter], ids=["magics", "jupyter"])

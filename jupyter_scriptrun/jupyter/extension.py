@@ -13,15 +13,13 @@ from traitlets import List, TraitType, Unicode
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, declared
 
-log = logging.getLogger(__name__)
 
-
-def _resume_schedules(client: Client) -> None:
+def _resume_schedules(client: Client, server_log: logging.Logger) -> None:
     try:
         if client.resume_schedules():
-            log.info("scriptrun: schedules are active; the local worker fires them")
+            server_log.info("scriptrun: schedules are active; the local worker fires them")
     except Exception:
-        log.warning("scriptrun: active schedules could not be checked", exc_info=True)
+        server_log.warning("scriptrun: active schedules could not be checked", exc_info=True)
 
 
 def setting_traits() -> dict[str, TraitType[Any, Any]]:
@@ -74,7 +72,10 @@ class ScriptrunExtension(ExtensionApp):
         self.settings["scriptrun_metrics"] = metrics
         # After a reboot, opening Jupyter starts the embedded default's firing again.
         threading.Thread(
-            target=_resume_schedules, args=(client,), name="scriptrun-resume", daemon=True
+            target=_resume_schedules,
+            args=(client, self.log),
+            name="scriptrun-resume",
+            daemon=True,
         ).start()
 
     def initialize_handlers(self) -> None:
