@@ -295,8 +295,9 @@ def _num(value: Any, unit: str) -> str:
 
 
 def human_seconds(value: float | None) -> str:
-    """A duration for people: ``850 ms``, ``4.2 s``, ``3m05s``, ``2h14m``, ``—`` for none."""
-    if value is None:
+    """A duration for people: ``850 ms``, ``4.2 s``, ``3m05s``, ``2h14m``, ``—`` for none
+    (None, or NaN: a DataFrame's empty cell, as a run that has not ended has)."""
+    if value is None or value != value:
         return "—"
     if value < 1:
         return f"{value * 1000:.0f} ms"

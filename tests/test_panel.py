@@ -195,6 +195,18 @@ def test_the_schedules_tab_makes_lists_pauses_and_deletes_schedules(form_panel: 
     assert tab.schedules.value == client.get_schedule("tab-made").id
     assert "T07:00:00+01:00" in tab.detail.value and "no runs yet" in tab.detail.value
 
+    # Its runs, in the History tab (queued here: this panel has no worker).
+    mine = client.submit("example_script", page_context="schedule:tab-made")
+    client.submit("example_script", page_context="elsewhere")
+    tab.runs_button.click()
+    assert panel.tabs.selected_index == 1
+    assert [r["id"] for r in panel.history.records] == [mine.id]
+    assert panel.history.context_button.description == "schedule:tab-made"
+    panel.history.context_button.click()  # every run again
+    assert len(panel.history.records) == 2
+    assert panel.history.context_button.layout.display == "none"
+    panel.tabs.selected_index = 2
+
     tab.pause_button.click()
     assert client.get_schedule("tab-made").row["state"] == "paused"
     assert tab.pause_button.disabled and not tab.resume_button.disabled

@@ -159,11 +159,25 @@ class HistoryTable:
             layout=w.Layout(width="220px"),
         )
         self.refresh_button = w.Button(icon="refresh", tooltip="Refresh", layout={"width": "40px"})
+        # Where runs came from (``schedule:NAME``…): set by a link such as the Schedules
+        # tab's, shown as a button that clears it.
+        self.context: str | None = None
+        self.context_button = w.Button(
+            icon="times", tooltip="show every run", layout=w.Layout(display="none")
+        )
         for control in (self.script, self.status, self.period, self.text):
             control.observe(lambda _: self.refresh(first_page=True), names="value")
         self.refresh_button.on_click(lambda _: self.refresh())
+        self.context_button.on_click(lambda _: self.show_context(None))
         return w.HBox(
-            [self.script, self.status, self.period, self.text, self.refresh_button],
+            [
+                self.script,
+                self.status,
+                self.period,
+                self.text,
+                self.refresh_button,
+                self.context_button,
+            ],
             layout=w.Layout(flex_flow="row wrap"),
         )
 
@@ -235,7 +249,20 @@ class HistoryTable:
         window = PERIODS[self.period.value]
         if window is not None:
             chosen["since"] = datetime.now(UTC) - timedelta(seconds=window)
+        if self.context is not None:
+            chosen["page_context"] = self.context
         return chosen
+
+    def show_context(self, context: str | None) -> None:
+        """Only the runs started from ``context`` (``schedule:NAME``), on the list; None:
+        every run again."""
+        with self._lock:
+            self.context = context
+            self.context_button.description = context or ""
+            self.context_button.layout.display = "none" if context is None else "inline-flex"
+            if self.opened is not None:
+                self.close_detail()
+            self.refresh(first_page=True)
 
     def refresh(self, first_page: bool = False) -> None:
         """Read the page again (the first one after a filter changed) and show it."""

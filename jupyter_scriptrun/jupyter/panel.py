@@ -164,7 +164,9 @@ class Panel:
         from jupyter_scriptrun.jupyter.schedules_tab import SchedulesTab
 
         run_tab = self._run_tab()
-        self.schedules = SchedulesTab(client, lambda: (self.script.value, self.parameters()))
+        self.schedules = SchedulesTab(
+            client, lambda: (self.script.value, self.parameters()), self._show_runs_of
+        )
         self.tabs = w.Tab(
             children=[run_tab, self._history_tab(), self.schedules.widget, self.fleet_tab]
         )
@@ -212,6 +214,11 @@ class Panel:
                 self.dashboard.start()
         elif self.dashboard is not None:
             self.dashboard.pause()
+
+    def _show_runs_of(self, context: str) -> None:
+        """The History tab, showing the runs started from ``context`` only."""
+        self.history.show_context(context)
+        self.tabs.selected_index = 1
 
     def _run_tab(self) -> w.VBox:
         """Pick a script, fill its form, run it and watch it."""

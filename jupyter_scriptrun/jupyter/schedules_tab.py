@@ -23,9 +23,16 @@ class SchedulesTab:
     """``form`` gives the Run tab's script and parameters (raising InvalidParameters when
     the form is wrong): a schedule is made from the same schema form as a run."""
 
-    def __init__(self, client: Any, form: Callable[[], tuple[str, dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        client: Any,
+        form: Callable[[], tuple[str, dict[str, Any]]],
+        open_runs: Callable[[str], object] | None = None,
+    ) -> None:
         self.client = client
         self.form = form
+        self.open_runs = open_runs
+        """Given a page context (``schedule:NAME``), show those runs (the History tab)."""
         self.what = w.HTML()
         self.kind = w.ToggleButtons(options=["cron", "every"], value="every")
         self.when = w.Text(
@@ -79,6 +86,12 @@ class SchedulesTab:
         self.pause_button = w.Button(description="Pause", icon="pause")
         self.resume_button = w.Button(description="Resume", icon="play")
         self.delete_button = w.Button(description="Delete", icon="trash", button_style="danger")
+        self.runs_button = w.Button(
+            description="Runs in History",
+            icon="list",
+            layout=w.Layout(display="none" if open_runs is None else "inline-flex"),
+        )
+        self.runs_button.on_click(lambda _: self.show_runs())
         self.detail = w.HTML(layout=w.Layout(width="auto", overflow="auto"))
         self.schedules.observe(lambda _: self.show(), names="value")
         self.pause_button.on_click(lambda _: self._act("pause"))
@@ -98,7 +111,10 @@ class SchedulesTab:
                 self.problems,
                 w.HTML("<b>Schedules</b>"),
                 self.schedules,
-                w.HBox([self.pause_button, self.resume_button, self.delete_button]),
+                w.HBox(
+                    [self.pause_button, self.resume_button, self.delete_button, self.runs_button],
+                    layout=w.Layout(flex_flow="row wrap"),
+                ),
                 self.detail,
             ],
             layout=w.Layout(width="100%"),
@@ -164,7 +180,7 @@ class SchedulesTab:
     def show(self) -> None:
         """The selected schedule: its state, next fire times, last error, recent runs."""
         key = self.schedules.value
-        for button in (self.pause_button, self.resume_button, self.delete_button):
+        for button in (self.pause_button, self.resume_button, self.delete_button, self.runs_button):
             button.disabled = key is None
         if key is None:
             self.detail.value = "<i>no schedules yet</i>"
@@ -203,6 +219,12 @@ class SchedulesTab:
                 else "<div><i>no runs yet</i></div>"
             )
         )
+
+    def show_runs(self) -> None:
+        """Every run of the selected schedule, in the History tab (sortable, each opens)."""
+        if self.open_runs is not None and self.schedules.value is not None:
+            row = self.client.get_schedule(self.schedules.value).row
+            self.open_runs(f"schedule:{row['name']}")
 
     def _act(self, action: str) -> None:
         schedule = self.client.get_schedule(self.schedules.value)
