@@ -33,6 +33,12 @@ class SchedulesTab:
         self.form = form
         self.open_runs = open_runs
         """Given a page context (``schedule:NAME``), show those runs (the History tab)."""
+        self.widget = w.VBox(
+            [*self._build_form(), *self._build_list()], layout=w.Layout(width="100%")
+        )
+
+    def _build_form(self) -> list[w.Widget]:
+        """The new schedule's timing and policies (the script and parameters: the Run tab's)."""
         self.what = w.HTML()
         self.kind = w.ToggleButtons(options=["cron", "every"], value="every")
         self.when = w.Text(
@@ -82,6 +88,21 @@ class SchedulesTab:
         self.kind.observe(self._on_kind, names="value")
         self.create_button.on_click(lambda _: self.create())
 
+        return [
+            w.HTML("<b>New schedule</b>"),
+            self.what,
+            self.kind,
+            self.when,
+            self.timezone,
+            self.name,
+            self.catchup,
+            self.overlap,
+            self.create_button,
+            self.problems,
+        ]
+
+    def _build_list(self) -> list[w.Widget]:
+        """The schedules, their actions, and the selected one's detail."""
         self.schedules = w.Select(options=[], rows=6, layout=w.Layout(width="auto"))
         self.pause_button = w.Button(description="Pause", icon="pause")
         self.resume_button = w.Button(description="Resume", icon="play")
@@ -89,7 +110,7 @@ class SchedulesTab:
         self.runs_button = w.Button(
             description="Runs in History",
             icon="list",
-            layout=w.Layout(display="none" if open_runs is None else "inline-flex"),
+            layout=w.Layout(display="none" if self.open_runs is None else "inline-flex"),
         )
         self.runs_button.on_click(lambda _: self.show_runs())
         self.detail = w.HTML(layout=w.Layout(width="auto", overflow="auto"))
@@ -97,28 +118,15 @@ class SchedulesTab:
         self.pause_button.on_click(lambda _: self._act("pause"))
         self.resume_button.on_click(lambda _: self._act("resume"))
         self.delete_button.on_click(lambda _: self._act("delete"))
-        self.widget = w.VBox(
-            [
-                w.HTML("<b>New schedule</b>"),
-                self.what,
-                self.kind,
-                self.when,
-                self.timezone,
-                self.name,
-                self.catchup,
-                self.overlap,
-                self.create_button,
-                self.problems,
-                w.HTML("<b>Schedules</b>"),
-                self.schedules,
-                w.HBox(
-                    [self.pause_button, self.resume_button, self.delete_button, self.runs_button],
-                    layout=w.Layout(flex_flow="row wrap"),
-                ),
-                self.detail,
-            ],
-            layout=w.Layout(width="100%"),
-        )
+        return [
+            w.HTML("<b>Schedules</b>"),
+            self.schedules,
+            w.HBox(
+                [self.pause_button, self.resume_button, self.delete_button, self.runs_button],
+                layout=w.Layout(flex_flow="row wrap"),
+            ),
+            self.detail,
+        ]
 
     def _on_kind(self, change: dict[str, Any]) -> None:
         self.when.description = change["new"]
