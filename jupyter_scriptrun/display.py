@@ -86,6 +86,12 @@ def progress_html(progress: Mapping[str, Any] | None, elapsed_s: float | None) -
     )
 
 
+def running_for(rec: Mapping[str, Any]) -> float | None:
+    """Seconds since the run started (None before it has)."""
+    started = rec.get("started_at")
+    return (datetime.now(UTC) - started).total_seconds() if started else None
+
+
 def status_html(rec: Mapping[str, Any], elapsed_s: float | None = None) -> str:
     """A run in one line while it goes (chip, script, short id) and its progress bar; once
     it ended, the line alone."""

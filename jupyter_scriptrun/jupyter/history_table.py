@@ -23,6 +23,7 @@ from jupyter_scriptrun.display import (
     attempts_html,
     execution_html,
     human_seconds,
+    running_for,
     status_html,
 )
 from jupyter_scriptrun.exceptions import ScriptrunError
@@ -341,15 +342,13 @@ class HistoryTable:
         status = ExecutionStatus(rec["status"])
         if not status.is_final:
             self._tail.read(execution)  # only while it goes: an ended run's card has it all
-            started = rec.get("started_at")
-            elapsed = (datetime.now(UTC) - started).total_seconds() if started else None
             output = (
                 f"<pre style='max-height:24em;overflow:auto;white-space:pre-wrap'>"
                 f"{html.escape(self._tail.text)}</pre>"
                 if self._tail.text
                 else "<i>no output yet</i>"
             )
-            self.detail.value = status_html(rec, elapsed) + output
+            self.detail.value = status_html(rec, running_for(rec)) + output
             self.cancel_button.disabled = False
             return
         frame = execution.frame() if status is ExecutionStatus.SUCCEEDED else None

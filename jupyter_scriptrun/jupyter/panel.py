@@ -8,13 +8,12 @@ import logging
 import threading
 import time
 import warnings
-from datetime import UTC, datetime
 from typing import Any
 
 import ipywidgets as w
 
 from jupyter_scriptrun._version import __version__
-from jupyter_scriptrun.display import MARKS, execution_html, status_html
+from jupyter_scriptrun.display import MARKS, execution_html, running_for, status_html
 from jupyter_scriptrun.exceptions import InvalidParameters, ScriptrunError
 from jupyter_scriptrun.handle import LiveTail
 from jupyter_scriptrun.status import ExecutionStatus
@@ -471,9 +470,7 @@ class Panel:
         rec = execution.record()
         self.cancel_button.disabled = status.is_final
         if not status.is_final:
-            started = rec.get("started_at")
-            elapsed = (datetime.now(UTC) - started).total_seconds() if started else None
-            self.status.value = status_html(rec, elapsed)
+            self.status.value = status_html(rec, running_for(rec))
             self.output.layout.display = "block"
             tail = self._tails.get(execution.id)
             self.output.value = tail.text if tail else ""  # sent only when it changed
