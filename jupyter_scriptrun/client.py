@@ -411,10 +411,7 @@ class Client:
         Whether the local worker was asked to run."""
         if not self.settings.embedded:
             return False
-        if (
-            not self.settings.database_url
-            and not (self.settings.data_dir / "scriptrun.db").exists()
-        ):
+        if not self.settings.database_url and not self.settings.default_store_file.exists():
             return False  # no store yet, so no schedule: create nothing
         if not self.store.has_active_schedules():
             return False

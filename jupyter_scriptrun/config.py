@@ -315,7 +315,12 @@ class Settings:
         """The store's URL, with the SQLite default filled in."""
         if self.database_url:
             return normalize_database_url(self.database_url)
-        return f"sqlite:///{self.data_dir / 'scriptrun.db'}"
+        return f"sqlite:///{self.default_store_file}"
+
+    @property
+    def default_store_file(self) -> Path:
+        """The SQLite file of the embedded default's store (without a database URL)."""
+        return self.data_dir / "scriptrun.db"
 
     @property
     def effective_broker_url(self) -> str:
