@@ -381,8 +381,10 @@ def test_a_host_killed_mid_run_ends_its_runs_lost_or_retried_elsewhere(
     )
     journal = str(fleet.journal)
     fleet.start_worker(fleet.w1)
-    retried = fleet.submit("journaled", {"seconds": 6, "journal": journal})
-    once = fleet.submit("journaled_once", {"seconds": 6, "journal": journal})
+    # Long enough to be still going once w2's worker is ready (up to 10 s on a busy
+    # machine: with 6 s runs, CI once saw the run end on w1 before the kill).
+    retried = fleet.submit("journaled", {"seconds": 20, "journal": journal})
+    once = fleet.submit("journaled_once", {"seconds": 20, "journal": journal})
     wait_for(
         lambda: fleet.running_on(retried, fleet.w1) and fleet.running_on(once, fleet.w1),
         60,
@@ -391,6 +393,7 @@ def test_a_host_killed_mid_run_ends_its_runs_lost_or_retried_elsewhere(
     fleet.start_worker(fleet.w2)
     before = fleet.pg_sessions()
     assert before[fleet.w1.address] > 0 and before[fleet.w2.address] > 0, before
+    assert not fleet.ended(retried) and not fleet.ended(once), "the runs ended before the kill"
     fleet.w1.power_off()
     killed = time.time()
 
