@@ -15,6 +15,7 @@ from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import HEAD_REVISION, Store, get_store, new_execution_id
 from jupyter_scriptrun.store.engine import MIGRATIONS
+from jupyter_scriptrun.store.tables import metadata
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -24,10 +25,8 @@ def store(request, tmp_path: Path) -> Store:
     url = request.getfixturevalue("postgres_url")
     s = Store(url)
     with s.engine.begin() as conn:  # a clean slate per test on the shared database
-        conn.exec_driver_sql(
-            "DELETE FROM output_chunks; DELETE FROM attempts; DELETE FROM executions; "
-            "DELETE FROM scripts"
-        )
+        for table in reversed(metadata.sorted_tables):  # every table, children first
+            conn.execute(table.delete())
     return s
 
 

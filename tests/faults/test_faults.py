@@ -3,6 +3,7 @@ with nothing lost, nothing left running, and the next run unaffected."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -95,8 +96,19 @@ def test_a_killed_pool_process_leaves_no_run_running(redis_settings: Settings, s
     client = Client(redis_settings)
     run = client.submit("slow_script", {"seconds": 60})
     wait_running(run)
-    tree = psutil.Process(worker.pid).children(recursive=True)
-    script = next(p for p in tree if "slow_script" in " ".join(p.cmdline()))
+
+    def the_script() -> psutil.Process | None:
+        # "running" is recorded as the child starts: it may not have exec'd the script yet.
+        for proc in psutil.Process(worker.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "slow_script" in " ".join(proc.cmdline()):
+                    return proc
+        return None
+
+    deadline = time.monotonic() + 10
+    while (script := the_script()) is None:
+        assert time.monotonic() < deadline, "the script never showed in the worker's tree"
+        time.sleep(0.05)
     pool_child = script.parent()
     script_pids = [script.pid]
     pool_child.kill()
