@@ -261,9 +261,11 @@ class HistoryTable:
             self.context = context
             self.context_button.description = context or ""
             self.context_button.layout.display = "none" if context is None else "inline-flex"
+            self.offset = 0
             if self.opened is not None:
-                self.close_detail()
-            self.refresh(first_page=True)
+                self.close_detail()  # back to the list, which it reads
+            else:
+                self.refresh()
 
     def refresh(self, first_page: bool = False) -> None:
         """Read the page again (the first one after a filter changed) and show it."""
