@@ -206,7 +206,9 @@ def test_malformed_task_messages_are_refused_in_one_short_line(
 
     first = send_huge(5)
     second = send_huge(10)  # memory is given back or reused: no growth per message
-    assert second - first < 25, f"{first:.0f} MiB after 5 huge messages, {second:.0f} after 15"
+    # Ten more 10 MB messages: a leak of each would add about 100 MiB; the allocator's
+    # own slack on a busy machine reached 35 MiB once (CI).
+    assert second - first < 50, f"{first:.0f} MiB after 5 huge messages, {second:.0f} after 15"
     text = worker.log.read_text()
     assert max(len(line) for line in text.splitlines()) < 400
     assert "\x00" not in text and "Traceback" not in text
