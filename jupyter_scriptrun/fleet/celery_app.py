@@ -77,6 +77,9 @@ def make_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_pool="threads",
+        # Refuses, in one line, any message it cannot take instead of dying on its
+        # headers (fleet/consumer.py).
+        worker_consumer="jupyter_scriptrun.fleet.consumer:GuardedConsumer",
         worker_concurrency=os.cpu_count() or 2,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,

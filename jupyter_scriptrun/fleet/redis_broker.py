@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis
@@ -9,6 +10,8 @@ from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
 ALIAS_TARGET = f"{__name__}:Transport"
+
+log = logging.getLogger(__name__)
 
 
 class Channel(kombu_redis.Channel):
@@ -39,6 +42,30 @@ class Channel(kombu_redis.Channel):
             self._last_connparams = {}
         self._last_connparams[asynchronous] = dict(params)
         return params
+
+    def _brpop_read(self, **options: Any) -> bool:
+        """Deliver one message taken off a queue; one that is not a message at all (not
+        JSON, no properties, headers that are not an object: a foreign writer's) is
+        refused in one line and counted. BRPOP has already taken it off the queue and it
+        is nobody's to hand back, so it is dropped; an exception here would reach the
+        worker's event loop, which exits on it."""
+        try:
+            delivered: bool = super()._brpop_read(**options)
+            return delivered
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            if isinstance(exc, OSError | redis.exceptions.RedisError):
+                raise  # the connection's own trouble: Celery reconnects
+            # (kombu counts KeyError as a connection error, so a message without
+            # "properties" made the worker reconnect once a second, forever.)
+            from jupyter_scriptrun.fleet.consumer import short
+            from jupyter_scriptrun.fleet.worker_metrics import count_refusal
+
+            log.warning(
+                "refused a message (bad_envelope, task id None): not a kombu message: %s",
+                short(exc, 120),
+            )
+            count_refusal("bad_envelope")
+            return True
 
     def close(self) -> None:
         super().close()

@@ -20,6 +20,7 @@ from jupyter_scriptrun.exceptions import MalformedTask, RunFailed
 from jupyter_scriptrun.execution.executor import Executor
 from jupyter_scriptrun.fleet import wakeups
 from jupyter_scriptrun.fleet.celery_app import TASK_NAME
+from jupyter_scriptrun.fleet.consumer import refuse, short
 from jupyter_scriptrun.fleet.worker_metrics import count_outcome
 from jupyter_scriptrun.status import ExecutionStatus
 
@@ -34,19 +35,12 @@ def task_problem(execution_id: object, attempt: object) -> str | None:
     """Why a message's arguments are not ``(execution id, attempt)``, or None. The
     reason quotes at most 40 characters of what was sent, so logs stay short."""
     if not isinstance(execution_id, str) or not EXECUTION_ID_RE.match(execution_id):
-        return f"execution id {_short(execution_id)} is not 32 lowercase hex characters"
+        return f"execution id {short(execution_id)} is not 32 lowercase hex characters"
     if isinstance(attempt, bool) or not isinstance(attempt, int):
-        return f"attempt {_short(attempt)} is not an integer"
+        return f"attempt {short(attempt)} is not an integer"
     if not 1 <= attempt <= MAX_ATTEMPT:
         return f"attempt {attempt} is not between 1 and {MAX_ATTEMPT}"
     return None
-
-
-def _short(value: object) -> str:
-    if isinstance(value, str | bytes | list | tuple):
-        value = value[:41]  # a 10 MB id is not copied into a log line
-    text = repr(value)  # repr escapes NUL and control characters
-    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def message_problem(message: Any, body: Any) -> str | None:
@@ -62,7 +56,7 @@ def message_problem(message: Any, body: Any) -> str | None:
         return "the message's args are not a list (or its kwargs not an object)"
     kwargs = kwargs or {}
     if unknown := set(kwargs) - {"execution_id", "attempt"}:
-        return f"unknown arguments {_short(sorted(unknown))}"
+        return f"unknown arguments {short(sorted(unknown))}"
     if not 1 <= len(args) + len(kwargs) <= 2:
         return f"{len(args) + len(kwargs)} arguments, not (execution id, attempt)"
     named = dict(zip(("execution_id", "attempt"), args, strict=False)) | kwargs
@@ -93,16 +87,7 @@ def refusing_strategy(task: Task, app: Celery, consumer: Any, **kwargs: Any) -> 
         problem = message_problem(message, body)
         if problem is None:
             return handle(message, body, ack, reject, callbacks, **kw)
-        task_id = message.headers.get("id") if isinstance(message.headers, dict) else None
-        log.warning(
-            "refused a malformed %s message (task id %s): %s", TASK_NAME, _short(task_id), problem
-        )
-        ack(log, consumer.connection_errors)  # as Celery's own requests acknowledge
-        if isinstance(task_id, str) and len(task_id) <= 64:
-            try:
-                app.backend.mark_as_failure(task_id, MalformedTask(problem))
-            except Exception:
-                log.debug("could not record the refusal of %s", task_id, exc_info=True)
+        refuse(consumer, message, "bad_arguments", problem, message.headers.get("id"))
         _release_memory()
         return None
 

@@ -28,10 +28,19 @@ _outcomes: Counter[str] = Counter()
 _outcomes_lock = threading.Lock()
 
 
+_refusals: Counter[str] = Counter()
+
+
 def count_outcome(status: str) -> None:
     """Count one attempt this worker finished, by the status it recorded."""
     with _outcomes_lock:
         _outcomes[status] += 1
+
+
+def count_refusal(reason: str) -> None:
+    """Count one message this worker refused (fleet/consumer.py), by reason."""
+    with _outcomes_lock:
+        _refusals[reason] += 1
 
 
 class WorkerMetrics:
@@ -81,6 +90,7 @@ class WorkerMetrics:
             "warm_parent_rss_bytes": warm,
             "broker_up": self.broker_connected(),
             "finished": dict(_outcomes),
+            "refused": dict(_refusals),
             "time": now,
         }
 
@@ -143,6 +153,16 @@ class WorkerMetrics:
             for status, n in sorted(_outcomes.items()):
                 finished.add_metric([status], n)
         yield finished
+        refused = CounterMetricFamily(
+            "scriptrun_messages_refused",
+            "Messages this worker refused and acknowledged since it started (a foreign,"
+            " corrupt or hostile message it cannot take), by reason.",
+            labels=["reason"],
+        )
+        with _outcomes_lock:
+            for reason, n in sorted(_refusals.items()):
+                refused.add_metric([reason], n)
+        yield refused
         yield from self._memory()
         connected = self.broker_connected()
         if connected is not None:
