@@ -137,8 +137,14 @@ def test_celerys_own_headers_pass():
 
     app = Celery(broker="memory://")
     message = app.amqp.as_task_v2(
-        hex_id(), TASK_NAME, args=["0" * 32, 1], countdown=5, expires=60, time_limit=10,
-        soft_time_limit=5, shadow="scriptrun:x",
+        hex_id(),
+        TASK_NAME,
+        args=["0" * 32, 1],
+        countdown=5,
+        expires=60,
+        time_limit=10,
+        soft_time_limit=5,
+        shadow="scriptrun:x",
     )
     assert header_problem(message.headers) is None
     assert header_problem({"lang": "py"}) is None  # protocol 1: Celery reads the body
@@ -166,11 +172,24 @@ def test_every_odd_message_at_once_on_redis_leaves_one_worker_running(
     for message in raw:
         raw_redis_push(url, queue, message)
     # Not JSON in the body, and a pickle, which the worker never accepts.
-    kombu_publish(url, queue, "{not json", {"task": TASK_NAME, "id": hex_id()},
-                  serializer=None, content_type="application/json", content_encoding="utf-8")
-    kombu_publish(url, queue, b"\x80\x04K\x01.", {"task": TASK_NAME, "id": hex_id()},
-                  serializer=None, content_type="application/x-python-serialize",
-                  content_encoding="binary")
+    kombu_publish(
+        url,
+        queue,
+        "{not json",
+        {"task": TASK_NAME, "id": hex_id()},
+        serializer=None,
+        content_type="application/json",
+        content_encoding="utf-8",
+    )
+    kombu_publish(
+        url,
+        queue,
+        b"\x80\x04K\x01.",
+        {"task": TASK_NAME, "id": hex_id()},
+        serializer=None,
+        content_type="application/x-python-serialize",
+        content_encoding="binary",
+    )
     sent = len(POISON_HEADERS) + len(raw) + 2
     assert_survives(worker, redis_settings, sent, 0)
     counted = refused_metric(scrape(port))

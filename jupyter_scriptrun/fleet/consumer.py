@@ -120,9 +120,7 @@ def _time_problem(name: str, value: object) -> str | None:
     return f"{name} {short(value)} is not an ISO 8601 time"
 
 
-def refuse(
-    consumer: Any, message: Any, reason: str, detail: str, task_id: object = None
-) -> None:
+def refuse(consumer: Any, message: Any, reason: str, detail: str, task_id: object = None) -> None:
     """Refuse ``message``: one log line, acknowledged, counted, and recorded as failed in
     Celery's result backend when it has a usable id."""
     log.warning("refused a message (%s, task id %s): %s", reason, short(task_id), detail)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -67,10 +69,34 @@ class Channel(kombu_redis.Channel):
             count_refusal("bad_envelope")
             return True
 
+    @contextlib.contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        """A client for one operation. On a closed channel (a run that was going on while
+        the broker restarted acknowledges its message on the channel it came from), the
+        pool made for it is closed again afterwards: kombu kept it, and each restart with
+        a run in flight left three sockets open for good."""
+        if client is not None or not self.closed:
+            with super().conn_or_acquire(client) as acquired:
+                yield acquired
+            return
+        try:
+            yield self._create_client()
+        finally:
+            self._disconnect_pools()
+
     def close(self) -> None:
-        super().close()
-        # A pool made during the close (to hand runs back) is not left open.
-        self._disconnect_pools()
+        """Close, and let go of every socket even when kombu's close fails half-way.
+
+        kombu's close deletes the channel's fanout bindings first (the control channel
+        has one): on a connection the broker dropped that raises, Celery ignores the
+        error, and the pools and clients closed after it stayed open, two sockets per
+        broker restart. A pool made during the close (to hand runs back) is closed too.
+        """
+        try:
+            super().close()
+        finally:
+            self._disconnect_pools()
+            self._close_clients()
 
 
 class Transport(kombu_redis.Transport):
