@@ -17,8 +17,19 @@ QUEUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 """A safe queue name: letters, digits, ``_``, ``.``, ``-``; no leading punctuation (kombu's
 own keys start with ``_``), at most 100 characters."""
 
+REDIS_UNACKED_KEYS = {
+    "unacked_key": "_scriptrun:unacked",
+    "unacked_index_key": "_scriptrun:unacked_index",
+    "unacked_mutex_key": "_scriptrun:unacked_mutex",
+}
+"""Where kombu's Redis transport keeps the messages workers hold (its transport options).
+kombu's own names, ``unacked`` and ``unacked_index``, are names any foreign client may
+send to as a queue, which broke delivery (WRONGTYPE); these cannot be a safe queue name,
+so a stray message to ``unacked`` is just a message on a queue nobody consumes."""
+
 RESERVED = frozenset({"unacked", "unacked_index", "unacked_mutex", "celeryev", "celery.pidbox"})
-"""Keys the Redis transport and Celery use for themselves."""
+"""Keys the Redis transport and Celery use for themselves (kombu's unacked names too: a
+worker of an older release may still use them)."""
 RESERVED_PREFIXES = ("celery-task-meta-", "celery-taskset-meta-", "chord-unlock", "celeryev.")
 RESERVED_SUFFIXES = (".pidbox", ".celery.pidbox")
 

@@ -205,3 +205,30 @@ def test_odd_headers_from_kombu_are_refused_on_rabbitmq(
     for headers in POISON_HEADERS.values():
         kombu_publish(rabbitmq_url, amqp.queue, GOOD_BODY, headers)
     assert_survives(worker, amqp, len(POISON_HEADERS), 0)
+
+
+def test_a_foreign_message_to_kombus_unacked_names_is_just_an_unconsumed_queue(
+    redis_settings: Settings, start_worker
+):
+    """Runs held by a worker are kept under names no queue can have; a foreign client
+    sending to ``unacked`` or ``unacked_index`` (kombu's own key names) breaks nothing."""
+    import redis
+
+    worker = start_worker(redis_settings, concurrency=1)
+    client = Client(redis_settings)
+    url = redis_settings.broker_url
+    for queue in ("unacked", "unacked_index", "unacked_mutex"):
+        kombu_publish(url, queue, GOOD_BODY, {"task": TASK_NAME, "id": hex_id()})
+    held = client.submit("slow_script", {"seconds": 2})
+    wait_until(lambda: held.status is ExecutionStatus.RUNNING, 30, "the run starts")
+    conn = redis.Redis.from_url(url)
+    try:
+        assert conn.hlen("_scriptrun:unacked") == 1, "the worker holds its message there"
+        assert held.wait(30).status is ExecutionStatus.SUCCEEDED
+        for _ in range(3):
+            assert client.run("example_script", wait_timeout=60).status.value == "succeeded"
+        assert conn.llen("unacked") == 1 and conn.llen("unacked_index") == 1
+    finally:
+        conn.close()
+    text = worker.log.read_text(errors="replace")
+    assert "WRONGTYPE" not in text and "Connection to broker lost" not in text

@@ -53,6 +53,11 @@ def make_app(settings: Settings) -> Celery:
     transport_options: dict[str, object] = {
         "visibility_timeout": settings.visibility_timeout_s,
     }
+    scheme = settings.effective_broker_url.partition("://")[0]
+    if scheme in ("redis", "rediss", "redis+socket", "sentinel"):
+        from jupyter_scriptrun.queues import REDIS_UNACKED_KEYS
+
+        transport_options.update(REDIS_UNACKED_KEYS)
     if settings.embedded:
         from jupyter_scriptrun.fleet.local import local_fingerprint
 
