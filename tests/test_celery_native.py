@@ -125,6 +125,53 @@ def test_terminate_through_celery_ends_the_run_and_its_tree(
     assert final_state(redis_settings, run.id)[0] == "REVOKED"
 
 
+@pytest.mark.parametrize("how", ["SIGKILL", "KILL", "9"])
+def test_terminate_with_sigkill_sends_sigkill_at_once(
+    redis_settings: Settings, start_worker, tmp_path: Path, how: str
+):
+    """The asked signal is the one sent: with a grace of 20 s, a tree that ignores SIGTERM
+    ends at once (before, SIGTERM was sent and SIGKILL only after the grace)."""
+    settings = redis_settings.with_(kill_grace_s=20.0)
+    start_worker(settings)
+    client = Client(settings)
+    run = client.submit("tree_ignores_term", {"pidfile": str(tmp_path / "pids")})
+    wait_until(lambda: len(script_processes(run.id)) >= 3, 30, "the script's tree runs")
+    t0 = time.monotonic()
+    out = celery_cli(settings, "control", "terminate", how, run.id)
+    assert out.returncode == 0, out.stderr
+    assert run.wait(15).status is ExecutionStatus.CANCELLED
+    wait_until(lambda: not script_processes(run.id), 10, "no process of the tree is left")
+    assert time.monotonic() - t0 < 5, "SIGKILL, not SIGTERM and the 20 s grace"
+    assert run.record()["message"] == "cancelled by request"
+
+
+def test_terminate_with_another_signal_sends_that_signal_first(
+    redis_settings: Settings, start_worker, tmp_path: Path
+):
+    mark = tmp_path / "got-usr1"
+    script = tmp_path / "scripts" / "traps_usr1.sh"
+    script.parent.mkdir()
+    script.write_text(
+        "#!/usr/bin/env bash\n"
+        f"trap 'touch {mark}; exit 3' USR1\n"
+        "echo waiting\n"
+        "while true; do sleep 0.1; done\n"
+    )
+    settings = redis_settings.with_(scripts_path=(script.parent, *redis_settings.scripts_path))
+    start_worker(settings)
+    client = Client(settings)
+    run = client.submit("traps_usr1")
+    wait_until(
+        lambda: any("waiting" in c["text"] for c in run.output()["chunks"]),
+        30,
+        "the script traps USR1",
+    )
+    out = celery_cli(settings, "control", "terminate", "SIGUSR1", run.id)
+    assert out.returncode == 0, out.stderr
+    assert run.wait(15).status is ExecutionStatus.CANCELLED
+    assert mark.exists(), "the script got SIGUSR1"
+
+
 def test_two_workers_started_without_a_name_are_two_nodes(redis_settings: Settings, tmp_path):
     env = settings_env(redis_settings)
     procs = []

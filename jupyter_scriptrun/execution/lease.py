@@ -12,6 +12,7 @@ moved on (declared lost, taken over) stops at its next tick.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 
@@ -21,9 +22,10 @@ from jupyter_scriptrun.execution.progress import Progress
 
 log = logging.getLogger(__name__)
 
-_stop_requests: dict[str, float] = {}
-"""Runs this process was told to stop (a cancel or revoke broadcast to every worker), by
-when it was told: seen within a tick, before the store says so."""
+_stop_requests: dict[str, tuple[float, signal.Signals | None]] = {}
+"""Runs this process was told to stop (a cancel or revoke broadcast to every worker): when
+it was told, and the signal asked for (None: SIGTERM, then SIGKILL after the grace). Seen
+within a tick, before the store says so."""
 _stop_lock = threading.Lock()
 THREAD_AFTER_S = STORE_TICK_S / 2
 """When the lease's thread starts, if the run is still going (see ``Lease.start``)."""
@@ -31,13 +33,14 @@ STOP_REQUEST_TTL_S = 3600.0
 """How long a request for a run this process does not run is remembered."""
 
 
-def request_stop(execution_id: str) -> None:
-    """Stop the run ``execution_id`` if this process runs it (a cancel arrived here)."""
+def request_stop(execution_id: str, signum: signal.Signals | None = None) -> None:
+    """Stop the run ``execution_id`` if this process runs it (a cancel arrived here), with
+    ``signum`` first if given (``celery control terminate SIGKILL``)."""
     now = time.monotonic()
     with _stop_lock:
-        _stop_requests[execution_id] = now
+        _stop_requests[execution_id] = (now, signum)
         # Broadcasts reach every worker: forget requests for runs that were never here.
-        for old in [k for k, at in _stop_requests.items() if now - at > STOP_REQUEST_TTL_S]:
+        for old in [k for k, (at, _) in _stop_requests.items() if now - at > STOP_REQUEST_TTL_S]:
             del _stop_requests[old]
 
 
@@ -71,6 +74,8 @@ class Lease:
         """Set when the attempt must stop: cancelled, superseded, or its lease lapsing."""
         self.reason: str | None = None
         """Why the lease was given up (None for a cancel or while it holds)."""
+        self.stop_signal: signal.Signals | None = None
+        """The signal a stop request asked for (None: the usual SIGTERM, then SIGKILL)."""
         self._give_up_lock = threading.Lock()
         self._done = threading.Event()
         self._unsent: list[tuple[int, str, str]] = []
@@ -86,8 +91,9 @@ class Lease:
         self._renewed = self._started = time.monotonic()
         return self
 
-    def poll(self) -> bool:
-        """For the supervisor, every tick: whether to stop the run. Never blocks.
+    def poll(self) -> bool | signal.Signals:
+        """For the supervisor, every tick: whether to stop the run (the signal to send
+        first when one was asked for). Never blocks.
 
         The lease's deadline is judged here, on the supervisor's clock, not only on the
         lease thread: behind a cut link that thread hangs in a database call until TCP
@@ -97,11 +103,14 @@ class Lease:
                 target=self._keep, name=f"scriptrun-lease-{self.execution_id[:8]}", daemon=True
             )
             self._thread.start()
-        if self.execution_id in _stop_requests:  # also before the thread runs
+        if (asked := _stop_requests.get(self.execution_id)) is not None:
+            self.stop_signal = asked[1]  # also before the thread runs
             self.stop_asked.set()
         if not self.stop_asked.is_set() and self._lapsed():
             self._give_up()
-        return self.stop_asked.is_set()
+        if not self.stop_asked.is_set():
+            return False
+        return self.stop_signal or True
 
     def _lapsed(self) -> bool:
         return time.monotonic() - self._renewed >= self.fence_after_s

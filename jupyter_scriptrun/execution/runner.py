@@ -289,7 +289,7 @@ class Child(Protocol):
 
 def run(
     spec: RunSpec,
-    poll: Callable[[], bool] | None = None,
+    poll: Callable[[], bool | signal.Signals] | None = None,
     on_output: Callable[[str, bytes], None] | None = None,
     spawn: Callable[[RunSpec], Child] | None = None,
     on_start: Callable[[int], None] | None = None,
@@ -300,7 +300,8 @@ def run(
     Args:
         spec: the command, its environment and its limits.
         poll: called every tick while the run lasts; returning True cancels the run (its
-            whole process tree is terminated).
+            whole process tree is terminated), returning a signal cancels it with that
+            signal sent first (SIGKILL at once; another, then SIGKILL after the grace).
         on_output: called with ("stdout" | "stderr", chunk) as output arrives.
         spawn: starts the process (default: a fresh one; see ``warm`` for the other).
         on_start: called with the child's pid (its session id) once it runs.
@@ -349,7 +350,7 @@ class _Supervisor:
 
     child: Child
     spec: RunSpec
-    poll: Callable[[], bool] | None
+    poll: Callable[[], bool | signal.Signals] | None
     on_output: Callable[[str, bytes], None] | None
     t0: float
     started_at: datetime
@@ -440,7 +441,11 @@ class _Supervisor:
             wants_cancel = False
         if wants_cancel and not (self.cancelled or self.timed_out):
             self.cancelled = True
-            self.kill_at = self._terminate(now)
+            if isinstance(wants_cancel, signal.Signals):
+                grace = 0.0 if wants_cancel is signal.SIGKILL else None
+                self.kill_at = self._terminate(now, grace, wants_cancel)
+            else:
+                self.kill_at = self._terminate(now)
 
     def _reap(self, now: float) -> None:
         """Notice the exit; then end what the run left behind."""
@@ -580,11 +585,14 @@ class _Supervisor:
             runner_error=self.child_error,
         )
 
-    def _terminate(self, now: float, grace: float | None = None) -> float:
-        """SIGTERM the group and every known descendant; return when SIGKILL is due."""
+    def _terminate(
+        self, now: float, grace: float | None = None, sig: signal.Signals = signal.SIGTERM
+    ) -> float:
+        """Signal the group and every known descendant (SIGTERM unless ``sig`` says
+        otherwise); return when SIGKILL is due."""
         self.sampler.sample()  # learn the newest descendants before signalling
-        proc.killpg(self.child.pid, signal.SIGTERM)
-        self.sampler.signal_all(signal.SIGTERM)
+        proc.killpg(self.child.pid, sig)
+        self.sampler.signal_all(sig)
         return now + (self.spec.kill_grace_s if grace is None else grace)
 
 

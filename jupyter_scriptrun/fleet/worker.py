@@ -111,12 +111,30 @@ def revoke(state: Any, task_id: Any, terminate: bool = False, signal: Any = None
     ends a running one's process tree on every pool, like ``scriptrun cancel``."""
     ids = [task_id] if isinstance(task_id, str) else list(task_id or ())
     how = "terminated" if terminate else "revoked"
+    signum = _asked_signal(signal) if terminate else None
     for one in ids:
-        request_stop(str(one))  # a run of this process stops within a tick
+        request_stop(str(one), signum)  # a run of this process stops within a tick
         _to_cancel.put((str(one), how))
     # Celery's own bookkeeping (its revoked set, the result backend), without its
     # terminate: that kills a pool process, or raises NotImplementedError on threads.
     return _celery_revoke(state, task_id, terminate=False, signal=signal, **kw)
+
+
+def _asked_signal(name: Any) -> signal.Signals | None:
+    """The signal ``terminate`` asked for ("SIGKILL", "KILL", "9"); None for SIGTERM (the
+    usual end: SIGTERM, then SIGKILL after the grace) or a name that is no signal."""
+    from celery.platforms import signals as celery_signals
+
+    if name is None:
+        return None
+    try:
+        if isinstance(name, str):
+            name = int(name) if name.strip().isdigit() else name.strip().upper()
+        asked = signal.Signals(celery_signals.signum(name))
+    except (TypeError, ValueError, AttributeError):
+        log.warning("terminate: %r is not a signal; the run ends as by a cancel", name)
+        return None
+    return None if asked is signal.SIGTERM else asked
 
 
 @control_command(args=[("execution_id", str)], signature="<execution_id>")
