@@ -231,6 +231,9 @@ class Client:
             not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255
         ):
             problems.append("idempotency_key must be a string of 1 to 255 characters")
+        if not isinstance(page_context, str) or "\x00" in page_context:
+            # It reaches the script as PAGE_CONTEXT, and no environment holds a NUL.
+            problems.append("page_context must be a string without NUL characters")
         queue = queue or found.meta.queue or self.settings.queue
         if problem := self.queue_problem(queue, script_queue=found.meta.queue):
             problems.append(problem)

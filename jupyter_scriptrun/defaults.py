@@ -21,6 +21,9 @@ dropped (the start and the end are kept, the end holding the result), so a scrip
 gigabytes cannot grow a worker's memory."""
 
 MAX_PARAMETERS_BYTES = 128 * 1024 - 64
+MAX_PARAMETERS_DEPTH = 64
+"""Objects and arrays nested in parameters (and in a REST body): far beyond any real form,
+and well inside every JSON library's recursion on the way to a script."""
 """Largest parameters document accepted (as UTF-8 JSON). Parameters travel in the one
 environment variable ``SCRIPT_PARAMETERS``, and Linux refuses to exec with a single
 variable over 128 KiB (MAX_ARG_STRLEN); larger inputs belong in a file the script reads."""

@@ -4,8 +4,10 @@ the magics share this)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from jupyter_scriptrun import defaults
 
 
 def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
@@ -41,3 +43,19 @@ def build_params(json_text: str | None, assignments: Sequence[str], option: str)
             raise ValueError(f"{option} must be a JSON object")
     params.update(parse_assignments(assignments))
     return params
+
+
+def nesting(value: object, limit: int | None = None) -> int:
+    """How deeply ``value`` nests objects and arrays, without recursion (a value deeper
+    than ``limit`` is not walked further: ``limit + 1`` is returned)."""
+    limit = defaults.MAX_PARAMETERS_DEPTH if limit is None else limit
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping | list | tuple):
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return depth
+            children = item.values() if isinstance(item, Mapping) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest

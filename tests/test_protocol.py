@@ -204,3 +204,15 @@ def test_deeply_nested_parameters_are_refused_clearly():
         node = node["x"]
     with pytest.raises(InvalidParameters, match="nested too deeply"):
         encode_parameters("s", deep)
+
+
+def test_parameters_may_nest_64_levels_and_no_more():
+    def nested(levels: int) -> dict:
+        value: object = 1
+        for _ in range(levels - 1):
+            value = [value]
+        return {"a": value}
+
+    encode_parameters("s", nested(64))  # the object and 63 arrays in it
+    with pytest.raises(InvalidParameters, match="nest 65 levels deep; the limit is 64"):
+        encode_parameters("s", nested(65))

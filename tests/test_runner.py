@@ -190,6 +190,11 @@ def test_a_missing_interpreter_is_reported_not_raised():
     assert out.exit_code is None and "FileNotFoundError" in (out.spawn_error or "")
 
 
+def test_a_nul_in_the_environment_is_reported_not_raised():
+    out = run(RunSpec([sys.executable, "-c", "pass"], env={**ENV, "PAGE_CONTEXT": "a\x00b"}))
+    assert out.exit_code is None and "null byte" in (out.spawn_error or "")
+
+
 def test_a_signal_death_is_reported_as_a_negative_exit_code():
     out = run(py("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"))
     assert out.exit_code == -11 and out.signal_name == "SIGSEGV"

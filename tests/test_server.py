@@ -259,6 +259,32 @@ async def test_malformed_requests_are_400_listing_every_problem(api):
     assert code == 400 and "not one of" in body["message"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000,
+        '{"script": "example_script", "parameters": {"a": ' + "[" * 1000 + "]" * 1000 + "}}",
+        '{"script": "example_script", "parameters": ' + '{"a": ' * 70 + "1" + "}" * 71,
+    ],
+    ids=["100k-brackets", "1000-levels", "70-levels"],
+)
+async def test_deeply_nested_bodies_are_a_400_not_a_500(api, body: str):
+    for path in ("executions", "execute-script", "schedules"):
+        code, answer = await error_of(api(path, "POST", body))
+        assert code == 400, (path, answer)
+        assert "nested more than" in answer["message"]
+
+
+async def test_a_nul_in_page_context_is_refused_and_nothing_is_recorded(
+    api, redis_settings: Settings
+):
+    body = {"script": "example_script", "page_context": "a\u0000b"}
+    code, answer = await error_of(api("executions", "POST", body))
+    assert code == 400 and answer["error"] == "InvalidParameters"
+    assert "page_context" in answer["problems"][0]
+    assert Client(redis_settings).store.count() == 0
+
+
 async def test_exports_share_one_representation(worker, api, redis_settings: Settings):
     """CSV and JSON history and a single record: parameters as JSON, whole numbers as
     integers, timestamps in ISO 8601 with microseconds and the UTC offset."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun import defaults
 from jupyter_scriptrun.exceptions import InvalidParameters
+from jupyter_scriptrun.params import nesting
 from jupyter_scriptrun.status import ExecutionStatus
 
 if TYPE_CHECKING:  # the runner's outcome is read, never made, here
@@ -50,7 +51,13 @@ def encode_parameters(script: str, params: Mapping[str, Any]) -> str:
         )
     if "\x00" in text:
         raise InvalidParameters(script, ["parameters contain a NUL character"])
+    if (depth := nesting(params)) > defaults.MAX_PARAMETERS_DEPTH:
+        raise InvalidParameters(
+            script,
+            [f"parameters nest {depth} levels deep; the limit is {defaults.MAX_PARAMETERS_DEPTH}"],
+        )
     return text
+
 
 
 def script_env(

@@ -316,7 +316,7 @@ def run(
     t0 = time.monotonic()
     try:
         child = (spawn or FreshChild)(spec)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in an argument or variable
         now = datetime.now(UTC)
         return RunOutcome(
             pid=0,
@@ -441,11 +441,8 @@ class _Supervisor:
             wants_cancel = False
         if wants_cancel and not (self.cancelled or self.timed_out):
             self.cancelled = True
-            if isinstance(wants_cancel, signal.Signals):
-                grace = 0.0 if wants_cancel is signal.SIGKILL else None
-                self.kill_at = self._terminate(now, grace, wants_cancel)
-            else:
-                self.kill_at = self._terminate(now)
+            sig = wants_cancel if isinstance(wants_cancel, signal.Signals) else signal.SIGTERM
+            self.kill_at = self._terminate(now, 0.0 if sig is signal.SIGKILL else None, sig)
 
     def _reap(self, now: float) -> None:
         """Notice the exit; then end what the run left behind."""

@@ -50,28 +50,7 @@ def make_app(settings: Settings) -> Celery:
     from jupyter_scriptrun.fleet.notices import NOTICE_BACKEND
 
     app.loader.override_backends = {"redis": NOTICE_BACKEND, "rediss": NOTICE_BACKEND}
-    transport_options: dict[str, object] = {
-        "visibility_timeout": settings.visibility_timeout_s,
-    }
-    scheme = settings.effective_broker_url.partition("://")[0]
-    if scheme in ("redis", "rediss", "redis+socket", "sentinel"):
-        from jupyter_scriptrun.queues import REDIS_UNACKED_KEYS
-
-        transport_options.update(REDIS_UNACKED_KEYS)
-    if settings.embedded:
-        from jupyter_scriptrun.fleet.local import local_fingerprint
-
-        # A folder per configuration: runs reach only the local worker that runs them as
-        # this client would (see local_fingerprint).
-        broker_dir = settings.data_dir / "broker" / local_fingerprint(settings)
-        (broker_dir / "queue").mkdir(parents=True, exist_ok=True)
-        (broker_dir / "control").mkdir(parents=True, exist_ok=True)
-        transport_options.update(
-            data_folder_in=str(broker_dir / "queue"),
-            data_folder_out=str(broker_dir / "queue"),
-            control_folder=str(broker_dir / "control"),
-            polling_interval=defaults.EMBEDDED_POLL_S,
-        )
+    transport_options = _transport_options(settings)
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -109,3 +88,31 @@ def make_app(settings: Settings) -> Celery:
         enable_utc=True,
     )
     return app
+
+
+def _transport_options(settings: Settings) -> dict[str, object]:
+    """The broker transport's options: Redis's visibility timeout and where it keeps held
+    messages, the embedded default's folders."""
+    options: dict[str, object] = {
+        "visibility_timeout": settings.visibility_timeout_s,
+    }
+    scheme = settings.effective_broker_url.partition("://")[0]
+    if scheme in ("redis", "rediss", "redis+socket", "sentinel"):
+        from jupyter_scriptrun.queues import REDIS_UNACKED_KEYS
+
+        options.update(REDIS_UNACKED_KEYS)
+    if settings.embedded:
+        from jupyter_scriptrun.fleet.local import local_fingerprint
+
+        # A folder per configuration: runs reach only the local worker that runs them as
+        # this client would (see local_fingerprint).
+        broker_dir = settings.data_dir / "broker" / local_fingerprint(settings)
+        (broker_dir / "queue").mkdir(parents=True, exist_ok=True)
+        (broker_dir / "control").mkdir(parents=True, exist_ok=True)
+        options.update(
+            data_folder_in=str(broker_dir / "queue"),
+            data_folder_out=str(broker_dir / "queue"),
+            control_folder=str(broker_dir / "control"),
+            polling_interval=defaults.EMBEDDED_POLL_S,
+        )
+    return options

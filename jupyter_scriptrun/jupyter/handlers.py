@@ -18,6 +18,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
+from jupyter_scriptrun import defaults
 from jupyter_scriptrun.display import json_default
 from jupyter_scriptrun.exceptions import (
     ExecutionConflict,
@@ -32,9 +33,13 @@ from jupyter_scriptrun.exceptions import (
     WorkerUnavailable,
 )
 from jupyter_scriptrun.jupyter import openapi
+from jupyter_scriptrun.params import nesting
 
 PREFIX = "/scriptrun/api"
 RESOURCE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+MAX_BODY_DEPTH = defaults.MAX_PARAMETERS_DEPTH + 1
+"""Nesting a request body may have: its parameters, one level down, may nest as deep as
+parameters may anywhere (contract/protocol.py)."""
 STDERR_TAIL = 2000
 """Characters of a run's stderr shown in its record (the logs endpoint has it all)."""
 ERRORS: list[tuple[type[Exception], int]] = [
@@ -116,12 +121,17 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
     def json_body(self, schema: dict[str, Any] | None = None) -> dict[str, Any]:
         """The request body as a JSON object (checked against ``schema``), or a 400
         listing every problem."""
+        too_deep = f"the request body is nested more than {MAX_BODY_DEPTH} levels deep"
         try:
             body = json.loads(self.request.body or b"{}")
         except ValueError as exc:
             raise InvalidRequest([f"the request body is not valid JSON: {exc}"]) from None
+        except RecursionError:  # 100,000 "[": the decoder's own limit
+            raise InvalidRequest([too_deep]) from None
         if not isinstance(body, dict):
             raise InvalidRequest(["the request body must be a JSON object"])
+        if nesting(body, MAX_BODY_DEPTH) > MAX_BODY_DEPTH:
+            raise InvalidRequest([too_deep])  # before jsonschema recurses into it
         if schema is not None and (problems := openapi.body_problems(schema, body)):
             raise InvalidRequest(problems)
         return body
