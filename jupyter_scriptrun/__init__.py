@@ -44,6 +44,7 @@ __all__ = [
     "WorkerUnavailable",
     "__version__",
     "cancel",
+    "cancel_queued",
     "dashboard",
     "default_client",
     "get",
@@ -88,6 +89,12 @@ def get(execution_id: str) -> Execution:
 def cancel(execution_id: str) -> ExecutionStatus:
     """Cancel an execution by id."""
     return default_client().cancel(execution_id)
+
+
+def cancel_queued(script: str | None = None, queue: str | None = None) -> list[str]:
+    """Cancel every run not started yet (only ``script``'s, on ``queue``, when given);
+    their ids. Use this, not ``celery purge``, to drop queued runs."""
+    return default_client().cancel_queued(script, queue)
 
 
 def history(server: str | None = None, token: str | None = None, **filters: Any) -> pd.DataFrame:

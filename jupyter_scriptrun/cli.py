@@ -111,8 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow", "-f", action="store_true", help="print output as it comes until the run ends"
     )
 
-    p = sub.add_parser("cancel", help="cancel a queued or running run")
-    p.add_argument("id")
+    p = sub.add_parser(
+        "cancel",
+        help="cancel a queued or running run, or with --queued every run not started yet",
+    )
+    p.add_argument("id", nargs="?", help="the run's id (or a unique prefix)")
+    p.add_argument(
+        "--queued",
+        action="store_true",
+        help="cancel every run not started yet (with --script, --queue: only those); "
+        "use this, not 'celery purge', which the reaper undoes",
+    )
+    p.add_argument("--script", help="with --queued: only this script's runs")
+    p.add_argument("--queue", help="with --queued: only the runs on this queue")
 
     _add_fleet_commands(sub)
     add_schedule_command(sub)
@@ -392,6 +403,14 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
+    if args.queued == bool(args.id) or (not args.queued and (args.script or args.queue)):
+        raise ValueError("cancel takes a run's id, or --queued (with --script, --queue)")
+    if args.queued:
+        ids = _client().cancel_queued(args.script, args.queue)
+        print(f"cancelled {len(ids)} queued run{'' if len(ids) == 1 else 's'}")
+        for one in ids:
+            print(f"  {one[:8]}")
+        return EXIT_OK
     execution = _client().get(args.id)
     status = execution.cancel()
     print(

@@ -368,6 +368,19 @@ class Client:
         """Cancel an execution (see :meth:`Execution.cancel`)."""
         return self.get(id_or_prefix).cancel()
 
+    def cancel_queued(self, script: str | None = None, queue: str | None = None) -> list[str]:
+        """Cancel every run not started yet (queued or waiting for a retry), only those of
+        ``script`` and on ``queue`` when given; returns their ids. This, not ``celery
+        purge``, is how queued runs are dropped: the store is the truth, and a purged
+        message of a queued run is sent again by the reaper."""
+        what = " and ".join(
+            f"{k} {v!r}" for k, v in (("script", script), ("queue", queue)) if v is not None
+        )
+        reason = "dropped from the queue by request"
+        if what:
+            reason += f" (every queued run of {what})"
+        return self.store.cancel_pending(reason, script=script, queue=queue)
+
     def history(self, **filters: Any) -> pd.DataFrame:
         """The history as a DataFrame, newest first.
 

@@ -285,6 +285,21 @@ async def test_a_nul_in_page_context_is_refused_and_nothing_is_recorded(
     assert Client(redis_settings).store.count() == 0
 
 
+async def test_cancel_queued_over_rest(api, redis_settings: Settings):
+    client = Client(redis_settings)
+    runs = [client.submit("example_script") for _ in range(2)]
+    other = client.submit("slow_script", {"seconds": 1})
+    answer = json.loads(
+        (await api("executions/cancel-queued", "POST", {"script": "example_script"})).body
+    )
+    assert answer["count"] == 2 and set(answer["cancelled"]) == {r.id for r in runs}
+    assert other.status.value == "queued"
+    code, body = await error_of(api("executions/cancel-queued", "POST", {"colour": 1}))
+    assert code == 400 and "colour" in body["message"]
+    everything = json.loads((await api("executions/cancel-queued", "POST")).body)
+    assert everything == {"cancelled": [other.id], "count": 1}
+
+
 async def test_exports_share_one_representation(worker, api, redis_settings: Settings):
     """CSV and JSON history and a single record: parameters as JSON, whole numbers as
     integers, timestamps in ISO 8601 with microseconds and the UTC offset."""

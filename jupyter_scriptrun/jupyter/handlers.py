@@ -354,6 +354,19 @@ class CancelHandler(BaseHandler):
         self.send({"id": execution.id, "status": status.value})
 
 
+class CancelQueuedHandler(BaseHandler):
+    """``POST /executions/cancel-queued``."""
+
+    @web.authenticated
+    @authorized
+    @mapped_errors
+    async def post(self) -> None:
+        """Cancel every run not started yet, or only a script's or a queue's."""
+        body = self.json_body(openapi.CANCEL_QUEUED_BODY)
+        ids = await self.call(self.client.cancel_queued, body.get("script"), body.get("queue"))
+        self.send({"cancelled": ids, "count": len(ids)})
+
+
 class WorkersHandler(BaseHandler):
     """``GET /workers``: online workers with their active and reserved runs."""
 
@@ -466,6 +479,7 @@ def routes() -> list[tuple[str, type[BaseHandler]]]:
         (rf"{PREFIX}/scripts/?", ScriptsHandler),
         (rf"{PREFIX}/scripts/(?P<name>[^/]+)/?", ScriptHandler),
         (rf"{PREFIX}/executions/?", ExecutionsHandler),
+        (rf"{PREFIX}/executions/cancel-queued/?", CancelQueuedHandler),
         (rf"{PREFIX}/executions/{ident}/logs/?", LogsHandler),
         (rf"{PREFIX}/executions/{ident}/cancel/?", CancelHandler),
         (rf"{PREFIX}/executions/{ident}/?", ExecutionHandler),

@@ -47,6 +47,17 @@ SEED_SUBMIT_BODY: dict[str, Any] = {
     "anyOf": [{"required": ["script_id"]}, {"required": ["script"]}],
 }
 
+CANCEL_QUEUED_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "Which runs not started yet to cancel: all, or only a script's, or only "
+    "those on a queue (both: only that script's on that queue).",
+    "properties": {
+        "script": {"type": "string", "minLength": 1, "maxLength": 255},
+        "queue": {"type": "string", "minLength": 1, "maxLength": 255},
+    },
+    "additionalProperties": False,
+}
+
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
 _NULLABLE_STRING = {"type": ["string", "null"]}
 PROGRESS: dict[str, Any] = {
@@ -383,6 +394,33 @@ def document(base_url: str = "/") -> dict[str, Any]:
                     },
                 }
             },
+            "/executions/cancel-queued": {
+                "post": {
+                    "summary": "Cancel every run not started yet (queued or waiting to retry)",
+                    "description": "Drops queued runs, each ended `cancelled` with the reason "
+                    "as its message. Use this rather than `celery purge`: the store is the "
+                    "truth, and the reaper sends a purged queued run's message again.",
+                    "operationId": "cancelQueued",
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": _ref("CancelQueuedRequest")}},
+                    },
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["cancelled", "count"],
+                                "properties": {
+                                    "cancelled": {"type": "array", "items": {"type": "string"}},
+                                    "count": {"type": "integer", "minimum": 0},
+                                },
+                            },
+                            "the ids of the runs cancelled",
+                        ),
+                        **_errors(400, 403, 503),
+                    },
+                }
+            },
             "/workers": {
                 "get": {
                     "summary": "Online workers and the runs they hold",
@@ -486,6 +524,7 @@ def document(base_url: str = "/") -> dict[str, Any]:
             "schemas": {
                 "SubmitRequest": SUBMIT_BODY,
                 "SeedSubmitRequest": SEED_SUBMIT_BODY,
+                "CancelQueuedRequest": CANCEL_QUEUED_BODY,
                 "Execution": EXECUTION,
                 "HistoryRow": HISTORY_ROW,
                 "Script": SCRIPT,

@@ -412,6 +412,32 @@ class RunStates(Database):
             )
 
     @retrying
+    def cancel_pending(
+        self, reason: str, *, script: str | None = None, queue: str | None = None
+    ) -> list[str]:
+        """Cancel every run not started yet (queued, or waiting for a retry), only those
+        of ``script`` and on ``queue`` when given; ``reason`` is their message. Their
+        messages may still be in the broker: a worker's claim refuses them. Returns the
+        ids cancelled, in one statement (a run queued meanwhile is in it or untouched)."""
+        where = [executions.c.status.in_([s.value for s in PENDING])]
+        if script is not None:
+            where.append(executions.c.script == script)
+        if queue is not None:
+            where.append(executions.c.queue == queue)
+        values = {
+            "status": ExecutionStatus.CANCELLED.value,
+            "cancel_requested": True,
+            "finished_at": utcnow(),
+            "error_type": "Cancelled",
+            "message": reason,
+        }
+        with self._write() as conn:
+            rows = conn.execute(
+                update(executions).where(*where).values(**values).returning(executions.c.id)
+            )
+            return [row.id for row in rows]
+
+    @retrying
     def request_cancel(
         self, id: str, reason: str = "cancelled before it started"
     ) -> ExecutionStatus:
