@@ -111,16 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow", "-f", action="store_true", help="print output as it comes until the run ends"
     )
 
-    p = sub.add_parser(
-        "cancel",
-        help="cancel a queued or running run, or with --queued every run not started yet",
-    )
+    p = sub.add_parser("cancel", help="cancel a run, or with --queued those not started yet")
     p.add_argument("id", nargs="?", help="the run's id (or a unique prefix)")
     p.add_argument(
         "--queued",
         action="store_true",
-        help="cancel every run not started yet (with --script, --queue: only those); "
-        "use this, not 'celery purge', which the reaper undoes",
+        help="cancel every run not started yet "
+        "(use it, not 'celery purge', which the reaper undoes)",
     )
     p.add_argument("--script", help="with --queued: only this script's runs")
     p.add_argument("--queue", help="with --queued: only the runs on this queue")

@@ -9,7 +9,16 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, DateTime, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    DateTime,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound
@@ -419,7 +428,7 @@ class RunStates(Database):
         of ``script`` and on ``queue`` when given; ``reason`` is their message. Their
         messages may still be in the broker: a worker's claim refuses them. Returns the
         ids cancelled, in one statement (a run queued meanwhile is in it or untouched)."""
-        where = [executions.c.status.in_([s.value for s in PENDING])]
+        where: list[ColumnElement[bool]] = [executions.c.status.in_([s.value for s in PENDING])]
         if script is not None:
             where.append(executions.c.script == script)
         if queue is not None:
