@@ -60,8 +60,16 @@ def client(request, settings: Settings, monkeypatch) -> Client:
     c.close()
 
 
-def ended(store: Store, script: str, status: ExecutionStatus, duration: float, tries: int = 1):
-    """A run that ended after ``tries`` attempts, the way a worker records one."""
+def ended(
+    store: Store,
+    script: str,
+    status: ExecutionStatus,
+    duration: float,
+    tries: int = 1,
+    source: str | None = None,
+):
+    """A run that ended after ``tries`` attempts, the way a worker records one (an ad-hoc
+    one with ``source``)."""
     eid = new_execution_id()
     store.create(
         id=eid,
@@ -72,6 +80,8 @@ def ended(store: Store, script: str, status: ExecutionStatus, duration: float, t
         queue="q",
         timeout_s=None,
         content_hash="sha256:x",
+        source=source,
+        language="python" if source else None,
     )
     for attempt in range(1, tries):
         store.claim(eid, attempt, "w")
@@ -125,6 +135,20 @@ def test_each_run_is_counted_once_across_scrapes_and_a_restart_gives_the_same_to
     assert {k: v for k, v in restarted.items() if k[0].startswith("scriptrun_run")} == {
         k: v for k, v in found.items() if k[0].startswith("scriptrun_run")
     }
+
+
+@pytest.mark.parametrize("overlap_s", [0, 30], ids=["from-totals", "from-recent-runs"])
+def test_ad_hoc_runs_share_one_script_label(client: Client, monkeypatch, overlap_s):
+    """30 cells with 30 names add one label value, not 30 sets of series."""
+    monkeypatch.setattr(fleet_metrics, "OVERLAP", timedelta(seconds=overlap_s))
+    ended(client.store, "a", ExecutionStatus.SUCCEEDED, 0.1)
+    for i in range(30):
+        ended(client.store, f"cell_{i}", ExecutionStatus.SUCCEEDED, 0.1, source="print(1)")
+    found = scrape(FleetMetrics(client))
+    scripts = {dict(labels).get("script") for _, labels in found} - {None}
+    assert scripts == {"a", "(ad-hoc)"}
+    assert value(found, "scriptrun_runs_total", script="(ad-hoc)", status="succeeded") == 30
+    assert len(found) < 100, len(found)
 
 
 def test_a_run_whose_end_is_committed_late_is_counted_once(client: Client):

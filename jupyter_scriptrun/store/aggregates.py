@@ -19,6 +19,11 @@ ENDED = sorted(s.value for s in FINAL)
 # status filter too, SQLite prefers the status index (a million "succeeded" rows) to the
 # range on finished_at (the last seconds' runs), 0.3-0.5 s instead of ms at 1M runs.
 ACTIVE = sorted({s.value for s in PENDING} | {ExecutionStatus.RUNNING.value})
+ADHOC = "(ad-hoc)"
+"""The one ``script`` the metrics give every ad-hoc run (a ``%%scriptrun`` cell, a REST
+``source``): their names are the user's and unbounded, each a new set of series."""
+METRIC_SCRIPT = case((executions.c.source.is_not(None), ADHOC), else_=executions.c.script)
+"""A run's script as the metrics label it: a registered script by name, ad-hoc as one."""
 
 
 @dataclass
@@ -67,7 +72,7 @@ class Aggregates(Database):
         attempt = executions.c.attempt
         query = (
             select(
-                executions.c.script,
+                METRIC_SCRIPT,
                 executions.c.status,
                 func.count(),
                 func.coalesce(func.sum(case((attempt > 1, attempt - 1), else_=0)), 0),
@@ -79,7 +84,7 @@ class Aggregates(Database):
                 *w,
             )
             .where(executions.c.status.in_(ENDED), executions.c.finished_at <= until)
-            .group_by(executions.c.script, executions.c.status)
+            .group_by(METRIC_SCRIPT, executions.c.status)
         )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
@@ -104,7 +109,15 @@ class Aggregates(Database):
         """The runs that ended after ``after`` (oldest first; by the finished_at index)."""
         c = executions.c
         query = (
-            select(c.id, c.script, c.status, c.finished_at, c.duration_s, c.queue_s, c.attempt)
+            select(
+                c.id,
+                METRIC_SCRIPT.label("script"),
+                c.status,
+                c.finished_at,
+                c.duration_s,
+                c.queue_s,
+                c.attempt,
+            )
             .where(c.finished_at > after)
             .order_by(c.finished_at)
             .limit(limit)

@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select
 
 from jupyter_scriptrun.status import ExecutionStatus
+from jupyter_scriptrun.store.aggregates import METRIC_SCRIPT
 from jupyter_scriptrun.store.engine import Database, dialect_insert, retrying, utcnow
 from jupyter_scriptrun.store.tables import attempts, executions, output_chunks, pruned_totals
 
@@ -36,7 +37,8 @@ class Retention(Database):
     def _prune_batch(self, old: tuple[object, ...], batch: int) -> int:
         with self._write() as conn:
             rows = conn.execute(
-                select(executions.c.id, executions.c.script, executions.c.status)
+                # Counted as the metrics label them: ad-hoc runs under one name.
+                select(executions.c.id, METRIC_SCRIPT.label("script"), executions.c.status)
                 .where(*old)  # type: ignore[arg-type]
                 .limit(batch)
             ).all()
