@@ -31,7 +31,8 @@ LAYERS: list[tuple[str, ...]] = [
     # what a script is and how it talks
     ("contract",),
     # processes and the database, each knowing nothing of the other
-    ("execution.proc", "execution.runner", "execution.warm", "execution.orphans"),
+    ("execution.proc", "execution.capture", "execution.subreaper"),
+    ("execution.runner", "execution.warm", "execution.orphans"),
     ("execution.live", "execution.progress", "execution.lease", "execution.runners", "store"),
     # one attempt: store + runner + contract
     ("execution.executor",),

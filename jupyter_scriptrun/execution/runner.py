@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from jupyter_scriptrun.defaults import TICK_S
-from jupyter_scriptrun.execution import proc
+from jupyter_scriptrun.execution import proc, subreaper
+from jupyter_scriptrun.execution.capture import CappedBuffer
 
 log = logging.getLogger(__name__)
 
@@ -91,51 +92,6 @@ class RunOutcome:
             except ValueError:
                 return f"signal {-self.exit_code}"
         return None
-
-
-class CappedBuffer:
-    """Keeps the first and the last part of a stream, at most ``cap`` bytes in all."""
-
-    def __init__(self, cap: int) -> None:
-        self.head_cap = cap // 2
-        self.tail_cap = cap - self.head_cap
-        self.head = bytearray()
-        self.tail: deque[bytes] = deque()
-        self.tail_len = 0
-        self.total = 0
-
-    def add(self, data: bytes) -> None:
-        """Append a chunk, dropping the middle of the stream beyond the cap."""
-        self.total += len(data)
-        room = self.head_cap - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if not data:
-            return
-        self.tail.append(data)
-        self.tail_len += len(data)
-        while self.tail and self.tail_len - len(self.tail[0]) >= self.tail_cap:
-            self.tail_len -= len(self.tail.popleft())
-
-    @property
-    def truncated(self) -> bool:
-        """True when part of the stream was dropped."""
-        return self.total > self.head_cap + self.tail_cap
-
-    def text(self) -> str:
-        """The kept bytes as text, with a marker where the middle was dropped."""
-        tail = b"".join(self.tail)
-        if len(tail) > self.tail_cap:
-            tail = tail[len(tail) - self.tail_cap :]
-        if not self.truncated:
-            return (bytes(self.head) + tail).decode("utf-8", "replace")
-        dropped = self.total - len(self.head) - len(tail)
-        return (
-            bytes(self.head).decode("utf-8", "replace")
-            + f"\n[… {dropped} bytes of output dropped …]\n"
-            + tail.decode("utf-8", "replace")
-        )
 
 
 class TreeSampler:
@@ -222,17 +178,19 @@ class FreshChild:
             writers.append(channel_w)
             env = {**env, spec.channel_env: str(channel_w)}
         try:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
-                env=env,
-                cwd=spec.cwd,
-                start_new_session=True,
-                close_fds=True,
-                pass_fds=writers[2:],  # the channel keeps its number in the child
-            )
+            with subreaper.starting() as mine:
+                self.proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out_w,
+                    stderr=err_w,
+                    env=env,
+                    cwd=spec.cwd,
+                    start_new_session=True,
+                    close_fds=True,
+                    pass_fds=writers[2:],  # the channel keeps its number in the child
+                )
+                mine(self.proc.pid)
         except BaseException:
             for fd in (self.stdout, self.stderr, self.channel):
                 if fd is not None:
@@ -249,12 +207,15 @@ class FreshChild:
             with contextlib.suppress(ProcessLookupError):
                 resource.prlimit(self.pid, resource.RLIMIT_AS, (limit, limit))
         self.exit_fd = _pidfd_open(self.pid)
+        # Daemons the script leaves (double fork, setsid) come back to a worker process.
+        self.adopter = os.getpid() if subreaper.active() else None
 
     def reap(self) -> tuple[int | None, float, float, int, str | None] | None:
         """``(waitstatus, utime, stime, maxrss_kb, error)`` once it ended, else None."""
         pid, status, usage = os.wait4(self.pid, os.WNOHANG)
         if pid != self.pid:
             return None
+        subreaper.ended(pid)
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         return status, usage.ru_utime, usage.ru_stime, usage.ru_maxrss, None
 
@@ -279,6 +240,8 @@ class Child(Protocol):
     """The read end of the side channel (``RunSpec.channel_env``), if asked for."""
     exit_fd: int | None
     """Readable once the process ended (a pidfd, or the warm parent's connection)."""
+    adopter: int | None
+    """The child subreaper its orphans go to (this process, or the warm parent)."""
 
     def reap(self) -> tuple[int | None, float, float, int, str | None] | None: ...
 
@@ -413,7 +376,11 @@ class _Supervisor:
             if self.ended and self._finished(now):
                 break
             self._wait(now)
+        subreaper.collect_zombies()  # orphans of this run (or others) this process adopted
         return self._outcome()
+
+    def _left_behind(self) -> list[int]:
+        return subreaper.leftovers(self.child.pid, self.spec.env, self.child.adopter)
 
     def _sample_when_due(self, now: float) -> None:
         if self.samples and now >= self.samples[0]:
@@ -463,9 +430,9 @@ class _Supervisor:
             self.sampler.adopt(proc.group_members(pid))
             self.kill_at = self._terminate(now, grace=0.0)
             self.give_up_at = self.kill_at + LEFTOVER_WAIT_S
-        elif self.kill_at is None and proc.group_alive(pid):
-            # Left-overs (background jobs, daemons) end with the run.
-            self.sampler.adopt(proc.group_members(pid))
+        elif self.kill_at is None and (left := self._left_behind()):
+            # Left-overs (background jobs, daemons that left the session) end with the run.
+            self.sampler.adopt(left)
             if self.sampler.any_alive():
                 self.kill_at = self._terminate(now, grace=min(self.spec.kill_grace_s, 1.0))
                 self.give_up_at = self.kill_at + LEFTOVER_WAIT_S
@@ -588,6 +555,9 @@ class _Supervisor:
         """Signal the group and every known descendant (SIGTERM unless ``sig`` says
         otherwise); return when SIGKILL is due."""
         self.sampler.sample()  # learn the newest descendants before signalling
+        if self.child.adopter is not None:  # and those that escaped it
+            env_id = self.spec.env.get("EXECUTION_ID")
+            self.sampler.adopt(subreaper.adopted(self.child.adopter, self.child.pid, env_id))
         proc.killpg(self.child.pid, sig)
         self.sampler.signal_all(sig)
         return now + (self.spec.kill_grace_s if grace is None else grace)

@@ -29,6 +29,12 @@ from typing import Any
 HEADER = struct.Struct("!I")
 MAX_REQUEST = 16 * 1024 * 1024
 PRELOAD_ENV = "SCRIPTRUN_WARM_PRELOAD"
+RUN_TAG_ENV = "SCRIPTRUN_RUN_TAG"
+"""A placeholder in the warm parent's environment block, overwritten in each child with
+its run's id: a forked process shows its exec-time block in /proc/PID/environ, never what
+``os.environ`` became, and this is how a run's daemons are still told by their run
+(execution/subreaper.py)."""
+RUN_TAG_SIZE = 32
 ALWAYS_PRELOAD = (
     "collections",
     "csv",
@@ -76,8 +82,15 @@ def serve(path: str) -> None:
     import traceback  # noqa: F401
     import types  # noqa: F401
 
-    global _prctl
+    global _prctl, _run_tag
     _prctl = _libc_prctl()  # ctypes and libffi loaded once, not in every child (~1.5 ms)
+    _run_tag = _run_tag_address()
+    if _prctl is not None:
+        # A run's daemons (double fork, setsid) come back here, not to PID 1: the
+        # worker's supervisor finds and ends them with the run, and _reap collects them.
+        PR_SET_CHILD_SUBREAPER = 36
+        with contextlib.suppress(Exception):
+            _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
     gc.collect()
     gc.freeze()  # keep preloaded objects out of the collector: fewer copied pages per child
@@ -121,7 +134,8 @@ def serve(path: str) -> None:
 
 
 def _reap(children: dict[int, socket.socket]) -> None:
-    while children:
+    """Report each run's end to its connection; collect adopted orphans' exits too."""
+    while True:
         try:
             pid, status, usage = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
@@ -218,6 +232,7 @@ def _become_script(request: dict[str, Any], fds: list[int], inherited: tuple[Any
             obj.close() if hasattr(obj, "close") else os.close(obj)
 
     channel = _take_descriptors(fds)
+    _tag_run(request["env"].get("EXECUTION_ID", ""))  # before os.environ is replaced
 
     if request.get("memory_limit_mb"):
         import resource
@@ -296,6 +311,8 @@ def _run_as_main(script: str) -> None:
 
 
 _prctl: Any = None
+_run_tag: int | None = None
+"""The address of the run tag's value in this process's environment block."""
 """libc's ``prctl``, looked up by the warm parent before it forks."""
 
 
@@ -305,6 +322,27 @@ def _libc_prctl() -> Any:
     with contextlib.suppress(Exception):
         return ctypes.CDLL(None, use_errno=True).prctl
     return None
+
+
+def _run_tag_address() -> int | None:
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        getenv = ctypes.CDLL(None).getenv
+        getenv.restype = ctypes.c_void_p
+        address = getenv(RUN_TAG_ENV.encode())
+        if address and ctypes.string_at(address) == b"-" * RUN_TAG_SIZE:
+            return int(address)
+    return None
+
+
+def _tag_run(execution_id: str) -> None:
+    """Write the run's id into the environment block (see ``RUN_TAG_ENV``)."""
+    import ctypes
+
+    tag = execution_id.encode("ascii", "replace")[:RUN_TAG_SIZE].ljust(RUN_TAG_SIZE, b"-")
+    if _run_tag is not None:
+        ctypes.memmove(_run_tag, tag, RUN_TAG_SIZE)
 
 
 def _die_with_parent() -> None:
@@ -356,7 +394,7 @@ class WarmParent:
         import threading
 
         self.preload = preload
-        self.env = {**env, PRELOAD_ENV: ",".join(preload)}
+        self.env = {**env, PRELOAD_ENV: ",".join(preload), RUN_TAG_ENV: "-" * RUN_TAG_SIZE}
         self.dir = tempfile.mkdtemp(prefix="scriptrun-warm-")
         self.path = os.path.join(self.dir, "parent.sock")
         self.proc: Any = None
@@ -379,13 +417,17 @@ class WarmParent:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
             # Its own messages (a module that failed to preload) go to the worker's log.
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jupyter_scriptrun.execution.warm", self.path],
-                env=self.env,
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                close_fds=True,
-            )
+            from jupyter_scriptrun.execution import subreaper  # psutil: not in the parent
+
+            with subreaper.starting() as mine:  # its exit is ours to read, not the sweep's
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "jupyter_scriptrun.execution.warm", self.path],
+                    env=self.env,
+                    cwd=self.dir,
+                    stdin=subprocess.DEVNULL,
+                    close_fds=True,
+                )
+                mine(self.proc.pid)
             deadline = time.monotonic() + timeout
             while not os.path.exists(self.path):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -479,6 +521,7 @@ class WarmChild:
         self.conn = conn
         self._buffer = buffered  # the exit report may have come with the pid
         self.parent_pid = parent_pid
+        self.adopter = parent_pid  # the warm parent is a child subreaper (serve)
         self.exit_fd: int | None = conn.fileno()
 
     def reap(self) -> tuple[int | None, float, float, int, str | None] | None:

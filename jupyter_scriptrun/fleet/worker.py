@@ -22,13 +22,20 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 from celery.utils.nodenames import host_format
 from celery.worker.control import Panel, control_command, inspect_command
 
 from jupyter_scriptrun.config import get_settings
 from jupyter_scriptrun.contract.registry import Registry
 from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound, RunFailed
+from jupyter_scriptrun.execution import subreaper
 from jupyter_scriptrun.execution.executor import Executor
 from jupyter_scriptrun.execution.lease import request_stop
 from jupyter_scriptrun.fleet import redis_broker
@@ -282,11 +289,22 @@ def _housekeeping(idle_exit_s: float | None, scheduler: Any = None) -> None:
             return
 
 
+@worker_process_init.connect
+def _on_pool_process_init(**_: object) -> None:
+    """A prefork pool process runs scripts itself: it adopts their daemons too (the
+    subreaper flag is not inherited through fork)."""
+    subreaper.become()
+
+
 @worker_init.connect
 def _on_init(**_: object) -> None:
     """Open (and migrate) the store now, so that a worker whose database is away says so
-    at once; import jsonschema now, not during the first run."""
+    at once; import jsonschema now, not during the first run. The worker becomes a child
+    subreaper: a script's daemon (double fork, setsid) comes back to it and ends with its
+    run (execution/subreaper.py)."""
     from jupyter_scriptrun.schemas import load_jsonschema
+
+    subreaper.become()
 
     load_jsonschema()
     executor.store  # noqa: B018 - opens and migrates

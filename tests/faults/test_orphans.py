@@ -144,3 +144,46 @@ def _session_members(sid: int) -> list[int]:
         except (OSError, psutil.Error):
             continue
     return found
+
+
+@pytest.mark.parametrize("runner", ["fresh", "warm"])
+def test_a_daemon_that_double_forks_and_calls_setsid_ends_with_its_run(
+    redis_settings: Settings, start_worker, tmp_path: Path, leftovers: list[int], runner: str
+):
+    """The supervising process (the worker, or the warm parent) is a child subreaper:
+    the daemon comes back to it instead of PID 1 and is ended with the run, and its exit
+    is collected (no zombie stays with the worker)."""
+    settings = redis_settings.with_(default_runner=runner)
+    worker = start_worker(settings)
+    client = Client(settings)
+    pidfile = tmp_path / "daemon.pid"
+    run = client.run("daemonizes", {"pidfile": str(pidfile)}, wait_timeout=60)
+    assert run.status.value == "succeeded" and run.data == "daemon left"
+    daemon = wait_for_pids(pidfile)[0]
+    leftovers.append(daemon)
+    deadline = time.monotonic() + 5
+    while pid_alive(daemon):
+        assert time.monotonic() < deadline, f"the daemon {daemon} outlived its {runner} run"
+        time.sleep(0.05)
+    tree = psutil.Process(worker.pid).children(recursive=True)
+    assert not [p for p in tree if p.status() == psutil.STATUS_ZOMBIE], tree
+
+
+@pytest.mark.parametrize("runner", ["fresh", "warm"])
+def test_a_cancelled_runs_daemon_ends_with_it(
+    redis_settings: Settings, start_worker, tmp_path: Path, leftovers: list[int], runner: str
+):
+    settings = redis_settings.with_(default_runner=runner)
+    start_worker(settings)
+    client = Client(settings)
+    pidfile = tmp_path / "daemon.pid"
+    run = client.submit("daemonizes", {"pidfile": str(pidfile), "linger": 60})
+    daemon = wait_for_pids(pidfile)[0]
+    leftovers.append(daemon)
+    time.sleep(0.5)  # the daemon has left: the script's tree no longer holds it
+    run.cancel()
+    assert run.wait(30).status.value == "cancelled"
+    deadline = time.monotonic() + 5
+    while pid_alive(daemon):
+        assert time.monotonic() < deadline, f"the daemon {daemon} outlived its cancelled run"
+        time.sleep(0.05)
