@@ -123,9 +123,8 @@ async def test_the_seeds_simplified_endpoints_still_work(worker, api, redis_sett
     task_id = json.loads(response.body)["task_id"]
     client.get(task_id).wait(60)
     result = json.loads((await api("script-task-result", task_id=task_id)).body)
-    assert (
-        result["status"] == "succeeded" and result["result"]["data"]["original_message"] == "seed"
-    )
+    assert result["status"] == "success" and result["scriptrun_status"] == "succeeded"
+    assert result["result"]["data"]["original_message"] == "seed" and result["retries"] == 0
 
 
 async def test_requests_without_a_token_are_refused(jp_serverapp, http_server_client, jp_base_url):
@@ -187,9 +186,11 @@ async def test_the_openapi_document_is_valid_and_matches_the_answers(worker, api
     validate(document)
     from jupyter_scriptrun.jupyter.handlers import NotFoundHandler, routes
     from jupyter_scriptrun.jupyter.schedule_handlers import routes as schedule_routes
+    from jupyter_scriptrun.jupyter.seed_handlers import routes as seed_routes
 
     # Every resource is documented (the fallback answers only 404s).
-    served = [r for r in schedule_routes() + routes() if r[1] is not NotFoundHandler]
+    everything = schedule_routes() + seed_routes() + routes()
+    served = [r for r in everything if r[1] is not NotFoundHandler]
     assert len(document["paths"]) == len(served)
     created = json.loads((await api("executions", "POST", {"script": "example_script"})).body)
     conforms(document, "Execution", created)
@@ -202,6 +203,10 @@ async def test_the_openapi_document_is_valid_and_matches_the_answers(worker, api
     conforms(document, "Logs", json.loads((await api(f"executions/{created['id']}/logs")).body))
     _, error = await error_of(api("executions", "POST", {"script": "nope"}))
     conforms(document, "Error", error)
+    seed = json.loads((await api(f"task-executions/{created['id']}/")).body)
+    conforms(document, "TaskExecution", seed)
+    status = json.loads((await api("task-executions/task_status/", task_id=created["id"])).body)
+    conforms(document, "SeedTaskStatus", status)
 
 
 async def test_logs_can_be_read_incrementally_while_the_run_goes_on(worker, api):

@@ -392,59 +392,17 @@ class MetricsHandler(BaseHandler):
         self.finish(body, set_content_type=content_type)  # APIHandler's default is JSON
 
 
-class SeedExecuteHandler(BaseHandler):
-    """The seed's ``POST /api/execute-script/``: ``{"script_id", "parameters",
-    "page_context"}`` → ``{"task_id"}``; ``script_id`` is the integer id or a name."""
+class AttemptsHandler(BaseHandler):
+    """``GET /executions/{id}/attempts``: every attempt, oldest first."""
 
     @web.authenticated
     @authorized
     @mapped_errors
-    async def post(self) -> None:
-        """Submit by the seed's field names."""
-        body = self.json_body(openapi.SEED_SUBMIT_BODY)
-        ref = body.get("script_id", body.get("script"))
-        if isinstance(ref, float):
-            if not ref.is_integer():
-                raise InvalidRequest([f"script_id: {ref!r} is not a whole number"])
-            ref = int(ref)  # JSON's 1.0 is the id 1
-        if isinstance(ref, int) and not isinstance(ref, bool):
-            ids = await self.call(self.client.script_ids)
-            names = {v: k for k, v in ids.items()}
-            if ref not in names:
-                raise ScriptNotFound(f"no script with id {ref} (GET scripts lists the ids)")
-            ref = names[ref]
-        if not isinstance(ref, str):
-            raise InvalidRequest(["script_id: an integer id or a script name is required"])
-        execution = await self.call(
-            self.client.submit,
-            ref,
-            body.get("parameters") or {},
-            page_context=str(body.get("page_context") or "api"),
-        )
-        self.send({"task_id": execution.id, "status": "queued"}, status=202)
-
-
-class SeedResultHandler(BaseHandler):
-    """The seed's ``GET /api/script-task-result/?task_id=``."""
-
-    @web.authenticated
-    @authorized
-    @mapped_errors
-    async def get(self) -> None:
-        """State and result of a run, by the seed's names."""
-        task_id = self.get_argument("task_id", None)
-        if not task_id:
-            raise InvalidRequest(["task_id: the query parameter is required and not empty"])
-        execution = await self.call(self.client.get, task_id)
-        view = await self.call(self.execution_view, execution)
-        self.send(
-            {
-                "task_id": execution.id,
-                "status": view["status"],
-                "result": view["result"],
-                "execution": view,
-            }
-        )
+    async def get(self, execution_id: str) -> None:
+        """Each attempt's record, result and metrics (output: the logs endpoint)."""
+        execution = await self.call(self.client.get, execution_id)
+        tried = await self.call(execution.attempts)
+        self.send([{k: v for k, v in a.items() if k not in ("stdout", "stderr")} for a in tried])
 
 
 class OpenAPIHandler(BaseHandler):
@@ -471,8 +429,8 @@ class NotFoundHandler(BaseHandler):
 
 
 def routes() -> list[tuple[str, type[BaseHandler]]]:
-    """URL patterns relative to the server's base URL (the schedules' are added before
-    them by the extension: see ``schedule_handlers.routes``)."""
+    """URL patterns relative to the server's base URL (the schedules' and the seed's are
+    added before them by the extension: see ``schedule_handlers`` and ``seed_handlers``)."""
 
     ident = r"(?P<execution_id>[^/]+)"
     return [
@@ -482,11 +440,10 @@ def routes() -> list[tuple[str, type[BaseHandler]]]:
         (rf"{PREFIX}/executions/cancel-queued/?", CancelQueuedHandler),
         (rf"{PREFIX}/executions/{ident}/logs/?", LogsHandler),
         (rf"{PREFIX}/executions/{ident}/cancel/?", CancelHandler),
+        (rf"{PREFIX}/executions/{ident}/attempts/?", AttemptsHandler),
         (rf"{PREFIX}/executions/{ident}/?", ExecutionHandler),
         (rf"{PREFIX}/workers/?", WorkersHandler),
         (rf"{PREFIX}/metrics/?", MetricsHandler),
-        (rf"{PREFIX}/execute-script/?", SeedExecuteHandler),
-        (rf"{PREFIX}/script-task-result/?", SeedResultHandler),
         (rf"{PREFIX}/openapi.json", OpenAPIHandler),
         (rf"{PREFIX}(/.*)?", NotFoundHandler),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jupyter_scriptrun._version import __version__
-from jupyter_scriptrun.jupyter import openapi_schedules
+from jupyter_scriptrun.jupyter import openapi_schedules, openapi_seed
 from jupyter_scriptrun.models import HISTORY_COLUMNS
 from jupyter_scriptrun.status import ExecutionStatus
 
@@ -30,21 +30,6 @@ SUBMIT_BODY: dict[str, Any] = {
     },
     "oneOf": [{"required": ["script"]}, {"required": ["source"]}],
     "additionalProperties": False,
-}
-
-SEED_SUBMIT_BODY: dict[str, Any] = {
-    "type": "object",
-    "description": "The seed's request: ``script_id`` is the integer id or the name.",
-    "properties": {
-        "script_id": {
-            "type": ["integer", "number", "string"],
-            "description": "The script's id (see GET scripts; a whole number) or its name.",
-        },
-        "script": {"type": "string"},
-        "parameters": {"type": "object"},
-        "page_context": {"type": "string", "maxLength": 1024},
-    },
-    "anyOf": [{"required": ["script_id"]}, {"required": ["script"]}],
 }
 
 CANCEL_QUEUED_BODY: dict[str, Any] = {
@@ -394,6 +379,20 @@ def document(base_url: str = "/") -> dict[str, Any]:
                     },
                 }
             },
+            "/executions/{execution_id}/attempts": {
+                "get": {
+                    "summary": "Every attempt of a run, oldest first (its output: logs)",
+                    "operationId": "listAttempts",
+                    "parameters": [_ID],
+                    "responses": {
+                        "200": _json(
+                            {"type": "array", "items": {"type": "object"}},
+                            "each attempt's record, result, error and metrics",
+                        ),
+                        **_errors(403, 404),
+                    },
+                }
+            },
             "/executions/cancel-queued": {
                 "post": {
                     "summary": "Cancel every run not started yet (queued or waiting to retry)",
@@ -447,62 +446,7 @@ def document(base_url: str = "/") -> dict[str, Any]:
                     },
                 }
             },
-            "/execute-script": {
-                "post": {
-                    "summary": "The seed's submit endpoint (an alias of POST /executions)",
-                    "operationId": "seedExecuteScript",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("SeedSubmitRequest")}},
-                    },
-                    "responses": {
-                        "202": _json(
-                            {
-                                "type": "object",
-                                "required": ["task_id", "status"],
-                                "properties": {
-                                    "task_id": {"type": "string"},
-                                    "status": {"type": "string"},
-                                },
-                            },
-                            "queued",
-                        ),
-                        **_errors(400, 403, 404, 503),
-                    },
-                }
-            },
-            "/script-task-result": {
-                "get": {
-                    "summary": "The seed's result endpoint",
-                    "operationId": "seedScriptTaskResult",
-                    "parameters": [
-                        {
-                            "name": "task_id",
-                            "in": "query",
-                            "required": True,
-                            "description": "The execution id (or a unique prefix of 4 or "
-                            "more characters); missing or empty: 400.",
-                            "schema": {"type": "string", "minLength": 1},
-                        }
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["task_id", "status", "result"],
-                                "properties": {
-                                    "task_id": {"type": "string"},
-                                    "status": {"enum": STATUSES},
-                                    "result": {},
-                                    "execution": _ref("Execution"),
-                                },
-                            },
-                            "state and result",
-                        ),
-                        **_errors(400, 403, 404),
-                    },
-                }
-            },
+            **openapi_seed.paths(_json, _ref, _errors),
             **openapi_schedules.paths(_json, _ref, _errors),
             "/openapi.json": {
                 "get": {
@@ -523,7 +467,7 @@ def document(base_url: str = "/") -> dict[str, Any]:
             },
             "schemas": {
                 "SubmitRequest": SUBMIT_BODY,
-                "SeedSubmitRequest": SEED_SUBMIT_BODY,
+                **openapi_seed.SCHEMAS,
                 "CancelQueuedRequest": CANCEL_QUEUED_BODY,
                 "Execution": EXECUTION,
                 "HistoryRow": HISTORY_ROW,

@@ -95,21 +95,7 @@ class RunStates(Database):
                     .values(last_seen_at=now, content_hash=content_hash)
                 )
                 return int(row.id)
-            try:
-                with conn.begin_nested():
-                    res = conn.execute(
-                        insert(scripts).values(
-                            name=name,
-                            content_hash=content_hash,
-                            first_seen_at=now,
-                            last_seen_at=now,
-                        )
-                    )
-                return int(res.inserted_primary_key[0])  # type: ignore[index]
-            except IntegrityError:  # another process registered it a moment ago
-                return int(
-                    conn.execute(select(scripts.c.id).where(scripts.c.name == name)).scalar_one()
-                )
+            return _register(conn, {name: content_hash})[name]
 
     @retrying
     def ensure_scripts(self, hashes: dict[str, str | None]) -> dict[str, int]:
@@ -119,24 +105,7 @@ class RunStates(Database):
         if set(hashes) <= set(known):
             return known  # the usual case: a read, no write lock
         with self._write() as conn:
-            known = {r.name: r.id for r in conn.execute(select(scripts.c.name, scripts.c.id))}
-            new = sorted(set(hashes) - set(known))
-            if new:
-                now = utcnow()
-                conn.execute(
-                    dialect_insert(conn, scripts).on_conflict_do_nothing(),  # a racing peer
-                    [
-                        {
-                            "name": n,
-                            "content_hash": hashes[n],
-                            "first_seen_at": now,
-                            "last_seen_at": now,
-                        }
-                        for n in new
-                    ],
-                )
-                known = {r.name: r.id for r in conn.execute(select(scripts.c.name, scripts.c.id))}
-        return known
+            return _register(conn, hashes)
 
     def kept(self, content_hash: str) -> bool:
         """Whether this process already stored that version (no query)."""
@@ -580,3 +549,32 @@ class RunStates(Database):
 def _silent(status: ExecutionStatus, since: datetime) -> tuple[Any, Any]:
     """Conditions: in ``status`` with no heartbeat (running) or send (queued) since."""
     return executions.c.status == status.value, executions.c.heartbeat_at < since
+
+
+SEED_IDS = {"example_script": 1, "print_test_script": 2}
+"""The seed's ids for its examples (its curl examples say ``"script_id": 1``): theirs
+whenever free; every other script takes the next id above them."""
+
+
+def _register(conn: Connection, hashes: dict[str, str | None]) -> dict[str, int]:
+    """Give each name not yet registered its id (in name order), in the caller's write
+    transaction; every registered name's id. Ids are chosen here, not by the database's
+    sequence, so that the seed's ids can be kept; PostgreSQL's writers take turns by an
+    advisory lock (SQLite's write transaction already holds the database)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(734912)")
+    known = {r.name: int(r.id) for r in conn.execute(select(scripts.c.name, scripts.c.id))}
+    used = set(known.values())
+    next_id = max(used | set(SEED_IDS.values())) + 1
+    rows, now = [], utcnow()
+    for name in sorted(set(hashes) - set(known)):
+        if SEED_IDS.get(name) not in (None, *used):
+            known[name] = SEED_IDS[name]
+        else:
+            known[name], next_id = next_id, next_id + 1
+        used.add(known[name])
+        times = {"first_seen_at": now, "last_seen_at": now}
+        rows.append({"id": known[name], "name": name, "content_hash": hashes[name], **times})
+    if rows:
+        conn.execute(insert(scripts), rows)
+    return known
