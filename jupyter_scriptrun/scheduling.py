@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from datetime import datetime
@@ -116,7 +117,10 @@ def create(
     if overlap not in OVERLAP:
         found_problems.append(f"overlap must be one of {', '.join(OVERLAP)}, not {overlap!r}")
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
     ):
         found_problems.append(f"timeout must be a positive number, not {timeout!r}")
     merged: dict[str, Any] = {}

@@ -28,6 +28,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
 UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 MIN_EVERY_S = 1.0
+MAX_EVERY_S = 366 * 86400.0
+"""A year: longer intervals are a cron line's job (and past about 10**14 s no date holds
+them: the first fire overflowed into a 500)."""
 CRON_FIELDS = 5
 NEAR = timedelta(hours=3)
 """Farther than any daylight-saving shift: a wall-clock time this far behind an instant
@@ -44,8 +47,10 @@ def parse_every(value: object) -> float:
         seconds = float(match[1]) * UNITS[match[2]]
     else:
         raise ValueError(f"every must be seconds or a duration such as '5m', not {value!r}")
-    if not math.isfinite(seconds) or seconds < MIN_EVERY_S:
-        raise ValueError(f"every must be at least {MIN_EVERY_S:g} s, not {value!r}")
+    if not math.isfinite(seconds) or not MIN_EVERY_S <= seconds <= MAX_EVERY_S:
+        raise ValueError(
+            f"every must be from {MIN_EVERY_S:g} s to {MAX_EVERY_S / 86400:g} days, not {value!r}"
+        )
     return seconds
 
 

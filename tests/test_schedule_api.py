@@ -86,7 +86,7 @@ async def test_a_bad_schedule_is_one_400_listing_every_problem(api):
     assert code == 400 and body["error"] == "InvalidSchedule"
     problems = " | ".join(body["problems"])
     assert len(body["problems"]) == 3, problems
-    assert "every must be at least 1 s" in problems
+    assert "every must be from 1 s to 366 days" in problems
     assert "unknown time zone 'Atlantis/Capital'" in problems
     assert "multiplier: 0 is less than the minimum of 1" in problems
 

@@ -167,7 +167,9 @@ def test_every_problem_is_named_at_once(client: Client):
 @pytest.mark.parametrize(
     ("options", "names"),
     [
-        ({"every": 0}, "every must be at least 1 s"),
+        ({"every": 0}, "every must be from 1 s to 366 days"),
+        ({"every": 9.6e97}, "every must be from 1 s to 366 days"),
+        ({"every": "5m", "timeout": float("nan")}, "timeout must be a positive number"),
         ({"every": "soon"}, "every must be seconds or a duration"),
         ({"cron": "* * *"}, "cron must have 5 fields"),
         ({"cron": "0 7 * * *", "every": 60}, "exactly one of cron"),

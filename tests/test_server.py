@@ -376,6 +376,52 @@ async def test_wrong_methods_say_what_is_allowed_and_unknown_paths_answer_json(a
     for path in ("nothing-here", "executions/abc/nope/deeper"):
         code, error = await error_of(api(path))
         assert code == 404 and error["error"] == "NotFound" and path in error["message"]
+    code, error = await error_of(api("executions", "DELETE"))
+    assert error == {
+        "error": "MethodNotAllowed",
+        "message": "this resource does not answer that method (see Allow)",
+    }
+
+
+async def test_every_error_has_one_shape_and_jupyters_refusals_too(
+    jp_serverapp, http_server_client, jp_base_url
+):
+    """403 (no token), 405 and ours all answer ``{"error", "message"}``."""
+    with pytest.raises(HTTPClientError) as info:
+        await http_server_client.fetch(f"{jp_base_url}scriptrun/api/executions")
+    body = json.loads(info.value.response.body)
+    assert info.value.code == 403 and body["error"] == "Forbidden"
+    assert "Bearer" in body["message"] and set(body) == {"error", "message"}
+
+
+async def test_a_202_says_where_the_run_is_and_bearer_is_declared(api):
+    response = await api("executions", "POST", {"script": "example_script"})
+    created = json.loads(response.body)
+    assert response.headers["Location"] == created["links"]["self"]
+    assert response.headers["Location"].endswith(f"/scriptrun/api/executions/{created['id']}")
+    document = json.loads((await api("openapi.json")).body)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "`Bearer <the Jupyter server's token>`",
+    }
+    assert {"bearer": []} in document["security"]
+
+
+async def test_clients_see_script_names_and_file_names_never_server_folders(
+    api, redis_settings: Settings
+):
+    folders = [str(p) for p in redis_settings.scripts_path]
+    text = (await api("scripts")).body.decode() + (
+        await api("scripts/example_script")
+    ).body.decode()
+    assert not any(folder in text for folder in folders), "a server folder leaked"
+    scripts = json.loads((await api("scripts")).body)
+    assert {s["path"] for s in scripts if s["name"] == "example_script"} == {"example_script.py"}
+    code, error = await error_of(api("executions", "POST", {"script": "exmaple_script"}))
+    assert code == 404 and "example_script" in error["message"]
+    assert "/" not in error["message"] and "SCRIPTRUN_SCRIPTS_PATH" not in error["message"]
 
 
 async def test_a_queue_that_is_a_broker_key_is_a_400_and_nothing_is_recorded(

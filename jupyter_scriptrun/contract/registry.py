@@ -242,11 +242,10 @@ class Registry:
                 path = folder / f"{stem}{ext}"
                 if _is_script_file(path, folder, require_exec=(ext == "")):
                     return self._load(stem, path.resolve())
-        where = os.pathsep.join(str(f) for f in self.folders) or "(no folders)"
+        # Names only: the message reaches REST clients, who have no business with the
+        # server's folders (`scriptrun settings` shows them to whoever runs the worker).
         known = ", ".join(s.name for s in self.scripts()[:20]) or "none"
-        raise ScriptNotFound(
-            f"no script named {name!r} in SCRIPTRUN_SCRIPTS_PATH={where} (known: {known})"
-        )
+        raise ScriptNotFound(f"no script named {name!r} (known: {known})")
 
     def _candidates(self) -> Iterable[tuple[str, Path]]:
         for folder in self.folders:
@@ -268,16 +267,16 @@ class Registry:
         try:
             st = path.stat()
             if st.st_size > MAX_SCRIPT_BYTES:
-                raise ScriptNotFound(f"{path}: larger than {MAX_SCRIPT_BYTES} bytes")
+                raise ScriptNotFound(f"{path.name}: larger than {MAX_SCRIPT_BYTES} bytes")
             key = (st.st_mtime_ns, st.st_size)
             cached = self._cache.get(path)
             if cached and cached[0] == key:
                 return cached[1]
             data = path.read_bytes()
         except FileNotFoundError:
-            raise ScriptNotFound(f"script {name!r} vanished from {path.parent}") from None
+            raise ScriptNotFound(f"script {name!r} vanished from its folder") from None
         except OSError as exc:
-            raise ScriptNotFound(f"script {name!r} cannot be read: {exc}") from None
+            raise ScriptNotFound(f"script {name!r} cannot be read: {exc.strerror}") from None
         script = _script(name, path, data)
         self._cache[path] = (key, script)
         return script

@@ -11,12 +11,14 @@ import functools
 import json
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
+from tornado.httputil import responses
 
 from jupyter_scriptrun import defaults
 from jupyter_scriptrun.display import json_default
@@ -36,6 +38,11 @@ from jupyter_scriptrun.jupyter import openapi
 from jupyter_scriptrun.params import nesting
 
 PREFIX = "/scriptrun/api"
+HTTP_MESSAGES = {
+    403: "no valid token (Authorization: token TOKEN or Bearer TOKEN, or ?token=), or not "
+    "authorized for the scriptrun resource",
+    405: "this resource does not answer that method (see Allow)",
+}
 RESOURCE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_BODY_DEPTH = defaults.MAX_PARAMETERS_DEPTH + 1
 """Nesting a request body may have: its parameters, one level down, may nest as deep as
@@ -55,6 +62,11 @@ ERRORS: list[tuple[type[Exception], int]] = [
     (StoreUnavailable, 503),
     (ValueError, 400),
 ]
+
+
+def public(script: dict[str, Any]) -> dict[str, Any]:
+    """A script's description for clients: its file's name, not the server's folders."""
+    return {**script, "path": Path(str(script["path"])).name}
 
 
 def mapped_errors(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -104,10 +116,21 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
         ]
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Jupyter's JSON error answer; a 405 also says what is allowed (RFC 9110)."""
+        """Every error in one shape, ``{"error", "message"}``, Jupyter's own refusals (a
+        missing token, XSRF) and Tornado's (405, which also says what is allowed, RFC
+        9110) included; an unexpected error says no more than that."""
         if status_code == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
-        super().write_error(status_code, **kwargs)
+        phrase = responses.get(status_code, "Error")
+        exc = (kwargs.get("exc_info") or (None, None, None))[1]
+        if isinstance(exc, web.HTTPError):
+            message = exc.log_message or HTTP_MESSAGES.get(status_code, phrase)
+        else:
+            message = "unexpected error; the server's log has the details"
+        self.log.warning("scriptrun API: %s %s", status_code, message)
+        self.set_header("Content-Type", "application/json")
+        error = "".join(word.capitalize() for word in phrase.split())
+        self.finish(json.dumps({"error": error, "message": message}))
 
     @property
     def client(self) -> Any:
@@ -191,7 +214,7 @@ class ScriptsHandler(BaseHandler):
         """List the scripts, each with its stable id."""
         scripts = await self.call(self.client.scripts)
         ids = await self.call(self.client.script_ids)
-        self.send([{"id": ids.get(s.name), **s.to_dict()} for s in scripts])
+        self.send([{"id": ids.get(s.name), **public(s.to_dict())} for s in scripts])
 
 
 class ScriptHandler(BaseHandler):
@@ -204,7 +227,7 @@ class ScriptHandler(BaseHandler):
         """Describe one script."""
         script = await self.call(self.client.script, name)
         ids = await self.call(self.client.script_ids)
-        self.send({"id": ids.get(script.name), **script.to_dict()})
+        self.send({"id": ids.get(script.name), **public(script.to_dict())})
 
 
 class ExecutionsHandler(BaseHandler):
@@ -277,7 +300,9 @@ class ExecutionsHandler(BaseHandler):
             execution = await self.call(self.client.submit, body["script"], params, **options)
         # The run as accepted (queued): a worker may have taken it by now, and the 202
         # says what was accepted, not a race's winner. Its links give the news.
-        self.send(self.execution_view(execution, execution.created), status=202)
+        view = self.execution_view(execution, execution.created)
+        self.set_header("Location", view["links"]["self"])
+        self.send(view, status=202)
 
 
 class ExecutionHandler(BaseHandler):

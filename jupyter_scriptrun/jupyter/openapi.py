@@ -149,15 +149,10 @@ LOGS: dict[str, Any] = {
     },
 }
 
-JUPYTER_ERROR: dict[str, Any] = {
-    "type": "object",
-    "description": "An answer of jupyter-server itself (authentication, XSRF).",
-    "required": ["message"],
-    "properties": {"message": {"type": "string"}, "reason": {"type": ["string", "null"]}},
-}
-
 ERROR: dict[str, Any] = {
     "type": "object",
+    "description": "Every error answer, jupyter-server's own refusals (a missing token, "
+    "XSRF) included.",
     "required": ["error", "message"],
     "properties": {
         "error": {"type": "string"},
@@ -221,7 +216,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "conflicts with the run's state, or the idempotency key was used before",
         503: "the broker or the store is unreachable (a run is then recorded as failed)",
     }
-    return {str(c): _json(_ref("JupyterError" if c == 403 else "Error"), text[c]) for c in codes}
+    return {str(c): _json(_ref("Error"), text[c]) for c in codes}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -243,7 +238,7 @@ def document(base_url: str = "/") -> dict[str, Any]:
             "run's record. Authenticate as for Jupyter: `Authorization: token <token>`.",
         },
         "servers": [{"url": prefix}],
-        "security": [{"token": []}],
+        "security": [{"token": []}, {"bearer": []}, {"query": []}],
         "paths": {
             "/scripts": {
                 "get": {
@@ -463,7 +458,18 @@ def document(base_url: str = "/") -> dict[str, Any]:
                     "in": "header",
                     "name": "Authorization",
                     "description": "`token <the Jupyter server's token>`",
-                }
+                },
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "`Bearer <the Jupyter server's token>`",
+                },
+                "query": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "token",
+                    "description": "`?token=<the Jupyter server's token>`",
+                },
             },
             "schemas": {
                 "SubmitRequest": SUBMIT_BODY,
@@ -475,7 +481,6 @@ def document(base_url: str = "/") -> dict[str, Any]:
                 "Logs": LOGS,
                 "Worker": WORKER,
                 "Error": ERROR,
-                "JupyterError": JUPYTER_ERROR,
                 **openapi_schedules.SCHEMAS,
             },
         },

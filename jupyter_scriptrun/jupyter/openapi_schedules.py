@@ -18,7 +18,7 @@ SCHEDULE_BODY: dict[str, Any] = {
         "cron": {"type": "string", "description": 'five fields, e.g. "0 7 * * 1-5"'},
         "every": {
             "type": ["number", "string"],
-            "description": 'seconds, or "30s", "5m", "1h", "1d" (at least 1 s)',
+            "description": 'seconds, or "30s", "5m", "1h", "1d" (1 s to 366 days)',
         },
         "timezone": {"type": "string", "default": "UTC", "description": "an IANA name"},
         "name": {"type": "string", "maxLength": 128},
