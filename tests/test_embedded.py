@@ -62,3 +62,33 @@ def test_embedded_cancel_and_several_runs_at_once(embedded: Settings):
     slow.cancel()
     assert slow.wait(15).status is ExecutionStatus.CANCELLED
     assert all(q.wait(60).status is ExecutionStatus.SUCCEEDED for q in quick)
+
+
+def test_files_that_are_no_message_in_the_queue_folder_are_refused_and_runs_go_on(
+    embedded: Settings,
+):
+    """A foreign writer (or a torn copy) leaves files in the embedded queue folder: each is
+    refused in one line of the local worker's log, and the worker runs on."""
+    import json
+    import uuid
+
+    from jupyter_scriptrun.fleet.local import local_fingerprint
+
+    client = Client(embedded)
+    assert client.run("example_script", wait_timeout=60).status is ExecutionStatus.SUCCEEDED
+    folder = embedded.data_dir / "broker" / local_fingerprint(embedded) / "queue"
+    bad = [
+        b"not json",
+        b"\xff\xfe",
+        json.dumps(["a", "list"]).encode(),
+        json.dumps({"body": "e30=", "headers": {}}).encode(),
+        json.dumps({"properties": {"delivery_tag": "x"}, "headers": ["x"]}).encode(),
+    ]
+    for payload in bad:
+        name = f"{0:015d}_{uuid.uuid4().hex}.{embedded.queue}.msg"
+        (folder / name).write_bytes(payload)
+    run = client.run("example_script", {"message": "after"}, wait_timeout=60)
+    assert run.status is ExecutionStatus.SUCCEEDED
+    log = LocalWorker(embedded).logfile.read_text(errors="replace")
+    assert log.count("refused a message (bad_envelope") == len(bad)
+    assert "Unrecoverable error" not in log and not list(folder.glob("*.msg"))

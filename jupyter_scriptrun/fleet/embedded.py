@@ -15,6 +15,7 @@ seen at once. The poll stays as the fallback for a wake-up that could not be sen
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import time
 import uuid
@@ -26,6 +27,9 @@ from kombu.utils.json import dumps, loads
 
 from jupyter_scriptrun import defaults
 from jupyter_scriptrun.fleet import wakeups
+from jupyter_scriptrun.fleet.worker_metrics import count_refusal
+
+log = logging.getLogger(__name__)
 
 ALIAS = "scriptrun-fs"
 WAKE_LISTENER = "scriptrun_wake_listener"
@@ -75,8 +79,30 @@ class Channel(filesystem.Channel):
             with open(claimed, "rb") as f:
                 payload = f.read()
             os.remove(claimed)
-            return loads(payload.decode("utf-8"))
+            message, problem = _envelope(payload)
+            if message is not None:
+                return message
+            # A file no client of ours wrote (a foreign writer's, a torn copy): raised
+            # from here it would reach the worker's loop, which exits on it.
+            log.warning("refused a message (bad_envelope, task id None): %s: %s", name, problem)
+            count_refusal("bad_envelope")
         raise Empty()
+
+
+def _envelope(payload: bytes) -> tuple[dict[str, Any] | None, str]:
+    """The kombu message in a queue file, or None and why it is not one."""
+    try:
+        message = loads(payload.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"not JSON ({type(exc).__name__})"
+    if not isinstance(message, dict):
+        return None, "not a JSON object"
+    properties = message.get("properties")
+    if not isinstance(properties, dict) or "delivery_tag" not in properties:
+        return None, "no properties with a delivery tag"
+    if not isinstance(message.get("headers"), dict | None):
+        return None, "headers that are not an object"
+    return message, ""
 
 
 class Transport(filesystem.Transport):
