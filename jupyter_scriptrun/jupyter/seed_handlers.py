@@ -170,7 +170,8 @@ class TaskExecutionHandler(SeedBase):
 
 
 class ExecuteScriptHandler(SeedBase):
-    """``POST task-executions/execute_script/``: the seed's viewset action."""
+    """``POST task-executions/execute_script/`` (the seed's viewset action) and the seed's
+    simplified ``POST execute-script/``: one request, one answer."""
 
     @web.authenticated
     @authorized
@@ -181,29 +182,8 @@ class ExecuteScriptHandler(SeedBase):
 
 
 class TaskStatusHandler(SeedBase):
-    """``GET task-executions/task_status/?task_id=``: the seed's viewset action."""
-
-    @web.authenticated
-    @authorized
-    @mapped_errors
-    async def get(self) -> None:
-        """State and result of a run, in the seed's words."""
-        self.send(await self.status_answer())
-
-
-class SeedExecuteHandler(SeedBase):
-    """The seed's simplified ``POST execute-script/``."""
-
-    @web.authenticated
-    @authorized
-    @mapped_errors
-    async def post(self) -> None:
-        """Submit by the seed's field names → 202 ``{"task_id"}``."""
-        self.accepted(await self.submit_seed_body())
-
-
-class SeedResultHandler(SeedBase):
-    """The seed's simplified ``GET script-task-result/?task_id=``."""
+    """``GET task-executions/task_status/?task_id=`` (the seed's viewset action) and the
+    seed's simplified ``GET script-task-result/?task_id=``."""
 
     @web.authenticated
     @authorized
@@ -221,6 +201,6 @@ def routes() -> list[tuple[str, type[BaseHandler]]]:
         (rf"{base}/execute_script/?", ExecuteScriptHandler),
         (rf"{base}/task_status/?", TaskStatusHandler),
         (rf"{base}/(?P<execution_id>[^/]+)/?", TaskExecutionHandler),
-        (rf"{PREFIX}/execute-script/?", SeedExecuteHandler),
-        (rf"{PREFIX}/script-task-result/?", SeedResultHandler),
+        (rf"{PREFIX}/execute-script/?", ExecuteScriptHandler),
+        (rf"{PREFIX}/script-task-result/?", TaskStatusHandler),
     ]
