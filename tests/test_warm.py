@@ -45,8 +45,9 @@ def run(warm: WarmParent, tmp_path: Path, source: str | Path, params=None, **spe
         script_name=path.stem,
         execution_id="e1",
     )
+    spawn = spec_kw.pop("spawn_with", None) or (lambda s: warm.spawn(s.argv, s.env, s.cwd))
     spec = runner.RunSpec(argv=[sys.executable, str(path)], env=env, cwd=str(tmp_path), **spec_kw)
-    outcome = runner.run(spec, spawn=lambda s: warm.spawn(s.argv, s.env, s.cwd))
+    outcome = runner.run(spec, spawn=spawn)
     return outcome, protocol.interpret(outcome, spec.timeout_s)
 
 
@@ -57,6 +58,21 @@ def test_the_seed_example_gives_the_same_result_as_a_fresh_interpreter(warm, tmp
     assert verdict.data["multiplied_message"] == "你好 你好"
     assert verdict.result["metadata"]["script_name"] == "example_script"
     assert outcome.cpu_user_s + outcome.cpu_system_s > 0 and outcome.peak_rss_mb > 0
+
+
+def test_a_run_that_ends_before_the_first_look_still_has_its_peak_memory(warm, tmp_path):
+    """A warm child can be done before the worker has its pid (a busy machine): it says
+    its own high-water mark as it exits (once seen as a None peak in a full CI run)."""
+    script = examples_dir() / "example_script.py"
+
+    def late(spec):
+        child = warm.spawn(spec.argv, spec.env, spec.cwd)
+        time.sleep(0.3)  # the script has ended and been reaped by the warm parent
+        return child
+
+    outcome, verdict = run(warm, tmp_path, script, spawn_with=late)
+    assert verdict.status is ExecutionStatus.SUCCEEDED
+    assert outcome.peak_rss_mb is not None and outcome.peak_rss_mb > 1
 
 
 def test_exit_codes_exceptions_and_stdin_behave_as_in_python(warm, tmp_path):

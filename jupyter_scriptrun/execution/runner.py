@@ -529,6 +529,8 @@ class _Supervisor:
             # exec), so it is only the script's own when it exceeds what that process ever
             # held (read now: the mark only grows).
             peak_kb = max(peak_kb, usage[2])
+        # A warm child says its own mark as it exits: it may end before the first sample.
+        peak_kb = max(peak_kb, getattr(child, "exit_hwm_kb", None) or 0)
         return RunOutcome(
             pid=child.pid,
             exit_code=None if self.status is None else os.waitstatus_to_exitcode(self.status),

@@ -120,7 +120,9 @@ def serve(path: str) -> None:
             for key, _ in sel.select(1.0):
                 if key.fileobj is listener:
                     conn, _ = listener.accept()
-                    pid = _start(conn, listener, wake_r, wake_w, *children.values())
+                    pid = _start(
+                        conn, listener, wake_r, wake_w, *children.values(), *_hwm.values()
+                    )
                     if pid is not None:
                         children[pid] = conn
                 else:
@@ -150,10 +152,38 @@ def _reap(children: dict[int, socket.socket]) -> None:
             "utime": usage.ru_utime,
             "stime": usage.ru_stime,
             "maxrss": usage.ru_maxrss,
+            "hwm": _read_hwm(_hwm.pop(pid, None)),
         }
         with contextlib.suppress(OSError):
             conn.sendall(json.dumps(report).encode() + b"\n")
         conn.close()
+
+
+_hwm: dict[int, int] = {}
+"""Per child, the read end of the pipe on which it says its memory high-water mark as it
+exits: a run that ends before the worker's first look at it (a warm child can be done
+before the worker has its pid) has no other measure of its own, since a forked child's
+ru_maxrss is the parent's own mark."""
+
+
+def _read_hwm(fd: int | None) -> int | None:
+    if fd is None:
+        return None
+    try:
+        return int(os.read(fd, 64) or b"0") or None
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _say_hwm(fd: int) -> None:
+    """The child's VmHWM (KiB), written as it exits."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"VmHWM:"):
+                os.write(fd, line.split()[1])
+                break
 
 
 def _start(conn: socket.socket, *inherited: Any) -> int | None:
@@ -174,14 +204,19 @@ def _start(conn: socket.socket, *inherited: Any) -> int | None:
                 raise ValueError("request cut short")
             data += chunk
         request = json.loads(data)
+        hwm_r, hwm_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             code = 70
             try:
                 conn.close()
+                os.close(hwm_r)
                 code = _become_script(request, fds, inherited)
             finally:
+                _say_hwm(hwm_w)
                 os._exit(code)
+        os.close(hwm_w)
+        _hwm[pid] = hwm_r
         conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
         return pid
     except Exception as exc:
@@ -522,6 +557,8 @@ class WarmChild:
         self._buffer = buffered  # the exit report may have come with the pid
         self.parent_pid = parent_pid
         self.adopter = parent_pid  # the warm parent is a child subreaper (serve)
+        self.exit_hwm_kb: int | None = None
+        """Its memory high-water mark as it exited (KiB), as it said it."""
         self.exit_fd: int | None = conn.fileno()
 
     def reap(self) -> tuple[int | None, float, float, int, str | None] | None:
@@ -538,6 +575,7 @@ class WarmChild:
                 return (None, 0.0, 0.0, 0, "the warm parent died while the run was in progress")
             self._buffer += data
         report = json.loads(self._buffer)
+        self.exit_hwm_kb = report.get("hwm")
         return (report["exit"], report["utime"], report["stime"], report["maxrss"], None)
 
     def parent_peak_kb(self) -> int:
