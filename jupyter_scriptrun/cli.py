@@ -19,7 +19,7 @@ from jupyter_scriptrun.exceptions import (
     WorkerUnavailable,
 )
 from jupyter_scriptrun.params import build_params, parse_assignments
-from jupyter_scriptrun.terminal import follow, wait_showing_progress
+from jupyter_scriptrun.terminal import follow, print_logs, wait_showing_progress
 
 __all__ = ["build_params", "main", "parse_assignments"]
 
@@ -382,20 +382,7 @@ def _logs(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED  # stop following; the run goes on
         return EXIT_OK
-    attempts = execution.attempts()
-    if not attempts:
-        print(f"run {execution.id[:8]} has not started yet ({execution.status.value})")
-        return EXIT_OK
-    chosen = (
-        attempts[-1]
-        if args.attempt is None
-        else next((a for a in attempts if a["attempt"] == args.attempt), None)
-    )
-    if chosen is None:
-        raise ValueError(f"run {execution.id[:8]} has no attempt {args.attempt}")
-    sys.stdout.write(chosen.get("stdout") or "")
-    if chosen.get("stderr"):
-        sys.stderr.write(chosen["stderr"])
+    print_logs(execution, args.attempt)
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import settings_env
@@ -92,6 +93,20 @@ def test_follow_prints_output_as_it_comes(cli):
     eid = cli("run", "print_test_script", "count=3", "--no-wait").stdout.strip()
     followed = cli("logs", eid, "--follow")
     assert followed.returncode == 0 and "print test line 3/3" in followed.stdout
+
+
+def test_logs_of_a_run_still_going_print_its_output_so_far_and_say_so(cli):
+    eid = cli("run", "slow_script", "seconds=20", "--no-wait").stdout.strip()
+    deadline = time.monotonic() + 30
+    while True:
+        logs = cli("logs", eid[:8])
+        if "step 1:" in logs.stdout:
+            break
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.3)
+    assert logs.returncode == 0
+    assert f"run {eid[:8]} is still running" in logs.stderr and "--follow" in logs.stderr
+    assert cli("cancel", eid).returncode == 0
 
 
 def test_demo_on_the_embedded_default(settings: Settings):
