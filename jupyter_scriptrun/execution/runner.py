@@ -380,7 +380,15 @@ class _Supervisor:
         return self._outcome()
 
     def _left_behind(self) -> list[int]:
-        return subreaper.leftovers(self.child.pid, self.spec.env, self.child.adopter)
+        """What the run's exited process left: its process group, and its daemons."""
+        pid = self.child.pid
+        left = proc.group_members(pid) if proc.group_alive(pid) else []
+        return left + [p for p in self._escaped() if p not in left]
+
+    def _escaped(self) -> list[int]:
+        """The run's processes that left its tree for the subreaper (daemons)."""
+        execution_id = self.spec.env.get("EXECUTION_ID")
+        return subreaper.adopted(self.child.adopter, self.child.pid, execution_id)
 
     def _sample_when_due(self, now: float) -> None:
         if self.samples and now >= self.samples[0]:
@@ -557,9 +565,7 @@ class _Supervisor:
         """Signal the group and every known descendant (SIGTERM unless ``sig`` says
         otherwise); return when SIGKILL is due."""
         self.sampler.sample()  # learn the newest descendants before signalling
-        if self.child.adopter is not None:  # and those that escaped it
-            env_id = self.spec.env.get("EXECUTION_ID")
-            self.sampler.adopt(subreaper.adopted(self.child.adopter, self.child.pid, env_id))
+        self.sampler.adopt(self._escaped())  # and those that escaped it
         proc.killpg(self.child.pid, sig)
         self.sampler.signal_all(sig)
         return now + (self.spec.kill_grace_s if grace is None else grace)

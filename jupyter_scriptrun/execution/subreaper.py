@@ -8,8 +8,8 @@ again: the run ``succeeded`` while the daemon lived on. With ``PR_SET_CHILD_SUBR
 it: the worker (fresh runs) or the warm parent (warm runs). When the run's own process
 exits, its left-overs are its process group, plus those adopted children that carry its
 ``EXECUTION_ID`` (or, as zombies that can no longer be read, its session) and everything
-under them. Adopted zombies are collected here after each run (the warm parent collects its own),
-never a child the process started itself, whose exit status belongs to its owner.
+under them. Adopted zombies are collected here after each run (the warm parent collects
+its own), never a child the process started itself, whose exit status belongs to its owner.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 
 from jupyter_scriptrun.execution import proc
 
@@ -116,10 +116,13 @@ def _run_ids(pid: int) -> set[str]:
     return found
 
 
-def adopted(adopter: int, run_sid: int, execution_id: str | None) -> list[int]:
-    """Children of ``adopter`` that came from the run whose session was ``run_sid``: by
-    its ``EXECUTION_ID`` (a daemon in a session of its own) or, for a zombie, by that
-    session; with every descendant of the living ones."""
+def adopted(adopter: int | None, run_sid: int, execution_id: str | None) -> list[int]:
+    """Children of ``adopter`` (the subreaper supervising the run, if any) that came from
+    the run whose session was ``run_sid``: by its ``EXECUTION_ID`` (a daemon in a session
+    of its own) or, for a zombie, by that session; with every descendant of the living
+    ones."""
+    if adopter is None:
+        return []
     found: list[int] = []
     for pid in _adopted_by(adopter):
         stat = _stat(pid)
@@ -130,19 +133,11 @@ def adopted(adopter: int, run_sid: int, execution_id: str | None) -> list[int]:
             state != "Z" and execution_id and execution_id in _run_ids(pid)
         ):
             found.append(pid)
-    todo = [p for p in found]
+    seen, todo = set(found), list(found)
     while todo and len(found) < 10_000:
         for child in proc.children(todo.pop()):
-            if child not in found:
+            if child not in seen:
+                seen.add(child)
                 found.append(child)
                 todo.append(child)
     return found
-
-
-def leftovers(run_pid: int, env: Mapping[str, str], adopter: int | None) -> list[int]:
-    """What a run whose process ``run_pid`` has exited left behind: its process group and
-    what ``adopter`` (the subreaper supervising it, if any) adopted from it."""
-    left = proc.group_members(run_pid) if proc.group_alive(run_pid) else []
-    if adopter is not None:
-        left += [p for p in adopted(adopter, run_pid, env.get("EXECUTION_ID")) if p not in left]
-    return left

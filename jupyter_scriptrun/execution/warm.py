@@ -152,7 +152,7 @@ def _reap(children: dict[int, socket.socket]) -> None:
             "utime": usage.ru_utime,
             "stime": usage.ru_stime,
             "maxrss": usage.ru_maxrss,
-            "hwm": _read_hwm(_hwm.pop(pid, None)),
+            "hwm": _read_hwm(_hwm.pop(pid)),
         }
         with contextlib.suppress(OSError):
             conn.sendall(json.dumps(report).encode() + b"\n")
@@ -160,15 +160,11 @@ def _reap(children: dict[int, socket.socket]) -> None:
 
 
 _hwm: dict[int, int] = {}
-"""Per child, the read end of the pipe on which it says its memory high-water mark as it
-exits: a run that ends before the worker's first look at it (a warm child can be done
-before the worker has its pid) has no other measure of its own, since a forked child's
-ru_maxrss is the parent's own mark."""
+"""Per child, the pipe on which it says its memory high-water mark as it exits: its only
+measure if it ends before the worker looks (a forked child's ru_maxrss is the parent's)."""
 
 
-def _read_hwm(fd: int | None) -> int | None:
-    if fd is None:
-        return None
+def _read_hwm(fd: int) -> int | None:
     try:
         return int(os.read(fd, 64) or b"0") or None
     except (OSError, ValueError):
@@ -205,7 +201,12 @@ def _start(conn: socket.socket, *inherited: Any) -> int | None:
             data += chunk
         request = json.loads(data)
         hwm_r, hwm_w = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(hwm_r)
+            os.close(hwm_w)
+            raise
         if pid == 0:
             code = 70
             try:
@@ -346,9 +347,9 @@ def _run_as_main(script: str) -> None:
 
 
 _prctl: Any = None
+"""libc's ``prctl``, looked up by the warm parent before it forks."""
 _run_tag: int | None = None
 """The address of the run tag's value in this process's environment block."""
-"""libc's ``prctl``, looked up by the warm parent before it forks."""
 
 
 def _libc_prctl() -> Any:

@@ -29,7 +29,7 @@ from celery.worker.consumer import Consumer
 
 from jupyter_scriptrun.exceptions import MalformedTask
 from jupyter_scriptrun.fleet.celery_app import TASK_NAME
-from jupyter_scriptrun.fleet.worker_metrics import count_refusal
+from jupyter_scriptrun.fleet.worker_metrics import refused
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,9 @@ def _time_problem(name: str, value: object) -> str | None:
 def refuse(consumer: Any, message: Any, reason: str, detail: str, task_id: object = None) -> None:
     """Refuse ``message``: one log line, acknowledged, counted, and recorded as failed in
     Celery's result backend when it has a usable id."""
-    log.warning("refused a message (%s, task id %s): %s", reason, short(task_id), detail)
+    refused(reason, detail, short(task_id))
     if not getattr(message, "acknowledged", False):
         message.ack_log_error(log, consumer.connection_errors)
-    count_refusal(reason)
     if isinstance(task_id, str) and 0 < len(task_id) <= MAX_ID_CHARS:
         try:
             consumer.app.backend.mark_as_failure(task_id, MalformedTask(detail))

@@ -15,7 +15,6 @@ seen at once. The poll stays as the fallback for a wake-up that could not be sen
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import time
 import uuid
@@ -27,9 +26,7 @@ from kombu.utils.json import dumps, loads
 
 from jupyter_scriptrun import defaults
 from jupyter_scriptrun.fleet import wakeups
-from jupyter_scriptrun.fleet.worker_metrics import count_refusal
-
-log = logging.getLogger(__name__)
+from jupyter_scriptrun.fleet.worker_metrics import refused
 
 ALIAS = "scriptrun-fs"
 WAKE_LISTENER = "scriptrun_wake_listener"
@@ -84,8 +81,7 @@ class Channel(filesystem.Channel):
                 return message
             # A file no client of ours wrote (a foreign writer's, a torn copy): raised
             # from here it would reach the worker's loop, which exits on it.
-            log.warning("refused a message (bad_envelope, task id None): %s: %s", name, problem)
-            count_refusal("bad_envelope")
+            refused("bad_envelope", f"{name}: {problem}")
         raise Empty()
 
 

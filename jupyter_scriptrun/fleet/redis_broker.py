@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,8 +11,6 @@ from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
 ALIAS_TARGET = f"{__name__}:Transport"
-
-log = logging.getLogger(__name__)
 
 
 class Channel(kombu_redis.Channel):
@@ -60,13 +57,9 @@ class Channel(kombu_redis.Channel):
             # (kombu counts KeyError as a connection error, so a message without
             # "properties" made the worker reconnect once a second, forever.)
             from jupyter_scriptrun.fleet.consumer import short
-            from jupyter_scriptrun.fleet.worker_metrics import count_refusal
+            from jupyter_scriptrun.fleet.worker_metrics import refused
 
-            log.warning(
-                "refused a message (bad_envelope, task id None): not a kombu message: %s",
-                short(exc, 120),
-            )
-            count_refusal("bad_envelope")
+            refused("bad_envelope", f"not a kombu message: {short(exc, 120)}")
             return True
 
     @contextlib.contextmanager

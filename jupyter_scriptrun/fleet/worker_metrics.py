@@ -37,8 +37,10 @@ def count_outcome(status: str) -> None:
         _outcomes[status] += 1
 
 
-def count_refusal(reason: str) -> None:
-    """Count one message this worker refused (fleet/consumer.py), by reason."""
+def refused(reason: str, detail: str, task_id: str = "None") -> None:
+    """One message this worker refused (fleet/consumer.py, the transports): one log line,
+    counted by reason."""
+    log.warning("refused a message (%s, task id %s): %s", reason, task_id, detail)
     with _outcomes_lock:
         _refusals[reason] += 1
 
@@ -126,7 +128,7 @@ class WorkerMetrics:
 
     def collect(self) -> Iterator[Metric]:
         from celery.worker import state
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import GaugeMetricFamily
 
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
             family = GaugeMetricFamily(name, doc)
@@ -144,25 +146,19 @@ class WorkerMetrics:
             "Runs this worker holds, running or about to.",
             len(state.reserved_requests),
         )
-        finished = CounterMetricFamily(
+        yield _counter(
             "scriptrun_worker_runs",
             "Attempts this worker finished since it started, by recorded status.",
-            labels=["status"],
+            "status",
+            _outcomes,
         )
-        with _outcomes_lock:
-            for status, n in sorted(_outcomes.items()):
-                finished.add_metric([status], n)
-        yield finished
-        refused = CounterMetricFamily(
+        yield _counter(
             "scriptrun_messages_refused",
             "Messages this worker refused and acknowledged since it started (a foreign,"
             " corrupt or hostile message it cannot take), by reason.",
-            labels=["reason"],
+            "reason",
+            _refusals,
         )
-        with _outcomes_lock:
-            for reason, n in sorted(_refusals.items()):
-                refused.add_metric([reason], n)
-        yield refused
         yield from self._memory()
         connected = self.broker_connected()
         if connected is not None:
@@ -191,6 +187,17 @@ class WorkerMetrics:
             )
             family.add_metric([], warm)
             yield family
+
+
+def _counter(name: str, doc: str, label: str, counts: Counter[str]) -> Metric:
+    """A counter family with one sample per key of ``counts``."""
+    from prometheus_client.core import CounterMetricFamily
+
+    family = CounterMetricFamily(name, doc, labels=[label])
+    with _outcomes_lock:
+        for key, n in sorted(counts.items()):
+            family.add_metric([key], n)
+    return family
 
 
 def serve(metrics: WorkerMetrics, port: int, address: str) -> Any:

@@ -58,19 +58,27 @@ def seed_view(record: dict[str, Any], result: Any = None) -> dict[str, Any]:
     }
 
 
-class SeedBase(BaseHandler):
-    """What the seed's submit routes share: its body, its script reference."""
+class ExecuteScriptHandler(BaseHandler):
+    """``POST task-executions/execute_script/`` (the seed's viewset action) and the seed's
+    simplified ``POST execute-script/``: one request, one answer."""
 
-    async def submit_seed_body(self) -> Any:
-        """Submit the body of a seed request; the execution."""
+    @web.authenticated
+    @authorized
+    @mapped_errors
+    async def post(self) -> None:
+        """Submit by the seed's field names → 202 ``{"task_id"}``, its address in
+        ``Location``."""
         body = self.json_body(openapi_seed.SEED_SUBMIT_BODY)
-        name = await self.script_name(body)
-        return await self.call(
+        execution = await self.call(
             self.client.submit,
-            name,
+            await self.script_name(body),
             body.get("parameters") or {},
             page_context=body.get("page_context") or "api",
         )
+        where = f"{self.base_url.rstrip('/')}{PREFIX}/task-executions/{execution.id}/"
+        self.set_header("Location", where)
+        answer = {"task_id": execution.id, "status": "pending", "scriptrun_status": "queued"}
+        self.send({**answer, "links": {"self": where}}, status=202)
 
     async def script_name(self, body: dict[str, Any]) -> str:
         """The script a seed body names: ``script_id`` (an integer id, or a name, as the
@@ -89,32 +97,10 @@ class SeedBase(BaseHandler):
             raise InvalidRequest(["script_id: an integer id or a script name is required"])
         return ref
 
-    async def status_answer(self) -> dict[str, Any]:
-        """``?task_id=``'s run: the seed's ``{task_id, status, result}`` and the record."""
-        task_id = self.get_argument("task_id", None)
-        if not task_id:
-            raise InvalidRequest(["task_id: the query parameter is required and not empty"])
-        execution = await self.call(self.client.get, task_id)
-        view = await self.call(self.execution_view, execution)
-        return {
-            "task_id": execution.id,
-            "status": SEED_STATUS.get(view["status"], view["status"]),
-            "scriptrun_status": view["status"],
-            "result": view["result"],
-            "retries": max(int(view.get("attempt") or 0) - 1, 0),
-            "execution": view,
-        }
 
-    def accepted(self, execution: Any) -> None:
-        """202 with the run's address in ``Location``."""
-        where = f"{self.base_url.rstrip('/')}{PREFIX}/task-executions/{execution.id}/"
-        self.set_header("Location", where)
-        body = {"task_id": execution.id, "status": "pending", "scriptrun_status": "queued"}
-        self.send({**body, "links": {"self": where}}, status=202)
-
-
-class TaskExecutionsHandler(SeedBase):
-    """``GET task-executions/``: the runs, newest first, a DRF page at a time."""
+class TaskExecutionsHandler(ExecuteScriptHandler):
+    """``GET task-executions/``: the runs, newest first, a DRF page at a time; ``POST``
+    is DRF's create, the same as ``execute_script/``."""
 
     @web.authenticated
     @authorized
@@ -148,15 +134,8 @@ class TaskExecutionsHandler(SeedBase):
         query["page"] = [str(page)]
         return f"{self.request.full_url().split('?')[0]}?{urlencode(query, doseq=True)}"
 
-    @web.authenticated
-    @authorized
-    @mapped_errors
-    async def post(self) -> None:
-        """DRF's create: submit, as ``execute_script/``."""
-        self.accepted(await self.submit_seed_body())
 
-
-class TaskExecutionHandler(SeedBase):
+class TaskExecutionHandler(BaseHandler):
     """``GET task-executions/{id}/``: one run, with its result."""
 
     @web.authenticated
@@ -169,19 +148,7 @@ class TaskExecutionHandler(SeedBase):
         self.send({**seed_view(view, view["result"]), "execution": view})
 
 
-class ExecuteScriptHandler(SeedBase):
-    """``POST task-executions/execute_script/`` (the seed's viewset action) and the seed's
-    simplified ``POST execute-script/``: one request, one answer."""
-
-    @web.authenticated
-    @authorized
-    @mapped_errors
-    async def post(self) -> None:
-        """Submit by the seed's field names → 202 ``{"task_id"}``."""
-        self.accepted(await self.submit_seed_body())
-
-
-class TaskStatusHandler(SeedBase):
+class TaskStatusHandler(BaseHandler):
     """``GET task-executions/task_status/?task_id=`` (the seed's viewset action) and the
     seed's simplified ``GET script-task-result/?task_id=``."""
 
@@ -189,8 +156,16 @@ class TaskStatusHandler(SeedBase):
     @authorized
     @mapped_errors
     async def get(self) -> None:
-        """State and result of a run, in the seed's words."""
-        self.send(await self.status_answer())
+        """State and result of a run, in the seed's words (its record under
+        ``execution``)."""
+        task_id = self.get_argument("task_id", None)
+        if not task_id:
+            raise InvalidRequest(["task_id: the query parameter is required and not empty"])
+        execution = await self.call(self.client.get, task_id)
+        view = await self.call(self.execution_view, execution)
+        seed = seed_view(view, view["result"])
+        fields = ("task_id", "status", "scriptrun_status", "result", "retries")
+        self.send({**{k: seed[k] for k in fields}, "execution": view})
 
 
 def routes() -> list[tuple[str, type[BaseHandler]]]:
