@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from jupyter_scriptrun.cli_history import add_history_command, history_command
 from jupyter_scriptrun.cli_schedules import add_schedule_command, schedule_command
 from jupyter_scriptrun.exceptions import (
+    ExecutionConflict,
     ExecutionTimeout,
     ScriptrunError,
     StoreUnavailable,
@@ -93,12 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the registered scripts")
     p.add_argument("--json", action="store_true", help="print JSON (with parameter schemas)")
 
-    p = sub.add_parser("history", help="show past runs, newest first")
-    p.add_argument("--script", action="append", help="only this script (repeatable)")
-    p.add_argument("--status", action="append", help="only this status (repeatable)")
-    p.add_argument("--since", type=datetime.fromisoformat, help="ISO time, e.g. 2026-01-31")
-    p.add_argument("--limit", type=int, default=20, help="at most this many rows (0: all)")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    add_history_command(sub)
 
     p = sub.add_parser("status", help="show one run's record")
     p.add_argument("id", help="execution id (or a unique prefix of 4+ characters)")
@@ -184,23 +182,35 @@ def _add_setting_options(parser: argparse.ArgumentParser) -> None:
     )
     for name, (variable, _, help) in declared().items():
         group.add_argument(
-            "--" + variable.removeprefix("SCRIPTRUN_").lower().replace("_", "-"),
+            _option(variable),
             dest=f"setting:{name}",
             metavar="VALUE",
             help=f"{help} ({variable})".replace("%", "%%"),
         )
 
 
+def _option(variable: str) -> str:
+    """The command-line option of a setting: SCRIPTRUN_KILL_GRACE → ``--kill-grace``."""
+    return "--" + variable.removeprefix("SCRIPTRUN_").lower().replace("_", "-")
+
+
 def _apply_setting_options(args: argparse.Namespace) -> None:
     """Put the setting options into the environment, where the settings, this process's
     client and a worker started from here read them (checked like the variables)."""
     from jupyter_scriptrun.config import Settings, declared, set_settings
+    from jupyter_scriptrun.exceptions import ConfigurationError
 
-    given = {
-        variable: value
-        for name, (variable, _, _) in declared().items()
-        if (value := getattr(args, f"setting:{name}", None)) is not None
-    }
+    given, problems = {}, []
+    for name, (variable, kind, _) in declared().items():
+        if (value := getattr(args, f"setting:{name}", None)) is None:
+            continue
+        given[variable] = value
+        try:
+            kind.parse(value.strip())
+        except ValueError as exc:  # named as typed, not as the variable it stands for
+            problems.append(f"{_option(variable)} {value!r}: {exc}")
+    if problems:
+        raise ConfigurationError("; ".join(problems))
     if given:
         settings = Settings.from_env({**os.environ, **given})  # ConfigurationError if wrong
         os.environ.update(given)
@@ -229,6 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"scriptrun: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        # Ctrl-C anywhere (a broadcast waiting for replies, a query): the shell's code for
+        # it, one line, no traceback.
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`scriptrun history | head`): not an error of ours. Point
         # stdout at /dev/null so that the interpreter's final flush stays quiet too.
@@ -266,8 +281,7 @@ def _run(args: argparse.Namespace) -> int:
         else:
             execution.wait()
     except KeyboardInterrupt:
-        status = execution.cancel()
-        print(f"\ninterrupted: run {execution.id[:8]} {status.value}", file=sys.stderr)
+        print(f"\ninterrupted: {_cancel_on_interrupt(execution)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     record = execution.record()
     if args.json:
@@ -282,6 +296,19 @@ def _run(args: argparse.Namespace) -> int:
             print("--- stderr (tail) ---", file=sys.stderr)
             print("\n".join(execution.stderr.rstrip().splitlines()[-20:]), file=sys.stderr)
     return EXIT_OK if record["status"] == "succeeded" else EXIT_RUN_FAILED
+
+
+def _cancel_on_interrupt(execution: Any) -> str:
+    """Cancel a run the user stopped waiting for, wait a little for its tree to end, and
+    say truly where it stands."""
+    short = execution.id[:8]
+    try:
+        with contextlib.suppress(ExecutionConflict):  # it ended on its own meanwhile
+            if not execution.cancel().is_final:
+                execution.wait(10)
+    except (KeyboardInterrupt, ExecutionTimeout):
+        return f"run {short} is being cancelled by its worker (scriptrun status {short})"
+    return f"run {short} {execution.status.value}"
 
 
 def _summary(rec: dict[str, Any]) -> str:
@@ -311,43 +338,6 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{s.name:<{width}}  {s.description}")
         if params:
             print(f"{'':<{width}}    params: {params}")
-    return EXIT_OK
-
-
-def _history(args: argparse.Namespace) -> int:
-    frame = _client().history(
-        script=args.script, status=args.status, since=args.since, limit=args.limit or None
-    )
-    from jupyter_scriptrun.frames import history_csv, history_json
-
-    if args.format == "csv":
-        sys.stdout.write(history_csv(frame))
-    elif args.format == "json":
-        sys.stdout.write(history_json(frame))
-        sys.stdout.write("\n")
-    elif frame.empty:
-        print("no runs yet; try: scriptrun run example_script message=hi")
-    else:
-        import pandas as pd
-
-        view = frame[
-            [
-                "id",
-                "script",
-                "status",
-                "queued_at",
-                "duration_s",
-                "peak_rss_mb",
-                "exit_code",
-                "message",
-            ]
-        ].copy()
-        view["id"] = view["id"].str[:8]
-        view["queued_at"] = view["queued_at"].dt.strftime("%Y-%m-%d %H:%M:%S")
-        view["exit_code"] = view["exit_code"].astype("Int64").astype(str).replace("<NA>", "")
-        view["message"] = view["message"].fillna("").astype(str).str.slice(0, 40)
-        with pd.option_context("display.width", 160, "display.max_columns", 20):
-            print(view.to_string(index=False))
     return EXIT_OK
 
 
@@ -462,10 +452,7 @@ def _top(args: argparse.Namespace) -> int:
     from jupyter_scriptrun.top import run_top
 
     window = args.window.total_seconds() if isinstance(args.window, timedelta) else 3600.0
-    try:
-        run_top(_client(), window_s=window, interval_s=max(args.interval, 0.2), once=args.once)
-    except KeyboardInterrupt:
-        print()
+    run_top(_client(), window_s=window, interval_s=max(args.interval, 0.2), once=args.once)
     return EXIT_OK
 
 
@@ -571,7 +558,7 @@ def _demo(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": _run,
     "list": _list,
-    "history": _history,
+    "history": lambda args: history_command(args, _client()),
     "status": _status,
     "logs": _logs,
     "cancel": _cancel,

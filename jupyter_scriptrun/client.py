@@ -8,6 +8,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from jupyter_scriptrun import defaults
 from jupyter_scriptrun.config import Settings, get_settings
 from jupyter_scriptrun.contract.protocol import encode_parameters
 from jupyter_scriptrun.contract.registry import Registry, Script, adhoc_script
@@ -381,16 +382,20 @@ class Client:
             reason += f" (every queued run of {what})"
         return self.store.cancel_pending(reason, script=script, queue=queue)
 
-    def history(self, **filters: Any) -> pd.DataFrame:
-        """The history as a DataFrame, newest first.
+    def history(
+        self, limit: int | str | None = defaults.HISTORY_LIMIT, **filters: Any
+    ) -> pd.DataFrame:
+        """The newest ``limit`` runs as a DataFrame, newest first (``limit=None``: every
+        run; ValueError for a negative one).
 
         Filters: ``script`` (name or names), ``status`` (value or values), ``since`` /
         ``until`` (datetimes), ``page_context``, ``text`` (in the message or error type,
-        or an id prefix), ``limit``, ``offset``.
+        or an id prefix), ``offset``.
         """
         from jupyter_scriptrun.frames import history
+        from jupyter_scriptrun.params import history_limit
 
-        return history(self.store, **filters)
+        return history(self.store, limit=history_limit(limit), **filters)
 
     def schedule(
         self, script: str, params: dict[str, Any] | None = None, **options: Any

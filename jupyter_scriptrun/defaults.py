@@ -103,6 +103,10 @@ ENV_ALLOW = (
 database URLs, passwords, tokens, cloud credentials) is withheld unless an operator allows
 it with ``SCRIPTRUN_ENV_ALLOW``."""
 
+HISTORY_LIMIT = 100
+"""How many runs a history shows when not told (the newest): the same in Python, the CLI,
+the magics and REST. ``None`` (``all`` where typed) means every run; 0 means none."""
+
 RUNNERS = ("fresh", "warm")
 """How a Python script's process can start (``execution/runners.py`` has one of each):
 a new interpreter per run, or forked from a pre-warmed parent."""

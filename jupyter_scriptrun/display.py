@@ -105,6 +105,22 @@ def status_html(rec: Mapping[str, Any], elapsed_s: float | None = None) -> str:
     return f"<div>{html.escape(summary_line(rec))}</div>"
 
 
+LIVE_TAIL_CHARS = 4000
+
+
+def live_html(rec: Mapping[str, Any], elapsed_s: float | None, output: str) -> str:
+    """A run while it goes, as one view updated in place: its status line (and progress
+    bar) and the end of its output so far. Once the run ends the view becomes its card."""
+    if not output:
+        return status_html(rec, elapsed_s)
+    tail = output[-LIVE_TAIL_CHARS:]
+    more = "…" if len(output) > LIVE_TAIL_CHARS else ""
+    return (
+        status_html(rec, elapsed_s)
+        + f"<pre style='max-height:24em;overflow:auto;margin:4px 0'>{more}{ansi_html(tail)}</pre>"
+    )
+
+
 def _chip(status: str) -> str:
     colour = COLOURS.get(status, "#0969da")
     return (
@@ -122,6 +138,8 @@ def summary_line(rec: Mapping[str, Any], elapsed_s: float | None = None) -> str:
         parts.append(f"in {rec['duration_s']:.3f} s")
     elif elapsed_s is not None:
         parts.append(f"{elapsed_s:.1f} s")
+    elif rec.get("finished_at") is not None and rec.get("started_at") is None:
+        parts.append("never started")
     if status == "running" and rec.get("progress"):
         parts.append(progress_text(rec["progress"]))
     if rec.get("peak_rss_mb") is not None:

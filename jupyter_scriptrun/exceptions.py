@@ -47,10 +47,12 @@ class InvalidParameters(ScriptrunError, ValueError):
 class InvalidSchedule(ScriptrunError, ValueError):
     """A schedule cannot be made as asked; ``problems`` lists every reason at once."""
 
-    def __init__(self, name: str, problems: list[str]) -> None:
+    def __init__(self, name: str, problems: list[str], script: str | None = None) -> None:
         self.name = name
         self.problems = problems
-        super().__init__(listing(f"invalid schedule {name!r}", problems))
+        # A schedule not named by its maker is named after its script, not a made-up name.
+        what = f"invalid schedule of {script!r}" if script else f"invalid schedule {name!r}"
+        super().__init__(listing(what, problems))
 
 
 class ScheduleNotFound(ScriptrunError, LookupError):

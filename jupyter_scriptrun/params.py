@@ -1,5 +1,5 @@
-"""Parameters as people type them: a JSON object, then ``key=value`` words (the CLI and
-the magics share this)."""
+"""Parameters as people type them: a JSON object, then ``key=value`` words, and a history
+limit (the CLI and the magics share this)."""
 
 from __future__ import annotations
 
@@ -59,3 +59,34 @@ def nesting(value: object, limit: int | None = None) -> int:
             children = item.values() if isinstance(item, Mapping) else item
             stack.extend((child, depth + 1) for child in children)
     return deepest
+
+
+def history_limit(value: int | str | None) -> int | None:
+    """A history limit as given in Python or typed: a whole number of runs (0: none), or
+    None / ``"all"`` for every run.
+
+    Raises:
+        ValueError: a negative number, or text that is neither a number nor ``all``.
+    """
+    if value is None or value == "all":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"limit: {value!r} is not a number of runs or 'all'")
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise ValueError(f"limit: {value!r} is not a number of runs or 'all'") from None
+    if value < 0:
+        raise ValueError(f"limit: {value} is negative; give a number of runs, or 'all'")
+    return value
+
+
+def limit_argument(text: str) -> int | None:
+    """``--limit`` as an argparse type (the CLI's and the magics'): a number or ``all``."""
+    from argparse import ArgumentTypeError
+
+    try:
+        return history_limit(text)
+    except ValueError as exc:
+        raise ArgumentTypeError(str(exc).removeprefix("limit: ")) from None

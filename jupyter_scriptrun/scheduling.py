@@ -105,6 +105,7 @@ def create(
 ) -> Schedule:
     """Check everything (timing, zone, policies, script, parameters, queue), then store
     the schedule; InvalidSchedule lists every problem at once."""
+    named = name is not None
     name = name or f"{script}-{uuid.uuid4().hex[:6]}"
     found_problems = problems(cron, every, timezone)
     if not isinstance(name, str) or not NAME.match(name):
@@ -138,7 +139,7 @@ def create(
     except ScriptrunError as exc:
         found_problems.append(str(exc))
     if found_problems:
-        raise InvalidSchedule(str(name), found_problems)
+        raise InvalidSchedule(str(name), found_problems, None if named else str(script))
     now = client.store.db_now()
     row: dict[str, Any] = {
         "id": uuid.uuid4().hex,
@@ -159,7 +160,7 @@ def create(
     try:
         stored = client.store.create_schedule({**row, "created_at": now, "next_fire_at": first})
     except ValueError as exc:
-        raise InvalidSchedule(str(name), [str(exc)]) from None
+        raise InvalidSchedule(str(name), [str(exc)], None if named else str(script)) from None
     client.ensure_scheduler()
     return Schedule(client, client.store.get_schedule(stored["id"]))
 

@@ -126,6 +126,7 @@ def run_top(
         if once:
             print(frame, file=out)
             return
-        out.write(CLEAR + frame + "\n")
+        # Clear-screen codes only for a terminal: piped, the frames follow one another.
+        out.write((CLEAR if out.isatty() else "\n") + frame + "\n")
         out.flush()
         time.sleep(interval_s)

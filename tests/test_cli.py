@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import os
@@ -270,3 +271,107 @@ def test_on_a_terminal_run_shows_a_status_line_with_progress(
     assert any("running" in line and "/8 (" in line and "left" in line for line in lines), lines
     assert lines[-1] == ""  # cleared at the end
     assert done.stdout.startswith("✔ stepper [") and '"steps": 8' in done.stdout
+
+
+def test_the_history_limit_means_one_thing_with_one_default(cli):
+    """``--limit N`` is the newest N runs (0: none), ``all`` every run; the default is one
+    number, the same in Python, the CLI, the magics and REST; a negative one is refused."""
+    from jupyter_scriptrun import defaults
+    from jupyter_scriptrun.cli import build_parser
+    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.jupyter.magics import ScriptrunMagics
+
+    for _ in range(3):
+        assert cli("run", "example_script").returncode == 0
+    count = {
+        limit: len(json.loads(cli("history", "--limit", limit, "--format", "json").stdout))
+        for limit in ("0", "2", "all")
+    }
+    assert count == {"0": 0, "2": 2, "all": 3}
+    negative = cli("history", "--limit", "-3")
+    assert negative.returncode == 2 and "--limit: -3 is negative" in negative.stderr
+    assert build_parser().parse_args(["history"]).limit == defaults.HISTORY_LIMIT
+    assert ScriptrunMagics.scriptrun.parser.parse_args([]).limit == defaults.HISTORY_LIMIT
+    default = inspect.signature(Client.history).parameters["limit"].default
+    assert default == defaults.HISTORY_LIMIT == 100
+
+
+def test_history_messages_name_what_was_asked(cli):
+    """A bad status lists the valid ones; filters that match nothing say so (not "no runs
+    yet"), with how many runs there are; times carry their zone; CJK text stays aligned."""
+    assert cli("run", "failing_script", "mode=json").returncode == 1  # a CJK message
+    assert cli("run", "print_test_script", "count=1").returncode == 0
+    bogus = cli("history", "--status", "bogus")
+    assert bogus.returncode == 2 and "'succeeded'" in bogus.stderr and "'lost'" in bogus.stderr
+    nosuch = cli("history", "--script", "nosuch")
+    assert nosuch.returncode == 0, nosuch.stderr
+    assert "no runs match script nosuch (2 runs in all)" in nosuch.stdout
+    table = cli("history").stdout.splitlines()
+    assert len(table) == 3 and " UTC " in table[1]
+    # The message column starts at the same display column in every row: a CJK
+    # character takes two cells, and the column is not right-aligned.
+    import unicodedata
+
+    def cells(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+    words = ("message", "printed", "输入数据无效")
+    starts = {cells(line[: line.index(word)]) for line, word in zip(table, words, strict=True)}
+    assert len(starts) == 1, table
+
+
+def test_options_are_blamed_by_the_name_typed(cli):
+    out = cli("--kill-grace", "abc", "list")
+    assert out.returncode == 2 and "--kill-grace 'abc': not a valid float" in out.stderr
+    assert "SCRIPTRUN_KILL_GRACE" not in out.stderr
+    bad = cli("schedule", "add", "example_script", "--every", "0")
+    assert bad.returncode == 2 and "invalid schedule of 'example_script'" in bad.stderr, bad.stderr
+
+
+def test_ctrl_c_exits_130_with_one_true_line(cli, redis_settings: Settings):
+    """Ctrl-C while ``run`` waits cancels the run and says how it ended; while ``workers``
+    waits for answers or ``top`` draws, it ends quietly; 130 each time, no traceback."""
+    import signal
+
+    env = settings_env(redis_settings)
+    for args, wait_for in (
+        (["run", "slow_script", "seconds=60"], "running"),
+        (["workers", "--timeout", "30"], None),
+        (["top", "--interval", "0.5"], None),
+    ):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_scriptrun", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3)
+        if wait_for:
+            deadline = time.monotonic() + 30
+            while '"running"' not in cli("history", "--format", "json", "--limit", "1").stdout:
+                assert time.monotonic() < deadline
+                time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (args, err)
+        assert "Traceback" not in err and err.strip().count("\n") == 0, (args, err)
+        if wait_for:
+            assert err.strip().startswith("interrupted: run ") and err.strip().endswith(
+                "cancelled"
+            ), err
+    assert "\x1b[" not in cli("top", "--once").stdout
+
+
+def test_health_on_the_embedded_default_with_its_worker_idle(settings: Settings):
+    """The embedded default's local worker stops when idle and the next run starts it:
+    health says so and passes."""
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter_scriptrun", "health", "--timeout", "1"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "the next run starts the local one" in out.stdout

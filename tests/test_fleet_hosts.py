@@ -342,7 +342,7 @@ out([[r.id, r.wait(240).status.value, (r.data or {}).get("host")] for r in runs]
     split = collections.Counter(host for _, _, host in done)
     print(f"recipe: 200 runs split {dict(split)}")
     assert set(split) == {"w1", "w2"} and min(split.values()) >= 20, split
-    history = fleet.on_client('out(c.history(script="where")["id"].tolist())')
+    history = fleet.on_client('out(c.history(script="where", limit=None)["id"].tolist())')
     assert sorted(history) == sorted(id for id, _, _ in done), "history holds every run"
     workers = {fleet.record(id)["worker"].split("@")[1].split("/")[0] for id, _, _ in done}
     assert workers == {"w1", "w2"}, "each run records the host that ran it"

@@ -51,7 +51,7 @@ LAYERS: list[tuple[str, ...]] = [
         "fleetview",
     ),
     # front ends, the package's facade and the benchmark
-    ("cli", "cli_schedules", "terminal", "top", "jupyter", "bench", "worker"),
+    ("cli", "cli_schedules", "cli_history", "terminal", "top", "jupyter", "bench", "worker"),
     ("__init__", "__main__"),
 ]
 

@@ -136,3 +136,45 @@ def test_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: s
     assert "speed-up" in whole and "load_s" in whole
     assert "1 slot" in whole and "the store alone:" in whole
     assert images(nb) >= 3
+
+
+def run_cells(sources: list[str], cwd: Path) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    ).execute()
+    return nb
+
+
+def test_a_magic_run_ends_as_one_card_in_the_cell(embedded: Settings, tmp_path: Path):
+    """In a real kernel, the live view (status line and output so far) is updated in place
+    and becomes the run's card: the cell holds one output, with the data once and the
+    output folded once; no stream copy of the output and no second card as the result."""
+    nb = run_cells(
+        [
+            "%load_ext jupyter_scriptrun",
+            '%scriptrun example_script message="hello world" multiplier=3',
+            "%%scriptrun --name squares rows=2\nimport json, os\n"
+            'rows = json.loads(os.environ["SCRIPT_PARAMETERS"])["rows"]\n'
+            "print('working')\n"
+            'print(json.dumps({"status": "success", "data": [{"n": i} for i in range(rows)]}))',
+            "%scriptrun failing_script mode=crash",
+            'run = %scriptrun example_script message="kept"',
+            "run",
+        ],
+        tmp_path,
+    )
+    assert errors(nb) == []
+    for cell in nb.cells[1:5]:
+        kinds = [o.output_type for o in cell.outputs]
+        assert kinds == ["display_data"], (cell.source, kinds)
+    card = nb.cells[1].outputs[0].data["text/html"]
+    assert "succeeded" in card and card.count("hello world hello world hello world") == 2
+    assert "<details><summary>output (" in card  # the output, folded, once
+    squares = nb.cells[2].outputs[0].data["text/html"]
+    assert "data (2 rows)" in squares and squares.count("working") == 1
+    failed = nb.cells[3].outputs[0].data["text/html"]
+    assert "failed" in failed and "Traceback" in failed
+    # Bound to a name, the handle shows its card in a later cell.
+    shown = [o for o in nb.cells[5].outputs if "text/html" in o.get("data", {})]
+    assert len(shown) == 1 and "kept" in shown[0].data["text/html"]

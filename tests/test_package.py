@@ -112,7 +112,7 @@ def test_the_command_line_options_act_like_the_variables(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert bad.returncode == 2 and "SCRIPTRUN_KILL_GRACE='soon': not a valid float" in bad.stderr
+    assert bad.returncode == 2 and "--kill-grace 'soon': not a valid float" in bad.stderr
 
 
 def test_the_server_has_a_trait_per_setting_that_acts_like_the_variable(tmp_path, monkeypatch):

@@ -245,7 +245,7 @@ class Bench:
         client = Client(self.base.with_(database_url=url))
         client.history(limit=1)  # imports and connections, not the load itself
         t0 = time.perf_counter()
-        frame = client.history()
+        frame = client.history(limit=None)
         loaded = time.perf_counter() - t0
         scrapes = metrics_scrapes(client, store)
         if self.args.history_database:

@@ -252,7 +252,9 @@ class ExecutionsHandler(BaseHandler):
         fmt = self.get_argument("format", "json")
         if fmt not in ("json", "csv"):
             problems.append(f"format: {fmt!r} is not 'json' or 'csv'")
-        limit = self.int_argument("limit", 100, 1_000_000, problems)
+        limit: int | None = None
+        if self.get_argument("limit", None) != "all":
+            limit = self.int_argument("limit", defaults.HISTORY_LIMIT, 1_000_000, problems)
         offset = self.int_argument("offset", 0, openapi.MAX_OFFSET, problems)
         if problems:
             raise InvalidRequest(problems)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
-from jupyter_scriptrun.display import status_html, summary_line
+from jupyter_scriptrun import defaults
+from jupyter_scriptrun.display import LIVE_TAIL_CHARS, live_html, summary_line
 from jupyter_scriptrun.exceptions import ScriptrunError
-from jupyter_scriptrun.params import build_params
+from jupyter_scriptrun.handle import Execution
+from jupyter_scriptrun.params import build_params, limit_argument
+from jupyter_scriptrun.status import ALL
 
 SUBCOMMANDS = (
     "list",
@@ -32,17 +37,39 @@ SUBCOMMANDS = (
 
 
 class StatusLine:
-    """The live status line: a chip and a progress bar in a notebook, words as text."""
+    """The live view of a run: a chip, a progress bar and the output so far in a notebook;
+    words as text."""
 
-    def __init__(self, rec: dict[str, Any], elapsed_s: float | None = None) -> None:
+    def __init__(
+        self, rec: Mapping[str, Any], elapsed_s: float | None = None, output: str = ""
+    ) -> None:
         self.rec = rec
         self.elapsed_s = elapsed_s
+        self.output = output
 
     def __repr__(self) -> str:
         return summary_line(self.rec, self.elapsed_s)
 
     def _repr_html_(self) -> str:
-        return status_html(self.rec, self.elapsed_s)
+        return live_html(self.rec, self.elapsed_s, self.output)
+
+
+class ShownRun(Execution):
+    """The handle ``%scriptrun`` returns in a notebook. Its live view already became its
+    card in the cell, so the cell's own result does not show the card a second time;
+    shown in any later cell (``run``), it is the usual card."""
+
+    def __init__(self, execution: Execution, cell: int) -> None:
+        super().__init__(execution.client, execution.id, execution.created)
+        self._cell = cell
+
+    def _ipython_display_(self) -> None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None and shell.execution_count == self._cell:
+            return
+        display({"text/plain": repr(self), "text/html": self._repr_html_()}, raw=True)
 
 
 class Echo:
@@ -149,8 +176,20 @@ class ScriptrunMagics(Magics):
         help="cell mode: the cell's language (python, bash, sh, perl, ruby, node, r)",
     )
     @argument("--script", action="append", help="history: only this script (repeatable)")
-    @argument("--status", action="append", help="history: only this status (repeatable)")
-    @argument("--limit", type=int, default=50, help="history: at most this many rows")
+    @argument(
+        "--status",
+        action="append",
+        choices=ALL,
+        metavar="STATUS",
+        help=f"history: only this status (repeatable): {', '.join(ALL)}",
+    )
+    @argument(
+        "--limit",
+        type=limit_argument,
+        default=defaults.HISTORY_LIMIT,
+        help=f"history: the newest N runs, or 'all' (default: {defaults.HISTORY_LIMIT})",
+    )
+    @argument("-h", "--help", action="store_true", help="show this help")
     @line_cell_magic
     def scriptrun(self, line: str, cell: str | None = None) -> Any:
         """Run a registered script and show its output live, then its result; or list,
@@ -165,6 +204,9 @@ class ScriptrunMagics(Magics):
             print(f"scriptrun: cannot read the line: {exc}", file=sys.stderr)
             return None
         args = self.scriptrun.parser.parse_args(argv)
+        if args.help:
+            print(self.scriptrun.parser.format_help())
+            return None
         try:
             if cell is not None:
                 value = self._run_cell(args, cell)
@@ -293,39 +335,53 @@ class ScriptrunMagics(Magics):
         )
         return execution if args.no_wait else self._follow(execution)
 
-    def _follow(self, execution: Any) -> Any:
-        """Show the status line and the output as it comes; a kernel interrupt cancels.
-        Returns the execution."""
+    def _follow(self, execution: Execution) -> Execution:
+        """Show the run as it goes, then its result; a kernel interrupt cancels.
+
+        In a notebook that is one view updated in place: the status line and the output so
+        far, which becomes the run's card when it ends (the data once, the output folded).
+        A terminal cannot redraw, so there the output is printed as it comes and the
+        returned handle says how it ended."""
+        if not self._in_kernel():
+            return self._follow_in_terminal(execution)
         started = time.monotonic()
-        # A status line updated in place needs a front end that can (a notebook); a
-        # terminal would print every update, so there only the output is shown.
-        live = (
-            display(StatusLine(execution.record(), 0.0), display_id=True)
-            if self._in_kernel()
-            else None
-        )
-        echo = Echo()
+        live = display(StatusLine(execution.record(), 0.0), display_id=True)
+        output = ""
         last_update = 0.0
         try:
             for chunk in execution.follow(REFRESH_S, ticks=True):
+                if chunk is not None and chunk["stream"] != "progress":
+                    output = (output + chunk["text"])[-2 * LIVE_TAIL_CHARS :]
+                now = time.monotonic()
+                if now - last_update >= REFRESH_S:
+                    last_update = now
+                    live.update(StatusLine(execution.record(), now - started, output))
+        except KeyboardInterrupt:
+            self._interrupted(execution)
+        live.update(execution)
+        return ShownRun(execution, getattr(self.shell, "execution_count", 0))
+
+    def _follow_in_terminal(self, execution: Execution) -> Execution:
+        echo = Echo()
+        try:
+            for chunk in execution.follow(REFRESH_S):
                 if chunk is not None:
                     echo.write(chunk)
-                now = time.monotonic()
-                if live is not None and now - last_update >= REFRESH_S:
-                    last_update = now
-                    live.update(StatusLine(execution.record(), now - started))
         except KeyboardInterrupt:
-            status = execution.cancel()
-            print(
-                f"interrupted: run {execution.id[:8]} {status.value}; its process tree is "
-                "being ended",
-                file=sys.stderr,
-            )
-            execution.wait(30)
+            self._interrupted(execution)
         echo.finish(execution.result if execution.status.is_final else None)
-        if live is not None:
-            live.update(StatusLine(execution.record()))
         return execution
+
+    @staticmethod
+    def _interrupted(execution: Execution) -> None:
+        """A kernel interrupt: cancel the run, wait for its tree to end, say how it ended."""
+        execution.cancel()
+        with contextlib.suppress(ScriptrunError):
+            execution.wait(30)
+        print(
+            f"interrupted: run {execution.id[:8]} {execution.status.value}",
+            file=sys.stderr,
+        )
 
     def _in_kernel(self) -> bool:
         return self.shell is not None and getattr(self.shell, "kernel", None) is not None

@@ -83,7 +83,7 @@ def test_lost_messages_run_again_within_a_minute_with_default_settings(
         assert time.monotonic() - back < 75, {r.status.value for r in runs}
         time.sleep(0.5)
     assert time.monotonic() - back <= 75
-    history = client.history()
+    history = client.history(limit=None)
     assert len(history) == 100 and set(history["attempt"]) == {1.0}
 
 
