@@ -455,7 +455,7 @@ class Client:
         for reply in replies or []:
             for name, status in reply.items():
                 known = isinstance(status, dict) and "slots" in status
-                state: dict[str, Any] = status if known else {}
+                state: dict[str, Any] = _dated(status) if known else {}
                 runs = state.get("runs", [])
                 workers.append(
                     {
@@ -583,3 +583,20 @@ def default_client() -> Client:
         if _default is None:
             _default = Client()
         return _default
+
+
+def _dated(state: dict[str, Any]) -> dict[str, Any]:
+    """A worker's status with its times as UTC datetimes, as every record has them (the
+    broadcast carries epoch seconds)."""
+    from datetime import UTC, datetime
+
+    def at(value: Any) -> Any:
+        return datetime.fromtimestamp(value, UTC) if isinstance(value, int | float) else value
+
+    runs = [{**r, "started_at": at(r.get("started_at"))} for r in state.get("runs", [])]
+    return {
+        **state,
+        "started_at": at(state.get("started_at")),
+        "time": at(state.get("time")),
+        "runs": runs,
+    }

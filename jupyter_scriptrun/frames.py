@@ -138,7 +138,8 @@ ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 
 def export_frame(frame: pd.DataFrame, *, parameters_as_json: bool) -> pd.DataFrame:
     """The history prepared for text: timestamps as ISO strings (microseconds, +00:00),
-    whole-number columns as nullable integers, and (for CSV) parameters as JSON text."""
+    whole-number columns as nullable integers, measures to the microsecond, and (for CSV)
+    parameters as JSON text."""
     out = frame.copy()
     for name in TIME_COLUMNS:
         if name in out:
@@ -147,6 +148,11 @@ def export_frame(frame: pd.DataFrame, *, parameters_as_json: bool) -> pd.DataFra
     for name in INTEGER_COLUMNS:
         if name in out:
             out[name] = out[name].astype("Int64")
+    for name in FLOAT_COLUMNS:
+        if name in out:
+            # Microseconds (and bytes of a MiB) are what is measured: 0.003902, not the
+            # binary noise of a subtraction (0.0039019999999999997).
+            out[name] = out[name].round(6)
     if "status" in out:
         out["status"] = out["status"].astype(str)
     if parameters_as_json and "parameters" in out:

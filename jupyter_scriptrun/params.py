@@ -61,6 +61,25 @@ def nesting(value: object, limit: int | None = None) -> int:
     return deepest
 
 
+INT64 = range(-(2**63), 2**63)
+"""The integers parameters may hold: what every JSON reader of the history (pandas, a
+database, a browser's BigInt-free JSON aside) can read back whole."""
+
+
+def huge_integer(value: object) -> int | None:
+    """The first integer in ``value`` (walked without recursion) outside INT64, if any."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool) and item not in INT64:
+            return item
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
+
+
 def history_limit(value: int | str | None) -> int | None:
     """A history limit as given in Python or typed: a whole number of runs (0: none), or
     None / ``"all"`` for every run.

@@ -37,7 +37,7 @@ def worker_lines(workers: list[dict[str, Any]], width: int) -> list[str]:
     now = time.time()
     for w in workers:
         slots = f"{w.get('busy', len(w['active']))}/{w['slots']}" if "slots" in w else "?"
-        up = human_seconds(now - w["started_at"]) if w.get("started_at") else "?"
+        up = human_seconds(now - w["started_at"].timestamp()) if w.get("started_at") else "?"
         rows.append(
             [
                 w["name"],

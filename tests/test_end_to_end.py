@@ -203,6 +203,41 @@ def test_history_is_a_typed_dataframe(client: Client):
     assert len(client.history(status=["succeeded"])) == 1
 
 
+def test_the_exports_read_back_whole_with_no_float_noise(client: Client):
+    """CSV and JSON give the measures as measured (microseconds, not binary noise), and
+    read back with pandas; an integer pandas could not read back is refused up front."""
+    import io
+    import re
+
+    import pandas as pd
+
+    from jupyter_scriptrun.exceptions import InvalidParameters
+    from jupyter_scriptrun.frames import history_csv, history_json
+
+    for _ in range(3):
+        client.run("example_script", {"multiplier": 3, "message": "big"}).wait(60)
+    client.submit_source("print(1)", {"n": 2**62}, name="big").wait(60)
+    frame = client.history()
+    for text in (history_csv(frame), history_json(frame)):
+        numbers = re.findall(r"\d+\.\d+", text.replace(str(2**62), ""))
+        assert numbers and max(len(n.split(".")[1]) for n in numbers) <= 6, numbers
+    back = pd.read_json(io.StringIO(history_json(frame)))
+    assert back["parameters"][0]["n"] == 2**62
+    assert len(pd.read_csv(io.StringIO(history_csv(frame)))) == 4
+    with pytest.raises(InvalidParameters, match=r"the integer 18446744073709551616, outside"):
+        client.submit_source("print(1)", {"n": 2**64})
+
+
+def test_a_shell_run_too_short_to_sample_has_no_made_up_peak(client: Client):
+    """A 2 ms shell run may end before the first sample: its peak is then unknown (None),
+    never setpriv's few hundred KiB, an exec's few KiB, nor 0.0; a longer one has bash's."""
+    for _ in range(5):
+        rec = client.submit_source("echo hi", {}, name="quick", language="bash").wait(60).record()
+        assert rec["peak_rss_mb"] is None or rec["peak_rss_mb"] > 1.0, rec["peak_rss_mb"]
+    longer = client.submit_source("sleep 0.1", {}, name="quick", language="bash").wait(60)
+    assert longer.record()["peak_rss_mb"] > 1.0
+
+
 def _submit_from_process(settings: Settings, n: int) -> list[str]:
     client = Client(settings)
     return [client.submit("example_script", {"multiplier": i + 1}).id for i in range(n)]

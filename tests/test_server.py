@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime, timedelta
 
 import pytest
 from tornado.httpclient import HTTPClientError
@@ -151,6 +152,9 @@ async def test_requests_without_a_token_are_refused(jp_serverapp, http_server_cl
 async def test_workers_lists_the_online_worker(worker, api):
     workers = json.loads((await api("workers")).body)
     assert len(workers) == 1 and workers[0]["name"].startswith("test-")
+    # Times are ISO 8601 in UTC, as everywhere in the API (the broadcast has epoch floats).
+    for at in (workers[0]["started_at"], workers[0]["time"]):
+        assert datetime.fromisoformat(at).utcoffset() == timedelta(0), at
 
 
 async def test_history_over_rest_is_the_same_typed_dataframe(
@@ -231,6 +235,15 @@ async def test_logs_can_be_read_incrementally_while_the_run_goes_on(worker, api)
     assert seen_while_running and page["status"] == "succeeded"
     whole = json.loads((await api(url)).body)
     assert text == whole["stdout"]
+
+
+async def test_a_progress_chunk_comes_as_an_object(worker, api, redis_settings):
+    body = {"script": "progress_script", "parameters": {"items": 3, "pause": 0}}
+    created = json.loads((await api("executions", "POST", body)).body)
+    Client(redis_settings).get(created["id"]).wait(60)
+    page = json.loads((await api(f"executions/{created['id']}/logs", offset=0)).body)
+    updates = [c["progress"] for c in page["chunks"] if c["stream"] == "progress"]
+    assert updates and updates[-1]["done"] == updates[-1]["total"] == 3, page["chunks"]
 
 
 async def test_an_idempotency_key_makes_a_repeated_post_a_409_naming_the_run(api):

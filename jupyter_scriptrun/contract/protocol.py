@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun import defaults
 from jupyter_scriptrun.exceptions import InvalidParameters
-from jupyter_scriptrun.params import nesting
+from jupyter_scriptrun.params import huge_integer, nesting
 from jupyter_scriptrun.status import ExecutionStatus
 
 if TYPE_CHECKING:  # the runner's outcome is read, never made, here
@@ -55,6 +55,14 @@ def encode_parameters(script: str, params: Mapping[str, Any]) -> str:
         raise InvalidParameters(
             script,
             [f"parameters nest {depth} levels deep; the limit is {defaults.MAX_PARAMETERS_DEPTH}"],
+        )
+    if (huge := huge_integer(params)) is not None:
+        raise InvalidParameters(
+            script,
+            [
+                f"parameters hold the integer {huge}, outside the 64-bit range the history "
+                "keeps whole (pass it as a string)"
+            ],
         )
     return text
 

@@ -70,11 +70,14 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def vm_hwm_kb(pid: int) -> int | None:
-    """``pid``'s memory high-water mark (VmHWM, KiB), or None when it is gone."""
+def vm_hwm_kb(pid: int, unless_named: bytes | None = None) -> int | None:
+    """``pid``'s memory high-water mark (VmHWM, KiB), or None when it is gone (or, with
+    ``unless_named``, while that program is what it runs)."""
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             for line in f:
+                if unless_named is not None and line == b"Name:\t" + unless_named + b"\n":
+                    return None
                 if line.startswith(b"VmHWM:"):
                     return int(line.split()[1])
     except (OSError, ValueError, IndexError):

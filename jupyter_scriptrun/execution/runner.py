@@ -101,14 +101,21 @@ class TreeSampler:
         self.root = pid
         self.known: dict[int, proc.Identity] = {}  # pid -> start time, against pid reuse
         self.peak_kb = 0
+        self.seen = 0
+        """How many samples found the script's own image (its first can be its exec's few
+        KiB: one sample alone says nothing of its peak)."""
 
     def sample(self) -> None:
         """Read the tree's high-water marks once; remember every pid seen."""
         total = 0
         for pid in self._tree():
-            hwm = proc.vm_hwm_kb(pid)
+            # setpriv's own few hundred KiB before it execs the script are not the
+            # script's: a run that ends before the next sample has no peak rather than a
+            # wrong one (its ru_maxrss carries the worker's mark, see _outcome).
+            hwm = proc.vm_hwm_kb(pid, b"setpriv" if pid == self.root and SETPRIV else None)
             if hwm is not None:
                 total += hwm
+                self.seen += pid == self.root
         self.peak_kb = max(self.peak_kb, total)
 
     def _tree(self) -> list[int]:
@@ -530,7 +537,7 @@ class _Supervisor:
                     os.close(fd)
         stdout = next(b for n, b in self.buffers.values() if n == "stdout")
         stderr = next(b for n, b in self.buffers.values() if n == "stderr")
-        peak_kb = self.sampler.peak_kb
+        peak_kb = self.sampler.peak_kb if self.sampler.seen >= 2 else 0
         usage = self.usage
         if usage is not None and usage[2] > child.parent_peak_kb():
             # ru_maxrss also counts the forking process's high-water mark at the fork (and

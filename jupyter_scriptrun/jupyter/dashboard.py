@@ -98,7 +98,8 @@ def workers_html(
             + (progress_html(r["progress"], None) if r.get("progress") else "")
             for r in wk.get("runs", [])
         )
-        up = human_seconds(max(now - wk["started_at"], 0.0)) if wk.get("started_at") else "?"
+        started = wk.get("started_at")
+        up = human_seconds(max(now - started.timestamp(), 0.0)) if started else "?"
         rows.append(
             [
                 html.escape(wk["name"]),

@@ -339,7 +339,19 @@ class LogsHandler(BaseHandler):
     def _incremental(execution: Any, offset: int) -> dict[str, Any]:
         status = execution.status  # first: a final status means every chunk is written
         page = execution.output(offset)
-        return {"id": execution.id, "status": status.value, **page, "done": status.is_final}
+        # A progress update also as an object, so that a client need not parse JSON found
+        # inside a JSON string (``text`` stays, for clients that read it).
+        chunks = [
+            {**c, "progress": json.loads(c["text"])} if c["stream"] == "progress" else c
+            for c in page["chunks"]
+        ]
+        return {
+            "id": execution.id,
+            "status": status.value,
+            **page,
+            "chunks": chunks,
+            "done": status.is_final,
+        }
 
     @staticmethod
     def _whole(execution: Any) -> dict[str, Any]:

@@ -137,10 +137,11 @@ LOGS: dict[str, Any] = {
                     "seq": {"type": "integer"},
                     "stream": {
                         "enum": ["stdout", "stderr", "progress"],
-                        "description": "A progress chunk's text is one update, a JSON "
-                        "object like the record's progress.",
+                        "description": "A progress chunk is one update: ``progress`` "
+                        "holds it as an object (and ``text`` as its JSON text).",
                     },
                     "text": {"type": "string"},
+                    "progress": PROGRESS,
                 },
             },
         },
@@ -183,7 +184,7 @@ WORKER: dict[str, Any] = {
                 "properties": {
                     "id": {"type": "string"},
                     "script": {"type": "string"},
-                    "started_at": {"type": ["number", "null"], "description": "Unix time"},
+                    "started_at": {"type": ["string", "null"], "format": "date-time"},
                     "elapsed_s": {"type": ["number", "null"]},
                     "progress": PROGRESS,
                 },
@@ -193,13 +194,13 @@ WORKER: dict[str, Any] = {
         "warm_parent_rss_bytes": {"type": ["integer", "null"]},
         "broker_up": {"type": ["boolean", "null"]},
         "pid": {"type": "integer"},
-        "started_at": {"type": "number", "description": "Unix time"},
+        "started_at": {"type": "string", "format": "date-time"},
         "finished": {
             "type": "object",
             "additionalProperties": {"type": "integer"},
             "description": "attempts finished since it started, by status",
         },
-        "time": {"type": "number", "description": "Unix time of the answer"},
+        "time": {"type": "string", "format": "date-time", "description": "of the answer"},
     },
 }
 
