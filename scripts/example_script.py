@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The seed's example script: shows every feature of the script contract.
+"""The seed's example script, in English: shows every feature of the script contract.
+(The seed's own template, verbatim, runs too: tests/scripts/seed_template.py.)
 
 Runs on its own too:
     SCRIPT_PARAMETERS='{"message": "Hi", "multiplier": 3}' python example_script.py
@@ -33,7 +34,7 @@ from datetime import datetime
 
 
 def get_script_parameters():
-    """从环境变量获取参数 (parameters from the environment)."""
+    """The parameters, from the environment."""
     try:
         params_str = os.environ.get("SCRIPT_PARAMETERS", "{}")
         return json.loads(params_str)
@@ -66,7 +67,7 @@ def main():
         result = process_data(parameters)
         output = {
             "status": "success",
-            "message": "执行成功",
+            "message": "Executed successfully",
             "data": result,
             "metadata": {
                 "script_name": script_name,

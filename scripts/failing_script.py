@@ -16,7 +16,7 @@ params = json.loads(os.environ.get("SCRIPT_PARAMETERS") or "{}")
 if params.get("mode") == "crash":
     {}["missing key"]  # an uncaught exception: traceback on stderr, exit code 1
 try:
-    raise ValueError("输入数据无效 (invalid input)")
+    raise ValueError("invalid input")
 except ValueError as e:
     print(
         json.dumps(

@@ -232,7 +232,7 @@ def test_the_dashboard_renders_updates_and_fits_in_jupyterlab(dashboard_lab, tmp
             slow = client.submit("slow_script", {"seconds": 8})
             expect(board.get_by_text("slow_script").first).to_be_visible(timeout=30_000)
             client.run("failing_script", wait_timeout=60)
-            expect(board.get_by_text("输入数据无效").first).to_be_visible(timeout=30_000)
+            expect(board.get_by_text("invalid input").first).to_be_visible(timeout=30_000)
             board.locator("button", has_text="Logs").first.click()
             # The run's card opens below: its record, error and output.
             expect(board.get_by_text("exit code").first).to_be_visible(timeout=30_000)

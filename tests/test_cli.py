@@ -299,7 +299,7 @@ def test_the_history_limit_means_one_thing_with_one_default(cli):
 def test_history_messages_name_what_was_asked(cli):
     """A bad status lists the valid ones; filters that match nothing say so (not "no runs
     yet"), with how many runs there are; times carry their zone; CJK text stays aligned."""
-    assert cli("run", "failing_script", "mode=json").returncode == 1  # a CJK message
+    assert cli("run", "seed_style", "message=你好").returncode == 0  # the seed's CJK message
     assert cli("run", "print_test_script", "count=1").returncode == 0
     bogus = cli("history", "--status", "bogus")
     assert bogus.returncode == 2 and "'succeeded'" in bogus.stderr and "'lost'" in bogus.stderr
@@ -315,7 +315,7 @@ def test_history_messages_name_what_was_asked(cli):
     def cells(text: str) -> int:
         return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
-    words = ("message", "printed", "输入数据无效")
+    words = ("message", "printed", "执行成功")
     starts = {cells(line[: line.index(word)]) for line, word in zip(table, words, strict=True)}
     assert len(starts) == 1, table
 

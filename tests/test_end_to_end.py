@@ -29,7 +29,7 @@ def test_the_seed_example_runs_and_is_recorded(client: Client):
     run = client.run("example_script", {"message": "你好", "multiplier": 3}, page_context="nb")
     assert run.status is ExecutionStatus.SUCCEEDED
     assert run.data["multiplied_message"] == "你好 你好 你好"
-    assert run.result["message"] == "执行成功"
+    assert run.result["message"] == "Executed successfully"
     assert run.result["metadata"]["script_name"] == "example_script"
     assert run.result["metadata"]["execution_id"] == run.id
     assert run.result["metadata"]["page_context"] == "nb"
@@ -40,11 +40,30 @@ def test_the_seed_example_runs_and_is_recorded(client: Client):
     assert rec["content_hash"].startswith("sha256:")
 
 
+def test_a_script_written_from_the_seeds_template_runs_unchanged(client: Client):
+    """The seed's standard script structure, verbatim (tests/scripts/seed_style.py adds only
+    the process_data a user writes): it runs, and its words are recorded as it says them."""
+    seed = (Path(__file__).parents[2] / "shared" / "seed").glob("000_*.txt")
+    text = next(seed, None)
+    mine = (Path(__file__).parent / "scripts" / "seed_style.py").read_text()
+    if text is not None:  # beside the project here; a clone elsewhere has only the copy
+        doc = text.read_text()
+        start = doc.index("```python\n#!/usr/bin/env python3") + len("```python\n")
+        template = doc[start : doc.index("```", start)]
+        assert mine.replace(mine[mine.index("def process_data") : mine.index("def main")], "") == (
+            template
+        )
+    run = client.run("seed_style", {"message": "你好"}, page_context="seed")
+    assert run.status is ExecutionStatus.SUCCEEDED
+    assert run.result["message"] == "执行成功" and run.record()["message"] == "执行成功"
+    assert run.data == {"original_message": "你好", "multiplied_message": "你好 你好"}
+
+
 def test_failures_keep_message_type_and_traceback(client: Client):
     seed_style = client.run("failing_script", {"mode": "json"})
     rec = seed_style.record()
     assert (rec["status"], rec["error_type"], rec["exit_code"]) == ("failed", "ValueError", 1)
-    assert rec["message"] == "输入数据无效 (invalid input)"
+    assert rec["message"] == "invalid input"
 
     crash = client.run("failing_script", {"mode": "crash"})
     assert crash.record()["error_type"] == "KeyError"
