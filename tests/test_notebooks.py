@@ -122,9 +122,10 @@ def test_analysis_over_rest(embedded: Settings, tmp_path: Path, monkeypatch: pyt
     assert "ValueError" in whole and "KeyError" in whole
 
 
-def test_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str):
+def test_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The benchmark notebook with no broker configured: it starts its own redis-server."""
     monkeypatch.setenv("SCRIPTRUN_BENCH_RUNS", "8")
-    monkeypatch.setenv("SCRIPTRUN_BENCH_BROKER", redis_url)
+    monkeypatch.delenv("SCRIPTRUN_BENCH_BROKER", raising=False)
     monkeypatch.setenv("SCRIPTRUN_BENCH_HISTORY", "5000")
     nb = execute("benchmark.ipynb", tmp_path)
     assert errors(nb) == []
@@ -135,6 +136,7 @@ def test_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: s
         assert path in summary
     assert "speed-up" in whole and "load_s" in whole
     assert "1 slot" in whole and "the store alone:" in whole
+    assert "broker: a private redis-server on redis://127.0.0.1:" in whole
     assert images(nb) >= 3
 
 

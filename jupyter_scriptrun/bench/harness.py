@@ -1,6 +1,6 @@
 """Benchmark: the product against a bare ``subprocess.run`` of the same script, in one run.
 
-    python -m jupyter_scriptrun.bench [--runs 200] [--broker redis://127.0.0.1:6379/14]
+    python -m jupyter_scriptrun.bench [--runs 200] [--broker URL]
 
 Prints, for a bare subprocess, the seed's Plan 2 (the work as a plain Celery task in the
 worker's process), the product on the given broker with full recording in fresh and in
@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from jupyter_scriptrun.bench.broker import PrivateRedis, check_broker
 from jupyter_scriptrun.bench.measure import (
     interpreter_start,
     mean_stages,
@@ -39,7 +40,7 @@ from jupyter_scriptrun.bench.report import report
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, examples_dir
 from jupyter_scriptrun.contract.protocol import script_env
-from jupyter_scriptrun.exceptions import ScriptrunError, WorkerUnavailable
+from jupyter_scriptrun.exceptions import ScriptrunError
 from jupyter_scriptrun.fleet.local import LocalWorker, worker_argv
 
 PANDAS_SCRIPT = """import json
@@ -69,22 +70,6 @@ class Bench:
             self.base = self.base.with_(database_url=args.database)
         self.path = Client(self.base).script(self.script).path
         self._procs: list[subprocess.Popen[bytes]] = []
-
-    def check_broker(self) -> None:
-        """Fail at once, in one line, when the benchmark's broker cannot be reached."""
-        from kombu import Connection
-        from kombu.utils.url import maybe_sanitize_url
-
-        from jupyter_scriptrun.client import broker_reason
-
-        try:
-            with Connection(self.args.broker, connect_timeout=3) as conn:
-                conn.ensure_connection(max_retries=1)
-        except Exception as exc:
-            raise WorkerUnavailable(
-                f"the benchmark's broker {maybe_sanitize_url(self.args.broker)} is unreachable "
-                f"({broker_reason(exc)}); start it or pass --broker URL"
-            ) from None
 
     def close(self) -> None:
         """Stop every process the benchmark started that still runs (whatever failed)."""
@@ -405,11 +390,18 @@ class Bench:
     def run(self) -> dict[str, Any]:
         """Every measurement, then the report; every process started is stopped, however
         the run ends."""
-        self.check_broker()
+        private = None
+        if self.args.broker is None:
+            private = PrivateRedis(self.tmp / "redis")
+            self.args.broker = private.url
+            print(f"broker: a private redis-server on {private.url} (pass --broker to choose)")
         try:
+            check_broker(self.args.broker)
             return self._run()
         finally:
             self.close()
+            if private is not None:
+                private.stop()
 
     def _run(self) -> dict[str, Any]:
         n, m = self.args.runs, self.args.throughput_runs
@@ -511,7 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--runs", type=int, default=200, help="sequential runs per path")
     parser.add_argument("--throughput-runs", type=int, default=200)
-    parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--broker", help="a broker URL (default: a private redis-server the bench starts)"
+    )
     parser.add_argument("--database", help="store URL (default: SQLite in a temp folder)")
     parser.add_argument("--script", default="example_script")
     parser.add_argument("--pool", default="threads", choices=("threads", "prefork"))
