@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -193,7 +194,10 @@ def test_the_schedules_tab_makes_lists_pauses_and_deletes_schedules(form_panel: 
     assert listed.loc["tab-made", "timezone"] == "Europe/Berlin"
     assert client.get_schedule("tab-made").row["parameters"]["message"] == "from the tab"
     assert tab.schedules.value == client.get_schedule("tab-made").id
-    assert "T07:00:00+01:00" in tab.detail.value and "no runs yet" in tab.detail.value
+    # Next fire times in the schedule's zone, for people (no ISO, no microseconds).
+    assert re.search(r"<li>\w{3} \d{4}-\d\d-\d\d 07:00:00 CES?T</li>", tab.detail.value)
+    assert "no runs yet" in tab.detail.value
+    assert '{"message": "from the tab", "multiplier": 2' in tab.what.value.replace("&quot;", '"')
 
     # Its runs, in the History tab (queued here: this panel has no worker).
     mine = client.submit("example_script", page_context="schedule:tab-made")
@@ -212,8 +216,12 @@ def test_the_schedules_tab_makes_lists_pauses_and_deletes_schedules(form_panel: 
     assert tab.pause_button.disabled and not tab.resume_button.disabled
     tab.resume_button.click()
     assert client.get_schedule("tab-made").row["state"] == "active"
+    tab.delete_button.click()  # asks first
+    assert not client.schedules().empty and "again to delete it" in tab.confirm.value
+    assert tab.delete_button.description == "Delete tab-made?"
     tab.delete_button.click()
     assert client.schedules().empty and "no schedules yet" in tab.detail.value
+    assert tab.delete_button.description == "Delete" and tab.confirm.value == ""
 
     panel.fields["multiplier"].widget.value = "0"  # a wrong form: nothing to schedule
     tab.refresh()

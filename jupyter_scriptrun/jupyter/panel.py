@@ -102,8 +102,11 @@ class ParameterField:
         try:
             if kind == "integer":
                 return True, int(text)
-            if kind == "number":
-                return True, float(text)
+            if kind == "number":  # 20 stays 20 (JSON has one number type), 2.5 a float
+                try:
+                    return True, int(text)
+                except ValueError:
+                    return True, float(text)
             if kind in ("object", "array"):
                 return True, json.loads(text)
         except ValueError:

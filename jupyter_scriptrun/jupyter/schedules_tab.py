@@ -4,6 +4,7 @@ delete; each schedule's next fire times and recent runs."""
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Callable
 from typing import Any
 from zoneinfo import available_timezones
@@ -114,6 +115,8 @@ class SchedulesTab:
         )
         self.runs_button.on_click(lambda _: self.show_runs())
         self.detail = w.HTML(layout=w.Layout(width="auto", overflow="auto"))
+        self._confirming: str | None = None
+        self.confirm = w.HTML()
         self.schedules.observe(lambda _: self.show(), names="value")
         self.pause_button.on_click(lambda _: self._act("pause"))
         self.resume_button.on_click(lambda _: self._act("resume"))
@@ -125,6 +128,7 @@ class SchedulesTab:
                 [self.pause_button, self.resume_button, self.delete_button, self.runs_button],
                 layout=w.Layout(flex_flow="row wrap"),
             ),
+            self.confirm,
             self.detail,
         ]
 
@@ -138,7 +142,8 @@ class SchedulesTab:
             script, params = self.form()
             self.what.value = (
                 f"<div style='color:#57606a'>runs <b>{html.escape(script)}</b> with "
-                f"<code>{html.escape(str(params))}</code> (from the Run tab's form)</div>"
+                f"<code>{html.escape(json.dumps(params, ensure_ascii=False))}</code> (from the "
+                "Run tab's form)</div>"
             )
         except ScriptrunError as exc:
             self.what.value = f"<div style='color:#cf222e'>{html.escape(str(exc))}</div>"
@@ -188,6 +193,8 @@ class SchedulesTab:
     def show(self) -> None:
         """The selected schedule: its state, next fire times, last error, recent runs."""
         key = self.schedules.value
+        if key != self._confirming:
+            self._unconfirm()
         for button in (self.pause_button, self.resume_button, self.delete_button, self.runs_button):
             button.disabled = key is None
         if key is None:
@@ -198,7 +205,7 @@ class SchedulesTab:
         active = row["state"] == "active"
         self.pause_button.disabled, self.resume_button.disabled = not active, active
         nexts = (
-            "".join(f"<li>{t.isoformat()}</li>" for t in schedule.next_runs(5)) if active else ""
+            "".join(f"<li>{fire_time(t)}</li>" for t in schedule.next_runs(5)) if active else ""
         )
         error = (
             f"<div style='color:#cf222e'>last problem: {html.escape(row['last_error'])}</div>"
@@ -206,14 +213,16 @@ class SchedulesTab:
             else ""
         )
         runs = schedule.runs().head(RECENT_RUNS)
+        cell = "style='padding:1px 10px 1px 0;text-align:left'"
         recent = "".join(
-            f"<tr><td><code>{html.escape(r.id[:8])}</code></td>"
-            f"<td style='color:{COLOURS.get(str(r.status), '#0969da')}'>"
-            f"{html.escape(str(r.status))}</td>"
-            f"<td>{html.escape(str(r.queued_at)[:19])}</td>"
-            f"<td style='text-align:right'>{human_seconds(r.duration_s)}</td></tr>"
+            f"<tr><td {cell}><code>{html.escape(r.id[:8])}</code></td>"
+            f"<td {cell}><span style='color:{COLOURS.get(str(r.status), '#0969da')}'>"
+            f"{MARKS.get(str(r.status), '•')} {html.escape(str(r.status))}</span></td>"
+            f"<td {cell}>{fire_time(r.queued_at)}</td>"
+            f"<td {cell.replace('left', 'right')}>{human_seconds(r.duration_s)}</td></tr>"
             for r in runs.itertuples()
         )
+        head = "".join(f"<th {cell}>{t}</th>" for t in ("run", "status", "queued", "took"))
         self.detail.value = (
             f"<div><b>{html.escape(row['name'])}</b> · {row['state']} · {spec(row)} in "
             f"{html.escape(row['timezone'])} · catch-up {row['catchup']} · overlap "
@@ -221,8 +230,7 @@ class SchedulesTab:
             + error
             + (f"<div>next:</div><ul style='margin:0'>{nexts}</ul>" if nexts else "")
             + (
-                f"<table><tr><th>run</th><th>status</th><th>queued</th><th>took</th></tr>"
-                f"{recent}</table>"
+                f"<table style='border-collapse:collapse'><tr>{head}</tr>{recent}</table>"
                 if recent
                 else "<div><i>no runs yet</i></div>"
             )
@@ -236,5 +244,26 @@ class SchedulesTab:
 
     def _act(self, action: str) -> None:
         schedule = self.client.get_schedule(self.schedules.value)
+        if action == "delete" and self._confirming != schedule.id:
+            # Delete asks once more: the button says what a second click does.
+            self._confirming = schedule.id
+            self.delete_button.description = f"Delete {schedule.name}?"
+            self.confirm.value = (
+                f"<div>Click <b>Delete {html.escape(schedule.name)}?</b> again to delete it "
+                "(its runs stay in the history), or pick another schedule.</div>"
+            )
+            return
         getattr(schedule, action)()
         self.refresh()
+
+    def _unconfirm(self) -> None:
+        if self._confirming is not None:
+            self._confirming = None
+            self.delete_button.description = "Delete"
+            self.confirm.value = ""
+
+
+def fire_time(at: Any) -> str:
+    """A fire or queue time for people: ``Mon 2026-12-07 07:00:00 CET``, in its own zone (a
+    schedule's next times are in the schedule's zone; the history's in UTC)."""
+    return html.escape(at.strftime("%a %Y-%m-%d %H:%M:%S %Z")) if at is not None else "—"
