@@ -20,6 +20,14 @@ MARKS = {
     "queued": "…",
     "retrying": "↻",
 }
+# Text and lines follow JupyterLab's theme (light or dark) through its CSS variables; the
+# light values are the fallbacks where none are defined (classic Notebook, exported HTML).
+# Status chips keep their own colours: white text on a saturated background reads on both.
+MUTED = "var(--jp-ui-font-color2,#57606a)"
+FAINT = "var(--jp-ui-font-color3,#8c959f)"
+ERROR = "var(--jp-error-color1,#cf222e)"
+BORDER = "var(--jp-border-color2,#d0d7de)"
+ACCENT = "var(--jp-brand-color1,#0969da)"
 COLOURS = {
     "succeeded": "#1a7f37",
     "failed": "#cf222e",
@@ -74,10 +82,10 @@ def progress_html(progress: Mapping[str, Any] | None, elapsed_s: float | None) -
     share = min(max(progress["done"] / total, 0.0), 1.0) if total else None
     fill = f"width:{share * 100:.1f}%" if share is not None else "width:100%;opacity:.35"
     bar = (
-        "<div style='flex:1 1 120px;max-width:360px;height:8px;background:#d0d7de;"
+        f"<div style='flex:1 1 120px;max-width:360px;height:8px;background:{BORDER};"
         "border-radius:4px;overflow:hidden' role='progressbar' "
         f"aria-valuenow='{progress['done']}' aria-valuemax='{total or ''}'>"
-        f"<div style='{fill};height:100%;background:#0969da'></div></div>"
+        f"<div style='{fill};height:100%;background:{ACCENT}'></div></div>"
     )
     words = html.escape(progress_text(progress))
     return (
@@ -185,7 +193,7 @@ def execution_html(
     head = f"<div>{_chip(status)} " + " · ".join(facts) + "</div>"
     if status != "succeeded" and (rec.get("error_type") or rec.get("message")):
         what = f"{rec.get('error_type') or 'Error'}: {rec.get('message') or ''}"
-        head += f"<div style='color:{COLOURS['failed']}'>{html.escape(what)}</div>"
+        head += f"<div style='color:{ERROR}'>{html.escape(what)}</div>"
     opened = " open" if expanded else ""
     return (
         head
@@ -200,7 +208,7 @@ def execution_html(
 DATA_CSS = (
     "<style>.sr-data table{border-collapse:collapse;margin:4px 0}"
     ".sr-data th,.sr-data td{padding:2px 12px;text-align:right;border:none}"
-    ".sr-data thead th{border-bottom:1px solid #d0d7de}"
+    f".sr-data thead th{{border-bottom:1px solid {BORDER}}}"
     ".sr-data tbody tr:nth-child(odd){background:rgba(127,127,127,.08)}</style>"
 )
 """A tabular result reads as a table: spaced, numbers right-aligned, rows banded (the

@@ -251,3 +251,109 @@ def test_the_dashboard_renders_updates_and_fits_in_jupyterlab(dashboard_lab, tmp
         finally:
             page.screenshot(path=str(tmp_path / "dashboard-last.png"), full_page=True)
             browser.close()
+
+
+OVERLAPS = """(selector) => {
+    // Every visible control of the panel: two that cover each other, or one past the
+    // panel's right edge, is what a user sees as broken.
+    const panel = document.querySelector(selector);
+    const p = panel.getBoundingClientRect();
+    const controls = [...panel.querySelectorAll(
+        'select, input, textarea, button, .widget-label, .widget-html-content, .lm-TabBar-tab'
+    )].filter(e => {
+        const r = e.getBoundingClientRect();
+        return r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== 'hidden'
+            && e.closest('.jp-OutputArea-output') && !e.closest('[style*="display: none"]');
+    });
+    const name = e => (e.tagName + ' ' + (e.textContent || e.value || '').trim()).slice(0, 40);
+    const out = {overlaps: [], past_right: []};
+    // Inside a box that scrolls sideways (the history table's), a control past the edge
+    // is reachable: only one past the panel's edge with nothing to scroll is cut off.
+    const scrolls = e => {
+        for (let a = e.parentElement; a && a !== panel; a = a.parentElement) {
+            const x = getComputedStyle(a).overflowX;
+            if ((x === 'auto' || x === 'scroll') && a.scrollWidth > a.clientWidth) return true;
+        }
+        return false;
+    };
+    for (const e of controls) {
+        const r = e.getBoundingClientRect();
+        if (r.right > p.right + 1 && !scrolls(e)) out.past_right.push(name(e));
+    }
+    for (let i = 0; i < controls.length; i++) {
+        for (let j = i + 1; j < controls.length; j++) {
+            const a = controls[i], b = controls[j];
+            if (a.contains(b) || b.contains(a)) continue;
+            const r = a.getBoundingClientRect(), s = b.getBoundingClientRect();
+            const w = Math.min(r.right, s.right) - Math.max(r.left, s.left);
+            const h = Math.min(r.bottom, s.bottom) - Math.max(r.top, s.top);
+            if (w > 2 && h > 2) out.overlaps.push([name(a), name(b)]);
+        }
+    }
+    return out;
+}"""
+
+
+def set_theme(lab: JupyterLabProcess, theme: str) -> None:
+    """JupyterLab's theme, through its settings API (as the Settings menu stores it)."""
+    import json
+    import urllib.request
+
+    url = f"{lab.url}lab/api/settings/@jupyterlab/apputils-extension:themes"
+    body = json.dumps({"raw": json.dumps({"theme": theme})}).encode()
+    request = urllib.request.Request(url, data=body, method="PUT")
+    request.add_header("Authorization", f"token {lab.token}")
+    request.add_header("Content-Type", "application/json")
+    urllib.request.urlopen(request, timeout=30).close()
+
+
+def test_the_panel_fits_at_every_width_in_light_and_dark(lab: JupyterLabProcess, tmp_path: Path):
+    """Each tab at about 1400, 600 and 400 px, in JupyterLab's light and dark themes: no
+    control covers another, none reaches past the panel's right edge."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect, sync_playwright
+
+    problems = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for theme in ("JupyterLab Light", "JupyterLab Dark"):
+                set_theme(lab, theme)
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{lab.url}lab/tree/panel_e2e.ipynb?token={lab.token}")
+                cell = page.locator(".jp-Notebook .jp-Cell").first
+                expect(cell).to_be_visible(timeout=60_000)
+                expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(
+                    timeout=90_000
+                )
+                for _ in range(3):
+                    cell.locator(".jp-InputArea-editor").click()
+                    page.keyboard.press("Shift+Enter")
+                    try:
+                        page.locator(".scriptrun-panel").wait_for(state="visible", timeout=30_000)
+                        break
+                    except PlaywrightTimeout:
+                        continue
+                expect(page.locator(".widget-dropdown select").first).to_be_visible(timeout=60_000)
+                folded = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
+                if folded.count():  # the file browser, unless a earlier page folded it
+                    folded.click()
+                for width, viewport in ((1400, 1480), (600, 760), (400, 560)):
+                    page.set_viewport_size({"width": viewport, "height": 1000})
+                    for tab in ("Run", "History", "Schedules", "Fleet"):
+                        page.locator(".scriptrun-panel .lm-TabBar-tab", has_text=tab).click()
+                        page.wait_for_timeout(1500)
+                        found = page.evaluate(OVERLAPS, ".scriptrun-panel")
+                        short = theme.split()[-1].lower()
+                        page.screenshot(
+                            path=str(tmp_path / f"{tab}-{width}-{short}.png"), full_page=True
+                        )
+                        if found["overlaps"] or found["past_right"]:
+                            problems[(theme, width, tab)] = found
+                page.close()
+        finally:
+            browser.close()
+    report = "\n".join(f"{k}: {v}" for k, v in problems.items())
+    assert not [k for k in problems if k[1] != 400], report
+    if problems:  # known: the forms and filters do not yet reflow at 400 px (issue 27)
+        pytest.xfail(f"at 400 px: {report}")

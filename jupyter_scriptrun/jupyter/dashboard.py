@@ -23,7 +23,10 @@ import ipywidgets as w
 
 from jupyter_scriptrun import fleetview
 from jupyter_scriptrun.display import (
+    BORDER,
     COLOURS,
+    ERROR,
+    MUTED,
     execution_html,
     human_bytes,
     human_seconds,
@@ -37,8 +40,8 @@ REFRESH_S = 5.0
 SILENT_KEPT_S = 600.0
 FAILURE_ROWS = 8
 TABLE = "border-collapse:collapse;width:100%;font-size:90%"
-CELL = "padding:2px 8px;border-bottom:1px solid #d0d7de;text-align:left"
-NUM = "padding:2px 8px;border-bottom:1px solid #d0d7de;text-align:right"
+CELL = f"padding:2px 8px;border-bottom:1px solid {BORDER};text-align:left"
+NUM = f"padding:2px 8px;border-bottom:1px solid {BORDER};text-align:right"
 OUTCOME_COLOURS = {
     "succeeded": COLOURS["succeeded"],
     "failed": COLOURS["failed"],
@@ -83,10 +86,10 @@ def workers_html(
     for name, heard in sorted(silent.items()):
         rows.append(
             [
-                f"<span style='color:#6e7781'>{html.escape(name)}</span>",
+                f"<span style='color:{MUTED}'>{html.escape(name)}</span>",
                 "",
                 "",
-                f"<span style='color:#cf222e'>no answer for {human_seconds(now - heard)}</span>",
+                f"<span style='color:{ERROR}'>no answer for {human_seconds(now - heard)}</span>",
                 "",
                 "",
             ]
@@ -279,9 +282,9 @@ class Dashboard:
                 expanded=True,  # opened on purpose: everything shows
             )
             if execution.traceback:
-                card += f"<pre style='color:#cf222e'>{html.escape(execution.traceback)}</pre>"
+                card += f"<pre style='color:{ERROR}'>{html.escape(execution.traceback)}</pre>"
         except Exception as exc:
-            card = f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
+            card = f"<span style='color:{ERROR}'>{html.escape(str(exc))}</span>"
         self.detail.value = card
 
     def show(self, snap: Snapshot) -> None:
@@ -289,7 +292,7 @@ class Dashboard:
         now = snap.taken_at.timestamp()
         taken = snap.taken_at.astimezone(UTC).strftime("%H:%M:%S UTC")
         problems = "".join(
-            f" · <span style='color:#cf222e'>{html.escape(p)}</span>" for p in snap.problems
+            f" · <span style='color:{ERROR}'>{html.escape(p)}</span>" for p in snap.problems
         )
         self.title.value = (
             f"<b>scriptrun fleet</b> · {len(snap.workers)} worker(s) · read {taken}{problems}"
@@ -357,7 +360,7 @@ class Dashboard:
             except Exception as exc:
                 log.debug("dashboard refresh failed", exc_info=True)
                 self.title.value = (
-                    f"<b>scriptrun fleet</b> · <span style='color:#cf222e'>"
+                    f"<b>scriptrun fleet</b> · <span style='color:{ERROR}'>"
                     f"{html.escape(str(exc))}</span>"
                 )
             self._wake.wait(self.refresh_s)

@@ -19,6 +19,7 @@ import ipywidgets as w
 
 from jupyter_scriptrun.display import (
     COLOURS,
+    ERROR,
     MARKS,
     attempts_html,
     execution_html,
@@ -401,7 +402,7 @@ class HistoryTable:
             execution = self.client.submit(rec["script"], rec["parameters"], page_context="panel")
         except ScriptrunError as exc:
             self.detail_problem.value = (
-                f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
+                f"<span style='color:{ERROR}'>{html.escape(str(exc))}</span>"
             )
             return None
         self.open(execution.id)
@@ -413,7 +414,7 @@ class HistoryTable:
             self.opened.cancel()
         except ScriptrunError as exc:
             self.detail_problem.value = (
-                f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
+                f"<span style='color:{ERROR}'>{html.escape(str(exc))}</span>"
             )
         with self._lock:
             self._draw_detail()

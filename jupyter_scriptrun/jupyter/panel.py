@@ -13,7 +13,15 @@ from typing import Any
 import ipywidgets as w
 
 from jupyter_scriptrun._version import __version__
-from jupyter_scriptrun.display import MARKS, execution_html, running_for, status_html
+from jupyter_scriptrun.display import (
+    ERROR,
+    FAINT,
+    MARKS,
+    MUTED,
+    execution_html,
+    running_for,
+    status_html,
+)
 from jupyter_scriptrun.exceptions import InvalidParameters, ScriptrunError
 from jupyter_scriptrun.handle import LiveTail
 from jupyter_scriptrun.status import ExecutionStatus
@@ -22,7 +30,7 @@ log = logging.getLogger(__name__)
 
 REFRESH_S = 0.5
 OUTPUT_KEEP_CHARS = 200_000
-INVALID = "2px solid #cf222e"
+INVALID = f"2px solid {ERROR}"
 NARROW_CSS = """<style>
 .scriptrun-panel { container-type: inline-size; }
 @container (max-width: 560px) {
@@ -122,7 +130,7 @@ class ParameterField:
         """Mark the field invalid (with the reason) or clear the mark."""
         self.widget.layout.border = INVALID if problem else ""
         note = problem or self.spec.get("description") or ""
-        colour = "#cf222e" if problem else "#57606a"
+        colour = ERROR if problem else MUTED
         self.help.value = (
             f"<div style='color:{colour};font-size:92%;line-height:1.3;white-space:normal'>"
             f"{html.escape(note)}</div>"
@@ -190,11 +198,11 @@ class Panel:
             "<div style='display:flex;flex-wrap:wrap;gap:4px 12px;align-items:baseline;"
             "margin:0 0 6px'>"
             f"<span style='font-size:120%;font-weight:600'>scriptrun</span>"
-            f"<span style='color:#57606a'>{count} script{'s' if count != 1 else ''}</span>"
-            f"<span style='color:#57606a'>broker: {html.escape(where['broker'])}</span>"
-            f"<span style='color:#57606a;overflow-wrap:anywhere'>store: "
+            f"<span style='color:{MUTED}'>{count} script{'s' if count != 1 else ''}</span>"
+            f"<span style='color:{MUTED}'>broker: {html.escape(where['broker'])}</span>"
+            f"<span style='color:{MUTED};overflow-wrap:anywhere'>store: "
             f"{html.escape(where['store'])}</span>"
-            f"<span style='color:#8c959f'>v{html.escape(__version__)}</span></div>"
+            f"<span style='color:{FAINT}'>v{html.escape(__version__)}</span></div>"
         )
 
     def _on_tab(self, change: dict[str, Any]) -> None:
@@ -297,7 +305,7 @@ class Panel:
             return
         meta = script.meta
         self.description.value = (
-            f"<div class='sr-indent' style='margin:2px 0 6px 144px;color:#57606a;"
+            f"<div class='sr-indent' style='margin:2px 0 6px 144px;color:{MUTED};"
             "white-space:normal'>"
             f"{html.escape(meta.description or '(no description)')}</div>"
         )
@@ -362,7 +370,7 @@ class Panel:
             self.parameters()
         except InvalidParameters as exc:
             items = "".join(f"<li>{html.escape(p)}</li>" for p in exc.problems)
-            self.problems.value = f"<ul style='color:#cf222e;margin:0'>{items}</ul>"
+            self.problems.value = f"<ul style='color:{ERROR};margin:0'>{items}</ul>"
             self.run_button.disabled = True
             return False
         self.problems.value = ""
@@ -385,7 +393,7 @@ class Panel:
                 self.script.value, self.parameters(), page_context="panel"
             )
         except ScriptrunError as exc:
-            self.problems.value = f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
+            self.problems.value = f"<span style='color:{ERROR}'>{html.escape(str(exc))}</span>"
             return None
         with self._lock:
             self._runs[execution.id] = execution
@@ -404,7 +412,7 @@ class Panel:
         try:
             execution.cancel()
         except ScriptrunError as exc:
-            self.problems.value = f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
+            self.problems.value = f"<span style='color:{ERROR}'>{html.escape(str(exc))}</span>"
         self._refresh_run(execution.id)
 
     @property

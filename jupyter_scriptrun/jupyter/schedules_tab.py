@@ -11,7 +11,7 @@ from zoneinfo import available_timezones
 
 import ipywidgets as w
 
-from jupyter_scriptrun.display import COLOURS, MARKS, human_seconds
+from jupyter_scriptrun.display import COLOURS, ERROR, MARKS, MUTED, human_seconds
 from jupyter_scriptrun.exceptions import ScriptrunError
 from jupyter_scriptrun.scheduling import spec
 
@@ -141,12 +141,12 @@ class SchedulesTab:
         try:
             script, params = self.form()
             self.what.value = (
-                f"<div style='color:#57606a'>runs <b>{html.escape(script)}</b> with "
+                f"<div style='color:{MUTED}'>runs <b>{html.escape(script)}</b> with "
                 f"<code>{html.escape(json.dumps(params, ensure_ascii=False))}</code> (from the "
                 "Run tab's form)</div>"
             )
         except ScriptrunError as exc:
-            self.what.value = f"<div style='color:#cf222e'>{html.escape(str(exc))}</div>"
+            self.what.value = f"<div style='color:{ERROR}'>{html.escape(str(exc))}</div>"
         rows = self.client.store.list_schedules()
         selected = self.schedules.value
         self.schedules.options = [
@@ -182,7 +182,7 @@ class SchedulesTab:
         except ScriptrunError as exc:
             problems = getattr(exc, "problems", None) or [str(exc)]
             items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
-            self.problems.value = f"<ul style='color:#cf222e;margin:0'>{items}</ul>"
+            self.problems.value = f"<ul style='color:{ERROR};margin:0'>{items}</ul>"
             return None
         self.problems.value = ""
         self.name.value = ""
@@ -204,11 +204,9 @@ class SchedulesTab:
         row = schedule.row
         active = row["state"] == "active"
         self.pause_button.disabled, self.resume_button.disabled = not active, active
-        nexts = (
-            "".join(f"<li>{fire_time(t)}</li>" for t in schedule.next_runs(5)) if active else ""
-        )
+        nexts = "".join(f"<li>{fire_time(t)}</li>" for t in schedule.next_runs(5)) if active else ""
         error = (
-            f"<div style='color:#cf222e'>last problem: {html.escape(row['last_error'])}</div>"
+            f"<div style='color:{ERROR}'>last problem: {html.escape(row['last_error'])}</div>"
             if row["last_error"]
             else ""
         )
