@@ -594,9 +594,4 @@ def _dated(state: dict[str, Any]) -> dict[str, Any]:
         return datetime.fromtimestamp(value, UTC) if isinstance(value, int | float) else value
 
     runs = [{**r, "started_at": at(r.get("started_at"))} for r in state.get("runs", [])]
-    return {
-        **state,
-        "started_at": at(state.get("started_at")),
-        "time": at(state.get("time")),
-        "runs": runs,
-    }
+    return {**state, "runs": runs, **{k: at(state.get(k)) for k in ("started_at", "time")}}
