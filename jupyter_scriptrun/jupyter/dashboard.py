@@ -40,6 +40,10 @@ REFRESH_S = 5.0
 SILENT_KEPT_S = 600.0
 FAILURE_ROWS = 8
 TABLE = "border-collapse:collapse;width:100%;font-size:90%"
+TIME_TICKS = "%H:%M"
+"""One time format on both charts (d3's default mixed "05:45" with "06 PM")."""
+TIME_LABEL = "time (your browser's zone)"
+"""bqplot draws dates in the browser's zone, which the header's UTC clock may not be."""
 CELL = f"padding:2px 8px;border-bottom:1px solid {BORDER};text-align:left"
 NUM = f"padding:2px 8px;border-bottom:1px solid {BORDER};text-align:right"
 OUTCOME_COLOURS = {
@@ -229,18 +233,20 @@ class Dashboard:
             display_legend=True,
         )
         self.latency_chart = bq.Lines(
-            scales={"x": time_scale, "y": seconds_scale},
-            colors=["#0969da"],
-            labels=["p50"],
-            marker="circle",  # a minute between empty ones is a point, not a line
-            marker_size=16,
+            scales={"x": time_scale, "y": seconds_scale}, colors=["#0969da"], labels=["p50"]
+        )
+        # The minutes with runs as points too (a minute between empty ones is a point, not
+        # a line). Only those: a marker at an empty minute's NaN is drawn at the corner and
+        # fills the console with "translate(3,NaN)" errors.
+        self.latency_points = bq.Scatter(
+            scales={"x": time_scale, "y": seconds_scale}, colors=["#0969da"], default_size=16
         )
         chart_layout = {"width": "100%", "height": "220px", "min_width": "200px"}
         margin = {"top": 30, "bottom": 35, "left": 50, "right": 20}
         self.runs_figure = bq.Figure(
             marks=[self.runs_chart],
             axes=[
-                bq.Axis(scale=time_scale),
+                bq.Axis(scale=time_scale, tick_format=TIME_TICKS, label=TIME_LABEL),
                 bq.Axis(scale=count_scale, orientation="vertical", label="runs / min"),
             ],
             title="Runs by outcome",
@@ -249,9 +255,9 @@ class Dashboard:
             legend_location="top-left",
         )
         self.latency_figure = bq.Figure(
-            marks=[self.latency_chart],
+            marks=[self.latency_chart, self.latency_points],
             axes=[
-                bq.Axis(scale=time_scale),
+                bq.Axis(scale=time_scale, tick_format=TIME_TICKS, label=TIME_LABEL),
                 bq.Axis(scale=seconds_scale, orientation="vertical", label="seconds"),
             ],
             title="Median duration",
@@ -327,6 +333,9 @@ class Dashboard:
             self.runs_chart.x, self.runs_chart.y = x, y
         with self.latency_chart.hold_sync():
             self.latency_chart.x, self.latency_chart.y = x, latency
+        seen = ~np.isnan(latency)
+        with self.latency_points.hold_sync():
+            self.latency_points.x, self.latency_points.y = x[seen], latency[seen]
         for i, (row, label, button) in enumerate(self.failure_rows):
             if i >= len(snap.failures):
                 row.layout.display = "none"

@@ -34,7 +34,7 @@ INVALID = f"2px solid {ERROR}"
 NARROW_CSS = """<style>
 .scriptrun-panel { container-type: inline-size; }
 @container (max-width: 560px) {
-  .scriptrun-panel .widget-inline-hbox { flex-wrap: wrap; }
+  .scriptrun-panel .widget-inline-hbox { flex-wrap: wrap; height: auto; }
   .scriptrun-panel .widget-inline-hbox > .widget-label {
     width: 100% !important; max-width: none; text-align: left; }
   .scriptrun-panel .sr-indent { margin-left: 0 !important; }
