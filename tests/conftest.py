@@ -274,6 +274,7 @@ class JupyterLabProcess:
 
     def __init__(self, settings: Settings, root: Path) -> None:
         self.settings = settings
+        self.root = root
         self.port = free_port()
         self.token = uuid.uuid4().hex
         self.url = f"http://127.0.0.1:{self.port}/"
@@ -294,7 +295,10 @@ class JupyterLabProcess:
                     f"--IdentityProvider.token={self.token}",
                     f"--ServerApp.root_dir={root}",
                     "--ServerApp.disable_check_xsrf=False",
+                    # Its own workspaces and user settings (a test's theme choice), never
+                    # the machine user's ~/.jupyter.
                     f"--LabApp.workspaces_dir={root / 'workspaces'}",
+                    f"--LabApp.user_settings_dir={root / 'user-settings'}",
                 ],
                 env=env,
                 cwd=root,

@@ -209,6 +209,8 @@ def test_the_dashboard_renders_updates_and_fits_in_jupyterlab(dashboard_lab, tmp
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        console: list[str] = []
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
         try:
             page.goto(f"{lab.url}lab/tree/dashboard_e2e.ipynb?token={lab.token}")
             cell = page.locator(".jp-Notebook .jp-Cell").first
@@ -248,6 +250,10 @@ def test_the_dashboard_renders_updates_and_fits_in_jupyterlab(dashboard_lab, tmp
                 assert fit["past_right"] <= 1 and fit["scrolls"] <= 1, (width, fit)
             board.screenshot(path=str(tmp_path / "dashboard-760.png"))
             slow.wait(60)
+            # One time format on the axes (24-hour, no "PM" mixed in), and a clean console.
+            ticks = board.locator(".bqplot .axis text").all_text_contents()
+            assert ticks and not [t for t in ticks if "AM" in t or "PM" in t], ticks
+            assert console == [], console  # (a marker at NaN logged 47 errors a render)
         finally:
             page.screenshot(path=str(tmp_path / "dashboard-last.png"), full_page=True)
             browser.close()
@@ -295,7 +301,8 @@ OVERLAPS = """(selector) => {
 
 
 def set_theme(lab: JupyterLabProcess, theme: str) -> None:
-    """JupyterLab's theme, through its settings API (as the Settings menu stores it)."""
+    """JupyterLab's theme, through its settings API (as the Settings menu stores it; in the
+    lab's own user-settings folder, see JupyterLabProcess)."""
     import json
     import urllib.request
 
@@ -309,7 +316,8 @@ def set_theme(lab: JupyterLabProcess, theme: str) -> None:
 
 def test_the_panel_fits_at_every_width_in_light_and_dark(lab: JupyterLabProcess, tmp_path: Path):
     """Each tab at about 1400, 600 and 400 px, in JupyterLab's light and dark themes: no
-    control covers another, none reaches past the panel's right edge."""
+    control covers another, none reaches past the panel's right edge, and the browser's
+    console has no error."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
@@ -320,6 +328,14 @@ def test_the_panel_fits_at_every_width_in_light_and_dark(lab: JupyterLabProcess,
             for theme in ("JupyterLab Light", "JupyterLab Dark"):
                 set_theme(lab, theme)
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.on(
+                    "console",
+                    lambda m, t=theme: (
+                        problems.setdefault((t, "console"), []).append(m.text)
+                        if m.type == "error"
+                        else None
+                    ),
+                )
                 page.goto(f"{lab.url}lab/tree/panel_e2e.ipynb?token={lab.token}")
                 cell = page.locator(".jp-Notebook .jp-Cell").first
                 expect(cell).to_be_visible(timeout=60_000)
@@ -353,7 +369,6 @@ def test_the_panel_fits_at_every_width_in_light_and_dark(lab: JupyterLabProcess,
                 page.close()
         finally:
             browser.close()
-    report = "\n".join(f"{k}: {v}" for k, v in problems.items())
-    assert not [k for k in problems if k[1] != 400], report
-    if problems:  # known: the forms and filters do not yet reflow at 400 px (issue 27)
-        pytest.xfail(f"at 400 px: {report}")
+    assert problems == {}, "\n".join(f"{k}: {v}" for k, v in problems.items())
+    # The theme was the lab's own setting, not the machine user's.
+    assert (lab.root / "user-settings/@jupyterlab/apputils-extension").is_dir()

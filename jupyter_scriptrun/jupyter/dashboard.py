@@ -224,8 +224,12 @@ class Dashboard:
         """Two bqplot figures on one time axis; ``show`` only changes their arrays."""
         import bqplot as bq
 
+        # Every domain is given (show sets them): a scale left to find its own from no
+        # data, or from NaN, draws its ticks at "undefined" (console errors).
         time_scale, count_scale, seconds_scale = bq.DateScale(), bq.LinearScale(), bq.LinearScale()
         count_scale.min = seconds_scale.min = 0.0
+        count_scale.max = seconds_scale.max = 1.0
+        self.scales = (time_scale, count_scale, seconds_scale)
         self.runs_chart = bq.Lines(
             scales={"x": time_scale, "y": count_scale},
             colors=list(OUTCOME_COLOURS.values()),
@@ -236,17 +240,18 @@ class Dashboard:
             scales={"x": time_scale, "y": seconds_scale}, colors=["#0969da"], labels=["p50"]
         )
         # The minutes with runs as points too (a minute between empty ones is a point, not
-        # a line). Only those: a marker at an empty minute's NaN is drawn at the corner and
-        # fills the console with "translate(3,NaN)" errors.
+        # only a bend in the line).
         self.latency_points = bq.Scatter(
             scales={"x": time_scale, "y": seconds_scale}, colors=["#0969da"], default_size=16
         )
         chart_layout = {"width": "100%", "height": "220px", "min_width": "200px"}
-        margin = {"top": 30, "bottom": 35, "left": 50, "right": 20}
+        margin = {"top": 30, "bottom": 45, "left": 50, "right": 20}
         self.runs_figure = bq.Figure(
             marks=[self.runs_chart],
             axes=[
-                bq.Axis(scale=time_scale, tick_format=TIME_TICKS, label=TIME_LABEL),
+                bq.Axis(
+                    scale=time_scale, tick_format=TIME_TICKS, label=TIME_LABEL, label_offset="32px"
+                ),
                 bq.Axis(scale=count_scale, orientation="vertical", label="runs / min"),
             ],
             title="Runs by outcome",
@@ -255,9 +260,11 @@ class Dashboard:
             legend_location="top-left",
         )
         self.latency_figure = bq.Figure(
-            marks=[self.latency_chart, self.latency_points],
+            marks=[],  # show adds the marks once there are points to draw
             axes=[
-                bq.Axis(scale=time_scale, tick_format=TIME_TICKS, label=TIME_LABEL),
+                bq.Axis(
+                    scale=time_scale, tick_format=TIME_TICKS, label=TIME_LABEL, label_offset="32px"
+                ),
                 bq.Axis(scale=seconds_scale, orientation="vertical", label="seconds"),
             ],
             title="Median duration",
@@ -331,11 +338,24 @@ class Dashboard:
         latency = np.array([np.nan if m["p50_s"] is None else m["p50_s"] for m in snap.minutes])
         with self.runs_chart.hold_sync():
             self.runs_chart.x, self.runs_chart.y = x, y
-        with self.latency_chart.hold_sync():
-            self.latency_chart.x, self.latency_chart.y = x, latency
+        # Only the minutes that had runs: a NaN point puts the line's end label (and any
+        # marker) at "undefined", a console error per point per render.
         seen = ~np.isnan(latency)
+        with self.latency_chart.hold_sync():
+            self.latency_chart.x, self.latency_chart.y = x[seen], latency[seen]
         with self.latency_points.hold_sync():
             self.latency_points.x, self.latency_points.y = x[seen], latency[seen]
+        time_scale, count_scale, seconds_scale = self.scales
+        start = np.datetime64(snap.taken_at.replace(tzinfo=None), "ms")
+        with time_scale.hold_sync():
+            time_scale.min = start - np.timedelta64(int(snap.window_s * 1000), "ms")
+            time_scale.max = start
+        count_scale.max = max(float(y.max()) if y.size else 0.0, 1.0) * 1.1
+        seconds_scale.max = max(float(latency[seen].max()) if seen.any() else 0.0, 0.001) * 1.1
+        # A line with no point draws its path at "null": the marks it has, only.
+        marks = [self.latency_chart, self.latency_points] if seen.any() else []
+        if self.latency_figure.marks != marks:
+            self.latency_figure.marks = marks
         for i, (row, label, button) in enumerate(self.failure_rows):
             if i >= len(snap.failures):
                 row.layout.display = "none"

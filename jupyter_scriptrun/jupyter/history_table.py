@@ -261,7 +261,7 @@ class HistoryTable:
         with self._lock:
             self.context = context
             self.context_button.description = context or ""
-            self.context_button.layout.display = "none" if context is None else "inline-flex"
+            self.context_button.layout.display = "none" if context is None else None
             self.offset = 0
             if self.opened is not None:
                 self.close_detail()  # back to the list, which it reads

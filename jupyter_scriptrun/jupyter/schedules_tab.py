@@ -111,7 +111,9 @@ class SchedulesTab:
         self.runs_button = w.Button(
             description="Runs in History",
             icon="list",
-            layout=w.Layout(display="none" if self.open_runs is None else "inline-flex"),
+            # Hidden without a History tab to open; else the buttons' own display (an
+            # inline-flex one set here lifted its icon above the text's baseline).
+            layout=w.Layout(display="none" if self.open_runs is None else None),
         )
         self.runs_button.on_click(lambda _: self.show_runs())
         self.detail = w.HTML(layout=w.Layout(width="auto", overflow="auto"))
