@@ -249,6 +249,19 @@ def test_the_dashboard_renders_updates_and_fits_in_jupyterlab(dashboard_lab, tmp
                 fit = overflow(page, ".scriptrun-dashboard")
                 assert fit["past_right"] <= 1 and fit["scrolls"] <= 1, (width, fit)
             board.screenshot(path=str(tmp_path / "dashboard-760.png"))
+            # A figure keeps its unit on its line ("871 ms", never "871" over "ms").
+            wrapped = page.evaluate(
+                """() => [...document.querySelectorAll('.scriptrun-dashboard td')]
+                    .filter(td => /\\d (ms|s|MiB|GiB)$/.test(td.textContent.trim()))
+                    .filter(td => {
+                        const range = document.createRange();
+                        range.selectNodeContents(td);
+                        const tops = [...range.getClientRects()].map(r => Math.round(r.top));
+                        return new Set(tops).size > 1;  // its text on more than one line
+                    })
+                    .map(td => td.textContent)"""
+            )
+            assert wrapped == [], wrapped
             slow.wait(60)
             # One time format on the axes (24-hour, no "PM" mixed in), and a clean console.
             ticks = board.locator(".bqplot .axis text").all_text_contents()

@@ -45,7 +45,7 @@ TIME_TICKS = "%H:%M"
 TIME_LABEL = "time (your browser's zone)"
 """bqplot draws dates in the browser's zone, which the header's UTC clock may not be."""
 CELL = f"padding:2px 8px;border-bottom:1px solid {BORDER};text-align:left"
-NUM = f"padding:2px 8px;border-bottom:1px solid {BORDER};text-align:right"
+NUM = f"padding:2px 8px;border-bottom:1px solid {BORDER};text-align:right;white-space:nowrap"
 OUTCOME_COLOURS = {
     "succeeded": COLOURS["succeeded"],
     "failed": COLOURS["failed"],
