@@ -285,7 +285,11 @@ OVERLAPS = """(selector) => {
             && e.closest('.jp-OutputArea-output') && !e.closest('[style*="display: none"]');
     });
     const name = e => (e.tagName + ' ' + (e.textContent || e.value || '').trim()).slice(0, 40);
-    const out = {overlaps: [], past_right: []};
+    const out = {overlaps: [], past_right: [], squashed: []};
+    for (const e of controls) {  // a field too short to read or click
+        if (/^(SELECT|INPUT)$/.test(e.tagName) && e.type !== 'checkbox'
+            && e.getBoundingClientRect().height < 22) out.squashed.push(name(e));
+    }
     // Inside a box that scrolls sideways (the history table's), a control past the edge
     // is reachable: only one past the panel's edge with nothing to scroll is cut off.
     const scrolls = e => {
@@ -329,8 +333,8 @@ def set_theme(lab: JupyterLabProcess, theme: str) -> None:
 
 def test_the_panel_fits_at_every_width_in_light_and_dark(lab: JupyterLabProcess, tmp_path: Path):
     """Each tab at about 1400, 600 and 400 px, in JupyterLab's light and dark themes: no
-    control covers another, none reaches past the panel's right edge, and the browser's
-    console has no error."""
+    control covers another, none is squashed below a usable height, none reaches past the
+    panel's right edge, and the browser's console has no error."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
@@ -377,7 +381,7 @@ def test_the_panel_fits_at_every_width_in_light_and_dark(lab: JupyterLabProcess,
                         page.screenshot(
                             path=str(tmp_path / f"{tab}-{width}-{short}.png"), full_page=True
                         )
-                        if found["overlaps"] or found["past_right"]:
+                        if any(found.values()):
                             problems[(theme, width, tab)] = found
                 page.close()
         finally:

@@ -35,6 +35,8 @@ NARROW_CSS = """<style>
 .scriptrun-panel { container-type: inline-size; }
 @container (max-width: 560px) {
   .scriptrun-panel .widget-inline-hbox { flex-wrap: wrap; height: auto; }
+  .scriptrun-panel .widget-inline-hbox > select {
+    height: var(--jp-widgets-inline-height, 28px); flex: 1 1 100%; }
   .scriptrun-panel .widget-inline-hbox > .widget-label {
     width: 100% !important; max-width: none; text-align: left; }
   .scriptrun-panel .sr-indent { margin-left: 0 !important; }
