@@ -1,20 +1,22 @@
 """When a schedule fires: a cron line or an interval, in an IANA time zone, as UTC instants.
 
-Cron lines are read by croniter (5 fields, standard semantics) on the zone's wall clock,
-then each wall-clock time becomes one instant with the standard library's ``zoneinfo``:
+Cron lines are read by ``cron.CronLine`` (Vixie cron's and cronie's grammar and meaning,
+parsed here: no library version decides when a fleet fires) on the zone's wall clock, and
+each wall-clock time becomes instants as cron itself does around clock changes:
 
-- a time that does not exist (the hour skipped when clocks go forward) fires when the
-  clock jumps, shifted by the gap: ``30 2 * * *`` in Europe/Berlin fires at 03:30 CEST on
-  2026-03-29;
-- a time that exists twice (the hour repeated when clocks go back) fires once, at its
-  first occurrence: ``30 2 * * *`` fires at 02:30 CEST on 2026-10-25, not again at 02:30 CET;
-- except, as in cron itself (Vixie cron, cronie: "jobs that run more frequently are
-  scheduled normally"), a line with ``*`` in its minute or hour field (``0 * * * *``,
-  ``*/15 * * * *``, ``*/5 2 * * *``): its times in the repeated hour fire at both
-  occurrences, so an hourly run stays an hour apart in real time.
+- a time that does not exist (the hour skipped when clocks go forward): a fixed-time line
+  (``30 2 * * *``) fires once, right when the clock jumps (03:00 CEST in Europe/Berlin on
+  2027-03-28), however many of its times were skipped; a line with ``*`` first in its
+  minute or hour field (cron's "wildcard" jobs: ``* 2 * * *``, ``*/15 2 * * *``,
+  ``0 * * * *``) does not fire for the skipped times;
+- a time that exists twice (the hour repeated when clocks go back): a fixed-time line
+  fires once, at the first occurrence; a wildcard line fires at both, so an hourly run
+  stays an hour apart in real time.
 
-So a daily run is neither skipped nor doubled. Intervals (``every``) count elapsed time
-from the schedule's start, whatever the clocks do.
+So a daily run is neither skipped nor doubled, and distinct times never merge (in
+America/New_York ``30 1-3 * * *`` fires at 01:30, at 03:00 for the skipped 02:30, and at
+03:30). Intervals (``every``) count elapsed time from the schedule's start, whatever the
+clocks do.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from jupyter_scriptrun.cron import CronLine
 
 EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
 UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -67,24 +72,23 @@ def zone(name: object) -> ZoneInfo:
 
 
 def check_cron(line: object) -> str:
-    """The cron line, checked (5 fields); ValueError saying what is wrong."""
-    from croniter import croniter
+    """The cron line, checked; ValueError saying what is wrong (a field, or never fires)."""
+    return CronLine.parse(line).text
 
-    if not isinstance(line, str) or len(line.split()) != CRON_FIELDS:
-        raise ValueError(f"cron must have 5 fields (minute hour day month weekday), not {line!r}")
-    if not croniter.is_valid(line):
-        raise ValueError(f"cron {line!r} is not a valid cron line")
-    return " ".join(line.split())
+
+def _jump(naive: datetime, tz: ZoneInfo) -> datetime:
+    """The instant the clock jumped over the skipped wall-clock time ``naive``: one minute
+    after the last minute before the gap (zones change on the minute)."""
+    before = naive - timedelta(minutes=1)
+    while before.replace(tzinfo=tz).astimezone(UTC).astimezone(tz).replace(tzinfo=None) != before:
+        before -= timedelta(minutes=1)
+    return before.replace(tzinfo=tz).astimezone(UTC) + timedelta(minutes=1)
 
 
 def _changes(tz: ZoneInfo, start: datetime, end: datetime) -> bool:
     """Whether ``tz``'s offset from UTC differs between two instants (less than a day
     apart, so a change between them shows)."""
     return start.astimezone(tz).utcoffset() != end.astimezone(tz).utcoffset()
-
-
-def _offset(aware: datetime) -> timedelta:
-    return aware.utcoffset() or timedelta(0)
 
 
 def problems(cron: object, every: object, timezone: object) -> list[str]:
@@ -114,6 +118,11 @@ class Timetable:
     timezone: str
     anchor: datetime
 
+    @cached_property
+    def line(self) -> CronLine:
+        """The cron line, parsed once (a frozen dataclass keeps it in its ``__dict__``)."""
+        return CronLine.parse(self.cron)
+
     def after(self, when: datetime) -> datetime:
         """The first tick strictly after ``when`` (aware), in UTC."""
         when = when.astimezone(UTC)
@@ -127,53 +136,45 @@ class Timetable:
         return self._cron_after(when)
 
     def _cron_after(self, when: datetime) -> datetime:
-        from croniter import croniter
-
         tz = zone(self.timezone)
         wall = when.astimezone(tz).replace(tzinfo=None)
         if not _changes(tz, when - NEAR, when + NEAR):
             # The usual case, no clock change near: the wall clock's next time, if near.
-            times = croniter(self.cron or "", wall - timedelta(minutes=1), ret_type=datetime)
-            for _ in range(2):
-                tick = times.get_next(datetime).replace(tzinfo=tz).astimezone(UTC)
-                if tick > when:
-                    if tick - when <= NEAR:
-                        return tick
-                    break
-        # Near a change, a time behind the wall clock may fire first (moved out of the
-        # gap, or repeated), and a time ahead may not be where the wall clock says.
+            tick = self.line.next_after(wall).replace(tzinfo=tz).astimezone(UTC)
+            if when < tick <= when + NEAR:
+                return tick
+        # Near a change, a time behind the wall clock may fire first (skipped, or
+        # repeated), and a time ahead may not be where the wall clock says.
         return self._earliest_after(when, tz, wall - NEAR)
 
     def _earliest_after(self, when: datetime, tz: ZoneInfo, start: datetime) -> datetime:
-        """The earliest tick after ``when`` among the wall-clock times from ``start``
+        """The earliest tick after ``when`` among the wall-clock times after ``start``
         (naive), walking until no later time can fire earlier than the best found."""
-        from croniter import croniter
-
-        folds = (0, 1) if self.repeats else (0,)
-        times = croniter(self.cron or "", start, ret_type=datetime)
         best: datetime | None = None
-        best_wall = start
-        for _ in range(100_000):  # a line that matches nothing ends croniter's own search
-            naive = times.get_next(datetime)
+        best_wall = naive = start
+        while True:  # next_after raises when the line has no later time at all
+            naive = self.line.next_after(naive)
             if best is not None and naive > best_wall + NEAR:
                 return best
-            for fold in folds:
-                aware = naive.replace(tzinfo=tz, fold=fold)
-                # fold=1 is a second instant only in a repeated hour, where it has the
-                # smaller offset (in a gap it has the larger one, an earlier instant).
-                if fold and _offset(aware) >= _offset(naive.replace(tzinfo=tz)):
-                    continue
-                tick = aware.astimezone(UTC)
+            for tick in self._instants(naive, tz):
                 if tick > when and (best is None or tick < best):
                     best, best_wall = tick, naive
-        raise ValueError(f"cron {self.cron!r} has no time after {when.isoformat()}")
+
+    def _instants(self, naive: datetime, tz: ZoneInfo) -> list[datetime]:
+        """The instants a wall-clock time of the line fires at, by cron's rules (module
+        docstring): one, two (a wildcard line in a repeated hour) or none (a wildcard
+        line in a skipped hour)."""
+        first = naive.replace(tzinfo=tz).astimezone(UTC)
+        if first.astimezone(tz).replace(tzinfo=None) != naive:  # skipped by a jump
+            return [] if self.line.wildcard else [_jump(naive, tz)]
+        second = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
+        return [first, second] if second != first and self.line.wildcard else [first]
 
     @property
     def repeats(self) -> bool:
-        """Whether the line fires in both occurrences of a repeated hour (``*`` in its
-        minute or hour field, as cron's "wildcard" jobs)."""
-        fields = (self.cron or "").split()
-        return len(fields) >= 2 and (fields[0].startswith("*") or fields[1].startswith("*"))
+        """Whether the line fires in both occurrences of a repeated hour (``*`` first in
+        its minute or hour field, as cron's "wildcard" jobs)."""
+        return self.cron is not None and self.line.wildcard
 
     def between(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
         """The ticks in ``(start, end]``, oldest first, at most ``limit`` (the newest

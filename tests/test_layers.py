@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
         "params",
         "display",
         "script",
+        "cron",
         "timetable",
     ),
     ("config",),

@@ -16,6 +16,7 @@ import pytest
 
 from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.cron import CronLine
 from jupyter_scriptrun.exceptions import InvalidSchedule
 from jupyter_scriptrun.fleet.scheduler import Scheduler
 from jupyter_scriptrun.timetable import Timetable, parse_every
@@ -30,7 +31,7 @@ def test_a_daily_run_across_both_2026_changes_in_berlin_is_neither_skipped_nor_d
     spring = daily.next_runs(3, datetime(2026, 3, 28, tzinfo=UTC))
     assert [t.isoformat() for t in spring] == [
         "2026-03-28T02:30:00+01:00",
-        "2026-03-29T03:30:00+02:00",  # 02:30 does not exist: when the clock jumps, + 1 h
+        "2026-03-29T03:00:00+02:00",  # 02:30 does not exist: once, when the clock jumps
         "2026-03-30T02:30:00+02:00",
     ]
     autumn = daily.next_runs(3, datetime(2026, 10, 24, tzinfo=UTC))
@@ -66,29 +67,26 @@ def test_a_morning_run_in_new_york_keeps_its_wall_clock_time_across_both_changes
 
 
 def cron_ticks_by_the_minute(line: str, zone: ZoneInfo, start: datetime, end: datetime):
-    """The ticks of ``line`` in ``(start, end]``, by its definition, minute by minute: an
-    instant whose wall-clock time matches (its second occurrence only for a line with *
-    in the minute or hour field), and a matching time that does not exist, at the
-    instant it is shifted to (by the gap)."""
-    from croniter import croniter
-
-    fields = line.split()
-    repeats = fields[0].startswith("*") or fields[1].startswith("*")
-    ticks = set()
-    minute = start.replace(second=0, microsecond=0)
+    """The ticks of ``line`` in ``(start, end]`` as Vixie cron and cronie run it, minute by
+    real minute: the wall clock's time when it matches (in a repeated hour, a fixed-time
+    line only the first time; a line with * first in its minute or hour field both times);
+    when the clock jumps forward, a fixed-time line with a time in the skipped span fires
+    once, at the jump, and a wildcard line does not."""
+    parsed = CronLine.parse(line)
+    one = timedelta(minutes=1)
+    ticks, seen, before = [], set(), None
+    minute = start.replace(second=0, microsecond=0) - timedelta(hours=4)  # walls seen
     while minute <= end:
-        wall = minute.astimezone(zone)
-        if croniter.match(line, wall.replace(tzinfo=None)) and (wall.fold == 0 or repeats):
-            ticks.add(minute)
-        minute += timedelta(minutes=1)
-    naive = start.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0)
-    while naive <= end.astimezone(zone).replace(tzinfo=None):
-        aware = naive.replace(tzinfo=zone)
-        missing = aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive
-        if missing and croniter.match(line, naive):
-            ticks.add(aware.astimezone(UTC))
-        naive += timedelta(minutes=1)
-    return sorted(t for t in ticks if start < t <= end)
+        wall = minute.astimezone(zone).replace(tzinfo=None)
+        fire = parsed.matches(wall) and (parsed.wildcard or wall not in seen)
+        if before is not None and wall > before + one and not parsed.wildcard:
+            skipped = (before + k * one for k in range(1, (wall - before) // one))
+            fire = fire or any(parsed.matches(w) for w in skipped)
+        if fire and start < minute:
+            ticks.append(minute)
+        seen.add(wall)
+        before, minute = wall, minute + one
+    return ticks
 
 
 @pytest.mark.parametrize(
@@ -157,7 +155,7 @@ def test_every_problem_is_named_at_once(client: Client):
         )
     text = str(caught.value)
     assert "5 problems" in text, text
-    assert "cron '61 * * * *' is not a valid cron line" in text
+    assert "minute: 61 is outside 0-59" in text
     assert "unknown time zone 'Mars/Olympus'" in text
     assert "catchup must be one of latest, none, all" in text
     assert "multiplier: 0 is less than the minimum of 1" in text
@@ -452,3 +450,94 @@ def test_the_facade_keeps_schedule_and_schedules_after_the_module_loads():
 
     assert callable(sr.schedules) and callable(sr.schedule)
     assert sr.schedules.__module__ == "jupyter_scriptrun"
+
+
+# -- cron lines as cron reads them ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "first_three"),
+    [
+        # N-N is one value, not "*" (croniter >= 6 read it as every value).
+        ("0 9 * * 1-1", ["Mon 06-07 09:00", "Mon 06-14 09:00", "Mon 06-21 09:00"]),
+        ("5-5 3 * * *", ["Tue 06-01 03:05", "Wed 06-02 03:05", "Thu 06-03 03:05"]),
+        # Day of month starting with "*" and a day of week: both must match.
+        ("0 0 */2 * 1", ["Mon 06-07 00:00", "Mon 06-21 00:00", "Mon 07-05 00:00"]),
+        # Two restricted day fields: either (so "1 … sun-sat" is every day, as in cron).
+        ("0 0 1,15 * 1", ["Tue 06-01 00:00", "Mon 06-07 00:00", "Mon 06-14 00:00"]),
+        ("30 4 1 * sun-sat", ["Tue 06-01 04:30", "Wed 06-02 04:30", "Thu 06-03 04:30"]),
+        ("@weekly", ["Sun 06-06 00:00", "Sun 06-13 00:00", "Sun 06-20 00:00"]),
+        ("30 4 1 jan-may/2 *", ["Sat 01-01 04:30", "Wed 03-01 04:30", "Mon 05-01 04:30"]),
+    ],
+)
+def test_cron_lines_mean_what_cron_means(line, first_three):
+    parsed, t, seen = CronLine.parse(line), datetime(2027, 5, 31, 23, 59), []
+    for _ in range(3):
+        t = parsed.next_after(t)
+        seen.append(t.strftime("%a %m-%d %H:%M"))
+    assert seen == first_three
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("R 3 * * *", "minute: 'R' is not a number"),  # random: each worker would draw its own
+        ("H * * * *", "minute: 'H' is not a number"),
+        ("0 0 31 2 *", "never fires"),
+        ("0 0 30 2 *", "never fires"),
+        ("5-3 * * * *", "the range '5-3' runs backwards"),
+        ("*/0 * * * *", "bad step"),
+        ("0 24 * * *", "hour: 24 is outside 0-23"),
+        ("0 0 * * 8", "day of week: 8 is outside 0-7"),
+        ("0 0 * *", "must have 5 fields"),
+    ],
+)
+def test_a_line_cron_would_not_run_is_refused_naming_why(client: Client, line, problem):
+    with pytest.raises(InvalidSchedule, match=problem):
+        client.schedule("example_script", cron=line)
+
+
+def random_lines(n: int, seed: int) -> list[str]:
+    """Cron lines that fire around clock changes, in every form the grammar has."""
+    import random
+
+    rng = random.Random(seed)
+    minutes = ["*", "*/15", "0", "30", "0,30", "5-10", "*/7", "45", "10-50/20", "59"]
+    hours = ["*", "1-3", "2", "*/2", "0-4", "3", "1", "2,3", "1/2", "0-23/3"]
+    days = ["*", "*", "*/2", "1-31", "1,15,28", "28-31", "*/3"]
+    months = ["*", "*", "3", "10", "3,10,4", "mar-apr", "*/2"]
+    weekdays = ["*", "*", "0", "1-5", "*/2", "sun", "6,0", "mon-fri"]
+    return [
+        " ".join(rng.choice(f) for f in (minutes, hours, days, months, weekdays)) for _ in range(n)
+    ]
+
+
+LORD_HOWE = ZoneInfo("Australia/Lord_Howe")  # a half-hour change
+
+
+@pytest.mark.parametrize(
+    ("zone", "changes"),
+    [
+        (BERLIN, ["2027-03-28T01:00:00+00:00", "2027-10-31T01:00:00+00:00"]),
+        (NEW_YORK, ["2027-03-14T07:00:00+00:00", "2027-11-07T06:00:00+00:00"]),
+        (LORD_HOWE, ["2027-04-03T15:00:00+00:00", "2027-10-02T15:30:00+00:00"]),
+    ],
+    ids=["Berlin", "New_York", "Lord_Howe"],
+)
+def test_random_lines_across_both_2027_changes_tick_as_cron_runs_them(zone, changes):
+    """Hundreds of random lines, every tick from 5 h before to 5 h after each change,
+    walked as the scheduler walks them, against cron's minute-by-minute behaviour."""
+    for line in random_lines(120, seed=sum(map(ord, zone.key))):
+        table = Timetable(line, None, zone.key, datetime(2027, 1, 1, tzinfo=UTC))
+        try:
+            assert table.line.text == line
+        except ValueError:
+            continue  # a line that never fires (e.g. the 30th in a February-only month)
+        for change in changes:
+            start = datetime.fromisoformat(change) - timedelta(hours=5)
+            end = start + timedelta(hours=10)
+            walked, tick = [], table.after(start)
+            while tick <= end:
+                walked.append(tick)
+                tick = table.after(tick)
+            assert walked == cron_ticks_by_the_minute(line, zone, start, end), (line, change)
