@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 CATCHUP = ("latest", "none", "all")
 OVERLAP = ("skip", "queue", "allow")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+ID = re.compile(r"^[0-9a-f]{32}$")
+"""A schedule id's form (uuid4's hex): no name may take it."""
 LIST_COLUMNS = (
     "id",
     "name",
@@ -81,8 +83,9 @@ class Schedule:
         return self.timetable.next_runs(n, self.client.store.db_now())
 
     def runs(self) -> pd.DataFrame:
-        """Its runs, as the history DataFrame (newest first)."""
-        return self.client.history(page_context=f"schedule:{self.name}")
+        """Its runs, as the history DataFrame (newest first): this schedule's, by its id,
+        not those of an earlier schedule of the same name."""
+        return self.client.history(schedule_id=self.id)
 
     def ticks(self, limit: int = 100) -> list[dict[str, Any]]:
         """Its newest ticks handled: fired (with the run) or skipped (with the reason)."""
@@ -108,7 +111,12 @@ def create(
     named = name is not None
     name = name or f"{script}-{uuid.uuid4().hex[:6]}"
     found_problems = problems(cron, every, timezone)
-    if not isinstance(name, str) or not NAME.match(name):
+    if isinstance(name, str) and ID.match(name):
+        found_problems.append(
+            f"name {name!r} looks like a schedule id (32 hex digits); ids and names are "
+            "looked up alike, so a name must not be one"
+        )
+    elif not isinstance(name, str) or not NAME.match(name):
         found_problems.append(
             f"name must be 1 to 128 letters, digits or _.:@- (starting with one of the "
             f"first two), not {name!r}"

@@ -25,8 +25,8 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache, cached_property
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from jupyter_scriptrun.cron import CronLine
 
@@ -104,9 +104,28 @@ def problems(cron: object, every: object, timezone: object) -> list[str]:
                 found.append(str(exc))
     try:
         zone(timezone)
+        if timezone not in iana_names():
+            # "localtime" and the like name each host's own /etc/localtime: two workers
+            # in different zones would fire the same schedule at different instants.
+            found.append(f"timezone must be an IANA name such as 'Europe/Berlin', not {timezone!r}")
     except ValueError as exc:
         found.append(str(exc))
     return found
+
+
+HOST_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+"""Files of a tz folder that are no zone of their own: the host's, or placeholders."""
+
+
+@cache
+def iana_names() -> frozenset[str]:
+    """The IANA zone names of this host's tz database (read once), without the host's own
+    ``localtime`` and the like."""
+    return frozenset(
+        name
+        for name in available_timezones()
+        if name not in HOST_ZONES and not name.startswith(("posix/", "right/"))
+    )
 
 
 @dataclass(frozen=True)

@@ -541,3 +541,21 @@ def test_random_lines_across_both_2027_changes_tick_as_cron_runs_them(zone, chan
                 walked.append(tick)
                 tick = table.after(tick)
             assert walked == cron_ticks_by_the_minute(line, zone, start, end), (line, change)
+
+
+def test_a_recreated_schedule_has_only_its_own_runs_and_no_name_is_an_id(fleet):
+    """Runs belong to a schedule's id: one deleted and made again under its name starts
+    with none. A name cannot look like an id (ids and names are looked up alike), and a
+    zone must be an IANA name (``localtime`` is each host's own)."""
+    client, clock, scheduler, _ = fleet
+    first = client.schedule("example_script", every=10, name="reused", overlap="allow")
+    clock.advance(10)
+    scheduler().fire_due()
+    assert len(runs_of(client, first)) == 1
+    first.delete()
+    again = client.schedule("example_script", every=10, name="reused", overlap="allow")
+    assert runs_of(client, again) == []
+    with pytest.raises(InvalidSchedule, match="looks like a schedule id"):
+        client.schedule("example_script", every=10, name=again.id)
+    with pytest.raises(InvalidSchedule, match=r"must be an IANA name .* not 'localtime'"):
+        client.schedule("example_script", every=10, timezone="localtime")

@@ -140,6 +140,7 @@ class HistoryReads(Database):
         offset: int = 0,
         raw: bool = False,
         text: str | None = None,
+        schedule_id: str | None = None,
     ) -> Any:
         """The SELECT behind the history, newest first (for frames and the REST API)."""
         cols: list[Any] = [executions.c[c] for c in HISTORY_COLUMNS]
@@ -156,7 +157,9 @@ class HistoryReads(Database):
                 else c
                 for c in cols
             ]
-        conds = _history_conditions(script, status, since, until, page_context, text=text)
+        conds = _history_conditions(
+            script, status, since, until, page_context, text=text, schedule_id=schedule_id
+        )
         query = select(*cols).where(*conds).order_by(*_NEWEST_FIRST)
         if limit is not None:
             query = query.limit(limit)
@@ -301,10 +304,14 @@ def _history_conditions(
     limit: int | None = None,
     offset: int = 0,
     text: str | None = None,
+    schedule_id: str | None = None,
 ) -> list[Any]:
     """WHERE conditions of the history filters (``limit``/``offset`` are not conditions);
-    ``text`` is looked for in the message and the error type, and as an id prefix."""
+    ``text`` is looked for in the message and the error type, and as an id prefix;
+    ``schedule_id`` selects one schedule's runs (its name may have been reused)."""
     conds: list[Any] = []
+    if schedule_id is not None:
+        conds.append(executions.c.schedule_id == schedule_id)
     if text:
         conds.append(
             or_(
