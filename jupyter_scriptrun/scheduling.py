@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -105,12 +106,14 @@ def create(
     overlap: str = "skip",
     queue: str | None = None,
     timeout: float | None = None,
+    also: Sequence[str] = (),
 ) -> Schedule:
     """Check everything (timing, zone, policies, script, parameters, queue), then store
-    the schedule; InvalidSchedule lists every problem at once."""
+    the schedule; InvalidSchedule lists every problem at once (``also``: problems a
+    front end found in the same request, listed first, so none hides another)."""
     named = name is not None
     name = name or f"{script}-{uuid.uuid4().hex[:6]}"
-    found_problems = problems(cron, every, timezone)
+    found_problems = [*also, *problems(cron, every, timezone)]
     if isinstance(name, str) and ID.match(name):
         found_problems.append(
             f"name {name!r} looks like a schedule id (32 hex digits); ids and names are "

@@ -90,10 +90,34 @@ async def test_a_bad_schedule_is_one_400_listing_every_problem(api):
     assert "unknown time zone 'Atlantis/Capital'" in problems
     assert "multiplier: 0 is less than the minimum of 1" in problems
 
+    # A field the schema refuses hides none of the schedule's own problems: one 400.
     code, body = await error_of(
-        api("schedules", "POST", {"script": "example_script", "cron": "* * *", "sometimes": 1})
+        api(
+            "schedules",
+            "POST",
+            {
+                "script": "example_script",
+                "cron": "* * *",
+                "catchup": "sometimes",
+                "timezone": "localtime",
+                "parameters": {"colour": "red"},
+                "sometimes": 1,
+            },
+        )
     )
-    assert code == 400 and body["error"] == "InvalidRequest"  # an unknown field, before all
+    problems = " | ".join(body["problems"])
+    assert code == 400 and len(body["problems"]) == 5, problems
+    for words in (
+        "'sometimes' was unexpected",
+        "cron must have 5 fields",
+        "catchup must be",
+        "not 'localtime'",
+        "colour: unknown parameter",
+    ):
+        assert words in problems, (words, problems)
+    for unreadable in ({"script": 5, "every": 0}, {"every": 0}, {"script": "x", "queue": 5}):
+        code, body = await error_of(api("schedules", "POST", unreadable))
+        assert code == 400 and body["error"] == "InvalidRequest", unreadable  # nothing to check
     code, body = await error_of(api("schedules", "POST", "[]"))
     assert code == 400
     code, body = await error_of(api("schedules/nope", "PATCH", {"state": "asleep"}))

@@ -7,11 +7,15 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from jupyter_scriptrun.exceptions import InvalidRequest
+from jupyter_scriptrun.jupyter import openapi
 from jupyter_scriptrun.jupyter.handlers import PREFIX, BaseHandler, mapped_errors
 from jupyter_scriptrun.jupyter.openapi_schedules import SCHEDULE_BODY, SCHEDULE_PATCH
 from jupyter_scriptrun.scheduling import Schedule
 
 NEXT_RUNS = 5
+CHECKED_BY_CREATE = ("cron", "every", "timezone", "name", "catchup", "overlap", "timeout")
+"""Body fields that scheduling.create checks itself, in the words of every front end."""
 
 
 class ScheduleView(BaseHandler):
@@ -51,8 +55,21 @@ class SchedulesHandler(ScheduleView):
     @authorized
     @mapped_errors
     async def post(self) -> None:
-        """Make a schedule; 400 lists every problem (timing, zone, parameters)."""
-        body = self.json_body(SCHEDULE_BODY)
+        """Make a schedule; 400 lists every problem once (timing, zone, policies,
+        parameters): the schema's, and the schedule's own checks of the same body."""
+        body = self.json_body()
+        # The fields scheduling.create checks itself (with the same words as in Python
+        # and the CLI) are left to it, so that one bad field hides none of the others.
+        shape = [
+            p
+            for p in openapi.body_problems(SCHEDULE_BODY, body)
+            if p.split(":")[0] not in CHECKED_BY_CREATE
+        ]
+        unreadable = not isinstance(body.get("script"), str) or any(
+            p.startswith(("script:", "parameters:", "queue:")) for p in shape
+        )
+        if unreadable:
+            raise InvalidRequest(shape)  # what create cannot even read
 
         def create() -> dict[str, Any]:
             made = self.client.schedule(
@@ -66,6 +83,7 @@ class SchedulesHandler(ScheduleView):
                 overlap=body.get("overlap", "skip"),
                 queue=body.get("queue"),
                 timeout=body.get("timeout"),
+                also=shape,  # one 400 (InvalidSchedule) lists them with its own
             )
             return self.view(made)
 
