@@ -344,4 +344,4 @@ def test_schedules_from_the_magic(ip, capsys):
         is None
     )
     err = capsys.readouterr().err
-    assert "2 problems" in err and "not a valid cron line" in err and "Mars/Base" in err
+    assert "2 problems" in err and "hour: 25 is outside 0-23" in err and "Mars/Base" in err
