@@ -93,6 +93,21 @@ class Schedule:
         return self.client.store.schedule_ticks(self.id, limit)
 
 
+def name_problems(name: object) -> list[str]:
+    """What is wrong with a schedule's name (empty: nothing)."""
+    if isinstance(name, str) and ID.match(name):
+        return [
+            f"name {name!r} looks like a schedule id (32 hex digits); ids and names are "
+            "looked up alike, so a name must not be one"
+        ]
+    if not isinstance(name, str) or not NAME.match(name):
+        return [
+            f"name must be 1 to 128 letters, digits or _.:@- (starting with one of the "
+            f"first two), not {name!r}"
+        ]
+    return []
+
+
 def create(
     client: Client,
     script: str,
@@ -113,17 +128,7 @@ def create(
     front end found in the same request, listed first, so none hides another)."""
     named = name is not None
     name = name or f"{script}-{uuid.uuid4().hex[:6]}"
-    found_problems = [*also, *problems(cron, every, timezone)]
-    if isinstance(name, str) and ID.match(name):
-        found_problems.append(
-            f"name {name!r} looks like a schedule id (32 hex digits); ids and names are "
-            "looked up alike, so a name must not be one"
-        )
-    elif not isinstance(name, str) or not NAME.match(name):
-        found_problems.append(
-            f"name must be 1 to 128 letters, digits or _.:@- (starting with one of the "
-            f"first two), not {name!r}"
-        )
+    found_problems = [*also, *problems(cron, every, timezone), *name_problems(name)]
     if catchup not in CATCHUP:
         found_problems.append(f"catchup must be one of {', '.join(CATCHUP)}, not {catchup!r}")
     if overlap not in OVERLAP:
