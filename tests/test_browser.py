@@ -50,29 +50,35 @@ def lab(settings: Settings, tmp_path: Path):
     LocalWorker(settings).stop()
 
 
-def test_run_a_script_from_the_panel_in_jupyterlab(lab: JupyterLabProcess, tmp_path: Path):
+def open_and_run(page, lab: JupyterLabProcess, notebook: str, shown: str) -> None:
+    """Open ``notebook`` in the lab, wait for its kernel, and run its first cell as a user
+    would (click, Shift+Enter; again if a kernel that had just said "idle" was still
+    connecting) until ``shown`` (a selector) is visible."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
+    page.goto(f"{lab.url}lab/tree/{notebook}?token={lab.token}")
+    cell = page.locator(".jp-Notebook .jp-Cell").first
+    expect(cell).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
+    for _ in range(3):
+        cell.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            page.locator(shown).first.wait_for(state="visible", timeout=30_000)
+            return
+        except PlaywrightTimeout:
+            continue
+
+
+def test_run_a_script_from_the_panel_in_jupyterlab(lab: JupyterLabProcess, tmp_path: Path):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page.goto(f"{lab.url}lab/tree/panel_e2e.ipynb?token={lab.token}")
-            cell = page.locator(".jp-Notebook .jp-Cell").first
-            expect(cell).to_be_visible(timeout=60_000)
-            # Wait for the kernel, then run the cell as a user would: click it, Shift+Enter
-            # (again if a kernel that had just said "idle" was still connecting).
-            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
-            panel = page.locator(".widget-dropdown select").first
-            for _ in range(3):
-                cell.locator(".jp-InputArea-editor").click()
-                page.keyboard.press("Shift+Enter")
-                try:
-                    panel.wait_for(state="visible", timeout=30_000)
-                    break
-                except PlaywrightTimeout:
-                    continue
+            open_and_run(page, lab, "panel_e2e.ipynb", ".widget-dropdown select")
 
             script = page.locator(".widget-dropdown select").first
             expect(script).to_be_visible(timeout=60_000)
@@ -198,7 +204,6 @@ def overflow(page, selector: str) -> dict:
 
 
 def test_the_dashboard_renders_updates_and_fits_in_jupyterlab(dashboard_lab, tmp_path: Path):
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     from jupyter_scriptrun.client import Client
@@ -212,19 +217,8 @@ def test_the_dashboard_renders_updates_and_fits_in_jupyterlab(dashboard_lab, tmp
         console: list[str] = []
         page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
         try:
-            page.goto(f"{lab.url}lab/tree/dashboard_e2e.ipynb?token={lab.token}")
-            cell = page.locator(".jp-Notebook .jp-Cell").first
-            expect(cell).to_be_visible(timeout=60_000)
-            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
+            open_and_run(page, lab, "dashboard_e2e.ipynb", ".scriptrun-dashboard")
             board = page.locator(".scriptrun-dashboard")
-            for _ in range(3):
-                cell.locator(".jp-InputArea-editor").click()
-                page.keyboard.press("Shift+Enter")
-                try:
-                    board.wait_for(state="visible", timeout=30_000)
-                    break
-                except PlaywrightTimeout:
-                    continue
             # It renders: the worker, the scripts' table and bqplot's two charts.
             expect(board.get_by_text("example_script").first).to_be_visible(timeout=60_000)
             expect(board.locator("td", has_text="local-")).to_be_visible(timeout=30_000)
@@ -335,7 +329,6 @@ def test_the_panel_fits_at_every_width_in_light_and_dark(lab: JupyterLabProcess,
     """Each tab at about 1400, 600 and 400 px, in JupyterLab's light and dark themes: no
     control covers another, none is squashed below a usable height, none reaches past the
     panel's right edge, and the browser's console has no error."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     problems = {}
@@ -353,20 +346,7 @@ def test_the_panel_fits_at_every_width_in_light_and_dark(lab: JupyterLabProcess,
                         else None
                     ),
                 )
-                page.goto(f"{lab.url}lab/tree/panel_e2e.ipynb?token={lab.token}")
-                cell = page.locator(".jp-Notebook .jp-Cell").first
-                expect(cell).to_be_visible(timeout=60_000)
-                expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(
-                    timeout=90_000
-                )
-                for _ in range(3):
-                    cell.locator(".jp-InputArea-editor").click()
-                    page.keyboard.press("Shift+Enter")
-                    try:
-                        page.locator(".scriptrun-panel").wait_for(state="visible", timeout=30_000)
-                        break
-                    except PlaywrightTimeout:
-                        continue
+                open_and_run(page, lab, "panel_e2e.ipynb", ".scriptrun-panel")
                 expect(page.locator(".widget-dropdown select").first).to_be_visible(timeout=60_000)
                 folded = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
                 if folded.count():  # the file browser, unless a earlier page folded it

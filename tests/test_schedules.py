@@ -89,6 +89,15 @@ def cron_ticks_by_the_minute(line: str, zone: ZoneInfo, start: datetime, end: da
     return ticks
 
 
+def walked_ticks(table: Timetable, start: datetime, end: datetime) -> list[datetime]:
+    """The ticks in ``(start, end]``, one after another, as the scheduler walks them."""
+    walked, tick = [], table.after(start)
+    while tick <= end:
+        walked.append(tick)
+        tick = table.after(tick)
+    return walked
+
+
 @pytest.mark.parametrize(
     "line",
     ["30 2 * * *", "0 * * * *", "*/15 * * * *", "*/20 2 * * *", "5,50 2,3 * * *", "0 1-3 * * *"],
@@ -108,11 +117,7 @@ def test_cron_ticks_around_each_change_are_exactly_those_of_the_definition(line,
     for change in changes:
         start = datetime.fromisoformat(change) - timedelta(hours=6)
         end = start + timedelta(hours=12)
-        walked, tick = [], table.after(start)
-        while tick <= end:
-            walked.append(tick)
-            tick = table.after(tick)
-        assert walked == cron_ticks_by_the_minute(line, zone, start, end)
+        assert walked_ticks(table, start, end) == cron_ticks_by_the_minute(line, zone, start, end)
 
 
 def test_intervals_count_elapsed_time_whatever_the_clocks_do():
@@ -536,11 +541,8 @@ def test_random_lines_across_both_2027_changes_tick_as_cron_runs_them(zone, chan
         for change in changes:
             start = datetime.fromisoformat(change) - timedelta(hours=5)
             end = start + timedelta(hours=10)
-            walked, tick = [], table.after(start)
-            while tick <= end:
-                walked.append(tick)
-                tick = table.after(tick)
-            assert walked == cron_ticks_by_the_minute(line, zone, start, end), (line, change)
+            expected = cron_ticks_by_the_minute(line, zone, start, end)
+            assert walked_ticks(table, start, end) == expected, (line, change)
 
 
 def test_a_recreated_schedule_has_only_its_own_runs_and_no_name_is_an_id(fleet):
