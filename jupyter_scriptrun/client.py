@@ -6,12 +6,13 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun import defaults
 from jupyter_scriptrun.config import Settings, get_settings
 from jupyter_scriptrun.contract.protocol import encode_parameters
-from jupyter_scriptrun.contract.registry import Registry, Script, adhoc_script
+from jupyter_scriptrun.contract.registry import Registry, Script, adhoc_script, keep_version
 from jupyter_scriptrun.exceptions import (
     ExecutionTimeout,
     InvalidParameters,
@@ -21,6 +22,7 @@ from jupyter_scriptrun.exceptions import (
 from jupyter_scriptrun.fleet import wakeups
 from jupyter_scriptrun.handle import Execution
 from jupyter_scriptrun.queues import allowed_queues, parse_queues, queue_problem
+from jupyter_scriptrun.schedule_spec import notify_problems
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, get_store, new_execution_id
 from jupyter_scriptrun.unreachable import broker_reason, store_problem
@@ -164,8 +166,12 @@ class Client:
         timeout: float | None = None,
         queue: str | None = None,
         idempotency_key: str | None = None,
+        notify: Sequence[str] | None = None,
+        notify_on: Sequence[str] | None = None,
+        schedule_id: str | None = None,
     ) -> Execution:
-        """Validate and queue a run; returns its handle at once.
+        """Validate and queue a run; returns its handle at once. ``notify``: apprise URLs
+        told when the run ends ``notify_on`` (default failed, timed_out, lost).
 
         Raises:
             ScriptNotFound: no such script (or a malformed name).
@@ -184,6 +190,9 @@ class Client:
             timeout=timeout,
             queue=queue,
             idempotency_key=idempotency_key,
+            notify=notify,
+            notify_on=notify_on,
+            schedule_id=schedule_id,
         )
 
     def submit_source(
@@ -217,6 +226,7 @@ class Client:
         idempotency_key: str | None = None,
         source: str | None = None,
         language: str | None = None,
+        **more: Any,
     ) -> Execution:
         merged = found.meta.validate(found.name, params)
         encode_parameters(found.name, merged)  # refuses what cannot travel to a script
@@ -235,6 +245,7 @@ class Client:
         if not isinstance(page_context, str) or "\x00" in page_context:
             # It reaches the script as PAGE_CONTEXT, and no environment holds a NUL.
             problems.append("page_context must be a string without NUL characters")
+        problems += notify_problems(more.get("notify"), more.get("notify_on"))
         queue = queue or found.meta.queue or self.settings.queue
         if problem := self.queue_problem(queue, script_queue=found.meta.queue):
             problems.append(problem)
@@ -246,7 +257,7 @@ class Client:
         if self.settings.embedded:
             queue = self.settings.queue  # one local worker serves every queue on a laptop
         if source is None:
-            self._keep_version(found)
+            keep_version(self.store, found)
         execution_id = new_execution_id()
         created = self.store.create(
             id=execution_id,
@@ -260,20 +271,10 @@ class Client:
             idempotency_key=idempotency_key,
             source=source,
             language=language,
+            **{k: list(v) if isinstance(v, list | tuple) else v for k, v in more.items() if v},
         )
         self._send(execution_id, queue, found.name)
         return Execution(self, execution_id, created=created)
-
-    def _keep_version(self, script: Script) -> None:
-        """Store the submitted version's source, so that any worker runs exactly it."""
-        from jupyter_scriptrun.contract.registry import unchanged_source
-
-        if self.store.kept(script.content_hash):
-            return
-        # None: edited since it was validated, or vanished (a worker with the same version
-        # can still run it).
-        if (data := unchanged_source(script)) is not None:
-            self.store.keep_version(script.content_hash, script.name, script.path.name, data)
 
     def queues(self) -> tuple[str, ...]:
         """The queues runs may be sent to (``SCRIPTRUN_QUEUES``, or the default queue and

@@ -159,3 +159,31 @@ class CronLine:
                     return datetime.combine(found, time(hour, minute))
             day = found + timedelta(days=1)
             first = False
+
+    def count_between(self, low: datetime, high: datetime) -> int:
+        """How many of the line's wall-clock times ``t`` have ``low < t <= high`` (naive):
+        whole days by the day's count of times, the two end days time by time."""
+        if high <= low:
+            return 0
+        per_day = len(self.hours) * len(self.minutes)
+
+        def on(day: date, after: time | None, upto: time | None) -> int:
+            if not self.day_matches(day):
+                return 0
+            return sum(
+                1
+                for hour in self.hours
+                for minute in self.minutes
+                if (after is None or time(hour, minute) > after)
+                and (upto is None or time(hour, minute) <= upto)
+            )
+
+        first, last = low.date(), high.date()
+        if first == last:
+            return on(first, low.time(), high.time())
+        total = on(first, low.time(), None) + on(last, None, high.time())
+        day = first + timedelta(days=1)
+        while day < last:
+            total += per_day if self.day_matches(day) else 0
+            day += timedelta(days=1)
+        return total

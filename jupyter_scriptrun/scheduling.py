@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import uuid
 from collections.abc import Sequence
@@ -11,16 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun.contract.protocol import encode_parameters
 from jupyter_scriptrun.exceptions import InvalidParameters, InvalidSchedule, ScriptrunError
-from jupyter_scriptrun.store.schedules import ACTIVE_STATE, PAUSED_STATE
-from jupyter_scriptrun.timetable import Timetable, check_cron, parse_every, problems, zone
+from jupyter_scriptrun.schedule_spec import CATCHUP, OVERLAP, ScheduleSpec, first_fire, table_of
+from jupyter_scriptrun.store.schedules import ACTIVE_STATE, ENDED_STATE, PAUSED_STATE
+from jupyter_scriptrun.timetable import Timetable
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from jupyter_scriptrun.client import Client
 
-CATCHUP = ("latest", "none", "all")
-OVERLAP = ("skip", "queue", "allow")
+__all__ = ["CATCHUP", "OVERLAP", "Schedule", "create", "listing", "spec"]
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 ID = re.compile(r"^[0-9a-f]{32}$")
 """A schedule id's form (uuid4's hex): no name may take it."""
@@ -60,8 +59,54 @@ class Schedule:
 
     @property
     def timetable(self) -> Timetable:
+        return table_of(self.row)
+
+    @property
+    def spec(self) -> ScheduleSpec:
+        """The options it was made (or last edited) with."""
+        return ScheduleSpec.from_row(self.row)
+
+    def update(self, params: dict[str, Any] | None = None, **changes: Any) -> Schedule:
+        """Change any of its options (those of :func:`create`, and ``name``); ``params``
+        replaces its parameters (checked against the script again). Every problem is
+        listed at once (InvalidSchedule) and nothing changes then; otherwise the next tick
+        follows the new definition (ticks of the new timing up to now never fire)."""
+        name = changes.pop("name", self.name)
+        merged = self.row["parameters"] if params is None else params
+        spec, found = self.spec, list(name_problems(name))
+        try:
+            spec = spec.changed(**changes)
+        except TypeError as exc:
+            found.append(str(exc))
+        now = self.client.store.db_now()
+        script_problems, merged = _script_problems(
+            self.client, self.row["script"], merged, spec.queue
+        )
+        found += spec.problems(now) + script_problems
+        if found:
+            raise InvalidSchedule(self.name, found)
+        columns = {**spec.columns(), "name": name, "parameters": merged}
+        following = first_fire({**columns, "created_at": self.row["created_at"]}, now)
+        try:
+            self.client.store.update_schedule(self.id, columns, following)
+        except ValueError as exc:
+            raise InvalidSchedule(self.name, [str(exc)]) from None
+        return self.refresh()
+
+    def run_now(self) -> Any:
+        """One run now, outside the timetable, recorded as the schedule's (its parameters,
+        queue, time limit and notifications); returns its Execution handle."""
         row = self.row
-        return Timetable(row["cron"], row["every_s"], row["timezone"], row["created_at"])
+        return self.client.submit(
+            row["script"],
+            row["parameters"],
+            page_context=f"schedule:{self.name}",
+            timeout=row["timeout_s"],
+            queue=row["queue"],
+            notify=row.get("notify"),
+            notify_on=row.get("notify_on"),
+            schedule_id=self.id,
+        )
 
     def pause(self) -> Schedule:
         """Stop firing (no tick fires while paused, nor when resumed)."""
@@ -69,9 +114,12 @@ class Schedule:
         return self.refresh()
 
     def resume(self) -> Schedule:
-        """Fire again from the next tick on (ticks while paused never fire)."""
+        """Fire again from the next tick on (ticks while paused never fire); a schedule
+        with no tick left (past its end, or its one ``at``) stays ended."""
         now = self.client.store.db_now()
-        self.client.store.set_schedule_state(self.id, ACTIVE_STATE, self.timetable.after(now))
+        following = self.timetable.after(now)
+        state = ACTIVE_STATE if following is not None else ENDED_STATE
+        self.client.store.set_schedule_state(self.id, state, following)
         self.client.ensure_scheduler()
         return self.refresh()
 
@@ -113,72 +161,68 @@ def create(
     script: str,
     params: dict[str, Any] | None,
     *,
-    cron: str | None = None,
-    every: float | str | None = None,
-    timezone: str = "UTC",
     name: str | None = None,
-    catchup: str = "latest",
-    overlap: str = "skip",
-    queue: str | None = None,
-    timeout: float | None = None,
     also: Sequence[str] = (),
+    **options: Any,
 ) -> Schedule:
-    """Check everything (timing, zone, policies, script, parameters, queue), then store
-    the schedule; InvalidSchedule lists every problem at once (``also``: problems a
-    front end found in the same request, listed first, so none hides another)."""
+    """Check everything (timing, zone, bounds, policies, notifications, script,
+    parameters, queue), then store the schedule; InvalidSchedule lists every problem at
+    once (``also``: problems a front end found in the same request, listed first, so
+    none hides another). ``options``: those of :class:`ScheduleSpec` (exactly one of
+    ``cron``, ``every``, ``at``; ``timezone="UTC"``, ``catchup="latest"``,
+    ``overlap="skip"``, ``start``, ``end``, ``jitter``, ``misfire_grace``, ``queue``,
+    ``timeout``, ``notify``, ``notify_on``)."""
     named = name is not None
     name = name or f"{script}-{uuid.uuid4().hex[:6]}"
-    found_problems = [*also, *problems(cron, every, timezone), *name_problems(name)]
-    if catchup not in CATCHUP:
-        found_problems.append(f"catchup must be one of {', '.join(CATCHUP)}, not {catchup!r}")
-    if overlap not in OVERLAP:
-        found_problems.append(f"overlap must be one of {', '.join(OVERLAP)}, not {overlap!r}")
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        found_problems.append(f"timeout must be a positive number, not {timeout!r}")
-    merged: dict[str, Any] = {}
-    content_hash = None
+    found = [*also, *name_problems(name)]
+    spec = ScheduleSpec()
     try:
-        found = client.registry.get(script)
-        content_hash = found.content_hash
-        merged = found.meta.validate(found.name, params)
-        encode_parameters(found.name, merged)
-        chosen = queue or found.meta.queue or client.settings.queue
-        if problem := client.queue_problem(chosen, script_queue=found.meta.queue):
-            found_problems.append(problem)
-    except InvalidParameters as exc:
-        found_problems.extend(exc.problems)
-    except ScriptrunError as exc:
-        found_problems.append(str(exc))
-    if found_problems:
-        raise InvalidSchedule(str(name), found_problems, None if named else str(script))
+        spec = spec.changed(**options)
+    except TypeError as exc:
+        found.append(str(exc))
     now = client.store.db_now()
+    script_problems, merged = _script_problems(client, script, params, spec.queue)
+    found += spec.problems(now) + script_problems
+    if not found and first_fire(spec.columns(), now) is None:
+        found.append("it would never fire (its end comes before its first tick)")
+    if found:
+        raise InvalidSchedule(str(name), found, None if named else str(script))
+    columns = spec.columns()
     row: dict[str, Any] = {
+        **columns,
         "id": uuid.uuid4().hex,
         "name": name,
         "script": script,
         "parameters": merged,
-        "content_hash": content_hash,
-        "cron": check_cron(cron) if cron is not None else None,
-        "every_s": parse_every(every) if every is not None else None,
-        "timezone": zone(timezone).key,
-        "catchup": catchup,
-        "overlap": overlap,
-        "queue": queue,
-        "timeout_s": float(timeout) if timeout else None,
+        "content_hash": client.registry.get(script).content_hash,
     }
-    # Intervals count from the creation instant: the first tick is one interval later.
-    first = Timetable(row["cron"], row["every_s"], row["timezone"], now).after(now)
+    # Intervals count from the creation instant (or start): the first tick is one later.
+    first = first_fire(columns, now)
     try:
         stored = client.store.create_schedule({**row, "created_at": now, "next_fire_at": first})
     except ValueError as exc:
         raise InvalidSchedule(str(name), [str(exc)], None if named else str(script)) from None
     client.ensure_scheduler()
     return Schedule(client, client.store.get_schedule(stored["id"]))
+
+
+def _script_problems(
+    client: Client, script: str, params: dict[str, Any] | None, queue: str | None
+) -> tuple[list[str], dict[str, Any]]:
+    """What is wrong with a schedule's script, parameters and queue, and the parameters
+    with the script's defaults merged in."""
+    try:
+        found = client.registry.get(script)
+        merged = found.meta.validate(found.name, params)
+        encode_parameters(found.name, merged)
+        chosen = queue or found.meta.queue or client.settings.queue
+        if problem := client.queue_problem(chosen, script_queue=found.meta.queue):
+            return [problem], merged
+        return [], merged
+    except InvalidParameters as exc:
+        return list(exc.problems), {}
+    except ScriptrunError as exc:
+        return [str(exc)], {}
 
 
 def listing(client: Client) -> pd.DataFrame:
@@ -219,11 +263,26 @@ def listing(client: Client) -> pd.DataFrame:
 
 
 def spec(row: dict[str, Any]) -> str:
-    """A schedule's timing in a few words: ``cron 0 7 * * *``, ``every 5m``."""
-    if row["cron"]:
-        return f"cron {row['cron']}"
-    seconds = row["every_s"]
+    """A schedule's timing in a few words: ``cron 0 7 * * *``, ``every 5m``, ``once at
+    2027-01-31 09:00 UTC``, with its bounds (``from …``, ``until …``) and jitter."""
+    if row.get("once_at"):
+        return f"once at {_when(row['once_at'])}"
+    words = f"cron {row['cron']}" if row["cron"] else f"every {_duration(row['every_s'])}"
+    if row.get("start_at"):
+        words += f" from {_when(row['start_at'])}"
+    if row.get("end_at"):
+        words += f" until {_when(row['end_at'])}"
+    if row.get("jitter_s"):
+        words += f" ±{_duration(row['jitter_s'])}"
+    return words
+
+
+def _duration(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
-            return f"every {seconds / size:g}{unit}"
-    return f"every {seconds:g}s"
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _when(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%d %H:%M UTC")

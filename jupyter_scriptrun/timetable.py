@@ -21,6 +21,7 @@ clocks do.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -92,10 +93,9 @@ def _changes(tz: ZoneInfo, start: datetime, end: datetime) -> bool:
 
 
 def problems(cron: object, every: object, timezone: object) -> list[str]:
-    """Every problem with a schedule's timing, at once (empty: fine)."""
+    """Every problem with a cron line or interval (either may be None) and a zone, at once
+    (empty: fine)."""
     found = []
-    if (cron is None) == (every is None):
-        found.append("give exactly one of cron (a 5-field line) and every (an interval)")
     for check, value in ((check_cron, cron), (parse_every, every)):
         if value is not None:
             try:
@@ -130,29 +130,42 @@ def iana_names() -> frozenset[str]:
 
 @dataclass(frozen=True)
 class Timetable:
-    """A schedule's ticks. ``anchor`` (UTC) is where intervals count from."""
+    """A schedule's ticks: a cron line, an interval (counted from ``anchor``, UTC) or one
+    instant (``once``), none before ``start`` or after ``end``."""
 
     cron: str | None
     every_s: float | None
     timezone: str
     anchor: datetime
+    once: datetime | None = None
+    start: datetime | None = None
+    end: datetime | None = None
 
     @cached_property
     def line(self) -> CronLine:
         """The cron line, parsed once (a frozen dataclass keeps it in its ``__dict__``)."""
         return CronLine.parse(self.cron)
 
-    def after(self, when: datetime) -> datetime:
-        """The first tick strictly after ``when`` (aware), in UTC."""
+    def after(self, when: datetime) -> datetime | None:
+        """The first tick strictly after ``when`` (aware), in UTC; None when none is left."""
         when = when.astimezone(UTC)
-        if self.every_s is not None:
-            step = timedelta(seconds=self.every_s)
-            if when < self.anchor:
-                return self.anchor + step  # the start itself is not a tick
-            k = math.floor((when - self.anchor) / step) + 1
-            tick = self.anchor + k * step
-            return tick if tick > when else tick + step
-        return self._cron_after(when)
+        if self.start is not None and when < self.start:
+            when = self.start - EPSILON  # the start itself may be a tick
+        if self.once is not None:
+            tick: datetime | None = self.once if self.once > when else None
+        elif self.every_s is not None:
+            tick = self._every_after(when)
+        else:
+            tick = self._cron_after(when)
+        return tick if tick is None or self.end is None or tick <= self.end else None
+
+    def _every_after(self, when: datetime) -> datetime:
+        step = timedelta(seconds=self.every_s or 0)
+        if when < self.anchor:
+            return self.anchor + step  # the start itself is not a tick
+        k = math.floor((when - self.anchor) / step) + 1
+        tick = self.anchor + k * step
+        return tick if tick > when else tick + step
 
     def _cron_after(self, when: datetime) -> datetime:
         tz = zone(self.timezone)
@@ -189,34 +202,129 @@ class Timetable:
         second = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
         return [first, second] if second != first and self.line.wildcard else [first]
 
+    def _cron_window(self, low: datetime, high: datetime) -> list[datetime]:
+        """The cron line's ticks in ``(low, high]``, oldest first, found from the wall-clock
+        times around the span (each time's instants by cron's rules), not tick by tick."""
+        tz = zone(self.timezone)
+        naive = low.astimezone(tz).replace(tzinfo=None) - NEAR
+        last = high.astimezone(tz).replace(tzinfo=None) + NEAR
+        found: set[datetime] = set()
+        while (naive := self.line.next_after(naive)) <= last:
+            found.update(t for t in self._instants(naive, tz) if low < t <= high)
+        return sorted(found)
+
     @property
     def repeats(self) -> bool:
         """Whether the line fires in both occurrences of a repeated hour (``*`` first in
         its minute or hour field, as cron's "wildcard" jobs)."""
         return self.cron is not None and self.line.wildcard
 
+    def _bounds(self, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+        """``(start, end]`` narrowed to the schedule's own start and end."""
+        if self.start is not None:
+            start = max(start, self.start - EPSILON)
+        if self.end is not None:
+            end = min(end, self.end)
+        return start, end
+
     def between(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
         """The ticks in ``(start, end]``, oldest first, at most ``limit`` (the newest
-        ``limit`` when there are more)."""
-        ticks: list[datetime] = []
-        tick = self.after(start)
-        if self.every_s is not None and tick <= end:
-            # Intervals: jump straight to the last ``limit`` ticks instead of walking.
-            count = math.floor((end - tick) / timedelta(seconds=self.every_s)) + 1
-            first = tick + max(count - limit, 0) * timedelta(seconds=self.every_s)
-            return [first + i * timedelta(seconds=self.every_s) for i in range(min(count, limit))]
-        while tick <= end:
-            ticks.append(tick)
-            if len(ticks) > limit:
-                ticks.pop(0)
-            tick = self.after(tick)
-        return ticks
+        ``limit`` when there are more); costs the ``limit`` ticks, not the span."""
+        start, end = self._bounds(start.astimezone(UTC), end.astimezone(UTC))
+        if end <= start:
+            return []
+        if self.once is not None:
+            return [self.once] if start < self.once <= end else []
+        if self.every_s is not None:
+            tick = self._every_after(start)
+            if tick > end:
+                return []
+            step = timedelta(seconds=self.every_s)
+            count = math.floor((end - tick) / step) + 1
+            first = tick + max(count - limit, 0) * step
+            return [first + i * step for i in range(min(count, limit))]
+        # Cron: look back from the end over a span that doubles until it holds enough.
+        span = timedelta(hours=1)
+        while True:
+            low = max(start, end - span)
+            ticks = self._cron_window(low, end)
+            if len(ticks) >= limit or low == start:
+                return ticks[-limit:] if limit else []
+            span *= 2
+
+    def latest(self, start: datetime, end: datetime) -> datetime | None:
+        """The newest tick in ``(start, end]``, whatever the span (no walk through it)."""
+        ticks = self.between(start, end, 1)
+        return ticks[0] if ticks else None
+
+    def count(self, start: datetime, end: datetime) -> int:
+        """How many ticks are in ``(start, end]``: arithmetic for intervals; for cron
+        lines, the wall clock's times counted day by day, and the days near a clock
+        change counted tick by tick (where cron's rules add or drop some)."""
+        start, end = self._bounds(start.astimezone(UTC), end.astimezone(UTC))
+        if end <= start:
+            return 0
+        if self.once is not None:
+            return int(start < self.once <= end)
+        if self.every_s is not None:
+            tick = self._every_after(start)
+            return (
+                0 if tick > end else math.floor((end - tick) / timedelta(seconds=self.every_s)) + 1
+            )
+        tz = zone(self.timezone)
+        total = self.line.count_between(_wall(start, tz), _wall(end, tz))
+        for low, high in _changing_spans(tz, start, end):
+            # Here the wall clock's count is not the ticks': count those for real.
+            total += len(self._cron_window(low, high))
+            total -= self.line.count_between(_wall(low, tz), _wall(high, tz))
+        return total
+
+    def fire_at(self, tick: datetime, key: str, jitter_s: float | None) -> datetime:
+        """When ``tick`` fires with ``jitter_s``: later by a fraction of it drawn from the
+        schedule's ``key`` and the tick, so every worker of a fleet draws the same."""
+        if not jitter_s:
+            return tick
+        digest = hashlib.sha256(f"{key}|{tick.isoformat()}".encode()).digest()
+        return tick + timedelta(seconds=jitter_s * int.from_bytes(digest[:8]) / 2**64)
 
     def next_runs(self, n: int, after: datetime) -> list[datetime]:
-        """The next ``n`` ticks after ``after``, as aware datetimes in the schedule's zone."""
+        """The next ``n`` ticks after ``after`` (fewer when it ends), as aware datetimes
+        in the schedule's zone."""
         tz = zone(self.timezone)
-        out, tick = [], after
+        out: list[datetime] = []
+        tick: datetime | None = after
         for _ in range(n):
-            tick = self.after(tick)
+            tick = self.after(tick) if tick is not None else None
+            if tick is None:
+                break
             out.append(tick.astimezone(tz))
         return out
+
+
+EPSILON = timedelta(microseconds=1)
+
+
+def _wall(instant: datetime, tz: ZoneInfo) -> datetime:
+    """The naive wall-clock time of ``instant`` in ``tz``."""
+    return instant.astimezone(tz).replace(tzinfo=None)
+
+
+def _changing_spans(
+    tz: ZoneInfo, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """Parts of ``(start, end]`` within ``NEAR`` of a change of ``tz``'s offset (found a day
+    at a time, merged when they touch): outside them each instant is its wall-clock time
+    at one offset, and cron's gap and repeat rules play no part."""
+    spans: list[tuple[datetime, datetime]] = []
+    day = timedelta(days=1)
+    probe = start - day
+    while probe < end + day:
+        if _changes(tz, probe, probe + day):
+            low, high = max(start, probe - NEAR), min(end, probe + day + NEAR)
+            if low < high:
+                if spans and low <= spans[-1][1]:
+                    spans[-1] = (spans[-1][0], high)
+                else:
+                    spans.append((low, high))
+        probe += day
+    return spans

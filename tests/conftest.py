@@ -19,7 +19,7 @@ from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, examples_dir
 from jupyter_scriptrun.fleet.local import LocalWorker, worker_argv
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+pytest_plugins = ["pytest_jupyter.jupyter_server", "tests.firing"]
 
 TESTS = Path(__file__).resolve().parent
 TEST_SCRIPTS = TESTS / "scripts"

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
         "script",
         "cron",
         "timetable",
+        "schedule_spec",
     ),
     ("config",),
     # what a script is and how it talks

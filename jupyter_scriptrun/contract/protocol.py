@@ -67,7 +67,6 @@ def encode_parameters(script: str, params: Mapping[str, Any]) -> str:
     return text
 
 
-
 def script_env(
     worker_env: Mapping[str, str],
     allow: Iterable[str],

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jupyter_scriptrun.contract.metadata import ScriptMeta, parse_metadata
 from jupyter_scriptrun.exceptions import ScriptMetadataError, ScriptNotFound
@@ -195,6 +196,16 @@ def unchanged_source(script: Script) -> bytes | None:
     except OSError:
         return None
     return data if file_hash(data) == script.content_hash else None
+
+
+def keep_version(store: Any, script: Script) -> None:
+    """Have ``store`` keep the version of ``script`` that was validated, so that any
+    worker runs exactly it (``store``: its ``kept`` and ``keep_version``). Nothing when
+    kept already, or when edited since or gone (a worker with that version still runs it)."""
+    if store.kept(script.content_hash):
+        return
+    if (data := unchanged_source(script)) is not None:
+        store.keep_version(script.content_hash, script.name, script.path.name, data)
 
 
 class Registry:

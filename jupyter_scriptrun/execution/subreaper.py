@@ -129,9 +129,7 @@ def adopted(adopter: int | None, run_sid: int, execution_id: str | None) -> list
         if stat is None:
             continue
         state, sid = stat
-        if sid == run_sid or (
-            state != "Z" and execution_id and execution_id in _run_ids(pid)
-        ):
+        if sid == run_sid or (state != "Z" and execution_id and execution_id in _run_ids(pid)):
             found.append(pid)
     seen, todo = set(found), list(found)
     while todo and len(found) < 10_000:

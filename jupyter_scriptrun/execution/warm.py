@@ -120,9 +120,7 @@ def serve(path: str) -> None:
             for key, _ in sel.select(1.0):
                 if key.fileobj is listener:
                     conn, _ = listener.accept()
-                    pid = _start(
-                        conn, listener, wake_r, wake_w, *children.values(), *_hwm.values()
-                    )
+                    pid = _start(conn, listener, wake_r, wake_w, *children.values(), *_hwm.values())
                     if pid is not None:
                         children[pid] = conn
                 else:

@@ -238,11 +238,17 @@ def _prune(days: float) -> None:
         log.info("removed %d run(s) that ended more than %g days ago", removed, days)
 
 
-def _fire_schedules(scheduler: Any) -> None:
+def _fire_schedules(scheduler: Any) -> float:
+    """Fire what is due; the seconds until the soonest schedule is due next (at most 1:
+    another worker's new or edited schedule is seen within a second; 1 when one is still
+    due, held for its previous run or held by another worker)."""
     try:
         scheduler.fire_due()
+        soonest = executor.store.seconds_to_next_fire()
     except Exception:
         log.exception("firing due schedules failed (will try again)")
+        return 1.0
+    return 1.0 if soonest is None or soonest <= 0 else min(1.0, soonest + 0.002)
 
 
 def _housekeeping(idle_exit_s: float | None, scheduler: Any = None) -> None:
@@ -251,9 +257,12 @@ def _housekeeping(idle_exit_s: float | None, scheduler: Any = None) -> None:
     idle_since = time.monotonic()
     next_reap = 0.0
     next_prune = time.monotonic() + PRUNE_FIRST_AFTER_S
+    wait_s = 1.0
     while not _stop.is_set():
         try:
-            revoked = _to_cancel.get(timeout=min(1.0, settings.reap_every_s))
+            # Woken when a schedule is due, not on a 1 s poll: a tick is judged within
+            # milliseconds of its time, so a 1 s interval fires every tick on its own.
+            revoked = _to_cancel.get(timeout=min(wait_s, settings.reap_every_s))
         except queue.Empty:
             revoked = None
         if revoked is not None:
@@ -262,8 +271,8 @@ def _housekeeping(idle_exit_s: float | None, scheduler: Any = None) -> None:
             except Exception:
                 log.exception("cancelling runs revoked through Celery failed")
         now = time.monotonic()
-        if scheduler is not None:  # about once a second, on every worker (see scheduler.py)
-            _fire_schedules(scheduler)
+        if scheduler is not None:  # on every worker (see scheduler.py)
+            wait_s = _fire_schedules(scheduler)
         if now >= next_reap:
             next_reap = now + settings.reap_every_s
             try:

@@ -28,7 +28,7 @@ from tenacity import (
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 """The newest migration; a test checks it against the migrations folder."""
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

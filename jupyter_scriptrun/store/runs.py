@@ -150,11 +150,13 @@ class RunStates(Database):
         idempotency_key: str | None = None,
         source: str | None = None,
         language: str | None = None,
+        **more: Any,
     ) -> ExecutionRecord:
         """Insert a ``queued`` execution (before anything is sent to a broker); returns
         its record as inserted.
 
-        ``source``/``language`` carry an ad-hoc script's text for the worker.
+        ``source``/``language`` carry an ad-hoc script's text for the worker; ``more``:
+        other columns (``notify``, ``notify_on``, ``schedule_id``).
 
         Raises:
             ExecutionConflict: ``idempotency_key`` was used before (its ``execution_id``
@@ -179,6 +181,7 @@ class RunStates(Database):
             "idempotency_key": idempotency_key,
             "source": source,
             "language": language,
+            **more,
         }
         try:
             self._insert_execution(**values)  # heartbeat_at: the database's clock, below

@@ -10,7 +10,7 @@ could not, as for any queued run.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, text, update
@@ -20,7 +20,11 @@ from jupyter_scriptrun.status import FINAL, ExecutionStatus
 from jupyter_scriptrun.store.engine import Database, dialect_insert, retrying, utcnow
 from jupyter_scriptrun.store.tables import UTCDateTime, executions, schedule_ticks, schedules
 
-ACTIVE_STATE, PAUSED_STATE = "active", "paused"
+ACTIVE_STATE, PAUSED_STATE, ENDED_STATE = "active", "paused", "ended"
+STALL_TIMEOUT = "2s"
+"""On PostgreSQL, a firing transaction left idle this long (its worker stopped, frozen or
+cut off inside it) is ended by the server, which frees the schedule for the other workers
+and rolls its tick back (the worker, back, finds the tick fired and writes nothing)."""
 KEEP_TICKS = timedelta(days=7)
 """Ticks handled are kept this long (``Schedule.ticks()``); then forgotten, daily."""
 
@@ -100,6 +104,39 @@ class Schedules(Database):
             conn.execute(update(schedules).where(schedules.c.id == id).values(**values))
 
     @retrying
+    def update_schedule(
+        self, id: str, columns: dict[str, Any], next_fire_at: datetime | None
+    ) -> None:
+        """Change a schedule's definition (``columns``, checked by the caller): its next
+        tick is ``next_fire_at``, and ticks of the new timing up to now never fire. An
+        active schedule with no tick left ends; an ended one with ticks again is active.
+        A taken name raises ``ValueError``."""
+        now = self.db_now()
+        with self._write() as conn:
+            row = conn.execute(
+                select(schedules.c.state, schedules.c.name).where(schedules.c.id == id)
+            ).first()
+            if row is None:
+                raise ScheduleNotFound(f"no schedule with the id {id!r}")
+            if columns.get("name", row.name) != row.name:
+                taken = conn.execute(
+                    select(schedules.c.id).where(schedules.c.name == columns["name"])
+                ).first()
+                if taken is not None:
+                    raise ValueError(f"a schedule named {columns['name']!r} exists")
+            values = {**columns, "resumed_at": now, "held_tick_at": None}
+            if row.state != PAUSED_STATE:
+                values |= (
+                    _moved(next_fire_at)
+                    if next_fire_at is None
+                    else {
+                        "next_fire_at": next_fire_at,
+                        "state": ACTIVE_STATE,
+                    }
+                )
+            conn.execute(update(schedules).where(schedules.c.id == id).values(**values))
+
+    @retrying
     def delete_schedule(self, id: str) -> None:
         """Remove a schedule and its ticks (its runs stay, naming it)."""
         with self._write() as conn:
@@ -127,6 +164,22 @@ class Schedules(Database):
             now = row.pop("db_now", now)
         return rows, now
 
+    def seconds_to_next_fire(self) -> float | None:
+        """Seconds until the soonest active schedule is due, on the database's clock (so
+        a worker can wake right then); None when no schedule is active."""
+        postgres = self.engine.dialect.name == "postgresql"
+        now = func.now(type_=UTCDateTime) if postgres else None
+        columns = [func.min(schedules.c.next_fire_at).label("soonest")]
+        if now is not None:
+            columns.append(now.label("db_now"))
+        query = select(*columns).where(schedules.c.state == ACTIVE_STATE)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).one()
+        if row.soonest is None:
+            return None
+        soonest = row.soonest if row.soonest.tzinfo else row.soonest.replace(tzinfo=UTC)
+        return (soonest - (row.db_now if now is not None else utcnow())).total_seconds()
+
     def has_active_schedules(self) -> bool:
         """Whether any schedule is active (the embedded default's worker stays for it)."""
         query = select(schedules.c.id).where(schedules.c.state == ACTIVE_STATE).limit(1)
@@ -149,7 +202,7 @@ class Schedules(Database):
         tick_at: datetime,
         run: dict[str, Any] | None,
         *,
-        next_fire_at: datetime,
+        next_fire_at: datetime | None,
         worker: str,
         missed: int = 0,
         reason: str | None = None,
@@ -158,8 +211,8 @@ class Schedules(Database):
         """Handle one tick, exactly once: with ``run`` (an execution's columns), insert
         the tick and its queued run; without, record the tick as skipped for ``reason``
         (and ``error``, when the schedule cannot run, for its listing).
-        Either way the schedule moves on to ``next_fire_at``. False when another worker
-        had handled this tick."""
+        Either way the schedule moves on to ``next_fire_at`` (None: it has ended). False
+        when another worker had handled this tick, or holds the schedule right now."""
         now = utcnow()
         tick = {
             "schedule_id": schedule["id"],
@@ -172,9 +225,7 @@ class Schedules(Database):
             "at": now,
         }
         with self._write() as conn:
-            handled = conn.execute(
-                select(schedules.c.last_tick_at).where(schedules.c.id == schedule["id"])
-            ).first()
+            handled = _take(conn, schedule["id"])
             if handled is None or (handled[0] is not None and handled[0] >= tick_at):
                 # Deleted, or already past this tick: a worker that stalled with an old row
                 # does not fire a tick whose row has since been forgotten.
@@ -188,7 +239,7 @@ class Schedules(Database):
             ).first()
             if inserted is None:
                 return False  # another worker handled this tick: nothing was written
-            changes: dict[str, Any] = {"next_fire_at": next_fire_at, "last_tick_at": tick_at}
+            changes = _moved(next_fire_at) | {"last_tick_at": tick_at, "held_tick_at": None}
             if run is not None:
                 conn.execute(executions.insert().values(**run, heartbeat_at=now))
                 changes.update(
@@ -215,25 +266,43 @@ class Schedules(Database):
     def move_schedule(
         self,
         id: str,
-        next_fire_at: datetime,
+        next_fire_at: datetime | None,
         *,
         passed: datetime | None = None,
         error: str | None = None,
     ) -> None:
-        """Move a schedule on without firing: to ``next_fire_at``, ticks up to ``passed``
-        handled (missed under ``catchup="none"``), ``error`` kept for its listing."""
-        changes: dict[str, Any] = {"next_fire_at": next_fire_at}
+        """Move a schedule on without firing: to ``next_fire_at`` (None: it has ended),
+        ticks up to ``passed`` handled, ``error`` kept for its listing. Nothing when
+        another worker holds it right now (it moves the schedule itself)."""
+        changes = _moved(next_fire_at)
         if passed is not None:
             changes["last_tick_at"] = passed
         if error is not None:
             changes["last_error"] = error
-        condition = [schedules.c.id == id, schedules.c.state == ACTIVE_STATE]
-        if passed is not None:
-            condition.append(
-                or_(schedules.c.last_tick_at.is_(None), schedules.c.last_tick_at < passed)
-            )
         with self._write() as conn:
+            handled = _take(conn, id)
+            if handled is None or (
+                passed is not None and handled[0] is not None and handled[0] >= passed
+            ):
+                return
+            condition = [schedules.c.id == id, schedules.c.state == ACTIVE_STATE]
             conn.execute(update(schedules).where(*condition).values(**changes))
+
+    @retrying
+    def hold_tick(self, id: str, tick_at: datetime) -> None:
+        """Keep ``tick_at`` waiting for the schedule's previous run to end (``overlap=
+        "queue"``): it was on time, so it fires then whatever the catch-up policy."""
+        with self._write() as conn:
+            if _take(conn, id) is None:
+                return
+            conn.execute(
+                update(schedules)
+                .where(
+                    schedules.c.id == id,
+                    or_(schedules.c.held_tick_at.is_(None), schedules.c.held_tick_at < tick_at),
+                )
+                .values(held_tick_at=tick_at)
+            )
 
     @retrying
     def forget_ticks(self, older_than: timedelta = KEEP_TICKS) -> int:
@@ -253,3 +322,26 @@ class Schedules(Database):
         )
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query).all()]
+
+
+def _take(conn: Any, id: str) -> Any:
+    """Lock a schedule's row for this transaction and read its newest tick handled; None
+    when it is gone or another worker holds it. On PostgreSQL a held row is skipped, not
+    waited for (``SKIP LOCKED``), so a stalled worker blocks no other, and a transaction
+    left idle is ended by the server (``STALL_TIMEOUT``); SQLite has one writer at a time
+    anyway (``BEGIN IMMEDIATE``)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL idle_in_transaction_session_timeout = '{STALL_TIMEOUT}'")
+    query = (
+        select(schedules.c.last_tick_at)
+        .where(schedules.c.id == id)
+        .with_for_update(skip_locked=True)
+    )
+    return conn.execute(query).first()
+
+
+def _moved(next_fire_at: datetime | None) -> dict[str, Any]:
+    """The changes moving a schedule to ``next_fire_at``: None ends it."""
+    if next_fire_at is None:
+        return {"next_fire_at": None, "state": ENDED_STATE}
+    return {"next_fire_at": next_fire_at}

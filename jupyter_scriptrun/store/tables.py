@@ -116,6 +116,9 @@ executions = Table(
     Column("progress", JSONText),
     Column("schedule_id", String(32)),
     Column("scheduled_for", UTCDateTime),
+    Column("notify", JSONText),
+    Column("notify_on", JSONText),
+    Column("notified", JSONText),
     Index(None, "status"),
     Index(None, "script", "queued_at"),
     Index(None, "idempotency_key", unique=True),
@@ -226,9 +229,19 @@ schedules = Table(
     Column("last_error", Text),
     Column("fired", Integer, nullable=False, default=0),
     Column("skipped", Integer, nullable=False, default=0),
+    Column("once_at", UTCDateTime),
+    Column("start_at", UTCDateTime),
+    Column("end_at", UTCDateTime),
+    Column("jitter_s", Float),
+    Column("misfire_grace_s", Float),
+    Column("held_tick_at", UTCDateTime),
+    Column("notify", JSONText),
+    Column("notify_on", JSONText),
 )
-"""Scripts run on cron lines or intervals. ``resumed_at``: no tick at or before it fires;
-``next_fire_at``: when workers next look at it; ``last_tick_at``: the newest tick handled."""
+"""Scripts run on cron lines, intervals or once. ``resumed_at``: no tick at or before it
+fires; ``next_fire_at``: when workers next look at it (None once it has ended);
+``last_tick_at``: the newest tick handled; ``held_tick_at``: the newest tick an
+``overlap="queue"`` schedule holds until its previous run ends."""
 
 schedule_ticks = Table(
     "schedule_ticks",
