@@ -1,4 +1,4 @@
-"""``scriptrun schedule add|list|pause|resume|delete|next``: schedules from a shell."""
+"""``scriptrun schedule add|edit|run|list|pause|resume|delete|next``: schedules from a shell."""
 
 from __future__ import annotations
 
@@ -8,32 +8,82 @@ from typing import Any
 
 from jupyter_scriptrun.params import build_params
 
-ACTIONS = ("add", "list", "pause", "resume", "delete", "next")
+ACTIONS = ("add", "edit", "run", "list", "pause", "resume", "delete", "next")
+OUTCOMES = ("succeeded", "failed", "timed_out", "lost", "cancelled")
+
+
+def _options(parser: Any, editing: bool) -> None:
+    """The schedule's options (``editing``: no defaults, so only what is given changes)."""
+    parser.add_argument("params", nargs="*", metavar="key=value", help="parameters, as for run")
+    parser.add_argument("--params", dest="params_json", metavar="JSON", help="parameters as JSON")
+    when = parser.add_mutually_exclusive_group(required=not editing)
+    when.add_argument("--cron", help='a 5-field cron line, e.g. "0 7 * * 1-5"')
+    when.add_argument("--every", help="an interval: seconds, or 30s, 5m, 1h, 1d")
+    when.add_argument("--at", help="once, at this time (ISO 8601, e.g. 2027-01-31T09:00)")
+    default = None if editing else "UTC"
+    parser.add_argument("--tz", default=default, help="IANA time zone (default UTC)")
+    parser.add_argument("--name", help="the schedule's name (default: script and a suffix)")
+    parser.add_argument("--start", help="no tick before this time (ISO 8601)")
+    parser.add_argument("--end", help="no tick after this time (ISO 8601)")
+    parser.add_argument("--catchup", choices=("latest", "none", "all"), default=None)
+    parser.add_argument("--overlap", choices=("skip", "queue", "allow"), default=None)
+    parser.add_argument("--queue", help="Celery queue (default: the script's, else 'scriptrun')")
+    parser.add_argument("--timeout", type=float, help="each run's time limit in seconds")
+    parser.add_argument("--jitter", type=float, help="fire each tick up to this many s late")
+    parser.add_argument(
+        "--misfire-grace", type=float, help="a tick this many s late is still on time (5)"
+    )
+    parser.add_argument(
+        "--notify", action="append", metavar="URL", help="an apprise URL to tell (repeatable)"
+    )
+    parser.add_argument(
+        "--notify-on",
+        metavar="OUTCOMES",
+        help=f"comma-separated, of {', '.join(OUTCOMES)} (default failed,timed_out,lost)",
+    )
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given on the command line, in ScheduleSpec's words."""
+    named = {
+        "cron": args.cron,
+        "every": args.every,
+        "at": args.at,
+        "timezone": args.tz,
+        "start": args.start,
+        "end": args.end,
+        "catchup": args.catchup,
+        "overlap": args.overlap,
+        "queue": args.queue,
+        "timeout": args.timeout,
+        "jitter": args.jitter,
+        "misfire_grace": args.misfire_grace,
+        "notify": args.notify,
+        "notify_on": args.notify_on.split(",") if args.notify_on else None,
+    }
+    return {k: v for k, v in named.items() if v is not None}
 
 
 def add_schedule_command(sub: Any) -> None:
     """The ``schedule`` command and its actions."""
     p = sub.add_parser(
         "schedule",
-        help="run scripts on cron lines or at intervals (add, list, pause, resume, delete, next)",
+        help="run scripts on cron lines, at intervals or once "
+        "(add, edit, run, list, pause, resume, delete, next)",
         description="Schedules fire exactly once per tick while any worker lives; no beat "
         "process. 'add NAME key=value … --cron \"0 7 * * *\" [--tz Europe/Berlin]' or "
-        "'--every 5m'; 'list'; 'pause|resume|delete|next ID-or-name'.",
+        "'--every 5m' or '--at 2027-01-31T09:00'; 'edit ID-or-name --every 10m …'; "
+        "'run ID-or-name'; 'list'; 'pause|resume|delete|next ID-or-name'.",
     )
     actions = p.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="schedule a script")
     add.add_argument("script", help="script name (see 'scriptrun list')")
-    add.add_argument("params", nargs="*", metavar="key=value", help="parameters, as for run")
-    add.add_argument("--params", dest="params_json", metavar="JSON", help="parameters as JSON")
-    when = add.add_mutually_exclusive_group(required=True)
-    when.add_argument("--cron", help='a 5-field cron line, e.g. "0 7 * * 1-5"')
-    when.add_argument("--every", help="an interval: seconds, or 30s, 5m, 1h, 1d")
-    add.add_argument("--tz", default="UTC", help="IANA time zone of the cron line (default UTC)")
-    add.add_argument("--name", help="the schedule's name (default: script and a suffix)")
-    add.add_argument("--catchup", default="latest", choices=("latest", "none", "all"))
-    add.add_argument("--overlap", default="skip", choices=("skip", "queue", "allow"))
-    add.add_argument("--queue", help="Celery queue (default: the script's, else 'scriptrun')")
-    add.add_argument("--timeout", type=float, help="each run's time limit in seconds")
+    _options(add, editing=False)
+    edit = actions.add_parser("edit", help="change a schedule (only the options given)")
+    edit.add_argument("schedule", help="its id or name")
+    _options(edit, editing=True)
+    run = actions.add_parser("run", help="run a schedule's script now, recorded as its run")
+    run.add_argument("schedule", help="its id or name")
     listing = actions.add_parser("list", help="every schedule")
     listing.add_argument("--json", action="store_true")
     for action in ("pause", "resume", "delete"):
@@ -48,19 +98,8 @@ def schedule_command(args: argparse.Namespace, client: Any) -> int:
     """Run one ``schedule`` action; 0 on success (errors raise, as for every command)."""
     if args.action == "add":
         params = build_params(args.params_json, args.params, option="--params")
-        made = client.schedule(
-            args.script,
-            params,
-            cron=args.cron,
-            every=args.every,
-            timezone=args.tz,
-            name=args.name,
-            catchup=args.catchup,
-            overlap=args.overlap,
-            queue=args.queue,
-            timeout=args.timeout,
-        )
-        print(f"scheduled {made.name} [{made.id[:8]}]; next: {made.next_runs(1)[0].isoformat()}")
+        made = client.schedule(args.script, params, name=args.name, **_given(args))
+        print(f"scheduled {made.name} [{made.id[:8]}]; {_next(made)}")
         return 0
     if args.action == "list":
         frame = client.schedules()
@@ -75,6 +114,18 @@ def schedule_command(args: argparse.Namespace, client: Any) -> int:
             print(shown.to_string(index=False))
         return 0
     schedule = client.get_schedule(args.schedule)
+    if args.action == "edit":
+        changed: dict[str, Any] | None = None
+        if args.params or args.params_json:
+            changed = build_params(args.params_json, args.params, option="--params")
+        name = {"name": args.name} if args.name else {}
+        schedule.update(changed, **_given(args), **name)
+        print(f"changed {schedule.name} [{schedule.id[:8]}]; {_next(schedule)}")
+        return 0
+    if args.action == "run":
+        run = schedule.run_now()
+        print(f"{run.id} queued for {schedule.name} (scriptrun status {run.id[:8]})")
+        return 0
     if args.action == "next":
         for when in schedule.next_runs(args.n):
             print(when.isoformat())
@@ -87,3 +138,11 @@ def schedule_command(args: argparse.Namespace, client: Any) -> int:
     state = "paused" if args.action == "pause" else "active"
     print(f"{schedule.name} {state}")
     return 0
+
+
+def _next(schedule: Any) -> str:
+    """``next: <time>``, or why there is none."""
+    if schedule.row["state"] != "active":
+        return schedule.row["state"]
+    upcoming = schedule.next_runs(1)
+    return f"next: {upcoming[0].isoformat()}" if upcoming else "no tick left"

@@ -70,14 +70,15 @@ class ScheduleSpec:
             notify_on=row.get("notify_on"),
         )
 
-    def changed(self, **changes: Any) -> ScheduleSpec:
-        """This spec with ``changes``; giving one timing (cron, every, at) drops the others."""
+    def changed(self, **changes: Any) -> tuple[ScheduleSpec, list[str]]:
+        """This spec with ``changes`` (giving one timing, cron, every or at, drops the
+        others), and the problem of any option that is not one."""
         unknown = sorted(set(changes) - set(self.names()))
-        if unknown:
-            raise TypeError(f"unknown option(s): {', '.join(unknown)}")
-        if {"cron", "every", "at"} & {k for k, v in changes.items() if v is not None}:
-            changes = {"cron": None, "every": None, "at": None, **changes}
-        return replace(self, **changes)
+        known = {k: v for k, v in changes.items() if k not in unknown}
+        if {"cron", "every", "at"} & {k for k, v in known.items() if v is not None}:
+            known = {"cron": None, "every": None, "at": None, **known}
+        problems = [f"unknown option(s): {', '.join(unknown)}"] if unknown else []
+        return replace(self, **known), problems
 
     def problems(self, now: datetime) -> list[str]:
         """Everything wrong with these options at ``now``, at once (empty: fine)."""
@@ -231,7 +232,10 @@ def _apprise_url(url: object) -> bool:
     return apprise.Apprise.instantiate(url) is not None
 
 
-def first_fire(columns: dict[str, Any], now: datetime) -> datetime | None:
-    """A new or changed schedule's first tick after ``now`` (``columns`` without
-    ``created_at``: a new schedule, whose intervals count from ``now``)."""
-    return table_of(columns, now if "created_at" not in columns else None).after(now)
+def first_fire(columns: dict[str, Any], now: datetime, key: str) -> datetime | None:
+    """When a new or changed schedule (``key``: its id) first fires after ``now``, jitter
+    included (``columns`` without ``created_at``: a new schedule, whose intervals count
+    from ``now``); None when it never will."""
+    table = table_of(columns, now if "created_at" not in columns else None)
+    tick = table.after(now)
+    return None if tick is None else table.fire_at(tick, key, columns.get("jitter_s"))

@@ -55,6 +55,7 @@ class Schedule:
     def refresh(self) -> Schedule:
         """Read the row again."""
         self.row = self.client.store.get_schedule(self.id)
+        self.name = self.row["name"]
         return self
 
     @property
@@ -66,18 +67,17 @@ class Schedule:
         """The options it was made (or last edited) with."""
         return ScheduleSpec.from_row(self.row)
 
-    def update(self, params: dict[str, Any] | None = None, **changes: Any) -> Schedule:
+    def update(
+        self, params: dict[str, Any] | None = None, *, also: Sequence[str] = (), **changes: Any
+    ) -> Schedule:
         """Change any of its options (those of :func:`create`, and ``name``); ``params``
         replaces its parameters (checked against the script again). Every problem is
         listed at once (InvalidSchedule) and nothing changes then; otherwise the next tick
         follows the new definition (ticks of the new timing up to now never fire)."""
         name = changes.pop("name", self.name)
         merged = self.row["parameters"] if params is None else params
-        spec, found = self.spec, list(name_problems(name))
-        try:
-            spec = spec.changed(**changes)
-        except TypeError as exc:
-            found.append(str(exc))
+        spec, unknown = self.spec.changed(**changes)
+        found = [*also, *name_problems(name), *unknown]
         now = self.client.store.db_now()
         script_problems, merged = _script_problems(
             self.client, self.row["script"], merged, spec.queue
@@ -86,7 +86,7 @@ class Schedule:
         if found:
             raise InvalidSchedule(self.name, found)
         columns = {**spec.columns(), "name": name, "parameters": merged}
-        following = first_fire({**columns, "created_at": self.row["created_at"]}, now)
+        following = first_fire({**columns, "created_at": self.row["created_at"]}, now, self.id)
         try:
             self.client.store.update_schedule(self.id, columns, following)
         except ValueError as exc:
@@ -174,30 +174,27 @@ def create(
     ``timeout``, ``notify``, ``notify_on``)."""
     named = name is not None
     name = name or f"{script}-{uuid.uuid4().hex[:6]}"
-    found = [*also, *name_problems(name)]
-    spec = ScheduleSpec()
-    try:
-        spec = spec.changed(**options)
-    except TypeError as exc:
-        found.append(str(exc))
+    spec, unknown = ScheduleSpec().changed(**options)
+    found = [*also, *name_problems(name), *unknown]
     now = client.store.db_now()
     script_problems, merged = _script_problems(client, script, params, spec.queue)
     found += spec.problems(now) + script_problems
-    if not found and first_fire(spec.columns(), now) is None:
+    id = uuid.uuid4().hex
+    if not found and first_fire(spec.columns(), now, id) is None:
         found.append("it would never fire (its end comes before its first tick)")
     if found:
         raise InvalidSchedule(str(name), found, None if named else str(script))
     columns = spec.columns()
     row: dict[str, Any] = {
         **columns,
-        "id": uuid.uuid4().hex,
+        "id": id,
         "name": name,
         "script": script,
         "parameters": merged,
         "content_hash": client.registry.get(script).content_hash,
     }
     # Intervals count from the creation instant (or start): the first tick is one later.
-    first = first_fire(columns, now)
+    first = first_fire(columns, now, id)
     try:
         stored = client.store.create_schedule({**row, "created_at": now, "next_fire_at": first})
     except ValueError as exc:

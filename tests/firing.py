@@ -55,5 +55,3 @@ def fleet(client: Client, monkeypatch: pytest.MonkeyPatch):
 def runs_of(client: Client, schedule) -> list[dict]:
     records = [client.get(i).record() for i in schedule.runs()["id"]]
     return sorted(records, key=lambda r: r["scheduled_for"])  # oldest tick first
-
-

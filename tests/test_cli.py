@@ -375,3 +375,26 @@ def test_health_on_the_embedded_default_with_its_worker_idle(settings: Settings)
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "the next run starts the local one" in out.stdout
+
+
+def test_schedules_are_made_edited_run_now_and_ended_from_the_shell(cli):
+    made = cli("schedule", "add", "example_script", "message=cli", "--every", "1h", "--name", "c1")
+    assert made.returncode == 0 and "scheduled c1" in made.stdout, made.stderr
+    edited = cli("schedule", "edit", "c1", "--cron", "15 8 * * 1-5", "--tz", "Europe/Paris")
+    assert edited.returncode == 0 and "changed c1" in edited.stdout, edited.stderr
+    assert "T08:15:00+0" in edited.stdout
+    bad = cli("schedule", "edit", "c1", "colour=red", "--jitter", "-1", "--notify-on", "rain")
+    assert bad.returncode == 2, bad.stdout
+    for words in ("jitter must be", "notify_on: 'rain'", "colour"):
+        assert words in bad.stderr, (words, bad.stderr)
+    ran = cli("schedule", "run", "c1")
+    assert ran.returncode == 0 and "queued for c1" in ran.stdout, ran.stderr
+    run_id = ran.stdout.split()[0]
+    deadline = time.monotonic() + 60
+    while "succeeded" not in (shown := cli("status", run_id[:8])).stdout:
+        assert time.monotonic() < deadline, shown.stdout + shown.stderr
+        time.sleep(0.5)
+    once = cli("schedule", "add", "example_script", "--at", "2099-05-01T12:00", "--name", "c2")
+    assert once.returncode == 0 and "next: 2099-05-01T12:00:00+00:00" in once.stdout
+    listed = cli("schedule", "list").stdout
+    assert "cron 15 8 * * 1-5" in listed and "once at 2099-05-01 12:00 UTC" in listed

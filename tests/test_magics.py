@@ -345,3 +345,25 @@ def test_schedules_from_the_magic(ip, capsys):
     )
     err = capsys.readouterr().err
     assert "2 problems" in err and "hour: 25 is outside 0-23" in err and "Mars/Base" in err
+
+
+def test_a_schedule_is_edited_from_the_magic_and_a_one_off_made(ip, capsys):
+    ip.run_line_magic("scriptrun", "schedule example_script --every 1h --name magic-edit")
+    capsys.readouterr()
+    edited = ip.run_line_magic(
+        "scriptrun",
+        'schedule magic-edit message=edited --edit --cron "45 7 * * *" --tz Asia/Tokyo',
+    )
+    assert edited.row["cron"] == "45 7 * * *" and edited.row["parameters"]["message"] == "edited"
+    assert "changed magic-edit; next:" in capsys.readouterr().out
+    assert edited.next_runs(1)[0].strftime("%H:%M %Z") == "07:45 JST"
+    assert ip.run_line_magic("scriptrun", "schedule magic-edit --edit --jitter 9999") is None
+    assert "jitter must be 0 to 3600 seconds" in capsys.readouterr().err
+    once = ip.run_line_magic(
+        "scriptrun", "schedule example_script --at 2099-01-01T00:00 --name magic-once"
+    )
+    assert once.row["once_at"].year == 2099 and "next: 2099-01-01T00:00:00+00:00" in (
+        capsys.readouterr().out
+    )
+    for name in ("magic-edit", "magic-once"):
+        ip.run_line_magic("scriptrun", f"delete {name}")

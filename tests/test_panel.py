@@ -228,3 +228,47 @@ def test_the_schedules_tab_makes_lists_pauses_and_deletes_schedules(form_panel: 
     assert "less than the minimum of 1" in tab.what.value
     tab.create_button.click()
     assert "less than the minimum of 1" in tab.problems.value
+
+
+def test_the_schedules_tab_edits_runs_now_and_makes_one_off_schedules(form_panel: Panel):
+    panel = form_panel
+    client = panel.client
+    panel.script.value = "example_script"
+    panel.fields["message"].widget.value = "first"
+    panel.tabs.selected_index = 2
+    tab = panel.schedules
+    tab.name.value = "tab-edit"
+    tab.create_button.click()
+    made = client.get_schedule("tab-edit")
+    assert made.row["every_s"] == 3600.0
+
+    tab.edit_button.click()  # the form holds the schedule now
+    assert (tab.kind.value, tab.when.value, tab.name.value) == ("every", "1h", "tab-edit")
+    assert tab.create_button.description == "Save tab-edit"
+    tab.kind.value = "cron"
+    tab.when.value = "61 7 * * *"
+    tab.create_button.click()
+    assert "minute: 61 is outside 0-59" in tab.problems.value  # nothing changed
+    assert client.get_schedule("tab-edit").row["cron"] is None
+    tab.when.value = "30 7 * * *"
+    panel.fields["message"].widget.value = "edited"
+    tab.create_button.click()
+    row = client.get_schedule("tab-edit").row
+    assert (row["cron"], row["every_s"], row["parameters"]["message"]) == (
+        "30 7 * * *",
+        None,
+        "edited",
+    )
+    assert tab.create_button.description == "Create schedule" and tab.problems.value == ""
+
+    tab.run_now_button.click()  # one run now, recorded as the schedule's
+    (run_id,) = made.runs()["id"]
+    assert run_id[:8] in tab.confirm.value
+    assert client.get(run_id).record()["schedule_id"] == made.id
+
+    tab.kind.value = "once"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:00", tab.when.value)  # an hour or so ahead
+    tab.name.value = "tab-once"
+    tab.create_button.click()
+    assert client.get_schedule("tab-once").row["once_at"] is not None
+    assert "once at" in client.schedules().set_index("name").loc["tab-once", "spec"]

@@ -141,3 +141,63 @@ async def test_a_schedule_made_over_rest_fires_and_its_runs_are_listed(
     assert len(runs) >= 2 and {r["page_context"] for r in runs} == {"schedule:often"}
     ticks = Client(redis_settings).get_schedule("often").ticks()
     assert len(ticks) == len(runs)
+
+
+async def test_edit_run_now_and_a_one_off_over_rest(api):
+    made = await api(
+        "schedules",
+        "POST",
+        {"script": "example_script", "every": "1h", "name": "hourly", "jitter": 60},
+    )
+    schedule = json.loads(made.body)
+    assert schedule["jitter_s"] == 60.0
+    edited = json.loads(
+        (
+            await api(
+                "schedules/hourly",
+                "PATCH",
+                {"cron": "30 6 * * *", "timezone": "Europe/Berlin", "parameters": {"message": "e"}},
+            )
+        ).body
+    )
+    assert edited["cron"] == "30 6 * * *" and edited["every_s"] is None
+    assert edited["parameters"]["message"] == "e"
+    assert all("T06:30:" in t for t in edited["next_runs"]) and edited["state"] == "active"
+    document = json.loads((await api("openapi.json")).body)
+    conforms(document, "Schedule", edited)
+
+    # An edit with problems: one 400 listing all of them, and nothing changes.
+    code, body = await error_of(
+        api("schedules/hourly", "PATCH", {"cron": "* *", "overlap": "never", "colour": 1})
+    )
+    problems = " | ".join(body["problems"])
+    assert code == 400 and body["error"] == "InvalidSchedule", problems
+    for words in ("'colour' was unexpected", "cron must have 5 fields", "overlap must be"):
+        assert words in problems, (words, problems)
+    again = json.loads((await api("schedules/hourly")).body)
+    assert again["cron"] == "30 6 * * *" and again["overlap"] == "skip"
+
+    ran = await api("schedules/hourly/run", "POST", {})
+    assert ran.code == 202
+    run = json.loads(ran.body)
+    conforms(document, "Execution", run)
+    assert run["page_context"] == "schedule:hourly" and run["parameters"]["message"] == "e"
+    code, body = await error_of(api("schedules/nope/run", "POST", {}))
+    assert code == 404
+
+    once = json.loads(
+        (
+            await api(
+                "schedules",
+                "POST",
+                {"script": "example_script", "at": "2099-01-31T09:00", "timezone": "Asia/Tokyo"},
+            )
+        ).body
+    )
+    assert once["once_at"].startswith("2099-01-31T00:00") and once["next_runs"] == [
+        "2099-01-31T09:00:00+09:00"
+    ]
+    code, body = await error_of(
+        api("schedules", "POST", {"script": "example_script", "at": "yesterday-ish"})
+    )
+    assert code == 400 and "at must be a date and time" in " ".join(body["problems"])

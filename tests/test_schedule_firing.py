@@ -1,4 +1,4 @@
-"""Firing, policy by policy: every catch-up × overlap combination does what the scheduler's
+"""Firing, policy by policy: every catch-up and overlap combination does what the scheduler's
 docstring says and leaves each tick in the tick log; catching up costs the ticks fired, not
 the time missed; and a worker stalled inside a firing holds up no other worker.
 
@@ -23,7 +23,7 @@ from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.cron import CronLine
 from jupyter_scriptrun.fleet.scheduler import Scheduler
 from tests.conftest import settings_env
-from tests.firing import Clock, runs_of
+from tests.firing import runs_of
 
 EXPECTED = {
     # (catchup, overlap): the tick log, oldest first: (tick k, outcome, missed, reason)
@@ -136,8 +136,7 @@ def test_misfire_grace_decides_what_is_on_time(fleet):
 
 def tick_log_outcomes(schedule) -> list[tuple]:
     return [
-        (t["outcome"], t["reason"].split(":")[0] if t["reason"] else None)
-        for t in schedule.ticks()
+        (t["outcome"], t["reason"].split(":")[0] if t["reason"] else None) for t in schedule.ticks()
     ]
 
 
@@ -163,7 +162,9 @@ def test_catching_up_costs_the_same_after_a_day_or_ninety_and_counts_every_misse
     not a cap."""
     client, clock, scheduler, _ = fleet
     options = {"cron": "* * * * *", "timezone": "Europe/Berlin", "catchup": catchup}
-    clock.now = clock.now.replace(year=2027, month=1, day=10, hour=0, minute=0, second=30, microsecond=0)
+    clock.now = clock.now.replace(
+        year=2027, month=1, day=10, hour=0, minute=0, second=30, microsecond=0
+    )
     day = client.schedule("example_script", name="away-a-day", **options)
     long = client.schedule("example_script", name="away-90-days", **options)
     steps = cron_steps(monkeypatch)
@@ -205,7 +206,9 @@ STALLING = textwrap.dedent(
             event.remove(client.store.engine, "after_cursor_execute", stop_inside)
             os.kill(os.getpid(), signal.SIGSTOP)
 
-    scheduler = Scheduler(client.store, client.registry, client.settings, lambda *a: None, "stalled")
+    scheduler = Scheduler(
+        client.store, client.registry, client.settings, lambda *a: None, "stalled"
+    )
     while scheduler.fire_due() == 0:
         pass
     print("fired after the stall:", scheduler.fire_due())

@@ -287,6 +287,8 @@ class ExecutionsHandler(BaseHandler):
             "timeout": body.get("timeout"),
             "queue": body.get("queue"),
             "idempotency_key": body.get("idempotency_key"),
+            "notify": body.get("notify"),
+            "notify_on": body.get("notify_on"),
         }
         params = body.get("parameters") or {}
         if "source" in body:

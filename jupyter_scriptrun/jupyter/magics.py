@@ -140,7 +140,8 @@ class ScriptrunMagics(Magics):
         "name",
         nargs="?",
         help="a script name, or a subcommand: list | history | status ID | logs ID | "
-        "cancel ID | schedule SCRIPT … --cron/--every | schedules | pause|resume|delete SCHEDULE",
+        "cancel ID | schedule SCRIPT … --cron/--every/--at (--edit: change one) | schedules | "
+        "pause|resume|delete SCHEDULE",
     )
     @argument(
         "args",
@@ -167,9 +168,19 @@ class ScriptrunMagics(Magics):
     )
     @argument("--cron", help='schedule: a 5-field cron line, e.g. "0 7 * * 1-5"')
     @argument("--every", help="schedule: an interval (seconds, or 30s, 5m, 1h, 1d)")
-    @argument("--tz", default="UTC", help="schedule: the cron line's IANA time zone")
-    @argument("--catchup", default="latest", help="schedule: latest | none | all")
-    @argument("--overlap", default="skip", help="schedule: skip | queue | allow")
+    @argument("--at", help="schedule: once, at this time (ISO 8601, e.g. 2027-01-31T09:00)")
+    @argument("--start", help="schedule: no tick before this time (ISO 8601)")
+    @argument("--end", help="schedule: no tick after this time (ISO 8601)")
+    @argument("--tz", help="schedule: the IANA time zone of its times (default UTC)")
+    @argument("--catchup", help="schedule: latest | none | all (default latest)")
+    @argument("--overlap", help="schedule: skip | queue | allow (default skip)")
+    @argument("--jitter", type=float, help="schedule: fire each tick up to this many s late")
+    @argument("--notify", action="append", help="schedule: an apprise URL to tell (repeatable)")
+    @argument(
+        "--edit",
+        action="store_true",
+        help="schedule: change the schedule named first (only the options given)",
+    )
     @argument(
         "--lang",
         default="python",
@@ -277,20 +288,33 @@ class ScriptrunMagics(Magics):
     def _schedule(self, args: Any) -> Any:
         if not args.args:
             raise ValueError('usage: %scriptrun schedule SCRIPT key=value … --cron "0 7 * * *"')
-        script, *assignments = args.args
-        schedule = self.client.schedule(
-            script,
-            build_params(args.params_json, assignments, option="--json"),
-            cron=args.cron,
-            every=args.every,
-            timezone=args.tz,
-            name=args.cell_name,
-            catchup=args.catchup,
-            overlap=args.overlap,
-            queue=args.queue,
-            timeout=args.timeout,
-        )
-        print(f"scheduled {schedule.name}; next: {schedule.next_runs(1)[0].isoformat()}")
+        target, *assignments = args.args
+        given = {
+            "cron": args.cron,
+            "every": args.every,
+            "at": args.at,
+            "start": args.start,
+            "end": args.end,
+            "timezone": args.tz,
+            "catchup": args.catchup,
+            "overlap": args.overlap,
+            "queue": args.queue,
+            "timeout": args.timeout,
+            "jitter": args.jitter,
+            "notify": args.notify,
+        }
+        options = {k: v for k, v in given.items() if v is not None}
+        params = build_params(args.params_json, assignments, option="--json")
+        if args.edit:
+            schedule = self.client.get_schedule(target)
+            renamed = {"name": args.cell_name} if args.cell_name else {}
+            schedule.update(
+                params if assignments or args.params_json else None, **options, **renamed
+            )
+            print(f"changed {schedule.name}; {_next_words(schedule)}")
+            return schedule
+        schedule = self.client.schedule(target, params, name=args.cell_name, **options)
+        print(f"scheduled {schedule.name}; {_next_words(schedule)}")
         return schedule
 
     def _schedules(self, args: Any) -> Any:
@@ -389,3 +413,9 @@ class ScriptrunMagics(Magics):
     def _page_context(self) -> str:
         ns = self.shell.user_ns if self.shell is not None else {}
         return str(ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or "ipython")
+
+
+def _next_words(schedule: Any) -> str:
+    """``next: <time>``, or why there is none."""
+    upcoming = schedule.next_runs(1) if schedule.row["state"] == "active" else []
+    return f"next: {upcoming[0].isoformat()}" if upcoming else schedule.row["state"]

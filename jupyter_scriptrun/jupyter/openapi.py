@@ -27,6 +27,16 @@ SUBMIT_BODY: dict[str, Any] = {
         "timeout": {"type": "number", "exclusiveMinimum": 0},
         "queue": {"type": "string", "minLength": 1, "maxLength": 255},
         "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255},
+        "notify": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "apprise URLs told when the run ends as notify_on says",
+        },
+        "notify_on": {
+            "type": "array",
+            "items": {"enum": ["succeeded", "failed", "timed_out", "lost", "cancelled"]},
+            "default": ["failed", "timed_out", "lost"],
+        },
     },
     "oneOf": [{"required": ["script"]}, {"required": ["source"]}],
     "additionalProperties": False,

@@ -5,35 +5,65 @@ from __future__ import annotations
 from typing import Any
 
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_INSTANT = {
+    "type": "string",
+    "format": "date-time",
+    "description": "ISO 8601; without an offset, in the schedule's time zone",
+}
+OPTIONS: dict[str, Any] = {
+    "cron": {"type": "string", "description": 'five fields, e.g. "0 7 * * 1-5"'},
+    "every": {
+        "type": ["number", "string"],
+        "description": 'seconds, or "30s", "5m", "1h", "1d" (1 s to 366 days)',
+    },
+    "at": {**_INSTANT, "description": "fire once, at this instant (then the schedule ends)"},
+    "start": {**_INSTANT, "description": "no tick before it (intervals count from it)"},
+    "end": {**_INSTANT, "description": "no tick after it (then the schedule ends)"},
+    "timezone": {"type": "string", "default": "UTC", "description": "an IANA name"},
+    "name": {"type": "string", "maxLength": 128},
+    "parameters": {"type": "object"},
+    "catchup": {"enum": ["latest", "none", "all"], "default": "latest"},
+    "overlap": {"enum": ["skip", "queue", "allow"], "default": "skip"},
+    "queue": {"type": "string"},
+    "timeout": {"type": "number", "exclusiveMinimum": 0},
+    "jitter": {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 3600,
+        "description": "fire each tick up to this many seconds late (the same on every worker)",
+    },
+    "misfire_grace": {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "default": 5,
+        "description": "a tick this many seconds late is still on time",
+    },
+    "notify": {"type": "array", "items": {"type": "string"}, "description": "apprise URLs"},
+    "notify_on": {
+        "type": "array",
+        "items": {"enum": ["succeeded", "failed", "timed_out", "lost", "cancelled"]},
+        "default": ["failed", "timed_out", "lost"],
+    },
+}
+"""A schedule's options, as the request bodies name them (``schedule_spec.ScheduleSpec``,
+plus ``name`` and ``parameters``)."""
 
 SCHEDULE_BODY: dict[str, Any] = {
     "type": "object",
-    "description": "A script on a cron line or at an interval. Exactly one of ``cron`` and "
-    "``every``; every problem is listed in one 400.",
+    "description": "A script on a cron line, at an interval, or once. Exactly one of "
+    "``cron``, ``every`` and ``at``; every problem is listed in one 400.",
     "required": ["script"],
     "additionalProperties": False,
-    "properties": {
-        "script": {"type": "string", "minLength": 1, "maxLength": 128},
-        "parameters": {"type": "object"},
-        "cron": {"type": "string", "description": 'five fields, e.g. "0 7 * * 1-5"'},
-        "every": {
-            "type": ["number", "string"],
-            "description": 'seconds, or "30s", "5m", "1h", "1d" (1 s to 366 days)',
-        },
-        "timezone": {"type": "string", "default": "UTC", "description": "an IANA name"},
-        "name": {"type": "string", "maxLength": 128},
-        "catchup": {"enum": ["latest", "none", "all"], "default": "latest"},
-        "overlap": {"enum": ["skip", "queue", "allow"], "default": "skip"},
-        "queue": {"type": "string"},
-        "timeout": {"type": "number", "exclusiveMinimum": 0},
-    },
+    "properties": {"script": {"type": "string", "minLength": 1, "maxLength": 128}, **OPTIONS},
 }
 
 SCHEDULE_PATCH: dict[str, Any] = {
     "type": "object",
-    "required": ["state"],
+    "description": "Pause or resume (``state``), or change any option: the next tick "
+    "follows the new definition; every problem is listed in one 400 and nothing changes.",
+    "minProperties": 1,
     "additionalProperties": False,
-    "properties": {"state": {"enum": ["active", "paused"]}},
+    "properties": {"state": {"enum": ["active", "paused"]}, **OPTIONS},
 }
 
 SCHEDULE: dict[str, Any] = {
@@ -49,7 +79,14 @@ SCHEDULE: dict[str, Any] = {
         "timezone": {"type": "string"},
         "catchup": {"enum": ["latest", "none", "all"]},
         "overlap": {"enum": ["skip", "queue", "allow"]},
-        "state": {"enum": ["active", "paused"]},
+        "state": {"enum": ["active", "paused", "ended"]},
+        "once_at": _NULLABLE_TIME,
+        "start_at": _NULLABLE_TIME,
+        "end_at": _NULLABLE_TIME,
+        "jitter_s": {"type": ["number", "null"]},
+        "misfire_grace_s": {"type": ["number", "null"]},
+        "notify": {"type": ["array", "null"], "items": {"type": "string"}},
+        "notify_on": {"type": ["array", "null"], "items": {"type": "string"}},
         "created_at": {"type": "string", "format": "date-time"},
         "next_fire_at": _NULLABLE_TIME,
         "last_tick_at": _NULLABLE_TIME,
@@ -104,7 +141,7 @@ def paths(json: Any, ref: Any, errors: Any) -> dict[str, Any]:
                 "responses": {**one, **errors(403, 404)},
             },
             "patch": {
-                "summary": "Pause or resume (a resumed schedule fires from its next tick on)",
+                "summary": "Pause, resume or edit (the next tick follows the new definition)",
                 "operationId": "updateSchedule",
                 "requestBody": {
                     "required": True,
@@ -116,6 +153,17 @@ def paths(json: Any, ref: Any, errors: Any) -> dict[str, Any]:
                 "summary": "Delete a schedule (its runs stay in the history)",
                 "operationId": "deleteSchedule",
                 "responses": {"204": {"description": "deleted"}, **errors(403, 404)},
+            },
+        },
+        "/schedules/{schedule_id}/run": {
+            "parameters": [_SCHEDULE_ID],
+            "post": {
+                "summary": "Run now: one run outside the timetable, recorded as the schedule's",
+                "operationId": "runScheduleNow",
+                "responses": {
+                    "202": json(ref("Execution"), "the run, queued"),
+                    **errors(400, 403, 404),
+                },
             },
         },
     }

@@ -1,4 +1,5 @@
-"""REST handlers for schedules: ``GET/POST schedules``, ``GET/PATCH/DELETE schedules/{id}``."""
+"""REST handlers for schedules: ``GET/POST schedules``, ``GET/PATCH/DELETE schedules/{id}``,
+``POST schedules/{id}/run``."""
 
 from __future__ import annotations
 
@@ -11,11 +12,34 @@ from jupyter_scriptrun.exceptions import InvalidRequest
 from jupyter_scriptrun.jupyter import openapi
 from jupyter_scriptrun.jupyter.handlers import PREFIX, BaseHandler, mapped_errors
 from jupyter_scriptrun.jupyter.openapi_schedules import SCHEDULE_BODY, SCHEDULE_PATCH
+from jupyter_scriptrun.schedule_spec import ScheduleSpec
 from jupyter_scriptrun.scheduling import Schedule
 
 NEXT_RUNS = 5
-CHECKED_BY_CREATE = ("cron", "every", "timezone", "name", "catchup", "overlap", "timeout")
-"""Body fields that scheduling.create checks itself, in the words of every front end."""
+CHECKED_BY_SCHEDULING = (*(n for n in ScheduleSpec.names() if n != "queue"), "name")
+"""Body fields that scheduling checks itself (create, update), in the words of every
+front end."""
+
+
+def checked(schema: dict[str, Any], body: dict[str, Any]) -> list[str]:
+    """The schema's problems with ``body`` that scheduling does not check itself (those
+    it lists in its own words, so one bad field hides none of the others); raises
+    InvalidRequest when the body cannot even be read."""
+    shape = [
+        p
+        for p in openapi.body_problems(schema, body)
+        if p.split(":")[0] not in CHECKED_BY_SCHEDULING
+    ]
+    if "script" in schema["properties"] and not isinstance(body.get("script"), str):
+        raise InvalidRequest(shape or ["script: a script's name is required"])
+    if any(p.startswith(("script:", "parameters:", "queue:", "state:")) for p in shape):
+        raise InvalidRequest(shape)
+    return shape
+
+
+def options(body: dict[str, Any]) -> dict[str, Any]:
+    """The schedule options a body gives."""
+    return {k: body[k] for k in ScheduleSpec.names() if k in body}
 
 
 class ScheduleView(BaseHandler):
@@ -25,6 +49,7 @@ class ScheduleView(BaseHandler):
         row = dict(schedule.row)
         row.pop("content_hash", None)
         row.pop("resumed_at", None)
+        row.pop("held_tick_at", None)
         base = f"{self.base_url.rstrip('/')}{PREFIX}/schedules/{schedule.id}"
         runs = (
             f"{self.base_url.rstrip('/')}{PREFIX}/executions?page_context=schedule:{schedule.name}"
@@ -58,32 +83,15 @@ class SchedulesHandler(ScheduleView):
         """Make a schedule; 400 lists every problem once (timing, zone, policies,
         parameters): the schema's, and the schedule's own checks of the same body."""
         body = self.json_body()
-        # The fields scheduling.create checks itself (with the same words as in Python
-        # and the CLI) are left to it, so that one bad field hides none of the others.
-        shape = [
-            p
-            for p in openapi.body_problems(SCHEDULE_BODY, body)
-            if p.split(":")[0] not in CHECKED_BY_CREATE
-        ]
-        unreadable = not isinstance(body.get("script"), str) or any(
-            p.startswith(("script:", "parameters:", "queue:")) for p in shape
-        )
-        if unreadable:
-            raise InvalidRequest(shape)  # what create cannot even read
+        shape = checked(SCHEDULE_BODY, body)
 
         def create() -> dict[str, Any]:
             made = self.client.schedule(
                 body["script"],
                 body.get("parameters"),
-                cron=body.get("cron"),
-                every=body.get("every"),
-                timezone=body.get("timezone", "UTC"),
                 name=body.get("name"),
-                catchup=body.get("catchup", "latest"),
-                overlap=body.get("overlap", "skip"),
-                queue=body.get("queue"),
-                timeout=body.get("timeout"),
                 also=shape,  # one 400 (InvalidSchedule) lists them with its own
+                **options(body),
             )
             return self.view(made)
 
@@ -104,12 +112,20 @@ class ScheduleHandler(ScheduleView):
     @authorized
     @mapped_errors
     async def patch(self, schedule_id: str) -> None:
-        """``{"state": "paused"}`` or ``{"state": "active"}``."""
-        body = self.json_body(SCHEDULE_PATCH)
+        """``{"state": "paused"}`` or ``{"state": "active"}``, and any option to change."""
+        body = self.json_body()
+        shape = checked(SCHEDULE_PATCH, body)
+        edits = options(body) | ({"name": body["name"]} if "name" in body else {})
 
         def change() -> dict[str, Any]:
             schedule = self.client.get_schedule(schedule_id)
-            schedule.pause() if body["state"] == "paused" else schedule.resume()
+            if edits or shape or "parameters" in body:
+                # One 400 (InvalidSchedule) lists the schema's problems with its own.
+                schedule.update(body.get("parameters"), also=shape, **edits)
+            if body.get("state") == "paused":
+                schedule.pause()
+            elif body.get("state") == "active":
+                schedule.resume()
             return self.view(schedule)
 
         self.send(await self.call(change))
@@ -124,9 +140,24 @@ class ScheduleHandler(ScheduleView):
         self.finish()
 
 
+class RunNowHandler(BaseHandler):
+    """``POST /schedules/{id or name}/run``: one run now, recorded as the schedule's."""
+
+    @web.authenticated
+    @authorized
+    @mapped_errors
+    async def post(self, schedule_id: str) -> None:
+        """Queue the run → 202 with it (as ``POST executions``)."""
+        execution = await self.call(lambda: self.client.get_schedule(schedule_id).run_now())
+        view = self.execution_view(execution, execution.created)
+        self.set_header("Location", view["links"]["self"])
+        self.send(view, status=202)
+
+
 def routes() -> list[tuple[str, type[BaseHandler]]]:
     """The schedules' URL patterns (before the API's catch-all)."""
     return [
         (rf"{PREFIX}/schedules/?", SchedulesHandler),
+        (rf"{PREFIX}/schedules/(?P<schedule_id>[^/]+)/run/?", RunNowHandler),
         (rf"{PREFIX}/schedules/(?P<schedule_id>[^/]+)/?", ScheduleHandler),
     ]

@@ -1,11 +1,13 @@
-"""The panel's Schedules tab: schedule the Run tab's script and form; list, pause, resume,
-delete; each schedule's next fire times and recent runs."""
+"""The panel's Schedules tab: schedule the Run tab's script and form (on a cron line, at an
+interval, or once); list, edit, run now, pause, resume, delete; each schedule's next fire
+times and recent runs."""
 
 from __future__ import annotations
 
 import html
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 from zoneinfo import available_timezones
 
@@ -14,8 +16,10 @@ import ipywidgets as w
 from jupyter_scriptrun.display import COLOURS, ERROR, MARKS, MUTED, human_seconds
 from jupyter_scriptrun.exceptions import ScriptrunError
 from jupyter_scriptrun.scheduling import spec
+from jupyter_scriptrun.timetable import zone
 
 RECENT_RUNS = 10
+STATE_MARKS = {"active": MARKS["running"], "paused": "‖", "ended": "✓"}
 LABEL = {"description_width": "100px"}
 ROW = {"width": "100%", "max_width": "420px"}
 
@@ -41,11 +45,11 @@ class SchedulesTab:
     def _build_form(self) -> list[w.Widget]:
         """The new schedule's timing and policies (the script and parameters: the Run tab's)."""
         self.what = w.HTML()
-        self.kind = w.ToggleButtons(options=["cron", "every"], value="every")
+        self.kind = w.ToggleButtons(options=["cron", "every", "once"], value="every")
         self.when = w.Text(
             value="1h",
             description="every",
-            placeholder='a cron line "0 7 * * 1-5", or 30s, 5m, 1h',
+            placeholder='a cron line "0 7 * * 1-5", 30s, 5m, 1h, or 2027-01-31T09:00',
             style=LABEL,
             layout=w.Layout(**ROW),
             continuous_update=False,
@@ -85,9 +89,13 @@ class SchedulesTab:
             layout=w.Layout(**ROW),
         )
         self.create_button = w.Button(description="Create schedule", icon="clock-o")
+        self.cancel_edit = w.Button(description="Cancel edit", layout=w.Layout(display="none"))
+        self.editing: str | None = None
+        """The id of the schedule the form edits (None: the form makes a new one)."""
         self.problems = w.HTML()
         self.kind.observe(self._on_kind, names="value")
         self.create_button.on_click(lambda _: self.create())
+        self.cancel_edit.on_click(lambda _: self._stop_editing())
 
         return [
             w.HTML("<b>New schedule</b>"),
@@ -98,7 +106,7 @@ class SchedulesTab:
             self.name,
             self.catchup,
             self.overlap,
-            self.create_button,
+            w.HBox([self.create_button, self.cancel_edit], layout=w.Layout(flex_flow="row wrap")),
             self.problems,
         ]
 
@@ -108,6 +116,8 @@ class SchedulesTab:
         self.pause_button = w.Button(description="Pause", icon="pause")
         self.resume_button = w.Button(description="Resume", icon="play")
         self.delete_button = w.Button(description="Delete", icon="trash", button_style="danger")
+        self.run_now_button = w.Button(description="Run now", icon="bolt")
+        self.edit_button = w.Button(description="Edit", icon="pencil")
         self.runs_button = w.Button(
             description="Runs in History",
             icon="list",
@@ -123,11 +133,20 @@ class SchedulesTab:
         self.pause_button.on_click(lambda _: self._act("pause"))
         self.resume_button.on_click(lambda _: self._act("resume"))
         self.delete_button.on_click(lambda _: self._act("delete"))
+        self.run_now_button.on_click(lambda _: self.run_now())
+        self.edit_button.on_click(lambda _: self.edit())
         return [
             w.HTML("<b>Schedules</b>"),
             self.schedules,
             w.HBox(
-                [self.pause_button, self.resume_button, self.delete_button, self.runs_button],
+                [
+                    self.run_now_button,
+                    self.edit_button,
+                    self.pause_button,
+                    self.resume_button,
+                    self.delete_button,
+                    self.runs_button,
+                ],
                 layout=w.Layout(flex_flow="row wrap"),
             ),
             self.confirm,
@@ -136,7 +155,52 @@ class SchedulesTab:
 
     def _on_kind(self, change: dict[str, Any]) -> None:
         self.when.description = change["new"]
-        self.when.value = "0 7 * * 1-5" if change["new"] == "cron" else "1h"
+        if change["new"] == "once":
+            soon = self.client.store.db_now() + timedelta(hours=1)
+            self.when.value = soon.strftime("%Y-%m-%dT%H:00")
+        else:
+            self.when.value = "0 7 * * 1-5" if change["new"] == "cron" else "1h"
+
+    def edit(self) -> None:
+        """Load the selected schedule into the form; the button then saves it."""
+        row = self.client.get_schedule(self.schedules.value).row
+        self.editing = row["id"]
+        if row["once_at"] is not None:
+            self.kind.value = "once"
+            tz = zone(row["timezone"])
+            self.when.value = row["once_at"].astimezone(tz).strftime("%Y-%m-%dT%H:%M")
+        else:
+            self.kind.value = "cron" if row["cron"] else "every"
+            self.when.value = row["cron"] or spec(row).removeprefix("every ").split(" ")[0]
+        self.timezone.value, self.name.value = row["timezone"], row["name"]
+        self.catchup.value, self.overlap.value = row["catchup"], row["overlap"]
+        self.create_button.description = f"Save {row['name']}"
+        self.cancel_edit.layout.display = None
+        self.problems.value = (
+            f"<div style='color:{MUTED}'>editing {html.escape(row['name'])}: its parameters "
+            "change too when the Run tab's form has its script</div>"
+        )
+
+    def _stop_editing(self) -> None:
+        self.editing = None
+        self.create_button.description = "Create schedule"
+        self.cancel_edit.layout.display = "none"
+        self.problems.value = ""
+        self.name.value = ""
+
+    def run_now(self) -> Any:
+        """One run of the selected schedule now, outside its timetable."""
+        schedule = self.client.get_schedule(self.schedules.value)
+        try:
+            run = schedule.run_now()
+        except ScriptrunError as exc:
+            self.confirm.value = f"<div style='color:{ERROR}'>{html.escape(str(exc))}</div>"
+            return None
+        self.confirm.value = (
+            f"<div>run <code>{run.id[:8]}</code> of {html.escape(schedule.name)} queued</div>"
+        )
+        self.show()
+        return run
 
     def refresh(self) -> None:
         """Read the schedules again and say what a new one would run."""
@@ -153,7 +217,7 @@ class SchedulesTab:
         selected = self.schedules.value
         self.schedules.options = [
             (
-                f"{MARKS['running'] if r['state'] == 'active' else '‖'} {r['name']} · "
+                f"{STATE_MARKS.get(r['state'], '‖')} {r['name']} · "
                 f"{r['script']} · {spec(r)} · {r['fired']} runs",
                 r["id"],
             )
@@ -164,30 +228,30 @@ class SchedulesTab:
         self.show()
 
     def create(self) -> Any:
-        """Make the schedule; every problem is listed under the button."""
+        """Make the schedule (or save the one being edited); every problem is listed
+        under the button."""
+        key = {"cron": "cron", "every": "every", "once": "at"}[self.kind.value]
+        options = {
+            key: self.when.value,
+            "timezone": self.timezone.value,
+            "catchup": self.catchup.value,
+            "overlap": self.overlap.value,
+        }
+        name = self.name.value.strip() or None
         try:
             script, params = self.form()
-            timing = (
-                {"cron": self.when.value}
-                if self.kind.value == "cron"
-                else {"every": self.when.value}
-            )
-            schedule = self.client.schedule(
-                script,
-                params,
-                timezone=self.timezone.value,
-                name=self.name.value.strip() or None,
-                catchup=self.catchup.value,
-                overlap=self.overlap.value,
-                **timing,
-            )
+            if self.editing is not None:
+                schedule = self.client.get_schedule(self.editing)
+                same = script == schedule.row["script"]
+                schedule.update(params if same else None, name=name or schedule.name, **options)
+            else:
+                schedule = self.client.schedule(script, params, name=name, **options)
         except ScriptrunError as exc:
             problems = getattr(exc, "problems", None) or [str(exc)]
             items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
             self.problems.value = f"<ul style='color:{ERROR};margin:0'>{items}</ul>"
             return None
-        self.problems.value = ""
-        self.name.value = ""
+        self._stop_editing()
         self.refresh()
         self.schedules.value = schedule.id
         return schedule
@@ -197,7 +261,14 @@ class SchedulesTab:
         key = self.schedules.value
         if key != self._confirming:
             self._unconfirm()
-        for button in (self.pause_button, self.resume_button, self.delete_button, self.runs_button):
+        for button in (
+            self.pause_button,
+            self.resume_button,
+            self.delete_button,
+            self.runs_button,
+            self.run_now_button,
+            self.edit_button,
+        ):
             button.disabled = key is None
         if key is None:
             self.detail.value = "<i>no schedules yet</i>"

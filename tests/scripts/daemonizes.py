@@ -1,5 +1,6 @@
 """Leaves a daemon behind: double fork, setsid, then the script exits at once. The daemon
 writes its pid to ``pidfile`` and sleeps; with ``linger`` the script itself waits too."""
+
 # /// scriptrun
 # description = "A script that leaves a daemon (double fork and setsid)"
 # timeout = 120
