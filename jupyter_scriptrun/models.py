@@ -51,6 +51,13 @@ class ExecutionRecord(TypedDict):
     progress: dict[str, Any] | None
     """The latest progress the script reported: ``{"done", "total", "message", "t"}`` (``t``:
     seconds since its start); None when it reported none."""
+    notify: list[str] | None
+    """apprise URLs told when the run ends as ``notify_on`` says."""
+    notify_on: list[str] | None
+    """The outcomes that notify (None: failed, timed_out, lost)."""
+    notified: dict[str, Any] | None
+    """How the notification went: ``{"at", "status", "targets": [{"target", "ok",
+    "attempts", "error"}]}`` (None: nothing was sent)."""
 
 
 class AttemptRecord(TypedDict):

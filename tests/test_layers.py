@@ -35,7 +35,14 @@ LAYERS: list[tuple[str, ...]] = [
     # processes and the database, each knowing nothing of the other
     ("execution.proc", "execution.capture", "execution.subreaper"),
     ("execution.runner", "execution.warm", "execution.orphans"),
-    ("execution.live", "execution.progress", "execution.lease", "execution.runners", "store"),
+    (
+        "execution.live",
+        "execution.progress",
+        "execution.lease",
+        "execution.runners",
+        "execution.notify",
+        "store",
+    ),
     # one attempt: store + runner + contract
     ("execution.executor",),
     # Celery: the broker, the task, the worker, the embedded default

@@ -236,3 +236,41 @@ def test_a_queued_overlap_runs_each_time_after_the_previous_run_ended(
     for previous, later in itertools.pairwise(records):
         assert later["started_at"] >= previous["finished_at"], (previous, later)
     assert {r["status"] for r in records} == {"succeeded"}
+
+
+def test_a_one_second_schedule_fires_every_tick_while_a_worker_keeps_stopping(
+    fleet_settings: Settings, start_worker
+):
+    """The smallest interval fires every tick once, none merged: two workers, one of them
+    stopped (SIGSTOP) and continued every 0.7 s, also inside its firings."""
+    import signal
+
+    stopping = start_worker(fleet_settings)
+    start_worker(fleet_settings)
+    client = Client(fleet_settings)
+    name = f"each-second-{uuid.uuid4().hex[:6]}"
+    schedule = client.schedule("example_script", every=1, name=name, overlap="allow")
+    stops = 0
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            stopping.kill(signal.SIGSTOP)
+            stops += 1
+            time.sleep(0.7)
+            stopping.kill(signal.SIGCONT)
+            time.sleep(0.7)
+    finally:
+        stopping.kill(signal.SIGCONT)
+    time.sleep(2)  # the last ticks
+    schedule.pause()
+    records = runs_of(client, name)
+    ticks = schedule.ticks(1000)
+    print(
+        f"\n{fleet_settings.effective_database_url.split(':')[0]}, a worker stopped {stops} "
+        f"times: {len(records)} runs, {sum(t['missed'] for t in ticks)} ticks merged, "
+        f"{sum(t['outcome'] != 'fired' for t in ticks)} skipped"
+    )
+    assert len(records) >= 20
+    assert steps(records) == {timedelta(seconds=1)}, "a tick was lost"
+    assert {t["outcome"] for t in ticks} == {"fired"} and {t["missed"] for t in ticks} == {0}
+    wait_all_final(client, records)

@@ -32,6 +32,7 @@ from jupyter_scriptrun.exceptions import (
 from jupyter_scriptrun.execution import runner
 from jupyter_scriptrun.execution.lease import Lease
 from jupyter_scriptrun.execution.live import LiveOutput
+from jupyter_scriptrun.execution.notify import Notifier
 from jupyter_scriptrun.execution.orphans import Ledger
 from jupyter_scriptrun.execution.progress import Progress
 from jupyter_scriptrun.execution.runners import RUNNERS, Runner, Spawn, WarmRunner
@@ -88,6 +89,14 @@ class Executor:
         self._runners: dict[str, Runner] = {}
         self._progress: dict[str, Progress] = {}
         """The running attempts' progress, by run (for the worker's status reply)."""
+        self._notifier: Notifier | None = None
+
+    @property
+    def notifier(self) -> Notifier:
+        """Sends the notifications of the runs this worker ends (made with the store)."""
+        if self._notifier is None:
+            self._notifier = Notifier(self.store)
+        return self._notifier
 
     @property
     def store(self) -> Store:
@@ -115,7 +124,7 @@ class Executor:
                 AdhocNotAllowed,
                 ScriptVersionMismatch,
             ) as exc:
-                return self._refuse(execution_id, attempt, exc)
+                return self._refuse(row, attempt, exc)
             spec = self._spec(row, script, workdir)
             live = LiveOutput(min(defaults.LIVE_OUTPUT_BYTES, self.settings.max_output_bytes))
             progress = self._progress[execution_id] = Progress(live)
@@ -171,6 +180,8 @@ class Executor:
         )
         if not counted:  # it no longer speaks for the run: no retry, no task state of its own
             return Outcome(None)
+        if not retry:
+            self.notifier.ended(execution_id, row, status)
         return Outcome(
             status,
             backoff(attempt) if retry else None,
@@ -178,17 +189,18 @@ class Executor:
             message=_clip(verdict.message, 500),
         )
 
-    def _refuse(self, execution_id: str, attempt: int, exc: Exception) -> Outcome:
+    def _refuse(self, row: ExecutionRecord, attempt: int, exc: Exception) -> Outcome:
         """End an attempt whose script cannot run here (missing, bad metadata, ad-hoc
         refused) as failed, with the reason."""
         status = ExecutionStatus.FAILED
-        self.store.finish(
-            execution_id,
+        if self.store.finish(
+            row["id"],
             attempt,
             status,
             record={"error_type": type(exc).__name__, "message": str(exc)},
             output={},
-        )
+        ):
+            self.notifier.ended(row["id"], row, status)
         return Outcome(status, error_type=type(exc).__name__, message=str(exc))
 
     def _spec(self, row: ExecutionRecord, script: Script, workdir: str) -> runner.RunSpec:
@@ -390,7 +402,9 @@ class Executor:
             )
             if retry:
                 self._resend(resend, row, row["attempt"] + 1, backoff(row["attempt"]))
-            elif on_lost is not None:
+                continue
+            self.notifier.ended(row["id"], row, ExecutionStatus.LOST)
+            if on_lost is not None:
                 on_lost(row["id"], f"worker {row['worker']} stopped responding")
         self._resend_unclaimed(resend, probe)
         return handled

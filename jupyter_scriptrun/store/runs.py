@@ -279,6 +279,12 @@ class RunStates(Database):
             return cast(ExecutionRecord, {**r, **values})
 
     @retrying
+    def record_notified(self, id: str, outcome: dict[str, Any]) -> None:
+        """Keep how a run's notification went (``notify.Notifier``)."""
+        with self._write() as conn:
+            conn.execute(update(executions).where(executions.c.id == id).values(notified=outcome))
+
+    @retrying
     def finish(
         self,
         id: str,
