@@ -20,6 +20,8 @@ NOTIFY_ON = ("succeeded", "failed", "timed_out", "lost", "cancelled")
 DEFAULT_NOTIFY_ON = ("failed", "timed_out", "lost")
 MAX_JITTER_S = 3600.0
 MAX_GRACE_S = 366 * 86400.0
+MIN_YEAR, MAX_YEAR = 1970, 2999
+"""The years ``at``, ``start`` and ``end`` may fall in (a tick past 9999 overflows)."""
 ON_TIME_S = 5.0
 """A tick this late is still on time unless ``misfire_grace`` says otherwise."""
 
@@ -163,7 +165,7 @@ def table_of(row: dict[str, Any], anchor: datetime | None = None) -> Timetable:
 
 def instant(value: object, timezone: str, name: str) -> datetime:
     """An aware UTC datetime from a datetime or ISO 8601 text (without a zone: in
-    ``timezone``); ValueError naming the option."""
+    ``timezone``, or UTC when that is no zone); ValueError naming the option."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -173,8 +175,13 @@ def instant(value: object, timezone: str, name: str) -> datetime:
             ) from None
     if not isinstance(value, datetime):
         raise ValueError(f"{name} must be a date and time, not {value!r}")
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"{name} must be in the years {MIN_YEAR} to {MAX_YEAR}, not {value.year}")
     if value.tzinfo is None:
-        value = value.replace(tzinfo=zone(timezone))
+        try:
+            value = value.replace(tzinfo=zone(timezone))
+        except ValueError:  # said already, as the time zone's problem
+            value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
 
 

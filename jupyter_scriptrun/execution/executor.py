@@ -44,6 +44,9 @@ from jupyter_scriptrun.store import Store, get_store, utcnow
 
 log = logging.getLogger(__name__)
 
+CANNOT_RUN_HERE = (ScriptNotFound, ScriptMetadataError, AdhocNotAllowed, ScriptVersionMismatch)
+"""Why a script cannot run on this worker: its attempt fails with the reason."""
+
 
 @dataclass
 class Outcome:
@@ -118,12 +121,7 @@ class Executor:
         try:
             try:
                 script = self._script(row, Path(workdir))
-            except (
-                ScriptNotFound,
-                ScriptMetadataError,
-                AdhocNotAllowed,
-                ScriptVersionMismatch,
-            ) as exc:
+            except CANNOT_RUN_HERE as exc:
                 return self._refuse(row, attempt, exc)
             spec = self._spec(row, script, workdir)
             live = LiveOutput(min(defaults.LIVE_OUTPUT_BYTES, self.settings.max_output_bytes))
@@ -180,8 +178,7 @@ class Executor:
         )
         if not counted:  # it no longer speaks for the run: no retry, no task state of its own
             return Outcome(None)
-        if not retry:
-            self.notifier.ended(execution_id, row, status)
+        self.notifier.ended(execution_id, row, status)  # (a retrying run tells no one yet)
         return Outcome(
             status,
             backoff(attempt) if retry else None,
