@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Sequence
@@ -11,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun import defaults
 from jupyter_scriptrun.config import Settings, get_settings
-from jupyter_scriptrun.contract.protocol import encode_parameters
 from jupyter_scriptrun.contract.registry import Registry, Script, adhoc_script, keep_version
+from jupyter_scriptrun.contract.request import RunRequest
 from jupyter_scriptrun.exceptions import (
     ExecutionTimeout,
     InvalidParameters,
@@ -22,7 +21,6 @@ from jupyter_scriptrun.exceptions import (
 from jupyter_scriptrun.fleet import wakeups
 from jupyter_scriptrun.handle import Execution
 from jupyter_scriptrun.queues import allowed_queues, parse_queues, queue_problem
-from jupyter_scriptrun.schedule_spec import notify_problems
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, get_store, new_execution_id
 from jupyter_scriptrun.unreachable import broker_reason, store_problem
@@ -228,52 +226,21 @@ class Client:
         language: str | None = None,
         **more: Any,
     ) -> Execution:
-        merged = found.meta.validate(found.name, params)
-        encode_parameters(found.name, merged)  # refuses what cannot travel to a script
-        problems = []
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or timeout <= 0
-        ):
-            problems.append(f"timeout must be a positive number, not {timeout!r}")
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255
-        ):
-            problems.append("idempotency_key must be a string of 1 to 255 characters")
-        if not isinstance(page_context, str) or "\x00" in page_context:
-            # It reaches the script as PAGE_CONTEXT, and no environment holds a NUL.
-            problems.append("page_context must be a string without NUL characters")
-        problems += notify_problems(more.get("notify"), more.get("notify_on"))
-        queue = queue or found.meta.queue or self.settings.queue
-        if problem := self.queue_problem(queue, script_queue=found.meta.queue):
-            problems.append(problem)
-        if problems:
-            raise InvalidParameters(found.name, problems)
-        timeout_s = (
-            float(timeout) if timeout else (found.meta.timeout or self.settings.default_timeout_s)
-        )
-        if self.settings.embedded:
-            queue = self.settings.queue  # one local worker serves every queue on a laptop
+        schedule_id = more.pop("schedule_id", None)
+        request = RunRequest(params, page_context, timeout, queue, idempotency_key, **more)
+        columns = request.prepare(found, self.settings, self.queue_problem)
         if source is None:
             keep_version(self.store, found)
         execution_id = new_execution_id()
         created = self.store.create(
             id=execution_id,
-            script=found.name,
             script_id=script_id,
-            parameters=merged,
-            page_context=str(page_context)[:1024],
-            queue=queue,
-            timeout_s=timeout_s,
-            content_hash=found.content_hash,
-            idempotency_key=idempotency_key,
             source=source,
             language=language,
-            **{k: list(v) if isinstance(v, list | tuple) else v for k, v in more.items() if v},
+            **columns,
+            **({"schedule_id": schedule_id} if schedule_id else {}),
         )
-        self._send(execution_id, queue, found.name)
+        self._send(execution_id, columns["queue"], found.name)
         return Execution(self, execution_id, created=created)
 
     def queues(self) -> tuple[str, ...]:

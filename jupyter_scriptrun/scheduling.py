@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from jupyter_scriptrun.contract.protocol import encode_parameters
+from jupyter_scriptrun.contract.request import RunRequest
 from jupyter_scriptrun.exceptions import InvalidParameters, InvalidSchedule, ScriptrunError
 from jupyter_scriptrun.schedule_spec import CATCHUP, OVERLAP, ScheduleSpec, first_fire, table_of
 from jupyter_scriptrun.store.schedules import ACTIVE_STATE, ENDED_STATE, PAUSED_STATE
@@ -206,20 +206,18 @@ def create(
 def _script_problems(
     client: Client, script: str, params: dict[str, Any] | None, queue: str | None
 ) -> tuple[list[str], dict[str, Any]]:
-    """What is wrong with a schedule's script, parameters and queue, and the parameters
-    with the script's defaults merged in."""
+    """What is wrong with a schedule's script, parameters and queue (checked as each
+    tick's run will be), and the parameters with the script's defaults merged in."""
     try:
         found = client.registry.get(script)
-        merged = found.meta.validate(found.name, params)
-        encode_parameters(found.name, merged)
-        chosen = queue or found.meta.queue or client.settings.queue
-        if problem := client.queue_problem(chosen, script_queue=found.meta.queue):
-            return [problem], merged
-        return [], merged
+        columns = RunRequest(params, queue=queue).prepare(
+            found, client.settings, client.queue_problem
+        )
     except InvalidParameters as exc:
         return list(exc.problems), {}
     except ScriptrunError as exc:
         return [str(exc)], {}
+    return [], columns["parameters"]
 
 
 def listing(client: Client) -> pd.DataFrame:

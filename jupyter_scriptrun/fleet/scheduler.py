@@ -28,8 +28,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jupyter_scriptrun.config import Settings
-from jupyter_scriptrun.contract.protocol import encode_parameters
 from jupyter_scriptrun.contract.registry import Registry, keep_version
+from jupyter_scriptrun.contract.request import RunRequest
 from jupyter_scriptrun.exceptions import ScriptrunError
 from jupyter_scriptrun.schedule_spec import ON_TIME_S, table_of
 from jupyter_scriptrun.status import ExecutionStatus
@@ -205,29 +205,24 @@ class Scheduler:
     def _run(self, schedule: dict[str, Any], tick: datetime, now: datetime) -> dict[str, Any]:
         """The queued run of a tick: the script as it is now, its parameters checked again."""
         script = self.registry.get(schedule["script"])
-        params = script.meta.validate(script.name, schedule["parameters"])
-        encode_parameters(script.name, params)
+        request = RunRequest(
+            schedule["parameters"],
+            page_context=f"schedule:{schedule['name']}",
+            timeout=schedule["timeout_s"],
+            queue=schedule["queue"],
+            notify=schedule.get("notify"),
+            notify_on=schedule.get("notify_on"),
+        )
+        columns = request.prepare(script, self.settings)
         keep_version(self.store, script)
-        queue = schedule["queue"] or script.meta.queue or self.settings.queue
-        if self.settings.embedded:
-            queue = self.settings.queue
         return {
+            **columns,
             "id": new_execution_id(),
-            "script": script.name,
             "script_id": self.store.ensure_script(script.name, script.content_hash),
             "status": ExecutionStatus.QUEUED.value,
-            "page_context": f"schedule:{schedule['name']}"[:1024],
-            "parameters": params,
-            "queue": queue,
-            "timeout_s": schedule["timeout_s"]
-            or script.meta.timeout
-            or self.settings.default_timeout_s,
             "queued_at": now,
             "attempt": 0,
-            "content_hash": script.content_hash,
             "cancel_requested": False,
             "schedule_id": schedule["id"],
             "scheduled_for": tick,
-            "notify": schedule.get("notify"),
-            "notify_on": schedule.get("notify_on"),
         }
