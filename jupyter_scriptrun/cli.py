@@ -8,9 +8,9 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun.cli_history import add_history_command, history_command
 from jupyter_scriptrun.cli_schedules import add_schedule_command, schedule_command
@@ -23,6 +23,9 @@ from jupyter_scriptrun.exceptions import (
 )
 from jupyter_scriptrun.params import build_params, parse_assignments
 from jupyter_scriptrun.terminal import follow, print_logs, wait_showing_progress
+
+if TYPE_CHECKING:
+    from jupyter_scriptrun.client import Client
 
 __all__ = ["build_params", "main", "parse_assignments"]
 
@@ -258,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNAVAILABLE
 
 
-def _client() -> Any:
+def _client() -> Client:
     from jupyter_scriptrun.client import default_client
 
     return default_client()
@@ -311,7 +314,7 @@ def _cancel_on_interrupt(execution: Any) -> str:
     return f"run {short} {execution.status.value}"
 
 
-def _summary(rec: dict[str, Any]) -> str:
+def _summary(rec: Mapping[str, Any]) -> str:
     """The shared one-line summary, with a successful run's message under it."""
     from jupyter_scriptrun.display import summary_line
 
@@ -523,7 +526,7 @@ def _demo(args: argparse.Namespace) -> int:
     settings = client.settings
     where = "embedded broker + local worker" if settings.embedded else settings.broker_url
     print(f"jupyter_scriptrun demo: {where}; store {settings.effective_database_url}\n")
-    runs = [
+    runs: list[tuple[str, dict[str, Any]]] = [
         ("example_script", {"message": "Hello from the demo", "multiplier": 3}),
         ("example_script", {"message": "你好", "multiplier": 2}),
         ("print_test_script", {"count": 2}),

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun import defaults
 from jupyter_scriptrun.params import limit_argument
 from jupyter_scriptrun.status import ALL
+
+if TYPE_CHECKING:
+    from jupyter_scriptrun.client import Client
 
 
 def add_history_command(sub: Any) -> None:
@@ -33,7 +36,7 @@ def add_history_command(sub: Any) -> None:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
 
-def history_command(args: argparse.Namespace, client: Any) -> int:
+def history_command(args: argparse.Namespace, client: Client) -> int:
     """Print the history as a table, CSV or JSON; exit status 0."""
     frame = client.history(
         script=args.script, status=args.status, since=args.since, limit=args.limit
@@ -81,9 +84,9 @@ def history_command(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
-def _no_runs(client: Any, args: argparse.Namespace) -> str:
+def _no_runs(client: Client, args: argparse.Namespace) -> str:
     """Why a history is empty: no run at all, or none that the filters (or limit) let in."""
-    total = client.store.history_count()
+    total = client.count_runs()
     if not total:
         return "no runs yet; try: scriptrun run example_script message=hi"
     asked = [f"script {', '.join(args.script)}" if args.script else ""]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun.params import build_params
+
+if TYPE_CHECKING:
+    from jupyter_scriptrun.client import Client
 
 ACTIONS = ("add", "edit", "run", "list", "pause", "resume", "delete", "next")
 OUTCOMES = ("succeeded", "failed", "timed_out", "lost", "cancelled")
@@ -94,7 +97,7 @@ def add_schedule_command(sub: Any) -> None:
     nxt.add_argument("-n", type=int, default=5, help="how many (default 5)")
 
 
-def schedule_command(args: argparse.Namespace, client: Any) -> int:
+def schedule_command(args: argparse.Namespace, client: Client) -> int:
     """Run one ``schedule`` action; 0 on success (errors raise, as for every command)."""
     if args.action == "add":
         params = build_params(args.params_json, args.params, option="--params")

@@ -18,7 +18,7 @@ from jupyter_scriptrun.exceptions import (
     StoreUnavailable,
     WorkerUnavailable,
 )
-from jupyter_scriptrun.fleet import wakeups
+from jupyter_scriptrun.fleet import control, wakeups
 from jupyter_scriptrun.handle import Execution
 from jupyter_scriptrun.queues import allowed_queues, parse_queues, queue_problem
 from jupyter_scriptrun.status import ExecutionStatus
@@ -407,6 +407,10 @@ class Client:
         self.local_worker().ensure()
         return True
 
+    def count_runs(self, **filters: Any) -> int:
+        """How many runs the history filters match (every run without filters)."""
+        return self.store.history_count(**filters)
+
     def history_page(self, **options: Any) -> tuple[list[dict[str, Any]], int]:
         """One page of the history as records, and how many runs match: for table views.
         Options: ``order_by`` (a history column), ``descending``, ``limit``, ``offset``
@@ -418,9 +422,8 @@ class Client:
         and, from the ``scriptrun_status`` reply, their queues, slots, runs (script and
         elapsed seconds), memory and pid. One broadcast; a worker that does not know the
         command (another version) is listed with its name and ids only."""
-        replies = self.app.control.broadcast("scriptrun_status", reply=True, timeout=timeout)
         workers = []
-        for reply in replies or []:
+        for reply in control.statuses(self.app, timeout):
             for name, status in reply.items():
                 known = isinstance(status, dict) and "slots" in status
                 state: dict[str, Any] = _dated(status) if known else {}

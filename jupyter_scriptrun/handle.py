@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun.exceptions import ExecutionFailed, ExecutionTimeout
+from jupyter_scriptrun.fleet import control
 from jupyter_scriptrun.models import AttemptRecord, ExecutionRecord, OutputPage
 from jupyter_scriptrun.status import ExecutionStatus
 
@@ -192,13 +193,11 @@ class Execution:
         try:
             if status is ExecutionStatus.CANCELLED:
                 # The message may still sit in the broker: let workers drop it.
-                self.client.app.control.revoke(self.id)
+                control.drop_queued(self.client.app, self.id)
             else:
                 # Running: its worker learns it from the store within a second; told
                 # directly, it stops the run at its next tick (a quarter of that).
-                self.client.app.control.broadcast(
-                    "scriptrun_stop", arguments={"execution_id": self.id}
-                )
+                control.stop_run(self.client.app, self.id)
         except Exception:
             log.debug("the cancel of %s was not broadcast", self.id, exc_info=True)
         return status

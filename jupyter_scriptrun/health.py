@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from typing import Any
 
 from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.fleet import control
 from jupyter_scriptrun.unreachable import broker_reason, store_problem
 
 
@@ -68,7 +68,7 @@ def check(
 
 
 def _consumer(client: Client, queue: str, this_host: bool, timeout: float) -> Check:
-    replies: dict[str, Any] = client.app.control.inspect(timeout=timeout).active_queues() or {}
+    replies = control.active_queues(client.app, timeout)
     host = socket.gethostname()
     nodes = sorted(
         node

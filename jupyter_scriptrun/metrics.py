@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from jupyter_scriptrun.fleet import control
 from jupyter_scriptrun.store import utcnow
 from jupyter_scriptrun.store.aggregates import ENDED
 
@@ -186,8 +187,7 @@ class FleetMetrics:
             slow.broker_up = False
         if slow.broker_up:
             try:
-                replies = self.client.app.control.inspect(timeout=PING_TIMEOUT_S).ping()
-                slow.workers = len(replies or {})
+                slow.workers = len(control.ping(self.client.app, PING_TIMEOUT_S))
             except Exception:
                 log.debug("the workers could not be pinged for the metrics", exc_info=True)
         self._slow = slow

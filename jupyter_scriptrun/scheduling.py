@@ -220,6 +220,11 @@ def _script_problems(
     return [], columns["parameters"]
 
 
+def every_schedule(client: Client) -> list[Schedule]:
+    """Every schedule, by name, each a handle (one read for all of them)."""
+    return [Schedule(client, row) for row in client.store.list_schedules()]
+
+
 def listing(client: Client) -> pd.DataFrame:
     """Every schedule as a DataFrame: script, spec, zone, state, last and next fire, runs,
     failures, skipped ticks, whether the script changed since, the last error."""

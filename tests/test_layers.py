@@ -4,6 +4,7 @@ over 600 lines and no function over 80 (declarative tables aside)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,40 @@ def test_front_ends_reach_the_back_end_only_through_the_client():
         if target.split(".")[0] in back_end
     ]
     assert not reaching, "\n".join(reaching)
+
+
+FRONT_ENDS = ("cli", "cli_schedules", "cli_history", "terminal", "top", "jupyter")
+
+
+def front_end_files() -> list[Path]:
+    return [p for p in PACKAGE.rglob("*.py") if module_name(p).split(".")[0] in FRONT_ENDS]
+
+
+def test_front_ends_are_typed_against_the_client_and_use_only_its_methods():
+    """mypy checks every call a front end makes (no client typed ``Any``), and no front end
+    reaches past the client into its store or Celery's control channel."""
+    found = []
+    for path in front_end_files():
+        text = path.read_text()
+        relative = path.relative_to(PACKAGE)
+        for pattern in (r"\bclient: Any\b", r"_client\(\) -> Any", r"client: \"Any\""):
+            if re.search(pattern, text):
+                found.append(f"{relative}: a client typed Any ({pattern})")
+        for reach in (r"client\.store\b", r"\.app\.control\b"):
+            if re.search(reach, text):
+                found.append(f"{relative}: reaches {reach.replace(chr(92), '')}")
+    assert not found, "\n".join(found)
+
+
+def test_only_the_control_module_speaks_on_celerys_control_channel():
+    """Command names and calls on ``app.control`` live in fleet/control.py, both ends."""
+    speaking = [
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "control.py"
+        and re.search(r"\.control\.(inspect|broadcast|revoke)\(", p.read_text())
+    ]
+    assert not speaking, speaking
 
 
 def test_there_is_no_import_cycle():

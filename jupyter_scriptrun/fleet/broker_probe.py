@@ -14,6 +14,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from jupyter_scriptrun.fleet import control
+
 log = logging.getLogger(__name__)
 
 MAX_SCAN = 20_000
@@ -87,7 +89,7 @@ class BrokerProbe:
     def consumed(self, timeout: float = 1.0) -> set[str] | None:
         """The queues that online workers consume (Celery's ``inspect active_queues``);
         None when no worker answered."""
-        replies = self.app.control.inspect(timeout=timeout).active_queues() or {}
+        replies = control.active_queues(self.app, timeout)
         if not replies:
             return None
         return {q["name"] for queues in replies.values() for q in queues or ()}

@@ -38,7 +38,7 @@ from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound, R
 from jupyter_scriptrun.execution import subreaper
 from jupyter_scriptrun.execution.executor import Executor
 from jupyter_scriptrun.execution.lease import request_stop
-from jupyter_scriptrun.fleet import redis_broker
+from jupyter_scriptrun.fleet import control, redis_broker
 from jupyter_scriptrun.fleet.celery_app import TASK_NAME, make_app, shadow_name
 from jupyter_scriptrun.fleet.embedded import WAKE_LISTENER
 from jupyter_scriptrun.fleet.tasks import EXECUTION_ID_RE, define_tasks
@@ -144,7 +144,7 @@ def _asked_signal(name: Any) -> signal.Signals | None:
     return None if asked is signal.SIGTERM else asked
 
 
-@control_command(args=[("execution_id", str)], signature="<execution_id>")
+@control_command(name=control.STOP, args=[("execution_id", str)], signature="<execution_id>")
 def scriptrun_stop(state: Any, execution_id: str, **kwargs: Any) -> dict[str, str]:
     """Stop a run this worker runs now, at its next tick (``scriptrun cancel``: the store
     already says the run is cancelled; this only saves waiting for the store's tick)."""
@@ -323,7 +323,7 @@ _status: WorkerMetrics | None = None
 """This worker's state, once it is ready (metrics and the ``scriptrun_status`` reply)."""
 
 
-@inspect_command()
+@inspect_command(name=control.STATUS)
 def scriptrun_status(state: Any, **kwargs: Any) -> dict[str, Any]:
     """This worker's slots, runs, memory and queues, for ``scriptrun workers``, ``top`` and
     the dashboard (one broadcast instead of ping, active, reserved and stats)."""

@@ -17,7 +17,7 @@ import html
 import logging
 import threading
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
@@ -33,6 +33,9 @@ from jupyter_scriptrun.display import (
     progress_html,
 )
 from jupyter_scriptrun.fleetview import WINDOWS, Snapshot, snapshot
+
+if TYPE_CHECKING:
+    from jupyter_scriptrun.client import Client
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +163,7 @@ class Dashboard:
 
     def __init__(
         self,
-        client: Any,
+        client: Client,
         refresh_s: float = REFRESH_S,
         window: str = "1 h",
         start: bool = True,

@@ -13,7 +13,7 @@ import html
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
@@ -30,6 +30,9 @@ from jupyter_scriptrun.display import (
 from jupyter_scriptrun.exceptions import ScriptrunError
 from jupyter_scriptrun.handle import LiveTail
 from jupyter_scriptrun.status import ExecutionStatus
+
+if TYPE_CHECKING:
+    from jupyter_scriptrun.client import Client
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +116,7 @@ class HistoryTable:
     """
 
     def __init__(
-        self, client: Any, scripts: list[str], page: int = PAGE, refresh_s: float = REFRESH_S
+        self, client: Client, scripts: list[str], page: int = PAGE, refresh_s: float = REFRESH_S
     ) -> None:
         self.client = client
         self.page_size = page

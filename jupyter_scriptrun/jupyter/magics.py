@@ -9,7 +9,7 @@ import shlex
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
@@ -21,6 +21,9 @@ from jupyter_scriptrun.exceptions import ScriptrunError
 from jupyter_scriptrun.handle import Execution
 from jupyter_scriptrun.params import build_params, limit_argument
 from jupyter_scriptrun.status import ALL
+
+if TYPE_CHECKING:
+    from jupyter_scriptrun.client import Client
 
 SUBCOMMANDS = (
     "list",
@@ -122,7 +125,7 @@ REFRESH_S = 0.25
 class ScriptrunMagics(Magics):
     """``%scriptrun``: run registered scripts from a notebook."""
 
-    def __init__(self, shell: Any = None, client: Any = None) -> None:
+    def __init__(self, shell: Any = None, client: Client | None = None) -> None:
         super().__init__(shell)
         self._client = client
 

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
@@ -25,6 +25,9 @@ from jupyter_scriptrun.display import (
 from jupyter_scriptrun.exceptions import InvalidParameters, ScriptrunError
 from jupyter_scriptrun.handle import LiveTail
 from jupyter_scriptrun.status import ExecutionStatus
+
+if TYPE_CHECKING:
+    from jupyter_scriptrun.client import Client
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +160,7 @@ class Panel:
     the kernel stays free while runs are active, and the panel refreshes itself.
     """
 
-    def __init__(self, client: Any, refresh_s: float = REFRESH_S) -> None:
+    def __init__(self, client: Client, refresh_s: float = REFRESH_S) -> None:
         self.client = client
         self.refresh_s = refresh_s
         self.fields: dict[str, ParameterField] = {}

@@ -13,7 +13,7 @@ from jupyter_scriptrun.jupyter import openapi
 from jupyter_scriptrun.jupyter.handlers import PREFIX, BaseHandler, mapped_errors
 from jupyter_scriptrun.jupyter.openapi_schedules import SCHEDULE_BODY, SCHEDULE_PATCH
 from jupyter_scriptrun.schedule_spec import ScheduleSpec
-from jupyter_scriptrun.scheduling import Schedule
+from jupyter_scriptrun.scheduling import every_schedule
 
 NEXT_RUNS = 5
 CHECKED_BY_SCHEDULING = (*(n for n in ScheduleSpec.names() if n != "queue"), "name")
@@ -70,9 +70,7 @@ class SchedulesHandler(ScheduleView):
 
         def listing() -> list[dict[str, Any]]:
             # One read for all of them: each row is already the schedule's whole state.
-            return [
-                self.view(Schedule(self.client, row)) for row in self.client.store.list_schedules()
-            ]
+            return [self.view(schedule) for schedule in every_schedule(self.client)]
 
         self.send(await self.call(listing))
 

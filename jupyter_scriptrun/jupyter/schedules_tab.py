@@ -7,16 +7,19 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable
-from datetime import timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from zoneinfo import available_timezones
 
 import ipywidgets as w
 
 from jupyter_scriptrun.display import COLOURS, ERROR, MARKS, MUTED, human_seconds
 from jupyter_scriptrun.exceptions import ScriptrunError
-from jupyter_scriptrun.scheduling import spec
+from jupyter_scriptrun.scheduling import every_schedule, spec
 from jupyter_scriptrun.timetable import zone
+
+if TYPE_CHECKING:
+    from jupyter_scriptrun.client import Client
 
 RECENT_RUNS = 10
 STATE_MARKS = {"active": MARKS["running"], "paused": "‖", "ended": "✓"}
@@ -30,7 +33,7 @@ class SchedulesTab:
 
     def __init__(
         self,
-        client: Any,
+        client: Client,
         form: Callable[[], tuple[str, dict[str, Any]]],
         open_runs: Callable[[str], object] | None = None,
     ) -> None:
@@ -156,7 +159,10 @@ class SchedulesTab:
     def _on_kind(self, change: dict[str, Any]) -> None:
         self.when.description = change["new"]
         if change["new"] == "once":
-            soon = self.client.store.db_now() + timedelta(hours=1)
+            try:  # an hour from now on the form's zone's clock (what the field is read in)
+                soon = datetime.now(zone(self.timezone.value)) + timedelta(hours=1)
+            except ValueError:
+                soon = datetime.now(UTC) + timedelta(hours=1)
             self.when.value = soon.strftime("%Y-%m-%dT%H:00")
         else:
             self.when.value = "0 7 * * 1-5" if change["new"] == "cron" else "1h"
@@ -213,7 +219,7 @@ class SchedulesTab:
             )
         except ScriptrunError as exc:
             self.what.value = f"<div style='color:{ERROR}'>{html.escape(str(exc))}</div>"
-        rows = self.client.store.list_schedules()
+        rows = [s.row for s in every_schedule(self.client)]
         selected = self.schedules.value
         self.schedules.options = [
             (
@@ -286,12 +292,12 @@ class SchedulesTab:
         runs = schedule.runs().head(RECENT_RUNS)
         cell = "style='padding:1px 10px 1px 0;text-align:left'"
         recent = "".join(
-            f"<tr><td {cell}><code>{html.escape(r.id[:8])}</code></td>"
-            f"<td {cell}><span style='color:{COLOURS.get(str(r.status), '#0969da')}'>"
-            f"{MARKS.get(str(r.status), '•')} {html.escape(str(r.status))}</span></td>"
-            f"<td {cell}>{fire_time(r.queued_at)}</td>"
-            f"<td {cell.replace('left', 'right')}>{human_seconds(r.duration_s)}</td></tr>"
-            for r in runs.itertuples()
+            f"<tr><td {cell}><code>{html.escape(r['id'][:8])}</code></td>"
+            f"<td {cell}><span style='color:{COLOURS.get(str(r['status']), '#0969da')}'>"
+            f"{MARKS.get(str(r['status']), '•')} {html.escape(str(r['status']))}</span></td>"
+            f"<td {cell}>{fire_time(r['queued_at'])}</td>"
+            f"<td {cell.replace('left', 'right')}>{human_seconds(r['duration_s'])}</td></tr>"
+            for r in runs.to_dict("records")
         )
         head = "".join(f"<th {cell}>{t}</th>" for t in ("run", "status", "queued", "took"))
         self.detail.value = (
