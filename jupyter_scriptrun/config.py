@@ -119,7 +119,14 @@ MEBIBYTES = DAYS = Kind(_positive(float))
 BYTES = Kind(_positive(int))
 FLAG = Kind(_flag, lambda v: "1" if v else "0")
 NAMES = Kind(_names, ",".join, many=True)
-RUNNER = Kind(_choice(*defaults.RUNNERS))
+
+
+def _runner(text: str) -> str:
+    # Checked when read, not at import: plug-in runners are found then.
+    return _choice(*defaults.runner_names())(text)
+
+
+RUNNER = Kind(_runner)
 PORT = Kind(_port)
 # Only the names beyond the built-in allowlist are written out: reading adds those back.
 ENV_ALLOW = Kind(

@@ -3,6 +3,8 @@
 Everything here can be overridden through :class:`jupyter_scriptrun.config.Settings`.
 """
 
+import functools
+
 QUEUE = "scriptrun"
 """Celery queue for runs. Not Celery's own ``celery`` queue, so that a fleet shared with
 other applications does not mix our tasks with theirs."""
@@ -109,6 +111,21 @@ the magics and REST. ``None`` (``all`` where typed) means every run; 0 means non
 
 RUNNERS = ("fresh", "warm")
 """How a Python script's process can start (``execution/runners.py`` has one of each):
-a new interpreter per run, or forked from a pre-warmed parent."""
+a new interpreter per run, or forked from a pre-warmed parent. More come from plug-ins."""
+RUNNER_GROUP = "jupyter_scriptrun.runners"
+"""The entry-point group of runner plug-ins: ``name = module:Class``, where the class is
+made with the worker's Settings and has ``spawner(script)`` and ``close()``."""
+
+
+@functools.cache
+def runner_names() -> tuple[str, ...]:
+    """Every runner's name: the built-in ones, then the plug-ins' (read once, when first
+    asked: scanning the installed packages is not paid at import)."""
+    from importlib.metadata import entry_points
+
+    plugged = sorted({ep.name for ep in entry_points(group=RUNNER_GROUP)} - set(RUNNERS))
+    return (*RUNNERS, *plugged)
+
+
 RUNNER = "fresh"
 """The runner of scripts whose metadata names none, unless SCRIPTRUN_DEFAULT_RUNNER does."""

@@ -201,7 +201,7 @@ BLOCK_SCHEMA: dict[str, Any] = {
         "queue": {"type": "string"},
         "interpreter": {"anyOf": [{"type": "string"}, _STRINGS]},
         "additional_parameters": {"type": "boolean"},
-        "runner": {"enum": list(defaults.RUNNERS)},
+        "runner": {"type": "string", "description": "fresh, warm, or a plug-in's name"},
         "tags": _STRINGS,
         "memory_limit_mb": {"type": "number", "minimum": 16},
         "parameters": {
@@ -228,7 +228,7 @@ _SENTENCES = {
     "retries": "retries must be an integer from 0 to 100, not {value!r}",
     "retry_on": f"retry_on must be a list drawn from {sorted(RETRYABLE)}",
     "memory_limit_mb": "memory_limit_mb must be a number of MiB (16 or more), not {value!r}",
-    "runner": "runner must be " + " or ".join(map(repr, defaults.RUNNERS)),
+    "runner": "runner must be a runner's name, not {value!r}",
     "parameters": "parameters must be a table of tables",
 }
 """How a problem with a top-level key is told (what the key's value must be)."""
@@ -244,6 +244,9 @@ def _check(data: dict[str, Any]) -> list[str]:
             problems.append(sentence)
     if isinstance(data.get("queue"), str) and (problem := queue_problem(data["queue"])):
         problems.append(problem)
+    runner = data.get("runner")
+    if isinstance(runner, str) and runner not in defaults.runner_names():
+        problems.append("runner must be " + " or ".join(map(repr, defaults.runner_names())))
     params = data.get("parameters", {})
     if not problems and params:
         problems += _parameter_schema_problems(params)

@@ -35,7 +35,7 @@ from jupyter_scriptrun.execution.live import LiveOutput
 from jupyter_scriptrun.execution.notify import Notifier
 from jupyter_scriptrun.execution.orphans import Ledger
 from jupyter_scriptrun.execution.progress import Progress
-from jupyter_scriptrun.execution.runners import RUNNERS, Runner, Spawn, WarmRunner
+from jupyter_scriptrun.execution.runners import Runner, Spawn, WarmRunner, make_runner
 from jupyter_scriptrun.models import ATTEMPT_MEASURES, ATTEMPT_STREAMS, ExecutionRecord
 from jupyter_scriptrun.queues import queue_problem
 from jupyter_scriptrun.script import PROGRESS_FD_ENV
@@ -273,7 +273,7 @@ class Executor:
         default (see ``execution/runners.py``); None for a fresh process."""
         name = script.meta.runner or self.settings.default_runner
         if name not in self._runners:
-            self._runners[name] = RUNNERS[name](self.settings)
+            self._runners[name] = make_runner(name, self.settings)
         return self._runners[name].spawner(script)
 
     def progress_of(self, execution_id: str) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from jupyter_scriptrun import defaults
 from jupyter_scriptrun.config import Settings
@@ -94,5 +94,17 @@ class WarmRunner:
 
 
 RUNNERS: dict[str, Callable[[Settings], Runner]] = {"fresh": FreshRunner, "warm": WarmRunner}
-"""Every runner by the name scripts and settings use (``defaults.RUNNERS``)."""
+"""The built-in runners by the name scripts and settings use (``defaults.RUNNERS``)."""
 assert tuple(RUNNERS) == defaults.RUNNERS, "a runner's name is missing from defaults.RUNNERS"
+
+
+def make_runner(name: str, settings: Settings) -> Runner:
+    """The runner called ``name``: a built-in one, or a plug-in's from the entry-point
+    group ``jupyter_scriptrun.runners`` (``name = module:Class``); ValueError if none."""
+    if name in RUNNERS:
+        return RUNNERS[name](settings)
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=defaults.RUNNER_GROUP, name=name):
+        return cast(Runner, entry.load()(settings))
+    raise ValueError(f"no runner named {name!r} (runners: {', '.join(defaults.runner_names())})")
