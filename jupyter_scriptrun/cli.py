@@ -166,7 +166,13 @@ def _add_run_command(sub: Any) -> None:
         help="parameters as one JSON object (merged under key=value ones)",
     )
     p.add_argument("--timeout", type=float, help="the run's time limit in seconds")
-    p.add_argument("--context", default="cli", help="page context recorded with the run")
+    p.add_argument(
+        "--page-context",
+        "--context",
+        dest="context",
+        default="cli",
+        help="page context recorded with the run",
+    )
     p.add_argument("--queue", help="Celery queue (default: the script's, else 'scriptrun')")
     p.add_argument("--no-wait", action="store_true", help="print the id and return at once")
     p.add_argument(

@@ -24,7 +24,9 @@ def _options(parser: Any, editing: bool) -> None:
     when.add_argument("--every", help="an interval: seconds, or 30s, 5m, 1h, 1d")
     when.add_argument("--at", help="once, at this time (ISO 8601, e.g. 2027-01-31T09:00)")
     default = None if editing else "UTC"
-    parser.add_argument("--tz", default=default, help="IANA time zone (default UTC)")
+    parser.add_argument(
+        "--timezone", "--tz", dest="tz", default=default, help="IANA time zone (default UTC)"
+    )
     parser.add_argument("--name", help="the schedule's name (default: script and a suffix)")
     parser.add_argument("--start", help="no tick before this time (ISO 8601)")
     parser.add_argument("--end", help="no tick after this time (ISO 8601)")

@@ -367,3 +367,20 @@ def test_a_schedule_is_edited_from_the_magic_and_a_one_off_made(ip, capsys):
     )
     for name in ("magic-edit", "magic-once"):
         ip.run_line_magic("scriptrun", f"delete {name}")
+
+
+def test_one_word_for_each_concept_with_the_old_spellings_kept(ip):
+    """``--params`` and ``--page-context`` as in Python, the CLI and REST; ``--json`` and
+    ``--context`` still work where notebooks have them."""
+    new = ip.run_line_magic(
+        "scriptrun", """example_script --params '{"message": "new"}' --page-context here"""
+    )
+    old = ip.run_line_magic(
+        "scriptrun", """example_script --json '{"message": "old"}' --context there"""
+    )
+    assert [
+        (r.record()["parameters"]["message"], r.record()["page_context"]) for r in (new, old)
+    ] == [
+        ("new", "here"),
+        ("old", "there"),
+    ]

@@ -155,8 +155,19 @@ class ScriptrunMagics(Magics):
     @argument("--no-wait", action="store_true", help="return the handle at once")
     @argument("--timeout", type=float, help="the run's time limit in seconds")
     @argument("--queue", help="the queue to run on (default: the script's, else the default)")
-    @argument("--context", help="page context recorded with the run (default: the notebook)")
-    @argument("--json", dest="params_json", metavar="PARAMS", help="parameters as one JSON object")
+    @argument(
+        "--page-context",
+        "--context",
+        dest="context",
+        help="page context recorded with the run (default: the notebook)",
+    )
+    @argument(
+        "--params",
+        "--json",
+        dest="params_json",
+        metavar="JSON",
+        help="parameters as one JSON object (--json: the older spelling)",
+    )
     @argument(
         "-o",
         "--output",
@@ -174,7 +185,9 @@ class ScriptrunMagics(Magics):
     @argument("--at", help="schedule: once, at this time (ISO 8601, e.g. 2027-01-31T09:00)")
     @argument("--start", help="schedule: no tick before this time (ISO 8601)")
     @argument("--end", help="schedule: no tick after this time (ISO 8601)")
-    @argument("--tz", help="schedule: the IANA time zone of its times (default UTC)")
+    @argument(
+        "--timezone", "--tz", dest="tz", help="schedule: the IANA time zone of its times (UTC)"
+    )
     @argument("--catchup", help="schedule: latest | none | all (default latest)")
     @argument("--overlap", help="schedule: skip | queue | allow (default skip)")
     @argument("--jitter", type=float, help="schedule: fire each tick up to this many s late")
@@ -307,7 +320,7 @@ class ScriptrunMagics(Magics):
             "notify": args.notify,
         }
         options = {k: v for k, v in given.items() if v is not None}
-        params = build_params(args.params_json, assignments, option="--json")
+        params = build_params(args.params_json, assignments, option="--params")
         if args.edit:
             schedule = self.client.get_schedule(target)
             renamed = {"name": args.cell_name} if args.cell_name else {}
@@ -337,7 +350,7 @@ class ScriptrunMagics(Magics):
     # -- running ---------------------------------------------------------------
 
     def _run(self, args: Any) -> Any:
-        params = build_params(args.params_json, args.args, option="--json")
+        params = build_params(args.params_json, args.args, option="--params")
         execution = self.client.submit(
             args.name,
             params,
@@ -350,7 +363,7 @@ class ScriptrunMagics(Magics):
     def _run_cell(self, args: Any, cell: str) -> Any:
         # The positional "name" slot holds the first key=value in cell mode.
         assignments = ([args.name] if args.name else []) + list(args.args)
-        params = build_params(args.params_json, assignments, option="--json")
+        params = build_params(args.params_json, assignments, option="--params")
         execution = self.client.submit_source(
             cell,
             params,
