@@ -20,6 +20,7 @@ from jupyter_scriptrun.exceptions import (
 )
 from jupyter_scriptrun.fleet import control, wakeups
 from jupyter_scriptrun.handle import Execution
+from jupyter_scriptrun.models import HistoryQuery
 from jupyter_scriptrun.queues import allowed_queues, parse_queues, queue_problem
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, get_store, new_execution_id
@@ -356,14 +357,16 @@ class Client:
         """The newest ``limit`` runs as a DataFrame, newest first (``limit=None``: every
         run; ValueError for a negative one).
 
-        Filters: ``script`` (name or names), ``status`` (value or values), ``since`` /
-        ``until`` (datetimes), ``page_context``, ``text`` (in the message or error type,
-        or an id prefix), ``offset``.
+        Filters (``models.HistoryQuery``): ``script`` (name or names), ``status`` (value
+        or values), ``since`` / ``until`` (datetimes), ``page_context``, ``text`` (in the
+        message or error type, or an id prefix), ``schedule_id``, ``offset``. ValueError
+        lists every problem with them (an unknown filter, a status that is none).
         """
         from jupyter_scriptrun.frames import history
         from jupyter_scriptrun.params import history_limit
 
-        return history(self.store, limit=history_limit(limit), **filters)
+        query = HistoryQuery.of(limit=history_limit(limit), **filters)
+        return history(self.store, **query.filters())
 
     def schedule(
         self, script: str, params: dict[str, Any] | None = None, **options: Any
@@ -409,13 +412,14 @@ class Client:
 
     def count_runs(self, **filters: Any) -> int:
         """How many runs the history filters match (every run without filters)."""
-        return self.store.history_count(**filters)
+        return self.store.history_count(**HistoryQuery.of(**filters).filters())
 
     def history_page(self, **options: Any) -> tuple[list[dict[str, Any]], int]:
         """One page of the history as records, and how many runs match: for table views.
         Options: ``order_by`` (a history column), ``descending``, ``limit``, ``offset``
         and the filters of :meth:`history`."""
-        return self.store.history_page(**options)
+        order = {k: options.pop(k) for k in ("order_by", "descending") if k in options}
+        return self.store.history_page(**order, **HistoryQuery.of(**options).filters())
 
     def workers(self, timeout: float = 1.0) -> list[dict[str, Any]]:
         """Online workers, by name: the ids they run (``active``) and hold (``reserved``),

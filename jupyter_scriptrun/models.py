@@ -1,6 +1,7 @@
 """The records: an execution, an attempt and a page of output as typed dicts (what the
-store returns and the client hands on, JSON already decoded), and the history's columns
-by kind. Importable without SQLAlchemy or pandas (the columnar reader's child needs it).
+store returns and the client hands on, JSON already decoded), the history's columns by
+kind, and the history's query. Importable without SQLAlchemy or pandas (the columnar
+reader's child needs it).
 
 A new column goes into the table (``store/tables.py``), a migration, and the record here;
 the history's columns are listed below when it belongs to the history.
@@ -8,6 +9,7 @@ the history's columns are listed below when it belongs to the history.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -161,3 +163,62 @@ ATTEMPT_STREAMS = (
     "stderr_truncated",
 )
 """The attempt's captured output: columns of the attempt only."""
+
+
+HISTORY_FILTERS = ("script", "status", "since", "until", "page_context", "text", "schedule_id")
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """Which runs a history holds, declared once for Python, the CLI, the magics, the
+    panel and REST: the filters (each None: any), newest first, ``limit`` runs (None:
+    every run) after skipping ``offset``. ``text`` is looked for in the message and the
+    error type, and as an id prefix; ``schedule_id`` selects one schedule's runs."""
+
+    script: tuple[str, ...] | None = None
+    status: tuple[str, ...] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    page_context: str | None = None
+    text: str | None = None
+    schedule_id: str | None = None
+    limit: int | None = None
+    offset: int = 0
+
+    @classmethod
+    def of(cls, **given: Any) -> HistoryQuery:
+        """A query from filters as people give them (a name or names, a status or
+        statuses); ValueError listing every problem (an unknown filter, a status that is
+        none, a time that is no datetime, a negative offset)."""
+        from jupyter_scriptrun.status import ALL
+
+        known = (*HISTORY_FILTERS, "limit", "offset")
+        problems = [
+            f"unknown filter {name!r} (filters: {', '.join(known)})"
+            for name in given
+            if name not in known
+        ]
+        values = {k: v for k, v in given.items() if k in known and v is not None}
+        for name in ("script", "status"):
+            if name in values:
+                value = values[name]
+                values[name] = (value,) if isinstance(value, str) else tuple(value) or None
+        for bad in sorted(set(values.get("status") or ()) - set(ALL)):
+            problems.append(f"status {bad!r} is not one of {', '.join(ALL)}")
+        for name in ("since", "until"):
+            if name in values and not isinstance(values[name], datetime):
+                problems.append(f"{name} must be a datetime, not {values[name]!r}")
+        offset = values.get("offset", 0)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            problems.append(f"offset must be a whole number of runs, not {offset!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return cls(**values)
+
+    def filters(self) -> dict[str, Any]:
+        """The filters given, as the store's reads take them (``limit``/``offset`` too)."""
+        return {
+            name: getattr(self, name)
+            for name in (*HISTORY_FILTERS, "limit", "offset")
+            if getattr(self, name) is not None and not (name == "offset" and self.offset == 0)
+        }

@@ -413,3 +413,21 @@ def test_prune_removes_old_ended_runs_in_batches_and_keeps_their_counts(store: S
     assert store.pruned() == {("old", "succeeded"): 5}
     assert store.attempts(ended[0]) == []
     assert store.prune(timedelta(days=30)) == 0 and store.pruned() == {("old", "succeeded"): 5}
+
+
+def test_a_history_query_names_every_problem_with_its_filters(settings):
+    from jupyter_scriptrun.client import Client
+
+    client = Client(settings)
+    with pytest.raises(ValueError) as caught:
+        client.history(scrip="x", status=["succeeded", "bogus"], since="yesterday", offset=-1)
+    message = str(caught.value)
+    for words in (
+        "unknown filter 'scrip' (filters: script, status",
+        "status 'bogus' is not one of",
+        "since must be a datetime",
+        "offset must be a whole number",
+    ):
+        assert words in message, (words, message)
+    assert client.history(script="example_script", status="succeeded").empty
+    assert client.count_runs(status=("queued", "running")) == 0
