@@ -26,9 +26,9 @@ from jupyter_scriptrun.status import ExecutionStatus
 if TYPE_CHECKING:
     import pandas as pd
 
-    from jupyter_scriptrun.client import Client, Execution
     from jupyter_scriptrun.contract.registry import Script
-    from jupyter_scriptrun.scheduling import Schedule
+    from jupyter_scriptrun.service.client import Client, Execution
+    from jupyter_scriptrun.service.scheduling import Schedule
 
 __all__ = [
     "ExecutionConflict",
@@ -60,10 +60,10 @@ __all__ = [
 
 def default_client() -> Client:
     """The process-wide client, configured from the environment."""
-    from jupyter_scriptrun import warmup
+    from jupyter_scriptrun.service import warmup
 
     warmup.wait()  # before importing what the background imports are importing
-    from jupyter_scriptrun.client import default_client
+    from jupyter_scriptrun.service.client import default_client
 
     return default_client()
 
@@ -159,8 +159,8 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_scriptrun``: registers the ``%scriptrun`` magics."""
-    from jupyter_scriptrun import warmup
     from jupyter_scriptrun.jupyter.magics import ScriptrunMagics
+    from jupyter_scriptrun.service import warmup
 
     ipython.register_magics(ScriptrunMagics)
     # While the user types the first command: the heavy imports, then the store opened
@@ -171,6 +171,6 @@ def load_ipython_extension(ipython: Any) -> None:
 def _resume_schedules() -> None:
     # A client of its own: the process's default is made at the first command, so that
     # settings changed after %load_ext still count (the Store it opens is shared per URL).
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
 
     Client().resume_schedules()

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from servers import PrivatePostgres, PrivateRabbitMQ, PrivateRedis, ServerMissing, free_port
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, examples_dir
 from jupyter_scriptrun.fleet.local import LocalWorker, worker_argv
+from jupyter_scriptrun.service.client import Client
 
 pytest_plugins = ["pytest_jupyter.jupyter_server", "tests.firing"]
 

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.fleet.scheduler import Scheduler
+from jupyter_scriptrun.service.client import Client
 
 
 class Clock:

@@ -10,9 +10,9 @@ import nbformat
 import pytest
 from conftest import TEST_SCRIPTS, JupyterLabProcess
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, examples_dir
 from jupyter_scriptrun.fleet.local import LocalWorker
+from jupyter_scriptrun.service.client import Client
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
@@ -206,7 +206,7 @@ def overflow(page, selector: str) -> dict:
 def test_the_dashboard_renders_updates_and_fits_in_jupyterlab(dashboard_lab, tmp_path: Path):
     from playwright.sync_api import expect, sync_playwright
 
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
 
     lab, settings = dashboard_lab
     client = Client(settings)

@@ -11,8 +11,8 @@ import time
 
 from conftest import celery_cli, settings_env, wait_until
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 

@@ -13,9 +13,9 @@ import psutil
 import pytest
 from conftest import celery_cli, settings_env, stop_process, wait_until
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.exceptions import InvalidParameters
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 

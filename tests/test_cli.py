@@ -278,8 +278,8 @@ def test_the_history_limit_means_one_thing_with_one_default(cli):
     number, the same in Python, the CLI, the magics and REST; a negative one is refused."""
     from jupyter_scriptrun import defaults
     from jupyter_scriptrun.cli import build_parser
-    from jupyter_scriptrun.client import Client
     from jupyter_scriptrun.jupyter.magics import ScriptrunMagics
+    from jupyter_scriptrun.service.client import Client
 
     for _ in range(3):
         assert cli("run", "example_script").returncode == 0

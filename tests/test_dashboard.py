@@ -10,10 +10,10 @@ import time
 import pytest
 from ipywidgets.widgets.widget import _instances  # every live widget
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.jupyter.dashboard import Dashboard
 from jupyter_scriptrun.jupyter.panel import Panel
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 

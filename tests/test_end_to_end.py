@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from conftest import pid_alive
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.exceptions import (
     ExecutionConflict,
@@ -22,6 +21,7 @@ from jupyter_scriptrun.exceptions import (
     WorkerUnavailable,
 )
 from jupyter_scriptrun.models import HISTORY_COLUMNS
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 
@@ -231,7 +231,7 @@ def test_the_exports_read_back_whole_with_no_float_noise(client: Client):
     import pandas as pd
 
     from jupyter_scriptrun.exceptions import InvalidParameters
-    from jupyter_scriptrun.frames import history_csv, history_json
+    from jupyter_scriptrun.service.frames import history_csv, history_json
 
     for _ in range(3):
         client.run("example_script", {"multiplier": 3, "message": "big"}).wait(60)

@@ -82,7 +82,7 @@ SCRIPTS = {
 
 CLIENT_PRELUDE = """
 import json, time
-from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.service.client import Client
 c = Client()
 def out(value):
     print(json.dumps(value, default=str))

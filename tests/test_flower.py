@@ -11,8 +11,8 @@ import urllib.request
 import pytest
 from conftest import free_port, settings_env, stop_process, wait_until
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 

@@ -14,9 +14,9 @@ import pytest
 from conftest import wait_until
 from servers import free_port
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.fleet.celery_app import TASK_NAME
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 GOOD_BODY = [["0" * 32, 1], {}, {"callbacks": None, "errbacks": None, "chain": None}]

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import insert
 
-from jupyter_scriptrun.frames import _arrow_frame, history, history_frame
+from jupyter_scriptrun.service.frames import _arrow_frame, history, history_frame
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, columnar, new_execution_id
 from jupyter_scriptrun.store.tables import executions

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 
 from jupyter_scriptrun.bench.table import fill
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.jupyter.history_table import HistoryTable, ago, row_html
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import utcnow
 

@@ -26,9 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "params",
         "display",
         "script",
-        "cron",
-        "timetable",
-        "schedule_spec",
+        "schedules",
     ),
     ("config",),
     # what a script is and how it talks
@@ -49,19 +47,11 @@ LAYERS: list[tuple[str, ...]] = [
     # Celery: the broker, the task, the worker, the embedded default
     ("fleet",),
     # what front ends call
-    (
-        "frames",
-        "handle",
-        "unreachable",
-        "client",
-        "scheduling",
-        "warmup",
-        "health",
-        "metrics",
-        "fleetview",
-    ),
+    ("service",),
+    # watching the fleet (through the service)
+    ("observe",),
     # front ends, the package's facade and the benchmark
-    ("cli", "cli_schedules", "cli_history", "terminal", "top", "jupyter", "bench", "worker"),
+    ("cli", "jupyter", "bench", "worker"),
     ("__init__", "__main__"),
 ]
 
@@ -150,7 +140,7 @@ def test_front_ends_reach_the_back_end_only_through_the_client():
     assert not reaching, "\n".join(reaching)
 
 
-FRONT_ENDS = ("cli", "cli_schedules", "cli_history", "terminal", "top", "jupyter")
+FRONT_ENDS = ("cli", "jupyter")
 
 
 def front_end_files() -> list[Path]:
@@ -182,6 +172,21 @@ def test_only_the_control_module_speaks_on_celerys_control_channel():
         and re.search(r"\.control\.(inspect|broadcast|revoke)\(", p.read_text())
     ]
     assert not speaking, speaking
+
+
+ROOT_MODULES_AT_MOST = 15
+
+
+def test_the_root_holds_the_facade_and_the_vocabulary_only():
+    """Below the root the folders are the layers; the root keeps the public names (the
+    facade, ``worker`` for ``celery -A``, ``script`` for scripts) and the vocabulary."""
+    root = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(root) <= ROOT_MODULES_AT_MOST, root
+    assert all(
+        layer_of(module_name(PACKAGE / name)) <= 1
+        for name in root
+        if name not in ("__init__.py", "__main__.py", "worker.py")
+    ), root
 
 
 def test_there_is_no_import_cycle():

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.exceptions import ExecutionConflict, InvalidParameters, ScriptNotFound
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 

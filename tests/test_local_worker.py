@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.fleet.local import LocalWorker, local_fingerprint
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 

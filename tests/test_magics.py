@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from jupyter_scriptrun.client import Client, Execution
 from jupyter_scriptrun.jupyter.magics import ScriptrunMagics
+from jupyter_scriptrun.service.client import Client, Execution
 from jupyter_scriptrun.status import ExecutionStatus
 
 

@@ -13,10 +13,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from jupyter_scriptrun import metrics as fleet_metrics
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
-from jupyter_scriptrun.metrics import FleetMetrics
+from jupyter_scriptrun.observe import metrics as fleet_metrics
+from jupyter_scriptrun.observe.metrics import FleetMetrics
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, new_execution_id
 

@@ -18,9 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from aiosmtpd.controller import Controller
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.exceptions import InvalidParameters, InvalidSchedule
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 

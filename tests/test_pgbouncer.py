@@ -13,8 +13,8 @@ import pytest
 from servers import PrivatePgBouncer, ServerMissing
 from sqlalchemy import create_engine, text
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store.engine import HEAD_REVISION
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.exceptions import ConfigurationError
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 PLUGIN = textwrap.dedent(

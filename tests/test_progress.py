@@ -17,10 +17,10 @@ import time
 import pytest
 from conftest import TEST_SCRIPTS
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.execution.live import LiveOutput
 from jupyter_scriptrun.execution.progress import MIN_GAP_S, Progress, parse
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 # -- the line format -------------------------------------------------------------------

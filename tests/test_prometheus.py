@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from servers import PrivatePrometheus, ServerMissing, free_port
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 

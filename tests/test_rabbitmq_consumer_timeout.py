@@ -19,8 +19,8 @@ import pytest
 from conftest import wait_until
 from servers import PrivateRabbitMQ, ServerMissing
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]

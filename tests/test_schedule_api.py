@@ -9,8 +9,8 @@ import json
 import pytest
 from test_server import conforms, error_of
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.service.client import Client
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from datetime import timedelta
 import psutil
 import pytest
 
-from jupyter_scriptrun.client import Client
-from jupyter_scriptrun.cron import CronLine
 from jupyter_scriptrun.fleet.scheduler import Scheduler
+from jupyter_scriptrun.schedules.cron import CronLine
+from jupyter_scriptrun.service.client import Client
 from tests.conftest import settings_env
 from tests.firing import runs_of
 
@@ -192,7 +192,7 @@ STALLING = textwrap.dedent(
     """
     import os, signal, sys
     from sqlalchemy import event
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
     from jupyter_scriptrun.config import Settings
     from jupyter_scriptrun.fleet.scheduler import Scheduler
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import JupyterLabProcess, settings_env, stop_process
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.fleet.scheduler import ON_TIME_S
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 pytestmark = pytest.mark.slow
@@ -164,7 +164,7 @@ def load_the_magics(settings: Settings, root: Path) -> None:
     code = (
         "from IPython.core.interactiveshell import InteractiveShell\n"
         "InteractiveShell.instance().run_line_magic('load_ext', 'jupyter_scriptrun')\n"
-        "from jupyter_scriptrun import warmup; warmup.wait()\n"
+        "from jupyter_scriptrun.service import warmup; warmup.wait()\n"
     )
     subprocess.run([sys.executable, "-c", code], env=settings_env(settings), check=True, cwd=root)
 

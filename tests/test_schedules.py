@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
-from jupyter_scriptrun.cron import CronLine
 from jupyter_scriptrun.exceptions import InvalidSchedule
 from jupyter_scriptrun.fleet.scheduler import Scheduler
-from jupyter_scriptrun.timetable import Timetable, parse_every
+from jupyter_scriptrun.schedules.cron import CronLine
+from jupyter_scriptrun.schedules.timetable import Timetable, parse_every
+from jupyter_scriptrun.service.client import Client
 from tests.firing import Clock, runs_of
 
 BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
@@ -406,7 +406,7 @@ def test_the_facade_keeps_schedule_and_schedules_after_the_module_loads():
     """``sr.schedules()`` is a function: no submodule of that name may shadow it once
     imported (a stranger's first try found one)."""
     import jupyter_scriptrun as sr
-    import jupyter_scriptrun.scheduling  # what sr.schedule imports
+    import jupyter_scriptrun.service.scheduling  # what sr.schedule imports
 
     assert callable(sr.schedules) and callable(sr.schedule)
     assert sr.schedules.__module__ == "jupyter_scriptrun"

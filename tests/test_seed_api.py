@@ -11,8 +11,8 @@ import shlex
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.service.client import Client
 
 # The seed's commands (its test guide, "API测试"), with only the host and the token
 # changed: HOST and TOKEN are filled in; the seed's GETs had no token, which a Jupyter

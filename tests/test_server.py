@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.service.client import Client
 
 
 @pytest.fixture

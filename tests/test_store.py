@@ -307,7 +307,7 @@ def test_live_output_is_read_incrementally_per_attempt(store: Store):
 
 
 def test_history_columns_make_the_typed_frame_on_both_databases(store: Store):
-    from jupyter_scriptrun.frames import history_frame
+    from jupyter_scriptrun.service.frames import history_frame
 
     for _ in range(3):
         create(store, script="alpha")
@@ -416,7 +416,7 @@ def test_prune_removes_old_ended_runs_in_batches_and_keeps_their_counts(store: S
 
 
 def test_a_history_query_names_every_problem_with_its_filters(settings):
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
 
     client = Client(settings)
     with pytest.raises(ValueError) as caught:

@@ -10,10 +10,10 @@ import subprocess
 import sys
 import time
 
-from jupyter_scriptrun.client import Client
+from jupyter_scriptrun.cli.top import render
 from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
-from jupyter_scriptrun.top import render
 
 
 def scriptrun(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -80,7 +80,7 @@ def test_a_window_with_more_runs_than_it_reads_says_so_and_keeps_the_newest(
 ):
     from test_metrics import ended
 
-    from jupyter_scriptrun import fleetview
+    from jupyter_scriptrun.observe import fleetview
 
     client = Client(settings)
     for script in ("old", "new", "new"):

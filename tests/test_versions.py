@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.contract.registry import file_hash
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store.tables import script_versions
 

@@ -13,10 +13,10 @@ import uuid
 import pytest
 
 from jupyter_scriptrun import defaults
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.fleet import wakeups
 from jupyter_scriptrun.fleet.local import LocalWorker
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 pytestmark = pytest.mark.skipif(

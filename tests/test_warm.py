@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from conftest import TEST_SCRIPTS, pid_alive
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, examples_dir
 from jupyter_scriptrun.contract import protocol
 from jupyter_scriptrun.defaults import ENV_ALLOW
 from jupyter_scriptrun.execution import runner
 from jupyter_scriptrun.execution.warm import WarmParent
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 

@@ -73,7 +73,7 @@ def check_broker(url: str) -> None:
     from kombu import Connection
     from kombu.utils.url import maybe_sanitize_url
 
-    from jupyter_scriptrun.unreachable import broker_reason
+    from jupyter_scriptrun.service.unreachable import broker_reason
 
     try:
         with Connection(url, connect_timeout=3) as conn:

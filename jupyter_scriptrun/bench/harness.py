@@ -37,11 +37,11 @@ from jupyter_scriptrun.bench.measure import (
     tree_rss_mb,
 )
 from jupyter_scriptrun.bench.report import report
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, examples_dir
 from jupyter_scriptrun.contract.protocol import script_env
 from jupyter_scriptrun.exceptions import ScriptrunError
 from jupyter_scriptrun.fleet.local import LocalWorker, worker_argv
+from jupyter_scriptrun.service.client import Client
 
 PANDAS_SCRIPT = """import json
 import pandas as pd
@@ -538,7 +538,7 @@ def metrics_scrapes(client: Client, store: Any, new_runs: int = 1500) -> dict[st
     part only: the broker's is read in the background."""
     from sqlalchemy import insert
 
-    from jupyter_scriptrun.metrics import FleetMetrics
+    from jupyter_scriptrun.observe.metrics import FleetMetrics
     from jupyter_scriptrun.store import utcnow
     from jupyter_scriptrun.store.tables import executions
 

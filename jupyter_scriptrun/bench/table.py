@@ -79,9 +79,9 @@ def timed(action: Callable[[], Any], repeat: int = 5) -> float:
 
 def measure(rows: int, folder: Path) -> dict[str, Any]:
     """The figures for one history size."""
-    from jupyter_scriptrun.client import Client
     from jupyter_scriptrun.config import Settings
     from jupyter_scriptrun.jupyter.history_table import HistoryTable
+    from jupyter_scriptrun.service.client import Client
 
     client = Client(Settings(data_dir=folder / "data", queue="bench-table"))
     fill(client, rows)

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from jupyter_scriptrun import fleetview
 from jupyter_scriptrun.display import (
     BORDER,
     COLOURS,
@@ -32,10 +31,11 @@ from jupyter_scriptrun.display import (
     human_seconds,
     progress_html,
 )
-from jupyter_scriptrun.fleetview import WINDOWS, Snapshot, snapshot
+from jupyter_scriptrun.observe import fleetview
+from jupyter_scriptrun.observe.fleetview import WINDOWS, Snapshot, snapshot
 
 if TYPE_CHECKING:
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import List, TraitType, Unicode
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings, declared
+from jupyter_scriptrun.service.client import Client
 
 
 def _resume_schedules(client: Client, server_log: logging.Logger) -> None:
@@ -63,7 +63,7 @@ class ScriptrunExtension(ExtensionApp):
 
     def initialize_settings(self) -> None:
         """Build the one client the handlers share, and the fleet's metrics."""
-        from jupyter_scriptrun.metrics import FleetMetrics
+        from jupyter_scriptrun.observe.metrics import FleetMetrics
 
         client = Client(self.scriptrun_settings())
         self.settings["scriptrun_client"] = client

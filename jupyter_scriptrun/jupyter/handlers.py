@@ -267,7 +267,7 @@ class ExecutionsHandler(BaseHandler):
             "offset": offset,
         }
         frame = await self.call(self.client.history, **filters)
-        from jupyter_scriptrun.frames import history_csv, history_json
+        from jupyter_scriptrun.service.frames import history_csv, history_json
 
         if fmt == "csv":
             # APIHandler.finish sets its own Content-Type unless told which.

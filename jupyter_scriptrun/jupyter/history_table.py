@@ -28,11 +28,11 @@ from jupyter_scriptrun.display import (
     status_html,
 )
 from jupyter_scriptrun.exceptions import ScriptrunError
-from jupyter_scriptrun.handle import LiveTail
+from jupyter_scriptrun.service.handle import LiveTail
 from jupyter_scriptrun.status import ExecutionStatus
 
 if TYPE_CHECKING:
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from IPython.display import display
 from jupyter_scriptrun import defaults
 from jupyter_scriptrun.display import LIVE_TAIL_CHARS, live_html, summary_line
 from jupyter_scriptrun.exceptions import ScriptrunError
-from jupyter_scriptrun.handle import Execution
 from jupyter_scriptrun.params import build_params, limit_argument
+from jupyter_scriptrun.service.handle import Execution
 from jupyter_scriptrun.status import ALL
 
 if TYPE_CHECKING:
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
 
 SUBCOMMANDS = (
     "list",
@@ -133,7 +133,7 @@ class ScriptrunMagics(Magics):
     def client(self) -> Any:
         """The client the magics use (the process-wide one unless given)."""
         if self._client is None:
-            from jupyter_scriptrun.client import default_client
+            from jupyter_scriptrun.service.client import default_client
 
             self._client = default_client()
         return self._client
@@ -250,7 +250,7 @@ class ScriptrunMagics(Magics):
             print(f"scriptrun: {exc}", file=sys.stderr)
             return None
         except Exception as exc:
-            from jupyter_scriptrun.unreachable import unreachable_message
+            from jupyter_scriptrun.service.unreachable import unreachable_message
 
             if (message := unreachable_message(exc, self.client.settings)) is None:
                 raise

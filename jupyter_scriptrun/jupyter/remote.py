@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 
 from jupyter_scriptrun.exceptions import ScriptrunError
-from jupyter_scriptrun.frames import history_frame
 from jupyter_scriptrun.models import HISTORY_COLUMNS
+from jupyter_scriptrun.service.frames import history_frame
 
 
 def remote_history(server: str, token: str | None = None, **filters: Any) -> pd.DataFrame:

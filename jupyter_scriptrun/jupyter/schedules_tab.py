@@ -15,11 +15,11 @@ import ipywidgets as w
 
 from jupyter_scriptrun.display import COLOURS, ERROR, MARKS, MUTED, human_seconds
 from jupyter_scriptrun.exceptions import ScriptrunError
-from jupyter_scriptrun.scheduling import every_schedule, spec
-from jupyter_scriptrun.timetable import zone
+from jupyter_scriptrun.schedules.timetable import zone
+from jupyter_scriptrun.service.scheduling import every_schedule, spec
 
 if TYPE_CHECKING:
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
 
 RECENT_RUNS = 10
 STATE_MARKS = {"active": MARKS["running"], "paused": "‖", "ended": "✓"}

@@ -10,9 +10,9 @@ import pytest
 from servers import PrivateRedis
 from test_foreign_messages import GOOD_BODY, POISON_HEADERS, kombu_publish
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.exceptions import WorkerUnavailable
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import FINAL, ExecutionStatus
 
 

@@ -9,8 +9,8 @@ import time
 import pytest
 from servers import PrivatePostgres
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 

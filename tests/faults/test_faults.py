@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import pid_alive
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 
 

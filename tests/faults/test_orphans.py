@@ -17,9 +17,9 @@ import psutil
 import pytest
 from conftest import pid_alive
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.execution.orphans import Ledger
+from jupyter_scriptrun.service.client import Client
 
 
 @pytest.fixture

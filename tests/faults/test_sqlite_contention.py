@@ -7,8 +7,8 @@ import multiprocessing
 
 import redis as redis_client
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.service.client import Client
 
 
 def _submit_many(settings: Settings, n: int) -> list[str]:

@@ -19,12 +19,12 @@ from jupyter_scriptrun.exceptions import (
     WorkerUnavailable,
 )
 from jupyter_scriptrun.fleet import control, wakeups
-from jupyter_scriptrun.handle import Execution
 from jupyter_scriptrun.models import HistoryQuery
 from jupyter_scriptrun.queues import allowed_queues, parse_queues, queue_problem
+from jupyter_scriptrun.service.handle import Execution
+from jupyter_scriptrun.service.unreachable import broker_reason, store_problem
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, get_store, new_execution_id
-from jupyter_scriptrun.unreachable import broker_reason, store_problem
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from celery import Celery
 
-    from jupyter_scriptrun.scheduling import Schedule
+    from jupyter_scriptrun.service.scheduling import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -362,8 +362,8 @@ class Client:
         message or error type, or an id prefix), ``schedule_id``, ``offset``. ValueError
         lists every problem with them (an unknown filter, a status that is none).
         """
-        from jupyter_scriptrun.frames import history
         from jupyter_scriptrun.params import history_limit
+        from jupyter_scriptrun.service.frames import history
 
         query = HistoryQuery.of(limit=history_limit(limit), **filters)
         return history(self.store, **query.filters())
@@ -373,21 +373,21 @@ class Client:
     ) -> Schedule:
         """Run ``script`` on ``cron`` (5 fields) or ``every`` (seconds, "30s", "5m", "1h"),
         exactly once per tick while any worker lives. Options and their defaults: see
-        :func:`jupyter_scriptrun.scheduling.create`. Raises InvalidSchedule listing every
+        :func:`jupyter_scriptrun.service.scheduling.create`. Raises InvalidSchedule listing every
         problem (timing, zone, policies, parameters)."""
-        from jupyter_scriptrun.scheduling import create
+        from jupyter_scriptrun.service.scheduling import create
 
         return create(self, script, params, **options)
 
     def schedules(self) -> pd.DataFrame:
         """Every schedule as a DataFrame (see ``schedules.LIST_COLUMNS``)."""
-        from jupyter_scriptrun.scheduling import listing
+        from jupyter_scriptrun.service.scheduling import listing
 
         return listing(self)
 
     def get_schedule(self, key: str) -> Schedule:
         """A schedule by id or name (ScheduleNotFound when none)."""
-        from jupyter_scriptrun.scheduling import Schedule
+        from jupyter_scriptrun.service.scheduling import Schedule
 
         return Schedule(self, self.store.get_schedule(key))
 
@@ -551,7 +551,7 @@ _default_lock = threading.Lock()
 def default_client() -> Client:
     """The process-wide client, configured from the environment (made on first use)."""
     global _default
-    from jupyter_scriptrun import warmup
+    from jupyter_scriptrun.service import warmup
 
     warmup.wait()
     with _default_lock:

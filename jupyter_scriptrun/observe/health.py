@@ -7,9 +7,9 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
-from jupyter_scriptrun.client import Client
 from jupyter_scriptrun.fleet import control
-from jupyter_scriptrun.unreachable import broker_reason, store_problem
+from jupyter_scriptrun.service.client import Client
+from jupyter_scriptrun.service.unreachable import broker_reason, store_problem
 
 
 @dataclass

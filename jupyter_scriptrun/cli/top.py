@@ -9,12 +9,12 @@ import time
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, TextIO
 
-from jupyter_scriptrun import fleetview
 from jupyter_scriptrun.display import human_bytes, human_seconds
+from jupyter_scriptrun.observe import fleetview
 
 if TYPE_CHECKING:
-    from jupyter_scriptrun.client import Client
-    from jupyter_scriptrun.fleetview import Snapshot
+    from jupyter_scriptrun.observe.fleetview import Snapshot
+    from jupyter_scriptrun.service.client import Client
 
 CLEAR = "\x1b[H\x1b[2J"
 
@@ -118,7 +118,7 @@ def run_top(
     out: TextIO = sys.stdout,
 ) -> None:
     """Draw the fleet every ``interval_s`` until interrupted (``once``: one plain frame)."""
-    from jupyter_scriptrun.fleetview import snapshot
+    from jupyter_scriptrun.observe.fleetview import snapshot
 
     while True:
         width = shutil.get_terminal_size((100, 40)).columns

@@ -32,7 +32,7 @@ from jupyter_scriptrun.store.aggregates import ENDED
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
 
 log = logging.getLogger(__name__)
 

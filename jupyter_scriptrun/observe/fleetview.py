@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_scriptrun.store import utcnow
 
 if TYPE_CHECKING:
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
 
 log = logging.getLogger(__name__)
 

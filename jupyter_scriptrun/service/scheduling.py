@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun.contract.request import RunRequest
 from jupyter_scriptrun.exceptions import InvalidParameters, InvalidSchedule, ScriptrunError
-from jupyter_scriptrun.schedule_spec import CATCHUP, OVERLAP, ScheduleSpec, first_fire, table_of
+from jupyter_scriptrun.schedules.spec import CATCHUP, OVERLAP, ScheduleSpec, first_fire, table_of
+from jupyter_scriptrun.schedules.timetable import Timetable
 from jupyter_scriptrun.store.schedules import ACTIVE_STATE, ENDED_STATE, PAUSED_STATE
-from jupyter_scriptrun.timetable import Timetable
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
 
 __all__ = ["CATCHUP", "OVERLAP", "Schedule", "create", "listing", "spec"]
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")

@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from jupyter_scriptrun.cli_history import add_history_command, history_command
-from jupyter_scriptrun.cli_schedules import add_schedule_command, schedule_command
+from jupyter_scriptrun.cli.history import add_history_command, history_command
+from jupyter_scriptrun.cli.schedules import add_schedule_command, schedule_command
+from jupyter_scriptrun.cli.terminal import follow, print_logs, wait_showing_progress
 from jupyter_scriptrun.exceptions import (
     ExecutionConflict,
     ExecutionTimeout,
@@ -22,10 +23,9 @@ from jupyter_scriptrun.exceptions import (
     WorkerUnavailable,
 )
 from jupyter_scriptrun.params import build_params, parse_assignments
-from jupyter_scriptrun.terminal import follow, print_logs, wait_showing_progress
 
 if TYPE_CHECKING:
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
 
 __all__ = ["build_params", "main", "parse_assignments"]
 
@@ -259,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except Exception as exc:
-        from jupyter_scriptrun.unreachable import unreachable_message
+        from jupyter_scriptrun.service.unreachable import unreachable_message
 
         if (message := unreachable_message(exc)) is None:
             raise
@@ -268,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _client() -> Client:
-    from jupyter_scriptrun.client import default_client
+    from jupyter_scriptrun.service.client import default_client
 
     return default_client()
 
@@ -447,7 +447,7 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _workers(args: argparse.Namespace) -> int:
-    from jupyter_scriptrun.top import worker_lines
+    from jupyter_scriptrun.cli.top import worker_lines
 
     workers = _client().workers(timeout=args.timeout)
     if args.json:
@@ -458,7 +458,7 @@ def _workers(args: argparse.Namespace) -> int:
 
 
 def _top(args: argparse.Namespace) -> int:
-    from jupyter_scriptrun.top import run_top
+    from jupyter_scriptrun.cli.top import run_top
 
     window = args.window.total_seconds() if isinstance(args.window, timedelta) else 3600.0
     run_top(_client(), window_s=window, interval_s=max(args.interval, 0.2), once=args.once)
@@ -485,7 +485,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
-    from jupyter_scriptrun.health import check
+    from jupyter_scriptrun.observe.health import check
 
     health = check(_client(), queue=args.queue, this_host=args.this_host, timeout=args.timeout)
     if args.json:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_scriptrun.params import build_params
 
 if TYPE_CHECKING:
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
 
 ACTIONS = ("add", "edit", "run", "list", "pause", "resume", "delete", "next")
 OUTCOMES = ("succeeded", "failed", "timed_out", "lost", "cancelled")

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     import pandas as pd
 
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
 
 
 @dataclass
@@ -179,7 +179,7 @@ class Execution:
 
     def frame(self) -> pd.DataFrame | None:
         """``data`` as a DataFrame when it is tabular, else None."""
-        from jupyter_scriptrun.frames import data_frame
+        from jupyter_scriptrun.service.frames import data_frame
 
         return data_frame(self.data)
 

@@ -12,7 +12,7 @@ from jupyter_scriptrun.params import limit_argument
 from jupyter_scriptrun.status import ALL
 
 if TYPE_CHECKING:
-    from jupyter_scriptrun.client import Client
+    from jupyter_scriptrun.service.client import Client
 
 
 def add_history_command(sub: Any) -> None:
@@ -41,7 +41,7 @@ def history_command(args: argparse.Namespace, client: Client) -> int:
     frame = client.history(
         script=args.script, status=args.status, since=args.since, limit=args.limit
     )
-    from jupyter_scriptrun.frames import history_csv, history_json
+    from jupyter_scriptrun.service.frames import history_csv, history_json
 
     if args.format == "csv":
         sys.stdout.write(history_csv(frame))

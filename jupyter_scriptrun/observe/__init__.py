@@ -1,0 +1,1 @@
+"""Watching the fleet: its Prometheus metrics, the fleet at a glance, and health checks."""
