@@ -130,7 +130,8 @@ HISTORY_COLUMNS = (
     "error_type",
     "message",
 )
-"""The history DataFrame's columns, in order (a contract: see DESIGN.md)."""
+"""The history DataFrame's columns, in order: a contract (README, "Records"); new ones
+are added at the end."""
 
 TIME_COLUMNS = ("queued_at", "started_at", "finished_at")
 """The history's timestamp columns (timezone-aware UTC in the frame)."""

@@ -373,3 +373,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         in_faults = "faults" in item.nodeid.split("/")
         if used & SLOW_FIXTURES or module in SLOW_MODULES or in_faults:
             item.add_marker("slow")
+
+
+def queued_run(store: Any, script: str = "s", *, id: str | None = None, **columns: Any) -> str:
+    """A queued run written straight to the store (no submit, no broker message): for the
+    tests of the store and of what reads it. ``columns``: any of ``Store.create``'s."""
+    from jupyter_scriptrun.store import new_execution_id
+
+    execution_id = id or new_execution_id()
+    values = {
+        "script_id": None,
+        "parameters": {},
+        "page_context": "test",
+        "queue": "q",
+        "timeout_s": None,
+        "content_hash": None,
+        **columns,
+    }
+    store.create(id=execution_id, script=script, **values)
+    return execution_id
+
+
+def scriptrun_cli(
+    settings: Settings, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """The ``scriptrun`` command as a user types it, on ``settings``, 160 columns wide."""
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_scriptrun", *args],
+        env=settings_env(settings, COLUMNS="160"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -5,25 +5,13 @@ Redis, real workers, the CLIs as an operator types them)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
-from conftest import celery_cli, settings_env, wait_until
+from conftest import celery_cli, scriptrun_cli, wait_until
 
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
-
-
-def scriptrun(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jupyter_scriptrun", *args],
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_cancel_queued_drops_runs_that_no_worker_then_runs(redis_settings: Settings, start_worker):
@@ -32,7 +20,7 @@ def test_cancel_queued_drops_runs_that_no_worker_then_runs(redis_settings: Setti
     slow = [client.submit("slow_script", {"seconds": 1}) for _ in range(3)]
     examples = [client.submit("example_script") for _ in range(2)]
 
-    out = scriptrun(settings, "cancel", "--queued", "--script", "slow_script")
+    out = scriptrun_cli(settings, "cancel", "--queued", "--script", "slow_script")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("cancelled 3 queued runs")
     for run in slow:
@@ -67,7 +55,7 @@ def test_cancel_queued_by_queue_and_in_python(redis_settings: Settings):
 
 def test_cancel_needs_an_id_or_queued_not_both(redis_settings: Settings):
     for args in ((), ("abc", "--queued"), ("--script", "x")):
-        out = scriptrun(redis_settings, "cancel", *args)
+        out = scriptrun_cli(redis_settings, "cancel", *args)
         assert out.returncode == 2 and "cancel takes a run's id, or --queued" in out.stderr
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import celery_cli, settings_env, stop_process, wait_until
+from conftest import celery_cli, queued_run, settings_env, stop_process, wait_until
 
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.exceptions import InvalidParameters
@@ -303,16 +303,7 @@ def test_a_run_recorded_with_an_unsafe_queue_is_never_sent_there(
     worker = start_worker(settings)
     client = Client(settings)
     execution_id = new_execution_id()
-    client.store.create(
-        id=execution_id,
-        script="example_script",
-        script_id=None,
-        parameters={},
-        page_context="test",
-        queue="unacked",
-        timeout_s=10,
-        content_hash=None,
-    )
+    queued_run(client.store, "example_script", id=execution_id, queue="unacked", timeout_s=10)
     run = client.get(execution_id)
     assert run.wait(30).status is ExecutionStatus.FAILED
     assert run.record()["error_type"] == "InvalidQueue"

@@ -19,6 +19,7 @@ from jupyter_scriptrun.service.frames import _arrow_frame, history, history_fram
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, columnar, new_execution_id
 from jupyter_scriptrun.store.tables import executions
+from tests.conftest import queued_run
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 ROWS = 3000
@@ -162,17 +163,7 @@ def test_reading_fast_loses_nothing_this_process_writes(tmp_path: Path):
 
     def add() -> str:
         eid = new_execution_id()
-        store.create(
-            id=eid,
-            script="s",
-            script_id=sid,
-            parameters={},
-            page_context="t",
-            queue="q",
-            timeout_s=None,
-            content_hash=None,
-        )
-        return eid
+        return queued_run(store, "s", id=eid, script_id=sid, page_context="t")
 
     written = [add()]
     store.claim(written[0], 1, "w")  # a connection of this process holds the database open

@@ -15,6 +15,7 @@ from jupyter_scriptrun.contract.registry import Registry
 from jupyter_scriptrun.execution.executor import Executor
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, new_execution_id
+from tests.conftest import queued_run
 
 
 class StalledStore(Store):
@@ -45,17 +46,7 @@ class TakenOverStore(Store):
 
 def start(store: Store, settings: Settings, params: dict, timeout: float | None = None) -> str:
     eid = new_execution_id()
-    store.create(
-        id=eid,
-        script="slow_script",
-        script_id=None,
-        parameters=params,
-        page_context="test",
-        queue="q",
-        timeout_s=timeout,
-        content_hash=None,
-    )
-    return eid
+    return queued_run(store, "slow_script", id=eid, parameters=params, timeout_s=timeout)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from jupyter_scriptrun.observe.metrics import FleetMetrics
 from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, new_execution_id
+from tests.conftest import queued_run
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -71,14 +72,11 @@ def ended(
     """A run that ended after ``tries`` attempts, the way a worker records one (an ad-hoc
     one with ``source``)."""
     eid = new_execution_id()
-    store.create(
+    queued_run(
+        store,
+        script,
         id=eid,
-        script=script,
         script_id=store.ensure_script(script, "sha256:x"),
-        parameters={},
-        page_context="test",
-        queue="q",
-        timeout_s=None,
         content_hash="sha256:x",
         source=source,
         language="python" if source else None,

@@ -16,6 +16,7 @@ from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import HEAD_REVISION, Store, get_store, new_execution_id
 from jupyter_scriptrun.store.engine import MIGRATIONS
 from jupyter_scriptrun.store.tables import metadata
+from tests.conftest import queued_run
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -31,19 +32,15 @@ def store(request, tmp_path: Path) -> Store:
 
 
 def create(store: Store, script: str = "s", **extra: object) -> str:
-    eid = new_execution_id()
-    store.create(
-        id=eid,
-        script=script,
+    return queued_run(
+        store,
+        script,
         script_id=store.ensure_script(script, "sha256:x"),
         parameters={"a": 1},
-        page_context="test",
-        queue="q",
         timeout_s=10.0,
         content_hash="sha256:x",
         **extra,
     )
-    return eid
 
 
 def test_head_revision_is_the_newest_migration():

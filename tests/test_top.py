@@ -4,29 +4,14 @@ operator sees over SSH."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 
 from jupyter_scriptrun.cli.top import render
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
-
-
-def scriptrun(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCRIPTRUN_")}
-    env.update(settings.to_env())
-    env["COLUMNS"] = "160"
-    return subprocess.run(
-        [sys.executable, "-m", "jupyter_scriptrun", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.conftest import scriptrun_cli
 
 
 def test_workers_and_top_show_the_fleet_with_its_runs(redis_settings: Settings, start_worker):
@@ -41,7 +26,7 @@ def test_workers_and_top_show_the_fleet_with_its_runs(redis_settings: Settings, 
         assert time.monotonic() < deadline
         time.sleep(0.1)
     try:
-        listing = json.loads(scriptrun(redis_settings, "workers", "--json").stdout)
+        listing = json.loads(scriptrun_cli(redis_settings, "workers", "--json").stdout)
         assert len(listing) == 2
         assert sorted(w["slots"] for w in listing) == [2, 3]
         assert all(w["queues"] == [redis_settings.queue] for w in listing)
@@ -51,14 +36,14 @@ def test_workers_and_top_show_the_fleet_with_its_runs(redis_settings: Settings, 
         assert all(r["script"] == "slow_script" and r["elapsed_s"] >= 0 for r in running.values())
         assert {w["pid"] for w in listing} == {first.pid, second.pid}
 
-        text = scriptrun(redis_settings, "workers").stdout
+        text = scriptrun_cli(redis_settings, "workers").stdout
         assert text.splitlines()[0].split() == ["WORKER", "QUEUES", "BUSY", "WAITING", "RSS", "UP"]
         assert (
             sum(line.strip().startswith(run.id[:8]) for line in text.splitlines() for run in slow)
             == 2
         )
 
-        top = scriptrun(redis_settings, "top", "--once", "--window", "15m")
+        top = scriptrun_cli(redis_settings, "top", "--once", "--window", "15m")
         assert top.returncode == 0, top.stderr
         screen = top.stdout
         assert "\x1b[" not in screen  # --once is plain text, for logs and pipes

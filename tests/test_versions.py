@@ -14,6 +14,7 @@ from jupyter_scriptrun.contract.registry import file_hash
 from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store.tables import script_versions
+from tests.conftest import queued_run
 
 VERSION = 'import json\nprint(json.dumps({{"status": "success", "data": {{"version": {n}}}}}))\n'
 
@@ -90,16 +91,7 @@ def test_the_reaper_reads_a_lost_runs_retry_policy_from_its_submitted_version(
     ids = {}
     for name, content_hash in (("kept", version), ("unknown", "sha256:nowhere")):
         ids[name] = new_execution_id()
-        store.create(
-            id=ids[name],
-            script="versioned",
-            script_id=None,
-            parameters={},
-            page_context="test",
-            queue="q",
-            timeout_s=None,
-            content_hash=content_hash,
-        )
+        queued_run(store, "versioned", id=ids[name], content_hash=content_hash)
         store.claim(ids[name], 1, "dead-worker")
     time.sleep(0.05)
     lost = settings.with_(scripts_path=(here,), heartbeat_s=0.01, lost_after_s=0.02)

@@ -380,7 +380,7 @@ class Client:
         return create(self, script, params, **options)
 
     def schedules(self) -> pd.DataFrame:
-        """Every schedule as a DataFrame (see ``schedules.LIST_COLUMNS``)."""
+        """Every schedule as a DataFrame (see ``scheduling.LIST_COLUMNS``)."""
         from jupyter_scriptrun.service.scheduling import listing
 
         return listing(self)

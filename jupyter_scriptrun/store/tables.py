@@ -124,7 +124,7 @@ executions = Table(
     Index(None, "idempotency_key", unique=True),
 )
 # The history's order (newest first, ties by id) straight from an index: reading a million
-# runs in that order costs no sort, and slices of it are cut on queued_at (store.py).
+# runs in that order costs no sort, and slices of it are cut on queued_at (history.py).
 Index("ix_executions_newest_first", executions.c.queued_at.desc(), executions.c.id)
 # The metrics read the runs that ended since their last scrape (store/aggregates.py).
 Index("ix_executions_finished_at", executions.c.finished_at)
