@@ -41,6 +41,7 @@ from jupyter_scriptrun.execution.lease import request_stop
 from jupyter_scriptrun.fleet import control, redis_broker
 from jupyter_scriptrun.fleet.celery_app import TASK_NAME, make_app, shadow_name
 from jupyter_scriptrun.fleet.embedded import WAKE_LISTENER
+from jupyter_scriptrun.fleet.housekeeping import Duty, Housekeeping
 from jupyter_scriptrun.fleet.tasks import EXECUTION_ID_RE, define_tasks
 from jupyter_scriptrun.fleet.worker_metrics import WorkerMetrics
 
@@ -220,21 +221,14 @@ PRUNE_EVERY_S = 86_400.0
 
 
 def _forget_ticks() -> None:
-    try:
-        executor.store.forget_ticks()
-    except Exception:
-        log.exception("forgetting old schedule ticks failed (will try tomorrow)")
+    executor.store.forget_ticks()
 
 
-def _prune(days: float) -> None:
+def _prune() -> None:
     from datetime import timedelta
 
-    try:
-        removed = executor.store.prune(timedelta(days=days))
-    except Exception:
-        log.exception("removing runs older than %g days failed (will try tomorrow)", days)
-        return
-    if removed:
+    days = settings.retain_days
+    if days and (removed := executor.store.prune(timedelta(days=days))):
         log.info("removed %d run(s) that ended more than %g days ago", removed, days)
 
 
@@ -242,60 +236,56 @@ def _fire_schedules(scheduler: Any) -> float:
     """Fire what is due; the seconds until the soonest schedule is due next (at most 1:
     another worker's new or edited schedule is seen within a second; 1 when one is still
     due, held for its previous run or held by another worker)."""
-    try:
-        scheduler.fire_due()
-        soonest = executor.store.seconds_to_next_fire()
-    except Exception:
-        log.exception("firing due schedules failed (will try again)")
-        return 1.0
+    scheduler.fire_due()
+    soonest = executor.store.seconds_to_next_fire()
     return 1.0 if soonest is None or soonest <= 0 else min(1.0, soonest + 0.002)
 
 
-def _housekeeping(idle_exit_s: float | None, scheduler: Any = None) -> None:
-    from celery.worker import state
+class _IdleExit:
+    """The embedded default's local worker exits after ``idle_s`` with nothing to do (no
+    run held, no schedule active)."""
 
-    idle_since = time.monotonic()
-    next_reap = 0.0
-    next_prune = time.monotonic() + PRUNE_FIRST_AFTER_S
-    wait_s = 1.0
-    while not _stop.is_set():
-        try:
-            # Woken when a schedule is due, not on a 1 s poll: a tick is judged within
-            # milliseconds of its time, so a 1 s interval fires every tick on its own.
-            revoked = _to_cancel.get(timeout=min(wait_s, settings.reap_every_s))
-        except queue.Empty:
-            revoked = None
-        if revoked is not None:
-            try:
-                _cancel_revoked(revoked)
-            except Exception:
-                log.exception("cancelling runs revoked through Celery failed")
+    def __init__(self, idle_s: float) -> None:
+        self.idle_s = idle_s
+        self.since = time.monotonic()
+
+    def __call__(self) -> None:
+        from celery.worker import state
+
         now = time.monotonic()
-        if scheduler is not None:  # on every worker (see scheduler.py)
-            wait_s = _fire_schedules(scheduler)
-        if now >= next_reap:
-            next_reap = now + settings.reap_every_s
-            try:
-                executor.sweep_orphans()  # first: a crashed worker's leftovers on this host
-            except Exception:
-                log.exception("sweeping orphaned script processes failed (will try again)")
-            try:
-                _reap()
-            except Exception:
-                log.exception("reaping lost runs failed (will try again)")
-        if now >= next_prune:
-            next_prune = now + PRUNE_EVERY_S
-            _forget_ticks()
-            if settings.retain_days:
-                _prune(settings.retain_days)
-        if idle_exit_s is None:
-            continue
         if state.active_requests or state.reserved_requests or _has_schedules():
-            idle_since = now
-        elif now - idle_since >= idle_exit_s:
-            log.info("idle for %.0f s: local worker exiting", idle_exit_s)
+            self.since = now
+        elif now - self.since >= self.idle_s:
+            log.info("idle for %.0f s: local worker exiting", self.idle_s)
+            _stop.set()
             os.kill(os.getpid(), signal.SIGTERM)
-            return
+
+
+def _duties(idle_exit_s: float | None, scheduler: Any) -> list[Duty]:
+    """What a worker's housekeeping does, each on its own timer."""
+    duties = [
+        # Woken when a schedule is due, not on a 1 s poll: a tick is judged within
+        # milliseconds of its time, so a 1 s interval fires every tick on its own.
+        Duty("firing due schedules", 1.0, lambda: _fire_schedules(scheduler)),
+        # First the sweep: a crashed worker's leftovers on this host, then lost runs.
+        Duty("sweeping orphaned script processes", settings.reap_every_s, _sweep),
+        Duty("reaping lost runs", settings.reap_every_s, _reap),
+        Duty("forgetting old schedule ticks", PRUNE_EVERY_S, _forget_ticks, PRUNE_FIRST_AFTER_S),
+        Duty("removing old runs", PRUNE_EVERY_S, _prune, PRUNE_FIRST_AFTER_S),
+    ]
+    if scheduler is None:
+        duties.pop(0)
+    if idle_exit_s is not None:
+        duties.append(Duty("checking for idleness", 1.0, _IdleExit(idle_exit_s)))
+    return duties
+
+
+def _sweep() -> None:
+    executor.sweep_orphans()
+
+
+def _housekeeping(idle_exit_s: float | None, scheduler: Any = None) -> None:
+    Housekeeping(_duties(idle_exit_s, scheduler), _stop, _to_cancel, _cancel_revoked).run()
 
 
 @worker_process_init.connect
