@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "params",
         "display",
         "script",
-        "schedules",
+        "timing",
     ),
     ("config",),
     # what a script is and how it talks
@@ -187,6 +187,17 @@ def test_the_root_holds_the_facade_and_the_vocabulary_only():
         for name in root
         if name not in ("__init__.py", "__main__.py", "worker.py")
     ), root
+
+
+def test_no_module_shadows_a_name_of_the_facade():
+    """Importing ``jupyter_scriptrun.x`` sets the package's attribute ``x``: a module or
+    folder named like a facade function (``sr.schedules``) would replace it."""
+    import jupyter_scriptrun
+
+    modules = {p.stem for p in PACKAGE.glob("*.py")} | {
+        p.name for p in PACKAGE.iterdir() if p.is_dir()
+    }
+    assert not modules & set(jupyter_scriptrun.__all__), modules & set(jupyter_scriptrun.__all__)
 
 
 def test_there_is_no_import_cycle():

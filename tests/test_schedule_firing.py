@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from jupyter_scriptrun.fleet.scheduler import Scheduler
-from jupyter_scriptrun.schedules.cron import CronLine
 from jupyter_scriptrun.service.client import Client
+from jupyter_scriptrun.timing.cron import CronLine
 from tests.conftest import settings_env
 from tests.firing import runs_of
 

@@ -17,9 +17,9 @@ import pytest
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.exceptions import InvalidSchedule
 from jupyter_scriptrun.fleet.scheduler import Scheduler
-from jupyter_scriptrun.schedules.cron import CronLine
-from jupyter_scriptrun.schedules.timetable import Timetable, parse_every
 from jupyter_scriptrun.service.client import Client
+from jupyter_scriptrun.timing.cron import CronLine
+from jupyter_scriptrun.timing.timetable import Timetable, parse_every
 from tests.firing import Clock, runs_of
 
 BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")

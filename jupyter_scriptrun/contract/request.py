@@ -15,7 +15,7 @@ from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.contract.protocol import encode_parameters
 from jupyter_scriptrun.contract.registry import Script
 from jupyter_scriptrun.exceptions import InvalidParameters
-from jupyter_scriptrun.schedules.spec import notify_problems
+from jupyter_scriptrun.timing.spec import notify_problems
 
 PAGE_CONTEXT_CHARS = 1024
 QueueCheck = Callable[[str, str | None], str | None]

@@ -10,9 +10,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from jupyter_scriptrun.schedules.spec import DEFAULT_NOTIFY_ON
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, utcnow
+from jupyter_scriptrun.timing.spec import DEFAULT_NOTIFY_ON
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.contract.registry import Registry, keep_version
 from jupyter_scriptrun.contract.request import RunRequest
 from jupyter_scriptrun.exceptions import ScriptrunError
-from jupyter_scriptrun.schedules.spec import ON_TIME_S, table_of
-from jupyter_scriptrun.schedules.timetable import EPSILON, Timetable
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, new_execution_id
+from jupyter_scriptrun.timing.spec import ON_TIME_S, table_of
+from jupyter_scriptrun.timing.timetable import EPSILON, Timetable
 
 log = logging.getLogger(__name__)
 

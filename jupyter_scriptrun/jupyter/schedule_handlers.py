@@ -12,8 +12,8 @@ from jupyter_scriptrun.exceptions import InvalidRequest
 from jupyter_scriptrun.jupyter import openapi
 from jupyter_scriptrun.jupyter.handlers import PREFIX, BaseHandler, mapped_errors
 from jupyter_scriptrun.jupyter.openapi_schedules import SCHEDULE_BODY, SCHEDULE_PATCH
-from jupyter_scriptrun.schedules.spec import ScheduleSpec
 from jupyter_scriptrun.service.scheduling import every_schedule
+from jupyter_scriptrun.timing.spec import ScheduleSpec
 
 NEXT_RUNS = 5
 CHECKED_BY_SCHEDULING = (*(n for n in ScheduleSpec.names() if n != "queue"), "name")

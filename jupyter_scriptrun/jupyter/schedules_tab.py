@@ -15,8 +15,8 @@ import ipywidgets as w
 
 from jupyter_scriptrun.display import COLOURS, ERROR, MARKS, MUTED, human_seconds
 from jupyter_scriptrun.exceptions import ScriptrunError
-from jupyter_scriptrun.schedules.timetable import zone
 from jupyter_scriptrun.service.scheduling import every_schedule, spec
+from jupyter_scriptrun.timing.timetable import zone
 
 if TYPE_CHECKING:
     from jupyter_scriptrun.service.client import Client

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun.contract.request import RunRequest
 from jupyter_scriptrun.exceptions import InvalidParameters, InvalidSchedule, ScriptrunError
-from jupyter_scriptrun.schedules.spec import CATCHUP, OVERLAP, ScheduleSpec, first_fire, table_of
-from jupyter_scriptrun.schedules.timetable import Timetable
 from jupyter_scriptrun.store.schedules import ACTIVE_STATE, ENDED_STATE, PAUSED_STATE
+from jupyter_scriptrun.timing.spec import CATCHUP, OVERLAP, ScheduleSpec, first_fire, table_of
+from jupyter_scriptrun.timing.timetable import Timetable
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, DateTime, Engine, create_engine, event, func
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from tenacity import (
@@ -24,6 +24,8 @@ from tenacity import (
     stop_after_delay,
     wait_exponential,
 )
+
+from jupyter_scriptrun.store import dialects
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,17 +106,12 @@ def aware(value: datetime) -> datetime:
 
 def dialect_insert(conn: Connection, table: Any) -> Any:
     """The dialect's INSERT (for ``on_conflict_do_nothing``)."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table)
+    return dialects.insert(conn.dialect.name, table)
 
 
 def make_engine(url: str) -> Engine:
     """An engine with the settings each backend needs for many concurrent workers."""
+    dialects.check(make_url(url).get_backend_name())
     if url.startswith("sqlite"):
         database = url.split(":///", 1)[1] if ":///" in url else ""
         if database and database != ":memory:":
@@ -263,8 +260,8 @@ class Database:
         host's leases then run on one clock, and a worker whose own clock is off can
         neither look silent nor outlive its lease. PostgreSQL's ``now()`` (an SQL
         expression, no round trip); SQLite lives on one host, whose clock it is."""
-        if conn.dialect.name == "postgresql":
-            return func.now(type_=DateTime(timezone=True))
+        if dialects.has_server_clock(conn.dialect.name):
+            return dialects.server_now()
         return utcnow()
 
     def dispose(self) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import DateTime, String, Text, bindparam, func, or_, select, type_coerce
+from sqlalchemy import Text, bindparam, func, or_, select, type_coerce
 
 from jupyter_scriptrun.exceptions import ExecutionNotFound
 from jupyter_scriptrun.models import (
@@ -19,6 +19,7 @@ from jupyter_scriptrun.models import (
     OutputPage,
 )
 from jupyter_scriptrun.status import ExecutionStatus
+from jupyter_scriptrun.store import dialects
 from jupyter_scriptrun.store.engine import Database, aware, retrying
 from jupyter_scriptrun.store.tables import attempts, executions, output_chunks, script_versions
 
@@ -148,7 +149,7 @@ class HistoryReads(Database):
             # Timestamps as the driver gives them (text on SQLite, datetimes on PostgreSQL)
             # and parameters as their JSON text: a vectorized parse in pandas beats a
             # Python conversion per value by far.
-            plain = String() if self.engine.dialect.name == "sqlite" else DateTime(timezone=True)
+            plain = dialects.raw_time_type(self.engine.dialect.name)
             cols = [
                 type_coerce(c, plain).label(c.name)
                 if c.name in TIME_COLUMNS
@@ -247,11 +248,7 @@ class HistoryReads(Database):
         """The dialect to write a slice's SQL with values inlined. For PostgreSQL, not the
         engine's psycopg one: its ``%s`` parameter style doubles every ``%`` in inlined
         text, which another client (ADBC's driver) would then take literally."""
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql.base import PGDialect
-
-            return PGDialect(paramstyle="named")
-        return self.engine.dialect
+        return dialects.literal_dialect(self.engine.dialect)
 
     @retrying
     def history_columns(self, **filters: Any) -> dict[str, list[Any]]:

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound
 from jupyter_scriptrun.models import ExecutionRecord
 from jupyter_scriptrun.status import PENDING, ExecutionStatus
+from jupyter_scriptrun.store import dialects
 from jupyter_scriptrun.store.engine import Database, dialect_insert, retrying, utcnow
 from jupyter_scriptrun.store.tables import (
     attempts,
@@ -570,8 +571,7 @@ def _register(conn: Connection, hashes: dict[str, str | None]) -> dict[str, int]
     transaction; every registered name's id. Ids are chosen here, not by the database's
     sequence, so that the seed's ids can be kept; PostgreSQL's writers take turns by an
     advisory lock (SQLite's write transaction already holds the database)."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(734912)")
+    dialects.take_turns(conn, 734912)
     known = {r.name: int(r.id) for r in conn.execute(select(scripts.c.name, scripts.c.id))}
     used = set(known.values())
     next_id = max(used | set(SEED_IDS.values())) + 1

@@ -17,14 +17,11 @@ from sqlalchemy import delete, func, or_, select, text, update
 
 from jupyter_scriptrun.exceptions import ScheduleNotFound
 from jupyter_scriptrun.status import FINAL, ExecutionStatus
+from jupyter_scriptrun.store import dialects
 from jupyter_scriptrun.store.engine import Database, dialect_insert, retrying, utcnow
 from jupyter_scriptrun.store.tables import UTCDateTime, executions, schedule_ticks, schedules
 
 ACTIVE_STATE, PAUSED_STATE, ENDED_STATE = "active", "paused", "ended"
-STALL_TIMEOUT = "2s"
-"""On PostgreSQL, a firing transaction left idle this long (its worker stopped, frozen or
-cut off inside it) is ended by the server, which frees the schedule for the other workers
-and rolls its tick back (the worker, back, finds the tick fired and writes nothing)."""
 KEEP_TICKS = timedelta(days=7)
 """Ticks handled are kept this long (``Schedule.ticks()``); then forgotten, daily."""
 
@@ -34,7 +31,7 @@ class Schedules(Database):
 
     def db_now(self) -> datetime:
         """Now on the database's clock (PostgreSQL's; SQLite lives on this host)."""
-        if self.engine.dialect.name != "postgresql":
+        if not dialects.has_server_clock(self.engine.dialect.name):
             return utcnow()
         with self.engine.connect() as conn:
             now: datetime = conn.execute(text("SELECT now()")).scalar_one()
@@ -150,9 +147,10 @@ class Schedules(Database):
         ``at``, else now on the database's clock, read in the same query (every worker
         asks about once a second). The instant is None when nothing is due."""
         active = schedules.c.state == ACTIVE_STATE
-        now = at if at is not None or self.engine.dialect.name == "postgresql" else utcnow()
+        server = dialects.has_server_clock(self.engine.dialect.name)
+        now = at if at is not None or server else utcnow()
         if now is None:
-            clock = func.now(type_=UTCDateTime)
+            clock = dialects.server_now(UTCDateTime)
             query = select(schedules, clock.label("db_now")).where(
                 active, schedules.c.next_fire_at <= func.now()
             )
@@ -167,8 +165,8 @@ class Schedules(Database):
     def seconds_to_next_fire(self) -> float | None:
         """Seconds until the soonest active schedule is due, on the database's clock (so
         a worker can wake right then); None when no schedule is active."""
-        postgres = self.engine.dialect.name == "postgresql"
-        now = func.now(type_=UTCDateTime) if postgres else None
+        server = dialects.has_server_clock(self.engine.dialect.name)
+        now = dialects.server_now(UTCDateTime) if server else None
         columns = [func.min(schedules.c.next_fire_at).label("soonest")]
         if now is not None:
             columns.append(now.label("db_now"))
@@ -328,10 +326,10 @@ def _take(conn: Any, id: str) -> Any:
     """Lock a schedule's row for this transaction and read its newest tick handled; None
     when it is gone or another worker holds it. On PostgreSQL a held row is skipped, not
     waited for (``SKIP LOCKED``), so a stalled worker blocks no other, and a transaction
-    left idle is ended by the server (``STALL_TIMEOUT``); SQLite has one writer at a time
+    left idle is ended by the server (``dialects.STALL_TIMEOUT``: the worker, back, finds
+    the tick fired and writes nothing); SQLite has one writer at a time
     anyway (``BEGIN IMMEDIATE``)."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SET LOCAL idle_in_transaction_session_timeout = '{STALL_TIMEOUT}'")
+    dialects.guard_stall(conn)
     query = (
         select(schedules.c.last_tick_at)
         .where(schedules.c.id == id)

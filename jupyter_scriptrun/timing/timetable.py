@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache, cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from jupyter_scriptrun.schedules.cron import CronLine
+from jupyter_scriptrun.timing.cron import CronLine
 
 EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
 UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}

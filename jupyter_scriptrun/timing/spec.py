@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from jupyter_scriptrun.schedules.timetable import Timetable, check_cron, parse_every, problems, zone
+from jupyter_scriptrun.timing.timetable import Timetable, check_cron, parse_every, problems, zone
 
 CATCHUP = ("latest", "none", "all")
 OVERLAP = ("skip", "queue", "allow")
