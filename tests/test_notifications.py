@@ -22,6 +22,7 @@ from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.exceptions import InvalidParameters, InvalidSchedule
 from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
+from tests.conftest import scriptrun_cli
 
 
 class Mailbox:
@@ -164,3 +165,22 @@ def test_bad_notification_settings_are_refused_naming_each(settings: Settings):
     assert len(problems) == 2, problems
     assert "'not a url' is not an apprise URL" in problems[0]
     assert "notify_on: 'rain' is not one of succeeded, failed" in problems[1]
+
+
+def test_the_command_line_asks_for_notifications_too(
+    redis_settings: Settings, start_worker, webhook
+):
+    start_worker(redis_settings)
+    hook_url, posts = webhook
+    failed = scriptrun_cli(redis_settings, "run", "failing_script", "--notify", hook_url)
+    assert failed.returncode == 1, failed.stderr
+    deadline = time.monotonic() + 30
+    while not posts:
+        assert time.monotonic() < deadline, "nothing was posted"
+        time.sleep(0.1)
+    assert posts[0]["title"] == "scriptrun: failing_script failed"
+    bad = scriptrun_cli(
+        redis_settings, "run", "example_script", "--notify", "nope", "--notify-on", "rain"
+    )
+    assert bad.returncode == 2 and "'nope' is not an apprise URL" in bad.stderr, bad.stderr
+    assert "notify_on: 'rain'" in bad.stderr

@@ -174,6 +174,15 @@ def _add_run_command(sub: Any) -> None:
         help="page context recorded with the run",
     )
     p.add_argument("--queue", help="Celery queue (default: the script's, else 'scriptrun')")
+    p.add_argument(
+        "--notify", action="append", metavar="URL", help="an apprise URL to tell (repeatable)"
+    )
+    p.add_argument(
+        "--notify-on",
+        metavar="OUTCOMES",
+        help="comma-separated: succeeded, failed, timed_out, lost, cancelled "
+        "(default failed,timed_out,lost)",
+    )
     p.add_argument("--no-wait", action="store_true", help="print the id and return at once")
     p.add_argument(
         "--follow", "-f", action="store_true", help="print the script's output as it comes"
@@ -277,7 +286,13 @@ def _run(args: argparse.Namespace) -> int:
     params = build_params(args.params_json, args.params, option="--params")
     client = _client()
     execution = client.submit(
-        args.name, params, page_context=args.context, timeout=args.timeout, queue=args.queue
+        args.name,
+        params,
+        page_context=args.context,
+        timeout=args.timeout,
+        queue=args.queue,
+        notify=args.notify,
+        notify_on=args.notify_on.split(",") if args.notify_on else None,
     )
     if args.no_wait:
         print(execution.id)
