@@ -252,7 +252,15 @@ def test_the_schedules_tab_edits_runs_now_and_makes_one_off_schedules(form_panel
     assert client.get_schedule("tab-edit").row["cron"] is None
     tab.when.value = "30 7 * * *"
     panel.fields["message"].widget.value = "edited"
+    tab.notify.value = "nope"
     tab.create_button.click()
+    assert "&#x27;nope&#x27; is not an apprise URL" in tab.problems.value
+    tab.notify.value = "json://127.0.0.1:9/hook, mailto://ops@example.org"
+    tab.create_button.click()
+    assert client.get_schedule("tab-edit").row["notify"] == [
+        "json://127.0.0.1:9/hook",
+        "mailto://ops@example.org",
+    ]
     row = client.get_schedule("tab-edit").row
     assert (row["cron"], row["every_s"], row["parameters"]["message"]) == (
         "30 7 * * *",

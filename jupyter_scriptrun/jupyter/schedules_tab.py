@@ -91,6 +91,12 @@ class SchedulesTab:
             style=LABEL,
             layout=w.Layout(**ROW),
         )
+        self.notify = w.Text(
+            description="notify",
+            placeholder="apprise URLs, comma-separated (told when a run fails)",
+            style=LABEL,
+            layout=w.Layout(**ROW),
+        )
         self.create_button = w.Button(description="Create schedule", icon="clock-o")
         self.cancel_edit = w.Button(description="Cancel edit", layout=w.Layout(display="none"))
         self.editing: str | None = None
@@ -109,6 +115,7 @@ class SchedulesTab:
             self.name,
             self.catchup,
             self.overlap,
+            self.notify,
             w.HBox([self.create_button, self.cancel_edit], layout=w.Layout(flex_flow="row wrap")),
             self.problems,
         ]
@@ -180,6 +187,7 @@ class SchedulesTab:
             self.when.value = row["cron"] or spec(row).removeprefix("every ").split(" ")[0]
         self.timezone.value, self.name.value = row["timezone"], row["name"]
         self.catchup.value, self.overlap.value = row["catchup"], row["overlap"]
+        self.notify.value = ", ".join(row["notify"] or [])
         self.create_button.description = f"Save {row['name']}"
         self.cancel_edit.layout.display = None
         self.problems.value = (
@@ -192,7 +200,7 @@ class SchedulesTab:
         self.create_button.description = "Create schedule"
         self.cancel_edit.layout.display = "none"
         self.problems.value = ""
-        self.name.value = ""
+        self.name.value = self.notify.value = ""
 
     def run_now(self) -> Any:
         """One run of the selected schedule now, outside its timetable."""
@@ -242,6 +250,7 @@ class SchedulesTab:
             "timezone": self.timezone.value,
             "catchup": self.catchup.value,
             "overlap": self.overlap.value,
+            "notify": [u.strip() for u in self.notify.value.split(",") if u.strip()] or None,
         }
         name = self.name.value.strip() or None
         try:
