@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jupyter_scriptrun.exceptions import ExecutionFailed, ExecutionTimeout
 from jupyter_scriptrun.fleet import control
@@ -19,7 +19,21 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     import pandas as pd
 
-    from jupyter_scriptrun.service.client import Client
+    from jupyter_scriptrun.store import Store
+
+
+class RunBackend(Protocol):
+    """What a run's handle needs (the Client is one): the store that records runs, the
+    Celery app whose control channel reaches workers, and a way to wait for a run's end
+    (notices, a laptop's local worker). The handle knows nothing else of the client."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def app(self) -> Any: ...
+
+    def wait_for(self, execution_id: str, timeout: float | None = None) -> ExecutionStatus: ...
 
 
 @dataclass
@@ -64,7 +78,7 @@ class Execution:
     """The handle of one execution: its id, live status, and (once ended) its results."""
 
     def __init__(
-        self, client: Client, execution_id: str, created: ExecutionRecord | None = None
+        self, client: RunBackend, execution_id: str, created: ExecutionRecord | None = None
     ) -> None:
         self.client = client
         self.id = execution_id
