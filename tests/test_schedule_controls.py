@@ -137,3 +137,28 @@ def test_jitter_delays_each_tick_the_same_on_every_worker(fleet):
     assert a.fire_due() + b.fire_due() == 1
     with pytest.raises(InvalidSchedule, match="shorter than the interval"):
         client.schedule("example_script", every=60, jitter=60)
+
+
+def test_every_front_end_names_exactly_the_options_of_the_spec():
+    """The options are declared once (ScheduleSpec); the REST body, the CLI and the magics
+    each give all of them, in the spec's words, and no other."""
+    from argparse import Namespace
+
+    from jupyter_scriptrun.cli.schedules import _given
+    from jupyter_scriptrun.jupyter.magics import schedule_options
+    from jupyter_scriptrun.jupyter.openapi_schedules import OPTIONS
+    from jupyter_scriptrun.timing.spec import ScheduleSpec
+
+    spec = set(ScheduleSpec.names())
+    assert set(OPTIONS) == spec | {"name", "parameters"}
+    everything = Namespace(
+        **{
+            name: "x"
+            for name in (
+                *("cron", "every", "at", "start", "end", "tz", "catchup", "overlap", "queue"),
+                *("timeout", "jitter", "misfire_grace", "notify", "notify_on"),
+            )
+        }
+    )
+    assert set(_given(everything)) == spec
+    assert set(schedule_options(everything)) == spec

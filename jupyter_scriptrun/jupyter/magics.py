@@ -192,6 +192,8 @@ class ScriptrunMagics(Magics):
     @argument("--overlap", help="schedule: skip | queue | allow (default skip)")
     @argument("--jitter", type=float, help="schedule: fire each tick up to this many s late")
     @argument("--notify", action="append", help="schedule: an apprise URL to tell (repeatable)")
+    @argument("--notify-on", help="schedule: comma-separated outcomes (failed,timed_out,lost)")
+    @argument("--misfire-grace", type=float, help="schedule: a tick this many s late is on time")
     @argument(
         "--edit",
         action="store_true",
@@ -305,21 +307,7 @@ class ScriptrunMagics(Magics):
         if not args.args:
             raise ValueError('usage: %scriptrun schedule SCRIPT key=value … --cron "0 7 * * *"')
         target, *assignments = args.args
-        given = {
-            "cron": args.cron,
-            "every": args.every,
-            "at": args.at,
-            "start": args.start,
-            "end": args.end,
-            "timezone": args.tz,
-            "catchup": args.catchup,
-            "overlap": args.overlap,
-            "queue": args.queue,
-            "timeout": args.timeout,
-            "jitter": args.jitter,
-            "notify": args.notify,
-        }
-        options = {k: v for k, v in given.items() if v is not None}
+        options = schedule_options(args)
         params = build_params(args.params_json, assignments, option="--params")
         if args.edit:
             schedule = self.client.get_schedule(target)
@@ -435,3 +423,24 @@ def _next_words(schedule: Any) -> str:
     """``next: <time>``, or why there is none."""
     upcoming = schedule.next_runs(1) if schedule.row["state"] == "active" else []
     return f"next: {upcoming[0].isoformat()}" if upcoming else schedule.row["state"]
+
+
+def schedule_options(args: Any) -> dict[str, Any]:
+    """The schedule options a ``%scriptrun schedule`` line gives, in ScheduleSpec's words."""
+    given = {
+        "cron": args.cron,
+        "every": args.every,
+        "at": args.at,
+        "start": args.start,
+        "end": args.end,
+        "timezone": args.tz,
+        "catchup": args.catchup,
+        "overlap": args.overlap,
+        "queue": args.queue,
+        "timeout": args.timeout,
+        "jitter": args.jitter,
+        "misfire_grace": args.misfire_grace,
+        "notify": args.notify,
+        "notify_on": args.notify_on.split(",") if args.notify_on else None,
+    }
+    return {k: v for k, v in given.items() if v is not None}
