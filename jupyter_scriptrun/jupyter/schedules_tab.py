@@ -93,7 +93,7 @@ class SchedulesTab:
         )
         self.notify = w.Text(
             description="notify",
-            placeholder="apprise URLs, comma-separated (told when a run fails)",
+            placeholder="apprise URLs, comma-separated",
             style=LABEL,
             layout=w.Layout(**ROW),
         )
