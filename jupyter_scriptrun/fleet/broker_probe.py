@@ -1,4 +1,5 @@
-"""What the broker still holds: whether a run's message is queued, and who consumes a queue.
+"""What the broker still holds: whether a run's message is queued, who consumes a queue, and
+how many messages wait; an adapter per transport (Redis, RabbitMQ, the embedded folder).
 
 The reaper asks before sending a queued run's message again, so that a message is sent
 again only when it is really gone (a broker restarted without persistence), and a queue
@@ -12,7 +13,7 @@ import logging
 import os
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from jupyter_scriptrun.fleet import control
 
@@ -33,8 +34,72 @@ class Probe:
     """Workers consuming the queue; None: the broker cannot tell."""
 
 
+class Queues(Protocol):
+    """One transport's view of its queues (an adapter per broker: Redis, RabbitMQ, the
+    embedded folder); a new broker is one more class and its entry in ``TRANSPORTS``."""
+
+    def probe(
+        self, channel: Any, queue: str, ids: Collection[str], consumed: set[str] | None
+    ) -> Probe:
+        """Which of ``ids`` have no message any more, and who consumes ``queue``."""
+        ...
+
+    def depth(self, channel: Any, queue: str) -> int:
+        """Messages waiting in ``queue`` (0 for a queue the broker does not have)."""
+        ...
+
+
+class RedisQueues:
+    """kombu's Redis transport: a list per queue and priority, and an unacked hash."""
+
+    def probe(
+        self, channel: Any, queue: str, ids: Collection[str], consumed: set[str] | None
+    ) -> Probe:
+        present = _redis_ids(channel, queue)
+        consumers = None if consumed is None else int(queue in consumed)
+        return Probe(None if present is None else frozenset(set(ids) - present), consumers)
+
+    def depth(self, channel: Any, queue: str) -> int:
+        return int(channel._size(queue))
+
+
+class FolderQueues(RedisQueues):
+    """The embedded broker: a message file per message in one folder."""
+
+    def probe(
+        self, channel: Any, queue: str, ids: Collection[str], consumed: set[str] | None
+    ) -> Probe:
+        consumers = None if consumed is None else int(queue in consumed)
+        return Probe(frozenset(set(ids) - _folder_ids(channel, queue)), consumers)
+
+
+class AmqpQueues:
+    """RabbitMQ: it counts a queue's messages and consumers, and names no message."""
+
+    def probe(
+        self, channel: Any, queue: str, ids: Collection[str], consumed: set[str] | None
+    ) -> Probe:
+        return _amqp_probe(channel, queue, ids)
+
+    def depth(self, channel: Any, queue: str) -> int:
+        try:
+            return int(channel.queue_declare(queue=queue, passive=True)[1])
+        except Exception as exc:
+            if "NOT_FOUND" not in str(exc) and "404" not in str(exc):
+                raise
+            return 0
+
+
+TRANSPORTS: dict[str, Queues] = {
+    "redis": RedisQueues(),
+    "amqp": AmqpQueues(),
+    "filesystem": FolderQueues(),
+}
+"""The adapters by kombu's ``driver_type``; another transport is probed as unknown."""
+
+
 class BrokerProbe:
-    """Looks into the broker of a Celery app (Redis, RabbitMQ, the embedded one)."""
+    """Looks into the broker of a Celery app, through its transport's adapter."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -47,38 +112,21 @@ class BrokerProbe:
         """
         with self.app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1)
-            transport = conn.transport.driver_type
-            channel = conn.default_channel
-            if transport == "redis":
-                present = _redis_ids(channel, queue)
-                consumers = None if consumed is None else int(queue in consumed)
-            elif transport == "amqp":
-                return _amqp_probe(channel, queue, ids)
-            elif transport == "filesystem":
-                present = _folder_ids(channel, queue)
-                consumers = None if consumed is None else int(queue in consumed)
-            else:
+            queues = TRANSPORTS.get(conn.transport.driver_type)
+            if queues is None:
                 return Probe(None, None)
-        missing = None if present is None else frozenset(set(ids) - present)
-        return Probe(missing, consumers)
+            return queues.probe(conn.default_channel, queue, ids, consumed)
 
     def depths(self, queues: Collection[str]) -> dict[str, int]:
         """Messages waiting in each queue (a queue the broker does not have holds 0)."""
         found: dict[str, int] = {}
         with self.app.connection_for_read() as conn:
             conn.ensure_connection(max_retries=1)
+            adapter = TRANSPORTS.get(conn.transport.driver_type, RedisQueues())
             for queue in queues:
                 channel = conn.channel()  # RabbitMQ closes a channel on NOT_FOUND
                 try:
-                    if conn.transport.driver_type == "amqp":
-                        try:
-                            found[queue] = channel.queue_declare(queue=queue, passive=True)[1]
-                        except Exception as exc:
-                            if "NOT_FOUND" not in str(exc) and "404" not in str(exc):
-                                raise
-                            found[queue] = 0
-                    else:  # kombu's virtual transports: Redis, the embedded folder
-                        found[queue] = int(channel._size(queue))
+                    found[queue] = adapter.depth(channel, queue)
                 finally:
                     try:
                         channel.close()
