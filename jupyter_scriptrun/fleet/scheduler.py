@@ -193,8 +193,9 @@ class Scheduler:
             next_fire_at=self.next_fire(table, schedule, tick),
             worker=self.worker,
             missed=missed,
+            exclusive=schedule["overlap"] != "allow",
         ):
-            return 0  # another worker fired it
+            return 0  # another worker fired it, or a run since
         try:
             self.send(run["id"], run["queue"], run["script"])
         except Exception as exc:  # recorded and queued: the reaper sends it again

@@ -205,12 +205,14 @@ class Schedules(Database):
         missed: int = 0,
         reason: str | None = None,
         error: str | None = None,
+        exclusive: bool = False,
     ) -> bool:
         """Handle one tick, exactly once: with ``run`` (an execution's columns), insert
         the tick and its queued run; without, record the tick as skipped for ``reason``
         (and ``error``, when the schedule cannot run, for its listing).
         Either way the schedule moves on to ``next_fire_at`` (None: it has ended). False
-        when another worker had handled this tick, or holds the schedule right now."""
+        when another worker had handled this tick, or holds the schedule right now, or
+        (``exclusive``: no overlap allowed) fired a run since ``schedule`` was read."""
         now = utcnow()
         tick = {
             "schedule_id": schedule["id"],
@@ -227,6 +229,10 @@ class Schedules(Database):
             if handled is None or (handled[0] is not None and handled[0] >= tick_at):
                 # Deleted, or already past this tick: a worker that stalled with an old row
                 # does not fire a tick whose row has since been forgotten.
+                return False
+            if exclusive and run is not None and handled[1] != schedule["last_execution_id"]:
+                # Another worker fired a run since this one judged the overlap (on the
+                # row it read before): that judgment is stale; the next look redoes it.
                 return False
             # RETURNING says whether this insert made the row (rowcount is -1 on psycopg).
             inserted = conn.execute(
@@ -331,7 +337,7 @@ def _take(conn: Any, id: str) -> Any:
     anyway (``BEGIN IMMEDIATE``)."""
     dialects.guard_stall(conn)
     query = (
-        select(schedules.c.last_tick_at)
+        select(schedules.c.last_tick_at, schedules.c.last_execution_id)
         .where(schedules.c.id == id)
         .with_for_update(skip_locked=True)
     )
