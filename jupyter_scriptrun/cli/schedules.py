@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun.params import build_params
+from jupyter_scriptrun.timing.spec import options_from_args
 
 if TYPE_CHECKING:
     from jupyter_scriptrun.service.client import Client
@@ -48,25 +49,9 @@ def _options(parser: Any, editing: bool) -> None:
     )
 
 
-def _given(args: argparse.Namespace) -> dict[str, Any]:
-    """The options given on the command line, in ScheduleSpec's words."""
-    named = {
-        "cron": args.cron,
-        "every": args.every,
-        "at": args.at,
-        "timezone": args.tz,
-        "start": args.start,
-        "end": args.end,
-        "catchup": args.catchup,
-        "overlap": args.overlap,
-        "queue": args.queue,
-        "timeout": args.timeout,
-        "jitter": args.jitter,
-        "misfire_grace": args.misfire_grace,
-        "notify": args.notify,
-        "notify_on": args.notify_on.split(",") if args.notify_on else None,
-    }
-    return {k: v for k, v in named.items() if v is not None}
+def _given(args: Any) -> dict[str, Any]:
+    """The schedule options given on this command line, in ScheduleSpec's words."""
+    return options_from_args(args)
 
 
 def add_schedule_command(sub: Any) -> None:

@@ -21,6 +21,7 @@ from jupyter_scriptrun.exceptions import ScriptrunError
 from jupyter_scriptrun.params import build_params, limit_argument
 from jupyter_scriptrun.service.handle import Execution
 from jupyter_scriptrun.status import ALL
+from jupyter_scriptrun.timing.spec import options_from_args
 
 if TYPE_CHECKING:
     from jupyter_scriptrun.service.client import Client
@@ -426,21 +427,5 @@ def _next_words(schedule: Any) -> str:
 
 
 def schedule_options(args: Any) -> dict[str, Any]:
-    """The schedule options a ``%scriptrun schedule`` line gives, in ScheduleSpec's words."""
-    given = {
-        "cron": args.cron,
-        "every": args.every,
-        "at": args.at,
-        "start": args.start,
-        "end": args.end,
-        "timezone": args.tz,
-        "catchup": args.catchup,
-        "overlap": args.overlap,
-        "queue": args.queue,
-        "timeout": args.timeout,
-        "jitter": args.jitter,
-        "misfire_grace": args.misfire_grace,
-        "notify": args.notify,
-        "notify_on": args.notify_on.split(",") if args.notify_on else None,
-    }
-    return {k: v for k, v in given.items() if v is not None}
+    """The schedule options given on this command line, in ScheduleSpec's words."""
+    return options_from_args(args)
