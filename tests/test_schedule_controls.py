@@ -155,7 +155,8 @@ def test_every_front_end_names_exactly_the_options_of_the_spec():
         **{
             name: "x"
             for name in (
-                *("cron", "every", "at", "start", "end", "tz", "catchup", "overlap", "queue"),
+                *("cron", "every", "at", "start", "end", "timezone", "catchup", "overlap"),
+                "queue",
                 *("timeout", "jitter", "misfire_grace", "notify", "notify_on"),
             )
         }

@@ -7,51 +7,26 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from jupyter_scriptrun.params import build_params
-from jupyter_scriptrun.timing.spec import options_from_args
+from jupyter_scriptrun.timing import options
 
 if TYPE_CHECKING:
     from jupyter_scriptrun.service.client import Client
 
 ACTIONS = ("add", "edit", "run", "list", "pause", "resume", "delete", "next")
-OUTCOMES = ("succeeded", "failed", "timed_out", "lost", "cancelled")
 
 
 def _options(parser: Any, editing: bool) -> None:
-    """The schedule's options (``editing``: no defaults, so only what is given changes)."""
+    """The schedule's options (``editing``: none is required, and only those given
+    change)."""
     parser.add_argument("params", nargs="*", metavar="key=value", help="parameters, as for run")
     parser.add_argument("--params", dest="params_json", metavar="JSON", help="parameters as JSON")
-    when = parser.add_mutually_exclusive_group(required=not editing)
-    when.add_argument("--cron", help='a 5-field cron line, e.g. "0 7 * * 1-5"')
-    when.add_argument("--every", help="an interval: seconds, or 30s, 5m, 1h, 1d")
-    when.add_argument("--at", help="once, at this time (ISO 8601, e.g. 2027-01-31T09:00)")
-    default = None if editing else "UTC"
-    parser.add_argument(
-        "--timezone", "--tz", dest="tz", default=default, help="IANA time zone (default UTC)"
-    )
     parser.add_argument("--name", help="the schedule's name (default: script and a suffix)")
-    parser.add_argument("--start", help="no tick before this time (ISO 8601)")
-    parser.add_argument("--end", help="no tick after this time (ISO 8601)")
-    parser.add_argument("--catchup", choices=("latest", "none", "all"), default=None)
-    parser.add_argument("--overlap", choices=("skip", "queue", "allow"), default=None)
-    parser.add_argument("--queue", help="Celery queue (default: the script's, else 'scriptrun')")
-    parser.add_argument("--timeout", type=float, help="each run's time limit in seconds")
-    parser.add_argument("--jitter", type=float, help="fire each tick up to this many s late")
-    parser.add_argument(
-        "--misfire-grace", type=float, help="a tick this many s late is still on time (5)"
-    )
-    parser.add_argument(
-        "--notify", action="append", metavar="URL", help="an apprise URL to tell (repeatable)"
-    )
-    parser.add_argument(
-        "--notify-on",
-        metavar="OUTCOMES",
-        help=f"comma-separated, of {', '.join(OUTCOMES)} (default failed,timed_out,lost)",
-    )
+    options.add_arguments(parser, timing_required=not editing)
 
 
 def _given(args: Any) -> dict[str, Any]:
     """The schedule options given on this command line, in ScheduleSpec's words."""
-    return options_from_args(args)
+    return options.from_args(args)
 
 
 def add_schedule_command(sub: Any) -> None:

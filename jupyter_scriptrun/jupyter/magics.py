@@ -21,7 +21,7 @@ from jupyter_scriptrun.exceptions import ScriptrunError
 from jupyter_scriptrun.params import build_params, limit_argument
 from jupyter_scriptrun.service.handle import Execution
 from jupyter_scriptrun.status import ALL
-from jupyter_scriptrun.timing.spec import options_from_args
+from jupyter_scriptrun.timing import options
 
 if TYPE_CHECKING:
     from jupyter_scriptrun.service.client import Client
@@ -122,6 +122,14 @@ class Echo:
 REFRESH_S = 0.25
 
 
+def _schedule_arguments(func: Any) -> Any:
+    """Every schedule option, declared once in :mod:`jupyter_scriptrun.timing.options`."""
+    # --queue and --timeout are the run's own, and mean the same for a schedule's runs.
+    for decorate in options.decorators(argument, "schedule: ", shared=("queue", "timeout")):
+        func = decorate(func)
+    return func
+
+
 @magics_class
 class ScriptrunMagics(Magics):
     """``%scriptrun``: run registered scripts from a notebook."""
@@ -181,20 +189,7 @@ class ScriptrunMagics(Magics):
         dest="cell_name",
         help="cell mode: the name its runs are recorded under; schedule: the schedule's name",
     )
-    @argument("--cron", help='schedule: a 5-field cron line, e.g. "0 7 * * 1-5"')
-    @argument("--every", help="schedule: an interval (seconds, or 30s, 5m, 1h, 1d)")
-    @argument("--at", help="schedule: once, at this time (ISO 8601, e.g. 2027-01-31T09:00)")
-    @argument("--start", help="schedule: no tick before this time (ISO 8601)")
-    @argument("--end", help="schedule: no tick after this time (ISO 8601)")
-    @argument(
-        "--timezone", "--tz", dest="tz", help="schedule: the IANA time zone of its times (UTC)"
-    )
-    @argument("--catchup", help="schedule: latest | none | all (default latest)")
-    @argument("--overlap", help="schedule: skip | queue | allow (default skip)")
-    @argument("--jitter", type=float, help="schedule: fire each tick up to this many s late")
-    @argument("--notify", action="append", help="schedule: an apprise URL to tell (repeatable)")
-    @argument("--notify-on", help="schedule: comma-separated outcomes (failed,timed_out,lost)")
-    @argument("--misfire-grace", type=float, help="schedule: a tick this many s late is on time")
+    @_schedule_arguments
     @argument(
         "--edit",
         action="store_true",
@@ -428,4 +423,4 @@ def _next_words(schedule: Any) -> str:
 
 def schedule_options(args: Any) -> dict[str, Any]:
     """The schedule options given on this command line, in ScheduleSpec's words."""
-    return options_from_args(args)
+    return options.from_args(args)

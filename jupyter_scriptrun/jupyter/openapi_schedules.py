@@ -4,49 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from jupyter_scriptrun.timing import options
+
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
-_INSTANT = {
-    "type": "string",
-    "format": "date-time",
-    "description": "ISO 8601; without an offset, in the schedule's time zone",
-}
 OPTIONS: dict[str, Any] = {
-    "cron": {"type": "string", "description": 'five fields, e.g. "0 7 * * 1-5"'},
-    "every": {
-        "type": ["number", "string"],
-        "description": 'seconds, or "30s", "5m", "1h", "1d" (1 s to 366 days)',
-    },
-    "at": {**_INSTANT, "description": "fire once, at this instant (then the schedule ends)"},
-    "start": {**_INSTANT, "description": "no tick before it (intervals count from it)"},
-    "end": {**_INSTANT, "description": "no tick after it (then the schedule ends)"},
-    "timezone": {"type": "string", "default": "UTC", "description": "an IANA name"},
+    **options.json_properties(),
     "name": {"type": "string", "maxLength": 128},
     "parameters": {"type": "object"},
-    "catchup": {"enum": ["latest", "none", "all"], "default": "latest"},
-    "overlap": {"enum": ["skip", "queue", "allow"], "default": "skip"},
-    "queue": {"type": "string"},
-    "timeout": {"type": "number", "exclusiveMinimum": 0},
-    "jitter": {
-        "type": "number",
-        "minimum": 0,
-        "maximum": 3600,
-        "description": "fire each tick up to this many seconds late (the same on every worker)",
-    },
-    "misfire_grace": {
-        "type": "number",
-        "exclusiveMinimum": 0,
-        "default": 5,
-        "description": "a tick this many seconds late is still on time",
-    },
-    "notify": {"type": "array", "items": {"type": "string"}, "description": "apprise URLs"},
-    "notify_on": {
-        "type": "array",
-        "items": {"enum": ["succeeded", "failed", "timed_out", "lost", "cancelled"]},
-        "default": ["failed", "timed_out", "lost"],
-    },
 }
-"""A schedule's options, as the request bodies name them (``schedule_spec.ScheduleSpec``,
-plus ``name`` and ``parameters``)."""
+"""A schedule's options, as the request bodies name them (declared in
+:mod:`jupyter_scriptrun.timing.options`), plus ``name`` and ``parameters``."""
 
 SCHEDULE_BODY: dict[str, Any] = {
     "type": "object",

@@ -16,6 +16,7 @@ import ipywidgets as w
 from jupyter_scriptrun.display import COLOURS, ERROR, MARKS, MUTED, human_seconds
 from jupyter_scriptrun.exceptions import ScriptrunError
 from jupyter_scriptrun.service.scheduling import every_schedule, spec
+from jupyter_scriptrun.timing.options import panel_choices
 from jupyter_scriptrun.timing.timetable import zone
 
 if TYPE_CHECKING:
@@ -72,21 +73,13 @@ class SchedulesTab:
             layout=w.Layout(**ROW),
         )
         self.catchup = w.Dropdown(
-            options=[
-                ("after downtime: one run for all missed ticks", "latest"),
-                ("after downtime: skip missed ticks", "none"),
-                ("after downtime: every missed tick", "all"),
-            ],
+            options=panel_choices("catchup"),
             description="catch-up",
             style=LABEL,
             layout=w.Layout(**ROW),
         )
         self.overlap = w.Dropdown(
-            options=[
-                ("previous run still going: skip the tick", "skip"),
-                ("previous run still going: run once it ends", "queue"),
-                ("previous run still going: run anyway", "allow"),
-            ],
+            options=panel_choices("overlap"),
             description="overlap",
             style=LABEL,
             layout=w.Layout(**ROW),

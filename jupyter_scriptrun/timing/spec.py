@@ -246,14 +246,3 @@ def first_fire(columns: dict[str, Any], now: datetime, key: str) -> datetime | N
     table = table_of(columns, now if "created_at" not in columns else None)
     tick = table.after(now)
     return None if tick is None else table.fire_at(tick, key, columns.get("jitter_s"))
-
-
-def options_from_args(args: Any) -> dict[str, Any]:
-    """The schedule options given on a command line (the CLI's or a magic's parsed
-    arguments: ``--tz`` as ``tz``, ``--notify-on`` comma-separated), in this spec's
-    words; options not given are left out."""
-    named = {name: getattr(args, name, None) for name in ScheduleSpec.names()}
-    named["timezone"] = getattr(args, "tz", None)
-    on = getattr(args, "notify_on", None)
-    named["notify_on"] = on.split(",") if isinstance(on, str) else on
-    return {k: v for k, v in named.items() if v is not None}
