@@ -104,7 +104,7 @@ def history(server: str | None = None, token: str | None = None, **filters: Any)
     the history is read over that server's REST API instead of from the local store.
     """
     if server is not None:
-        from jupyter_scriptrun.jupyter.remote import remote_history
+        from jupyter_scriptrun.service.remote import remote_history
 
         return remote_history(server, token, **filters)
     return default_client().history(**filters)

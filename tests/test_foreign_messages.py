@@ -210,7 +210,7 @@ def test_odd_headers_from_kombu_are_refused_on_rabbitmq(
 @pytest.fixture
 def own_redis(tmp_path):
     """A Redis of this test's own: what it leaves at kombu's key names would break any
-    plain Celery worker (the benchmark's Plan 2) that shares the session's Redis."""
+    plain Celery worker (the benchmark's in-process baseline) that shares the session's Redis."""
     from servers import PrivateRedis
 
     server = PrivateRedis(tmp_path / "redis")

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("contract",),
     # processes and the database, each knowing nothing of the other
     ("execution.proc", "execution.capture", "execution.subreaper"),
-    ("execution.runner", "execution.warm", "execution.orphans"),
+    ("execution.child", "execution.warm", "execution.orphans"),
     (
         "execution.live",
         "execution.progress",
@@ -221,6 +221,20 @@ def test_there_is_no_import_cycle():
         if start not in state:
             visit(start, [start])
     assert not cycles, "\n".join(cycles)
+
+
+def test_run_and_schedule_handles_know_the_client_only_as_a_protocol():
+    """``Execution`` and ``Schedule`` depend on what they use (RunBackend, ScheduleBackend:
+    the store, control, a submit), not on ``Client``, not even for types: the client makes
+    them, they do not reach back (rq's ``Job`` holds only its connection)."""
+    for name in ("handle", "scheduling"):
+        tree = ast.parse((PACKAGE / "service" / f"{name}.py").read_text())
+        named = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        }
+        assert "jupyter_scriptrun.service.client" not in named, name
 
 
 def _owner(name: str, edges: dict[str, set[str]]) -> str | None:

@@ -131,8 +131,8 @@ def test_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert errors(nb) == []
     out = texts(nb)
     whole = "\n".join(out)
-    summary = output_of(nb, 'paths = ["bare", "plan2"')
-    for path in ("bare", "plan2", "product", "warm", "embedded", "embedded_warm"):
+    summary = output_of(nb, 'paths = ["bare", "inprocess"')
+    for path in ("bare", "inprocess", "product", "warm", "embedded", "embedded_warm"):
         assert path in summary
     assert "speed-up" in whole and "load_s" in whole
     assert "1 slot" in whole and "the store alone:" in whole

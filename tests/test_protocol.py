@@ -15,7 +15,7 @@ from jupyter_scriptrun.contract.protocol import (
     script_env,
 )
 from jupyter_scriptrun.exceptions import InvalidParameters
-from jupyter_scriptrun.execution.runner import RunOutcome
+from jupyter_scriptrun.execution.child import RunOutcome
 from jupyter_scriptrun.status import ExecutionStatus
 
 PRETTY = """starting

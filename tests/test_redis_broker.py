@@ -63,3 +63,22 @@ def test_install_points_redis_urls_at_the_worker_transport():
         transport.TRANSPORT_ALIASES.update(before)
         for scheme in ("redis", "rediss"):
             transport._transport_cache.pop(scheme, None)
+
+
+def test_every_spelling_of_a_broker_url_finds_its_transports_adapter():
+    """A broker is one adapter (fleet/brokers.py), found by the URL's scheme as kombu reads
+    it: Redis's spellings keep held messages where the reaper looks, only AMQP redelivers
+    on disconnect (so only it needs the slot gate), an unknown transport has none."""
+    from jupyter_scriptrun.fleet import brokers
+
+    for scheme in ("redis", "rediss", "redis+socket", "sentinel"):
+        found = brokers.adapter(scheme)
+        assert isinstance(found, brokers.RedisQueues), scheme
+        assert "unacked_key" in found.transport_options()
+        assert not found.redelivers_on_disconnect
+    for scheme in ("amqp", "pyamqp", "amqps"):
+        found = brokers.adapter(scheme)
+        assert isinstance(found, brokers.AmqpQueues) and found.redelivers_on_disconnect
+    assert isinstance(brokers.adapter("filesystem"), brokers.FolderQueues)
+    assert brokers.adapter("memory") is None
+    assert brokers.adapter("no-such-transport") is None

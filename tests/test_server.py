@@ -190,10 +190,10 @@ async def test_the_openapi_document_is_valid_and_matches_the_answers(worker, api
     validate(document)
     from jupyter_scriptrun.jupyter.handlers import NotFoundHandler, routes
     from jupyter_scriptrun.jupyter.schedule_handlers import routes as schedule_routes
-    from jupyter_scriptrun.jupyter.seed_handlers import routes as seed_routes
+    from jupyter_scriptrun.jupyter.viewset_handlers import routes as viewset_routes
 
     # Every resource is documented (the fallback answers only 404s).
-    everything = schedule_routes() + seed_routes() + routes()
+    everything = schedule_routes() + viewset_routes() + routes()
     served = [r for r in everything if r[1] is not NotFoundHandler]
     assert len(document["paths"]) == len(served)
     created = json.loads((await api("executions", "POST", {"script": "example_script"})).body)

@@ -17,7 +17,7 @@ from conftest import TEST_SCRIPTS, pid_alive
 from jupyter_scriptrun.config import Settings, examples_dir
 from jupyter_scriptrun.contract import protocol
 from jupyter_scriptrun.defaults import ENV_ALLOW
-from jupyter_scriptrun.execution import runner
+from jupyter_scriptrun.execution import child
 from jupyter_scriptrun.execution.warm import WarmParent
 from jupyter_scriptrun.service.client import Client
 from jupyter_scriptrun.status import ExecutionStatus
@@ -46,8 +46,8 @@ def run(warm: WarmParent, tmp_path: Path, source: str | Path, params=None, **spe
         execution_id="e1",
     )
     spawn = spec_kw.pop("spawn_with", None) or (lambda s: warm.spawn(s.argv, s.env, s.cwd))
-    spec = runner.RunSpec(argv=[sys.executable, str(path)], env=env, cwd=str(tmp_path), **spec_kw)
-    outcome = runner.run(spec, spawn=spawn)
+    spec = child.RunSpec(argv=[sys.executable, str(path)], env=env, cwd=str(tmp_path), **spec_kw)
+    outcome = child.run(spec, spawn=spawn)
     return outcome, protocol.interpret(outcome, spec.timeout_s)
 
 

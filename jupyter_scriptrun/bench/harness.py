@@ -2,8 +2,8 @@
 
     python -m jupyter_scriptrun.bench [--runs 200] [--broker URL]
 
-Prints, for a bare subprocess, the seed's Plan 2 (the work as a plain Celery task in the
-worker's process), the product on the given broker with full recording in fresh and in
+Prints, for a bare subprocess, the in-process baseline (the work as a plain Celery task in
+the worker's process), the product on the given broker with full recording in fresh and in
 warm mode, and the embedded default (fresh and warm): latency p50/p90/p99 over sequential
 runs, throughput with 1 and 2 worker slots, CPU per run (client + worker tree), worker
 RSS; each with its ratio to the bare baseline measured in the same run. Then the store's
@@ -106,47 +106,47 @@ class Bench:
         elapsed = time.perf_counter() - t0
         return n / elapsed, (own_cpu_s() - cpu0) / n * 1000
 
-    # -- the seed's Plan 2 -----------------------------------------------------
+    # -- the in-process baseline ------------------------------------------------
 
-    def start_plan2(self, concurrency: int) -> tuple[subprocess.Popen[bytes], Any]:
-        """A Plan 2 worker (prefork, ``concurrency`` processes) and its task, once ready."""
-        from jupyter_scriptrun.bench.plan2 import TASK_NAME, make_app
+    def start_inprocess(self, concurrency: int) -> tuple[subprocess.Popen[bytes], Any]:
+        """An in-process worker (prefork, ``concurrency`` processes) and its task, once ready."""
+        from jupyter_scriptrun.bench.inprocess import TASK_NAME, make_app
 
-        queue = f"{self.base.queue}-plan2"
+        queue = f"{self.base.queue}-inprocess"
         argv = worker_argv(
             queue,
             loglevel="WARNING",
             concurrency=concurrency,
             pool="prefork",
             extra=("--without-mingle", "--without-gossip"),
-            app="jupyter_scriptrun.bench.plan2",
+            app="jupyter_scriptrun.bench.inprocess",
         )
         proc = self._spawn(
-            "plan2", argv, SCRIPTRUN_BENCH_BROKER=self.args.broker, SCRIPTRUN_BENCH_QUEUE=queue
+            "inprocess", argv, SCRIPTRUN_BENCH_BROKER=self.args.broker, SCRIPTRUN_BENCH_QUEUE=queue
         )
         task = make_app(self.args.broker, queue).signature(TASK_NAME)
-        self._plan2_once(task)  # ready once a run comes back
+        self._inprocess_once(task)  # ready once a run comes back
         return proc, task
 
-    def _plan2_env(self) -> dict[str, str]:
+    def _inprocess_env(self) -> dict[str, str]:
         return {
             "SCRIPT_PARAMETERS": json.dumps(self.params),
             "PAGE_CONTEXT": "bench",
             "SCRIPT_NAME": self.script,
-            "EXECUTION_ID": "plan2",
+            "EXECUTION_ID": "inprocess",
         }
 
-    def _plan2_once(self, task: Any) -> float:
+    def _inprocess_once(self, task: Any) -> float:
         t0 = time.perf_counter()
-        result = task.apply_async(args=(str(self.path), self._plan2_env())).get(timeout=60)
+        result = task.apply_async(args=(str(self.path), self._inprocess_env())).get(timeout=60)
         elapsed = time.perf_counter() - t0
         if not result or result.get("status") != "success":
-            raise RuntimeError(f"Plan 2 run failed: {result!r}")
+            raise RuntimeError(f"in-process run failed: {result!r}")
         return elapsed
 
-    def plan2_throughput(self, task: Any, worker_pid: int, n: int) -> tuple[float, float]:
+    def inprocess_throughput(self, task: Any, worker_pid: int, n: int) -> tuple[float, float]:
         cpu0, wcpu0, t0 = own_cpu_s(), tree_cpu_s(worker_pid), time.perf_counter()
-        pending = [task.apply_async(args=(str(self.path), self._plan2_env())) for _ in range(n)]
+        pending = [task.apply_async(args=(str(self.path), self._inprocess_env())) for _ in range(n)]
         for result in pending:
             result.get(timeout=300)
         elapsed = time.perf_counter() - t0
@@ -423,18 +423,18 @@ class Bench:
         bare["throughput_1_per_s"] = self.bare_throughput(m, slots=1)[0]
         bare["throughput_per_s"], bare["cpu_ms_per_run"] = self.bare_throughput(m)
 
-        if not self.args.skip_plan2:
-            worker, task = self.start_plan2(1)
+        if not self.args.skip_inprocess:
+            worker, task = self.start_inprocess(1)
             try:
-                one = self.plan2_throughput(task, worker.pid, m)[0]
+                one = self.inprocess_throughput(task, worker.pid, m)[0]
             finally:
                 self.stop_worker(worker)
-            worker, task = self.start_plan2(2)
+            worker, task = self.start_inprocess(2)
             try:
                 for _ in range(5):
-                    self._plan2_once(task)
-                x = results["plan2"] = summarize([self._plan2_once(task) for _ in range(n)])
-                x["throughput_per_s"], x["cpu_ms_per_run"] = self.plan2_throughput(
+                    self._inprocess_once(task)
+                x = results["inprocess"] = summarize([self._inprocess_once(task) for _ in range(n)])
+                x["throughput_per_s"], x["cpu_ms_per_run"] = self.inprocess_throughput(
                     task, worker.pid, m
                 )
                 x["throughput_1_per_s"] = one
@@ -511,7 +511,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pool", default="threads", choices=("threads", "prefork"))
     parser.add_argument("--skip-embedded", action="store_true")
     parser.add_argument("--skip-pandas", action="store_true")
-    parser.add_argument("--skip-plan2", action="store_true", help="skip the Plan 2 baseline")
+    parser.add_argument(
+        "--skip-inprocess",
+        "--skip-plan2",
+        dest="skip_inprocess",
+        action="store_true",
+        help="skip the in-process baseline (--skip-plan2: the older spelling)",
+    )
     parser.add_argument(
         "--soak", type=int, default=0, help="also push this many warm runs, watching memory"
     )

@@ -38,7 +38,7 @@ def _paths(r: dict[str, Any], broker_url: str) -> None:
     broker = broker_url.split(":")[0]
     rows = [
         ("bare subprocess.run", "bare"),
-        (f"Plan 2 (in-process task), {broker}", "plan2"),
+        (f"in-process Celery task, {broker}", "inprocess"),
         (f"product fresh, {broker}", "product"),
         (f"product warm, {broker}", "warm"),
         ("embedded default (fresh)", "embedded"),

@@ -22,7 +22,7 @@ from jupyter_scriptrun.params import huge_integer, nesting
 from jupyter_scriptrun.status import ExecutionStatus
 
 if TYPE_CHECKING:  # the runner's outcome is read, never made, here
-    from jupyter_scriptrun.execution.runner import RunOutcome
+    from jupyter_scriptrun.execution.child import RunOutcome
 
 EX_TEMPFAIL = 75
 """sysexits.h's "temporary failure": a script exiting with it asks to be retried."""

@@ -29,7 +29,7 @@ from jupyter_scriptrun.exceptions import (
     ScriptNotFound,
     ScriptVersionMismatch,
 )
-from jupyter_scriptrun.execution import runner
+from jupyter_scriptrun.execution import child
 from jupyter_scriptrun.execution.lease import Lease
 from jupyter_scriptrun.execution.live import LiveOutput
 from jupyter_scriptrun.execution.notify import Notifier
@@ -200,7 +200,7 @@ class Executor:
             self.notifier.ended(row["id"], row, status)
         return Outcome(status, error_type=type(exc).__name__, message=str(exc))
 
-    def _spec(self, row: ExecutionRecord, script: Script, workdir: str) -> runner.RunSpec:
+    def _spec(self, row: ExecutionRecord, script: Script, workdir: str) -> child.RunSpec:
         """The command, environment and limits of one attempt."""
         env = protocol.script_env(
             os.environ,
@@ -211,7 +211,7 @@ class Executor:
             execution_id=row["id"],
         )
         env["TMPDIR"] = workdir
-        return runner.RunSpec(
+        return child.RunSpec(
             argv=script.command(),
             env=env,
             cwd=workdir,
@@ -224,13 +224,13 @@ class Executor:
 
     def _execute(
         self,
-        spec: runner.RunSpec,
+        spec: child.RunSpec,
         script: Script,
         execution_id: str,
         attempt: int,
         progress: Progress,
         lease: Lease,
-    ) -> runner.RunOutcome:
+    ) -> child.RunOutcome:
         """Run the process, its session in the host's ledger while it lives; the lease
         (on its own thread) says when to stop it."""
         sessions: list[int] = []
@@ -242,7 +242,7 @@ class Executor:
                 progress.add_stderr(data)
 
         try:
-            return runner.run(
+            return child.run(
                 spec,
                 poll=lease.poll,
                 on_output=on_output,
@@ -255,7 +255,7 @@ class Executor:
                 self.ledger.remove(sid)
 
     @staticmethod
-    def _judge(outcome: runner.RunOutcome, spec: runner.RunSpec) -> protocol.Verdict:
+    def _judge(outcome: child.RunOutcome, spec: child.RunSpec) -> protocol.Verdict:
         """The contract's reading of the outcome; a MemoryError under a limit is the
         limit's doing."""
         verdict = protocol.interpret(outcome, spec.timeout_s)
@@ -379,7 +379,7 @@ class Executor:
 
         ``resend(id, next_attempt, queue, countdown, script)`` queues an attempt;
         ``probe(queue, ids)`` says which messages the broker lost and whether a worker
-        consumes the queue (a ``broker_probe.Probe``); ``on_lost(id, message)`` hears of
+        consumes the queue (a ``brokers.Probe``); ``on_lost(id, message)`` hears of
         each run that ended lost. Returns the ids declared lost.
         """
         handled = []

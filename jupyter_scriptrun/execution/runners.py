@@ -16,7 +16,7 @@ from jupyter_scriptrun import defaults
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.contract import protocol
 from jupyter_scriptrun.contract.registry import Script
-from jupyter_scriptrun.execution.runner import Child, RunSpec
+from jupyter_scriptrun.execution.child import Child, RunSpec
 
 Spawn = Callable[[RunSpec], Child]
 

@@ -91,16 +91,16 @@ def make_app(settings: Settings) -> Celery:
 
 
 def _transport_options(settings: Settings) -> dict[str, object]:
-    """The broker transport's options: Redis's visibility timeout and where it keeps held
-    messages, the embedded default's folders."""
+    """The broker transport's options: the visibility timeout, what its adapter needs
+    (Redis: where it keeps held messages), the embedded default's folders."""
     options: dict[str, object] = {
         "visibility_timeout": settings.visibility_timeout_s,
     }
-    scheme = settings.effective_broker_url.partition("://")[0]
-    if scheme in ("redis", "rediss", "redis+socket", "sentinel"):
-        from jupyter_scriptrun.queues import REDIS_UNACKED_KEYS
+    from jupyter_scriptrun.fleet import brokers
 
-        options.update(REDIS_UNACKED_KEYS)
+    transport = brokers.adapter(settings.effective_broker_url.partition("://")[0])
+    if transport is not None:
+        options.update(transport.transport_options())
     if settings.embedded:
         from jupyter_scriptrun.fleet.local import local_fingerprint
 

@@ -48,7 +48,10 @@ class SlotGate:
         connection = getattr(consumer, "connection", None)
         if connection is None or consumer.hub is None:
             return None
-        if connection.transport.driver_type != "amqp":
+        from jupyter_scriptrun.fleet.brokers import adapter
+
+        transport = adapter(connection.transport.driver_type)
+        if transport is None or not transport.redelivers_on_disconnect:
             return None
         return cls(consumer)
 

@@ -202,7 +202,7 @@ def _mark_failed(execution_id: str, message: str) -> None:
 
 
 def _reap() -> None:
-    from jupyter_scriptrun.fleet.broker_probe import BrokerProbe
+    from jupyter_scriptrun.fleet.brokers import BrokerProbe
 
     broker = BrokerProbe(app)
     consumed: list[set[str] | None] = []

@@ -82,10 +82,10 @@ class ScriptrunExtension(ExtensionApp):
         """Register the REST routes."""
         from jupyter_scriptrun.jupyter.handlers import routes
         from jupyter_scriptrun.jupyter.schedule_handlers import routes as schedule_routes
-        from jupyter_scriptrun.jupyter.seed_handlers import routes as seed_routes
+        from jupyter_scriptrun.jupyter.viewset_handlers import routes as viewset_routes
 
         self.handlers.extend(schedule_routes())  # before the API's catch-all
-        self.handlers.extend(seed_routes())
+        self.handlers.extend(viewset_routes())
         self.handlers.extend(routes())
 
     async def stop_extension(self) -> None:

@@ -471,7 +471,7 @@ class NotFoundHandler(BaseHandler):
 
 def routes() -> list[tuple[str, type[BaseHandler]]]:
     """URL patterns relative to the server's base URL (the schedules' and the seed's are
-    added before them by the extension: see ``schedule_handlers`` and ``seed_handlers``)."""
+    added before them by the extension: see ``schedule_handlers`` and ``viewset_handlers``)."""
 
     ident = r"(?P<execution_id>[^/]+)"
     return [

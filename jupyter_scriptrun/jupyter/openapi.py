@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jupyter_scriptrun._version import __version__
-from jupyter_scriptrun.jupyter import openapi_schedules, openapi_seed
+from jupyter_scriptrun.jupyter import openapi_schedules, openapi_viewset
 from jupyter_scriptrun.models import HISTORY_COLUMNS
 from jupyter_scriptrun.status import ExecutionStatus
 
@@ -452,7 +452,7 @@ def document(base_url: str = "/") -> dict[str, Any]:
                     },
                 }
             },
-            **openapi_seed.paths(_json, _ref, _errors),
+            **openapi_viewset.paths(_json, _ref, _errors),
             **openapi_schedules.paths(_json, _ref, _errors),
             "/openapi.json": {
                 "get": {
@@ -484,7 +484,7 @@ def document(base_url: str = "/") -> dict[str, Any]:
             },
             "schemas": {
                 "SubmitRequest": SUBMIT_BODY,
-                **openapi_seed.SCHEMAS,
+                **openapi_viewset.SCHEMAS,
                 "CancelQueuedRequest": CANCEL_QUEUED_BODY,
                 "Execution": EXECUTION,
                 "HistoryRow": HISTORY_ROW,

@@ -151,7 +151,7 @@ def _queues(client: Client, snap: Snapshot, broker: bool) -> list[dict[str, Any]
         )
         entry["running" if status == "running" else "queued"] += n
     if broker:
-        from jupyter_scriptrun.fleet.broker_probe import BrokerProbe
+        from jupyter_scriptrun.fleet.brokers import BrokerProbe
 
         try:
             for queue, n in BrokerProbe(client.app).depths(sorted(per_queue)).items():

@@ -174,7 +174,7 @@ class FleetMetrics:
     # -- the broker's and the workers' part, in the background ----------------------------
 
     def _refresh_slow(self) -> None:
-        from jupyter_scriptrun.fleet.broker_probe import BrokerProbe
+        from jupyter_scriptrun.fleet.brokers import BrokerProbe
 
         slow = Slow()
         queues = set(self.client.queues())

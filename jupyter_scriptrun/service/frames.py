@@ -1,4 +1,4 @@
-"""DataFrames of the history and of run data: the only module that imports pandas."""
+"""DataFrames of the history and of run data, their columns typed here once for every front end."""
 
 from __future__ import annotations
 

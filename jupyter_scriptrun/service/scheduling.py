@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jupyter_scriptrun.contract.request import RunRequest
 from jupyter_scriptrun.exceptions import InvalidParameters, InvalidSchedule, ScriptrunError
@@ -17,7 +17,10 @@ from jupyter_scriptrun.timing.timetable import Timetable
 if TYPE_CHECKING:
     import pandas as pd
 
-    from jupyter_scriptrun.service.client import Client
+    from jupyter_scriptrun.config import Settings
+    from jupyter_scriptrun.contract.registry import Registry
+    from jupyter_scriptrun.service.handle import Execution
+    from jupyter_scriptrun.store import Store
 
 __all__ = ["CATCHUP", "OVERLAP", "Schedule", "create", "listing", "spec"]
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
@@ -40,10 +43,46 @@ LIST_COLUMNS = (
 )
 
 
+class ScheduleBackend(Protocol):
+    """What schedules need (the Client is one): the store that keeps them, the registry
+    and settings their runs are checked against, a queue check, a way to submit a run
+    now and read runs back, and to make sure something fires them (the laptop's local
+    worker). Schedules know nothing else of the client."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def queue_problem(self, queue: object, script_queue: str | None = None) -> str | None: ...
+
+    def ensure_scheduler(self) -> None: ...
+
+    def submit(
+        self,
+        script: str,
+        params: dict[str, Any] | None = None,
+        *,
+        page_context: str = "python",
+        timeout: float | None = None,
+        queue: str | None = None,
+        idempotency_key: str | None = None,
+        notify: Sequence[str] | None = None,
+        notify_on: Sequence[str] | None = None,
+        schedule_id: str | None = None,
+    ) -> Execution: ...
+
+    def history(self, limit: int | str | None = ..., **filters: Any) -> pd.DataFrame: ...
+
+
 class Schedule:
     """A schedule in the store: ``.id``, ``.name``, its row, and what can be done to it."""
 
-    def __init__(self, client: Client, row: dict[str, Any]) -> None:
+    def __init__(self, client: ScheduleBackend, row: dict[str, Any]) -> None:
         self.client = client
         self.row = row
         self.id: str = row["id"]
@@ -157,7 +196,7 @@ def name_problems(name: object) -> list[str]:
 
 
 def create(
-    client: Client,
+    client: ScheduleBackend,
     script: str,
     params: dict[str, Any] | None,
     *,
@@ -204,7 +243,7 @@ def create(
 
 
 def _script_problems(
-    client: Client, script: str, params: dict[str, Any] | None, queue: str | None
+    client: ScheduleBackend, script: str, params: dict[str, Any] | None, queue: str | None
 ) -> tuple[list[str], dict[str, Any]]:
     """What is wrong with a schedule's script, parameters and queue (checked as each
     tick's run will be), and the parameters with the script's defaults merged in."""
@@ -220,12 +259,12 @@ def _script_problems(
     return [], columns["parameters"]
 
 
-def every_schedule(client: Client) -> list[Schedule]:
+def every_schedule(client: ScheduleBackend) -> list[Schedule]:
     """Every schedule, by name, each a handle (one read for all of them)."""
     return [Schedule(client, row) for row in client.store.list_schedules()]
 
 
-def listing(client: Client) -> pd.DataFrame:
+def listing(client: ScheduleBackend) -> pd.DataFrame:
     """Every schedule as a DataFrame: script, spec, zone, state, last and next fire, runs,
     failures, skipped ticks, whether the script changed since, the last error."""
     import pandas as pd

@@ -561,7 +561,7 @@ def _silent(status: ExecutionStatus, since: datetime) -> tuple[Any, Any]:
     return executions.c.status == status.value, executions.c.heartbeat_at < since
 
 
-SEED_IDS = {"example_script": 1, "print_test_script": 2}
+FIXED_IDS = {"example_script": 1, "print_test_script": 2}
 """The seed's ids for its examples (its curl examples say ``"script_id": 1``): theirs
 whenever free; every other script takes the next id above them."""
 
@@ -574,11 +574,11 @@ def _register(conn: Connection, hashes: dict[str, str | None]) -> dict[str, int]
     dialects.take_turns(conn, 734912)
     known = {r.name: int(r.id) for r in conn.execute(select(scripts.c.name, scripts.c.id))}
     used = set(known.values())
-    next_id = max(used | set(SEED_IDS.values())) + 1
+    next_id = max(used | set(FIXED_IDS.values())) + 1
     rows, now = [], utcnow()
     for name in sorted(set(hashes) - set(known)):
-        if SEED_IDS.get(name) not in (None, *used):
-            known[name] = SEED_IDS[name]
+        if FIXED_IDS.get(name) not in (None, *used):
+            known[name] = FIXED_IDS[name]
         else:
             known[name], next_id = next_id, next_id + 1
         used.add(known[name])

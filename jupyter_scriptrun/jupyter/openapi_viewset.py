@@ -7,10 +7,10 @@ from typing import Any
 
 from jupyter_scriptrun.status import ExecutionStatus
 
-SEED_STATUSES = ["pending", "running", "success", "failure", "revoked"]
+VIEWSET_STATUSES = ["pending", "running", "success", "failure", "revoked"]
 STATUSES = [s.value for s in ExecutionStatus]
 
-SEED_SUBMIT_BODY: dict[str, Any] = {
+VIEWSET_SUBMIT_BODY: dict[str, Any] = {
     "type": "object",
     "description": "The seed's request: ``script_id`` is the integer id (see GET scripts) "
     "or the name; ``script_name`` or ``script`` name it too.",
@@ -40,7 +40,7 @@ TASK_EXECUTION: dict[str, Any] = {
         "task_id": {"type": "string"},
         "script_id": {"type": ["integer", "null"]},
         "script_name": {"type": "string"},
-        "status": {"enum": SEED_STATUSES},
+        "status": {"enum": VIEWSET_STATUSES},
         "scriptrun_status": {"enum": STATUSES},
         "parameters": {},
         "page_context": {"type": ["string", "null"]},
@@ -71,7 +71,7 @@ TASK_STATUS: dict[str, Any] = {
     "required": ["task_id", "status", "scriptrun_status", "result", "retries"],
     "properties": {
         "task_id": {"type": "string"},
-        "status": {"enum": SEED_STATUSES},
+        "status": {"enum": VIEWSET_STATUSES},
         "scriptrun_status": {"enum": STATUSES},
         "result": {},
         "retries": {"type": "integer", "minimum": 0},
@@ -79,7 +79,7 @@ TASK_STATUS: dict[str, Any] = {
     },
 }
 SCHEMAS = {
-    "SeedSubmitRequest": SEED_SUBMIT_BODY,
+    "SeedSubmitRequest": VIEWSET_SUBMIT_BODY,
     "TaskExecution": TASK_EXECUTION,
     "SeedAccepted": ACCEPTED,
     "SeedTaskStatus": TASK_STATUS,

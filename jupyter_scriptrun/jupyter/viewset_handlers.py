@@ -16,7 +16,7 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from jupyter_scriptrun.exceptions import InvalidRequest, ScriptNotFound
-from jupyter_scriptrun.jupyter import openapi_seed
+from jupyter_scriptrun.jupyter import openapi_viewset
 from jupyter_scriptrun.jupyter.handlers import PREFIX, BaseHandler, mapped_errors
 
 SEED_STATUS = {
@@ -68,7 +68,7 @@ class ExecuteScriptHandler(BaseHandler):
     async def post(self) -> None:
         """Submit by the seed's field names → 202 ``{"task_id"}``, its address in
         ``Location``."""
-        body = self.json_body(openapi_seed.SEED_SUBMIT_BODY)
+        body = self.json_body(openapi_viewset.VIEWSET_SUBMIT_BODY)
         execution = await self.call(
             self.client.submit,
             await self.script_name(body),

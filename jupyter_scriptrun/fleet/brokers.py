@@ -1,5 +1,6 @@
-"""What the broker still holds: whether a run's message is queued, who consumes a queue, and
-how many messages wait; an adapter per transport (Redis, RabbitMQ, the embedded folder).
+"""The brokers, an adapter per transport (Redis, RabbitMQ, the embedded folder): the
+transport options each needs, whether it redelivers by connection, and what it still
+holds — whether a run's message is queued, who consumes a queue, how many messages wait.
 
 The reaper asks before sending a queued run's message again, so that a message is sent
 again only when it is really gone (a broker restarted without persistence), and a queue
@@ -38,6 +39,15 @@ class Queues(Protocol):
     """One transport's view of its queues (an adapter per broker: Redis, RabbitMQ, the
     embedded folder); a new broker is one more class and its entry in ``TRANSPORTS``."""
 
+    redelivers_on_disconnect: bool
+    """Whether an unacknowledged message goes back when its channel closes (AMQP), rather
+    than after a visibility timeout (Redis): such a worker must not prefetch past its
+    slots (``slot_gate``)."""
+
+    def transport_options(self) -> dict[str, object]:
+        """Celery's ``broker_transport_options`` this transport needs."""
+        ...
+
     def probe(
         self, channel: Any, queue: str, ids: Collection[str], consumed: set[str] | None
     ) -> Probe:
@@ -52,6 +62,13 @@ class Queues(Protocol):
 class RedisQueues:
     """kombu's Redis transport: a list per queue and priority, and an unacked hash."""
 
+    redelivers_on_disconnect = False
+
+    def transport_options(self) -> dict[str, object]:
+        from jupyter_scriptrun.queues import REDIS_UNACKED_KEYS
+
+        return dict(REDIS_UNACKED_KEYS)
+
     def probe(
         self, channel: Any, queue: str, ids: Collection[str], consumed: set[str] | None
     ) -> Probe:
@@ -64,7 +81,11 @@ class RedisQueues:
 
 
 class FolderQueues(RedisQueues):
-    """The embedded broker: a message file per message in one folder."""
+    """The embedded broker: a message file per message in one folder (its folders are
+    the embedded default's, set where the app is made)."""
+
+    def transport_options(self) -> dict[str, object]:
+        return {}
 
     def probe(
         self, channel: Any, queue: str, ids: Collection[str], consumed: set[str] | None
@@ -75,6 +96,11 @@ class FolderQueues(RedisQueues):
 
 class AmqpQueues:
     """RabbitMQ: it counts a queue's messages and consumers, and names no message."""
+
+    redelivers_on_disconnect = True
+
+    def transport_options(self) -> dict[str, object]:
+        return {}
 
     def probe(
         self, channel: Any, queue: str, ids: Collection[str], consumed: set[str] | None
@@ -96,6 +122,22 @@ TRANSPORTS: dict[str, Queues] = {
     "filesystem": FolderQueues(),
 }
 """The adapters by kombu's ``driver_type``; another transport is probed as unknown."""
+
+
+def adapter(scheme_or_driver: str) -> Queues | None:
+    """The adapter of a broker URL's scheme (``rediss``, ``sentinel``, ``pyamqp``…: kombu
+    says which transport it is) or of a kombu ``driver_type``; None for one we have none
+    of."""
+    name = scheme_or_driver.partition("+")[0]  # redis+socket is kombu's redis transport
+    if name in TRANSPORTS:
+        return TRANSPORTS[name]
+    from kombu.transport import get_transport_cls
+
+    try:
+        driver = getattr(get_transport_cls(name), "driver_type", None)
+    except Exception:  # an unknown scheme: Celery says so when it connects
+        return None
+    return TRANSPORTS.get(driver or "")
 
 
 class BrokerProbe:

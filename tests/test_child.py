@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import pid_alive
 
-from jupyter_scriptrun.execution.runner import CappedBuffer, RunSpec, run
+from jupyter_scriptrun.execution.child import CappedBuffer, RunSpec, run
 
 ENV = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
 

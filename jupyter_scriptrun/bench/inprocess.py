@@ -1,14 +1,14 @@
-"""The seed's Plan 2 as a benchmark baseline: a script's work as a plain Celery task, run
-inside the worker's own process (no child process, no isolation, no recording).
+"""The in-process baseline: a script's work as a plain Celery task, run inside the
+worker's own process (no child process, no isolation, no recording).
 
-    celery -A jupyter_scriptrun.bench.plan2 worker --pool prefork --concurrency 2
+    celery -A jupyter_scriptrun.bench.inprocess worker --pool prefork --concurrency 2
 
 Configured by ``SCRIPTRUN_BENCH_BROKER`` and ``SCRIPTRUN_BENCH_QUEUE``. Each pool process
 compiles a script once and then executes it as ``__main__`` per task, with the script
 contract's variables in ``os.environ`` (safe: a prefork pool process runs one task at a
 time) and its stdout captured; the task returns the last line that is a JSON object.
-This is what the seed weighs the subprocess design against: the floor of the Celery
-round trip with no process start at all.
+It is the design the subprocess runner is weighed against (the seed document's "Plan 2"):
+the floor of the Celery round trip with no process start at all.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import Any
 
 from celery import Celery
 
-TASK_NAME = "scriptrun.bench.plan2"
+TASK_NAME = "scriptrun.bench.inprocess"
 
 
 def make_app(broker: str, queue: str) -> Celery:
     """A Celery app for the baseline: JSON, results in Redis (or over AMQP replies)."""
     backend = broker if broker.startswith("redis") else "rpc://"
-    app = Celery("scriptrun_plan2", broker=broker, backend=backend)
+    app = Celery("scriptrun_inprocess", broker=broker, backend=backend)
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -44,7 +44,7 @@ app = make_app(
     # The harness's broker in its worker; imported by the harness itself only for the
     # task's name and make_app (an app it makes with its own broker).
     os.environ.get("SCRIPTRUN_BENCH_BROKER", "memory://"),
-    os.environ.get("SCRIPTRUN_BENCH_QUEUE", "scriptrun-plan2"),
+    os.environ.get("SCRIPTRUN_BENCH_QUEUE", "scriptrun-inprocess"),
 )
 _compiled: dict[str, Any] = {}
 
