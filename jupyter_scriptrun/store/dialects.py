@@ -6,6 +6,9 @@ clock). Adding a backend is a branch in each function here, its engine settings 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import DateTime, String, func
@@ -24,6 +27,30 @@ def check(name: str) -> str:
             "(SCRIPTRUN_DATABASE_URL: sqlite:///path or postgresql+psycopg://…)"
         )
     return name
+
+
+def keeps_zones(name: str) -> bool:
+    """Whether a timestamp column keeps its offset (SQLite's keeps none: UTC is stored
+    naive and read back as UTC)."""
+    return name == "postgresql"
+
+
+@contextlib.contextmanager
+def migration_lock(conn: Any) -> Iterator[None]:
+    """Only one process migrates a database at a time; the others wait, then find nothing
+    to do. PostgreSQL: a lock of the migration's own transaction, released by its commit
+    (a session lock would stay behind on a pooled server connection, PgBouncer in
+    transaction mode, and its unlock could run on another one). SQLite: a lock file
+    beside the database (an in-memory one has a single process)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(734911)")
+        yield
+    elif conn.dialect.name == "sqlite" and conn.engine.url.database not in (None, "", ":memory:"):
+        with open(f"{conn.engine.url.database}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    else:
+        yield
 
 
 def has_server_clock(name: str) -> bool:

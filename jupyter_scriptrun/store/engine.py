@@ -4,7 +4,6 @@ database is briefly away."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import logging
 import os
@@ -234,19 +233,8 @@ class Database:
     @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[Connection]:
         """Only one process migrates at a time (others wait, then find nothing to do)."""
-        with self.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                # A lock of the migration's own transaction, released by its commit: a
-                # session lock would stay behind on a pooled server connection (PgBouncer
-                # in transaction mode) and its unlock could run on another one.
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(734911)")
-                yield conn
-            elif conn.dialect.name == "sqlite" and self.engine.url.database:
-                with open(f"{self.engine.url.database}.lock", "a") as lock:
-                    fcntl.flock(lock, fcntl.LOCK_EX)
-                    yield conn
-            else:
-                yield conn
+        with self.engine.connect() as conn, dialects.migration_lock(conn):
+            yield conn
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:

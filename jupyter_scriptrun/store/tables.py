@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from jupyter_scriptrun.store import dialects
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -65,7 +67,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
         value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return value if dialects.keeps_zones(dialect.name) else value.replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Any) -> Any:
         if value is None:
