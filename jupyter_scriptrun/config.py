@@ -117,6 +117,7 @@ QUEUES = Kind(_queues, ",".join, many=True)
 SECONDS = Kind(_positive(float))
 MEBIBYTES = DAYS = Kind(_positive(float))
 BYTES = Kind(_positive(int))
+MEGABYTES = Kind(_positive(float))
 FLAG = Kind(_flag, lambda v: "1" if v else "0")
 NAMES = Kind(_names, ",".join, many=True)
 
@@ -210,6 +211,24 @@ class Settings:
         BYTES,
         "bytes of stdout and of stderr kept per run (head and tail)",
         default=defaults.MAX_OUTPUT_BYTES,
+    )
+    files_url: str | None = setting(
+        "SCRIPTRUN_FILES_URL",
+        TEXT,
+        "where the files runs write are kept: a folder or an fsspec URL "
+        "(s3://bucket/prefix, credentials from AWS_*); unset: in the store",
+    )
+    max_files_mb: float = setting(
+        "SCRIPTRUN_MAX_FILES_MB",
+        MEGABYTES,
+        "MB of files kept per run (what is over is listed, not kept)",
+        default=defaults.MAX_FILES_MB,
+    )
+    max_file_mb: float = setting(
+        "SCRIPTRUN_MAX_FILE_MB",
+        MEGABYTES,
+        "MB kept of any one file a run writes",
+        default=defaults.MAX_FILES_MB,
     )
     env_allow: tuple[str, ...] = setting(
         "SCRIPTRUN_ENV_ALLOW",

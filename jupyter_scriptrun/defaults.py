@@ -18,6 +18,12 @@ KILL_GRACE_S = 5.0
 script to clean up, bounded so a script that ignores SIGTERM still dies promptly."""
 
 MAX_OUTPUT_BYTES = 2 * 1024 * 1024
+MAX_FILES_MB = 100.0
+"""What a run's files may take in all, and any one of them (SCRIPTRUN_MAX_FILES_MB, _FILE_MB)."""
+MAX_FILE_COUNT = 1000
+"""Files kept per run; a folder of more is a cache, not a result."""
+FILE_CHUNK_BYTES = 1024 * 1024
+"""Files are read, hashed and stored in pieces this size: a worker never holds a whole one."""
 """Per-stream output cap (stdout and stderr each). Beyond it the middle of the stream is
 dropped (the start and the end are kept, the end holding the result), so a script printing
 gigabytes cannot grow a worker's memory."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import csv
 import html
+import itertools
 import json
-from collections.abc import Mapping
+import shlex
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -175,10 +179,12 @@ def execution_html(
     stderr: str = "",
     *,
     expanded: bool = False,
+    files: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """An execution as a compact card: a status chip, the script, a short id (the whole
     one on hover), duration and peak memory on one line; the error, if any; the data,
-    once; then the output and the details folded (``expanded``: unfolded)."""
+    once; the files it wrote (``files``: see :func:`files_html`); then the output and the
+    details folded (``expanded``: unfolded)."""
     status = rec["status"]
     facts = [
         f"<b>{html.escape(rec['script'])}</b>",
@@ -198,11 +204,82 @@ def execution_html(
     return (
         head
         + _data_html(data, frame)
+        + files_html(files, rec["id"])
         + _output_html(stdout, stderr, opened)
         + (
             f"<details{opened}><summary>details</summary><table>{_detail_rows(rec)}</table></details>"
         )
     )
+
+
+INLINE_IMAGES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+"""Shown as pictures (SVG is not: a picture that can carry script is offered as a file)."""
+
+
+def files_html(files: Sequence[Mapping[str, Any]], execution_id: str) -> str:
+    """The files a run wrote, where people look: images inline, CSV as a table, others as
+    download links, each from its ``content`` when it was small enough to carry (a
+    notebook saved with the card keeps them); bigger ones say how to get them, and those
+    not kept say why."""
+    if not files:
+        return ""
+    items = [_file_html(f, execution_id) for f in files]
+    kept = sum(1 for f in files if f.get("note") is None)
+    return (
+        f"<details open><summary>files ({kept} kept)</summary>{DATA_CSS}"
+        f"<div class='sr-data'>{''.join(items)}</div></details>"
+    )
+
+
+def _file_html(entry: Mapping[str, Any], execution_id: str) -> str:
+    name, media = html.escape(entry["name"]), entry["media_type"]
+    if entry.get("note") is not None:
+        return f"<div style='color:{MUTED}'>{name}: not kept ({html.escape(entry['note'])})</div>"
+    size = f"<span style='color:{MUTED}'>{file_size(entry['size'])}</span>"
+    content = entry.get("content")
+    if content is None:
+        how = f"scriptrun files {execution_id[:8]} --get {shlex.quote(entry['name'])}"
+        return f"<div>{name} {size} <code style='color:{MUTED}'>{html.escape(how)}</code></div>"
+    encoded = base64.b64encode(content).decode()
+    link = (
+        f"<a download='{html.escape(entry['name'].rpartition('/')[2])}' "
+        f"href='data:{html.escape(media)};base64,{encoded}'>{name}</a> {size}"
+    )
+    if media in INLINE_IMAGES:
+        return (
+            f"<div>{link}<br><img src='data:{media};base64,{encoded}' alt='{name}' "
+            "style='max-width:100%;max-height:360px'></div>"
+        )
+    if media == "text/csv":
+        return f"<div>{link}{_csv_table(content)}</div>"
+    return f"<div>{link}</div>"
+
+
+def _csv_table(content: bytes, rows: int = 20) -> str:
+    """The first ``rows`` rows of a CSV file as a table (its header as the head)."""
+    lines = content.decode("utf-8", "replace").splitlines()
+    parsed = list(itertools.islice(csv.reader(lines), rows + 1))
+    if not parsed:
+        return ""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in parsed[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in parsed[1:]
+    )
+    more = (
+        f"<div style='color:{MUTED}'>the first {rows} rows</div>" if len(lines) > rows + 1 else ""
+    )
+    return (
+        f"<div style='overflow-x:auto'><table><thead><tr>{head}</tr></thead>"
+        f"<tbody>{body}</tbody></table></div>{more}"
+    )
+
+
+def file_size(n: int) -> str:
+    """A file's size for people: ``82 B``, ``3.4 KiB``, ``12.0 MiB``."""
+    for unit, step in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= step:
+            return f"{n / step:.1f} {unit}"
+    return f"{n} B"
 
 
 DATA_CSS = (

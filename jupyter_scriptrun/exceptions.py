@@ -71,6 +71,10 @@ class ExecutionNotFound(ScriptrunError, LookupError):
     """No execution has that id (or the id prefix is ambiguous)."""
 
 
+class FileNotKept(ScriptrunError, LookupError):
+    """A run has no kept file of that name (none, or one listed but not kept)."""
+
+
 class ExecutionConflict(ScriptrunError):
     """The operation does not apply to the execution in its current state (or an
     idempotency key was used before: ``execution_id`` names the existing run)."""

@@ -92,6 +92,21 @@ class AttemptRecord(TypedDict):
     progress: dict[str, Any] | None
 
 
+class FileRecord(TypedDict):
+    """One file a run left in its output folder (its last attempt's)."""
+
+    name: str
+    """Its path below the output folder (``plot.png``, ``tables/out.csv``)."""
+    size: int
+    media_type: str
+    sha256: str | None
+    note: str | None
+    """None: kept. Otherwise why it was not (a link, over a limit)."""
+    attempt: int
+    location: str | None
+    """Where its bytes are when kept outside the store (a folder's or S3's URL)."""
+
+
 class OutputChunk(TypedDict):
     """A piece of live output."""
 

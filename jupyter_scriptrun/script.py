@@ -1,4 +1,5 @@
-"""For scripts: report progress to the worker that runs them; silent when run on their own.
+"""For scripts: report progress to the worker that runs them, and give a result without
+printing it; silent (progress) or printing (result) when run on their own.
 
 ::
 
@@ -10,6 +11,9 @@
 
     for item in track(items, message="loading"):  # the same, for a loop
         work(item)
+
+    result({"status": "success", "data": rows})  # instead of printing the JSON last
+
 
 The channel is the contract's, not this module's: one line per update to the file
 descriptor named in ``SCRIPTRUN_PROGRESS_FD``, either JSON
@@ -24,8 +28,11 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
+RESULT_FILE_ENV = "SCRIPTRUN_RESULT_FILE"
+"""The environment variable naming the file a script's :func:`result` is written to; the
+worker reads it when the run ends, before the stdout JSON (which stays the seed's way)."""
 PROGRESS_FD_ENV = "SCRIPTRUN_PROGRESS_FD"
 """The environment variable naming the descriptor a script writes its progress lines to."""
 MIN_INTERVAL_S = 0.05
@@ -70,6 +77,22 @@ def progress(done: float, total: float | None = None, message: str | None = None
         os.write(fd, line.encode("utf-8"))
     except OSError:  # the worker went away, or a descriptor that is not a pipe
         _fd = None
+
+
+def result(document: Any) -> None:
+    """Give the run's result: a JSON document shaped as on stdout (``{"status":
+    "success", "data": …}``, or any value as the data). The last call wins; it stands
+    instead of anything printed, so a notebook or a chatty script needs no stdout trick.
+    Outside a worker it prints the document, as a script of the seed's kind would.
+    ValueError or TypeError, at once, for what is not JSON (NaN, a set, a DataFrame)."""
+    text = json.dumps(document, ensure_ascii=False, allow_nan=False)
+    path = os.environ.get(RESULT_FILE_ENV)
+    if not path:
+        print(text, flush=True)
+        return
+    with open(path + ".part", "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(path + ".part", path)  # a reader sees the whole document or none
 
 
 def track(items: Iterable[T], total: int | None = None, message: str | None = None) -> Iterator[T]:

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import PrivatePostgres, PrivateRabbitMQ, PrivateRedis, ServerMissing, free_port
+from servers import (
+    PrivatePostgres,
+    PrivateRabbitMQ,
+    PrivateRedis,
+    PrivateS3,
+    ServerMissing,
+    free_port,
+)
 
 from jupyter_scriptrun.config import Settings, examples_dir
 from jupyter_scriptrun.fleet.local import LocalWorker, worker_argv
@@ -73,6 +80,12 @@ def rabbitmq_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     skipped where RabbitMQ is not installed."""
     make = lambda: PrivateRabbitMQ(tmp_path_factory.mktemp("rabbitmq"))  # noqa: E731
     yield from _server("SCRIPTRUN_TEST_AMQP_URL", make, pytest.skip)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """An S3 API of the session's own (moto's server), its endpoint URL."""
+    yield from _server("SCRIPTRUN_TEST_S3_ENDPOINT", PrivateS3, pytest.fail)
 
 
 @pytest.fixture(scope="session")

@@ -490,3 +490,40 @@ class PrivatePrometheus:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+class PrivateS3:
+    """An S3 API (moto's server mode) on a free loopback port: the same requests as AWS
+    or MinIO, its buckets in memory, gone when it stops."""
+
+    def __init__(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("moto") is None:
+            raise ServerMissing("moto is not installed (pip install 'moto[server]')")
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        _wait(lambda: port_open(self.port), 30, f"moto S3 on port {self.port}", self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)

@@ -40,6 +40,8 @@ LAYERS: list[tuple[str, ...]] = [
         "execution.lease",
         "execution.runners",
         "execution.notify",
+        "execution.outputs",
+        "execution.notebook",
         "store",
     ),
     # one attempt: store + runner + contract

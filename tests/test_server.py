@@ -188,12 +188,11 @@ async def test_the_openapi_document_is_valid_and_matches_the_answers(worker, api
 
     document = json.loads((await api("openapi.json")).body)
     validate(document)
-    from jupyter_scriptrun.jupyter.handlers import NotFoundHandler, routes
-    from jupyter_scriptrun.jupyter.schedule_handlers import routes as schedule_routes
-    from jupyter_scriptrun.jupyter.viewset_handlers import routes as viewset_routes
+    from jupyter_scriptrun.jupyter.extension import api_routes
+    from jupyter_scriptrun.jupyter.handlers import NotFoundHandler
 
     # Every resource is documented (the fallback answers only 404s).
-    everything = schedule_routes() + viewset_routes() + routes()
+    everything = api_routes()
     served = [r for r in everything if r[1] is not NotFoundHandler]
     assert len(document["paths"]) == len(served)
     created = json.loads((await api("executions", "POST", {"script": "example_script"})).body)
@@ -455,3 +454,34 @@ async def test_a_script_run_through_env_reports_its_real_language(api):
     scripts = {s["name"]: s for s in json.loads((await api("scripts")).body)}
     assert scripts["tree_ignores_term"]["language"] == "bash"
     assert scripts["plain_text"]["language"] == "sh"
+
+
+async def test_a_runs_files_are_listed_and_served_with_their_media_type(worker, api):
+    import asyncio
+
+    created = json.loads(
+        (await api("executions", "POST", {"script": "writes_files", "parameters": {}})).body
+    )
+    for _ in range(300):
+        run = json.loads((await api(f"executions/{created['id']}")).body)
+        if run["status"] not in ("queued", "running"):
+            break
+        await asyncio.sleep(0.1)
+    assert run["status"] == "succeeded" and run["links"]["files"].endswith("/files")
+    listed = json.loads((await api(f"executions/{run['id']}/files")).body)
+    by_name = {f["name"]: f for f in listed}
+    assert sorted(by_name) == ["notes.txt", "plot.png", "tables/out.csv"]
+    assert all(f["kept"] and f["url"] for f in listed)
+    png = await api(f"executions/{run['id']}/files/plot.png")
+    assert png.headers["Content-Type"] == "image/png"
+    assert png.headers["Content-Disposition"] == "inline; filename*=UTF-8''plot.png"
+    assert png.headers["ETag"] == f'"{by_name["plot.png"]["sha256"]}"'
+    assert png.headers["X-Content-Type-Options"] == "nosniff"
+    assert png.body.startswith(b"\x89PNG")
+    table = await api(f"executions/{run['id']}/files/tables/out.csv", download="1")
+    assert table.body == b"x,y\n1,2\n3,4\n"
+    assert table.headers["Content-Disposition"] == "attachment; filename*=UTF-8''out.csv"
+    with pytest.raises(HTTPClientError) as info:
+        await api(f"executions/{run['id']}/files/nothing.txt")
+    assert info.value.code == 404
+    assert json.loads(info.value.response.body)["error"] == "FileNotKept"

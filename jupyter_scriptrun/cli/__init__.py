@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from jupyter_scriptrun.cli.files import add_files_command, files_command, print_kept_files
 from jupyter_scriptrun.cli.history import add_history_command, history_command
 from jupyter_scriptrun.cli.schedules import add_schedule_command, schedule_command
 from jupyter_scriptrun.cli.terminal import follow, print_logs, wait_showing_progress
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON (with parameter schemas)")
 
     add_history_command(sub)
+    add_files_command(sub)
 
     p = sub.add_parser("status", help="show one run's record")
     p.add_argument("id", help="execution id (or a unique prefix of 4+ characters)")
@@ -316,6 +318,7 @@ def _run(args: argparse.Namespace) -> int:
             print(_dumps(execution.data))
         elif record["status"] == "succeeded" and execution.stdout.strip() and not args.follow:
             print(execution.stdout.rstrip())
+        print_kept_files(execution)
         if record["status"] != "succeeded" and execution.stderr.strip() and not args.follow:
             print("--- stderr (tail) ---", file=sys.stderr)
             print("\n".join(execution.stderr.rstrip().splitlines()[-20:]), file=sys.stderr)
@@ -323,8 +326,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _cancel_on_interrupt(execution: Any) -> str:
-    """Cancel a run the user stopped waiting for, wait a little for its tree to end, and
-    say truly where it stands."""
+    """Cancel a run the user stopped waiting for; say truly where it stands."""
     short = execution.id[:8]
     try:
         with contextlib.suppress(ExecutionConflict):  # it ended on its own meanwhile
@@ -585,6 +587,7 @@ COMMANDS = {
     "history": lambda args: history_command(args, _client()),
     "status": _status,
     "logs": _logs,
+    "files": lambda args: files_command(args, _client()),
     "cancel": _cancel,
     "local": _local,
     "workers": _workers,

@@ -28,6 +28,8 @@ EX_TEMPFAIL = 75
 """sysexits.h's "temporary failure": a script exiting with it asks to be retried."""
 
 NOT_FOUND: Any = object()
+OUTPUT_DIR_ENV = "SCRIPTRUN_OUTPUT_DIR"
+"""The contract's folder for files to keep: empty at the start, collected at the end."""
 MAX_CANDIDATES = 200
 TRACEBACK_HEADER = "Traceback (most recent call last):"
 
@@ -75,8 +77,10 @@ def script_env(
     page_context: str,
     script_name: str,
     execution_id: str,
+    output_dir: str | None = None,
 ) -> dict[str, str]:
-    """The environment of a script: allowed worker variables plus the contract's.
+    """The environment of a script: allowed worker variables plus the contract's
+    (``output_dir``: its folder for files to keep, as ``SCRIPTRUN_OUTPUT_DIR``).
 
     ``allow`` holds names or shell-style patterns (``LC_*``). Nothing else of the worker's
     environment reaches the script: broker and database URLs, passwords and tokens stay out.
@@ -95,6 +99,8 @@ def script_env(
     env["PAGE_CONTEXT"] = page_context
     env["SCRIPT_NAME"] = script_name
     env["EXECUTION_ID"] = execution_id
+    if output_dir is not None:
+        env[OUTPUT_DIR_ENV] = output_dir
     return env
 
 
@@ -163,9 +169,13 @@ def parse_traceback(stderr: str) -> tuple[str, str, str] | None:
     return None
 
 
-def interpret(outcome: RunOutcome, timeout_s: float | None = None) -> Verdict:
-    """Classify a finished process: status, message, error type, data and traceback."""
-    doc = parse_result(outcome.stdout)
+def interpret(
+    outcome: RunOutcome, timeout_s: float | None = None, given: Any = NOT_FOUND
+) -> Verdict:
+    """Classify a finished process: status, message, error type, data and traceback.
+    ``given``: the document the script gave through ``script.result()``, which stands
+    instead of its stdout's."""
+    doc = given if given is not NOT_FOUND else parse_result(outcome.stdout)
     shaped = isinstance(doc, dict) and "status" in doc
     result = None if doc is NOT_FOUND else doc
     data = (doc.get("data") if shaped else result) if result is not None else None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jupyter_scriptrun.contract import notebooks
 from jupyter_scriptrun.contract.metadata import ScriptMeta, parse_metadata
 from jupyter_scriptrun.exceptions import ScriptMetadataError, ScriptNotFound
 
@@ -31,7 +32,9 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
     ".rb": ("ruby",),
     ".js": ("node",),
     ".R": ("Rscript",),
+    ".ipynb": ("python",),  # papermill, in a child of the worker's own Python
 }
+NOTEBOOK_RUNNER = ("-m", "jupyter_scriptrun.execution.notebook")
 LANGUAGES: dict[str, str] = {
     "python": ".py",
     "bash": ".sh",
@@ -127,6 +130,8 @@ class ScriptList(list[Script]):
 
 def language_of(path: Path, meta: ScriptMeta) -> str:
     """A short language label ("python", "bash", …) for listings."""
+    if path.suffix == notebooks.SUFFIX:
+        return "notebook"
     argv = interpreter_for(path, meta)
     if argv and argv[0] == sys.executable:
         return "python"
@@ -141,6 +146,8 @@ def interpreter_for(path: Path, meta: ScriptMeta) -> list[str]:
     Python always runs on the worker's own ``sys.executable``: a PATH shim (pyenv, conda)
     could pick another environment, and the runs would not be reproducible.
     """
+    if path.suffix == notebooks.SUFFIX:
+        return [sys.executable, *NOTEBOOK_RUNNER]
     if meta.interpreter:
         return _pythonize(list(meta.interpreter))
     if path.suffix == ".py":
@@ -299,7 +306,10 @@ class Registry:
 
 
 def _script(name: str, path: Path, data: bytes) -> Script:
-    meta = parse_metadata(data.decode("utf-8", "replace"), source=str(path))
+    if path.suffix == notebooks.SUFFIX:
+        meta = notebooks.notebook_meta(data, source=str(path))
+    else:
+        meta = parse_metadata(data.decode("utf-8", "replace"), source=str(path))
     interpreter_for(path, meta)  # fail now, not on the worker, for an unrunnable file
     return Script(name=name, path=path, meta=meta, content_hash=file_hash(data))
 

@@ -7,6 +7,7 @@ housekeeping thread. Uses the store, the registry, the runner and the protocol.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import random
@@ -29,7 +30,7 @@ from jupyter_scriptrun.exceptions import (
     ScriptNotFound,
     ScriptVersionMismatch,
 )
-from jupyter_scriptrun.execution import child
+from jupyter_scriptrun.execution import child, outputs
 from jupyter_scriptrun.execution.lease import Lease
 from jupyter_scriptrun.execution.live import LiveOutput
 from jupyter_scriptrun.execution.notify import Notifier
@@ -38,7 +39,7 @@ from jupyter_scriptrun.execution.progress import Progress
 from jupyter_scriptrun.execution.runners import Runner, Spawn, WarmRunner, make_runner
 from jupyter_scriptrun.models import ATTEMPT_MEASURES, ATTEMPT_STREAMS, ExecutionRecord
 from jupyter_scriptrun.queues import queue_problem
-from jupyter_scriptrun.script import PROGRESS_FD_ENV
+from jupyter_scriptrun.script import PROGRESS_FD_ENV, RESULT_FILE_ENV
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store import Store, get_store, utcnow
 
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 
 CANNOT_RUN_HERE = (ScriptNotFound, ScriptMetadataError, AdhocNotAllowed, ScriptVersionMismatch)
 """Why a script cannot run on this worker: its attempt fails with the reason."""
+RESULT_FILE = "result.json"
+"""Where ``script.result()`` writes, in the attempt's working folder (not kept as a file)."""
+OUTPUT_FOLDER = "output"
+"""The attempt's folder for files to keep, inside its working folder (SCRIPTRUN_OUTPUT_DIR)."""
 
 
 @dataclass
@@ -138,11 +143,15 @@ class Executor:
             try:
                 outcome = self._execute(spec, script, execution_id, attempt, progress, lease)
             finally:
+                # Kept also when it failed or timed out (what it wrote may say why), while
+                # the lease still beats: storing big files is part of the run.
+                outputs.keep(self.store, self.settings, execution_id, attempt, spec.env)
                 unsent = lease.close()
                 self._progress.pop(execution_id, None)
+            given = given_result(spec)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        verdict = self._judge(outcome, spec)
+        verdict = self._judge(outcome, spec, given)
         if lease.reason is not None:  # it stopped itself: the run is no longer surely its
             verdict = protocol.Verdict(ExecutionStatus.LOST, lease.reason, "LeaseLost")
         retry = wants_retry(script.meta, verdict.status, verdict.retryable, attempt)
@@ -201,7 +210,8 @@ class Executor:
         return Outcome(status, error_type=type(exc).__name__, message=str(exc))
 
     def _spec(self, row: ExecutionRecord, script: Script, workdir: str) -> child.RunSpec:
-        """The command, environment and limits of one attempt."""
+        """The command, environment and limits of one attempt (its output folder made)."""
+        os.mkdir(os.path.join(workdir, OUTPUT_FOLDER), 0o700)
         env = protocol.script_env(
             os.environ,
             self.settings.env_allow,
@@ -209,8 +219,10 @@ class Executor:
             page_context=row["page_context"],
             script_name=script.name,
             execution_id=row["id"],
+            output_dir=os.path.join(workdir, OUTPUT_FOLDER),
         )
         env["TMPDIR"] = workdir
+        env[RESULT_FILE_ENV] = os.path.join(workdir, RESULT_FILE)
         return child.RunSpec(
             argv=script.command(),
             env=env,
@@ -255,10 +267,10 @@ class Executor:
                 self.ledger.remove(sid)
 
     @staticmethod
-    def _judge(outcome: child.RunOutcome, spec: child.RunSpec) -> protocol.Verdict:
-        """The contract's reading of the outcome; a MemoryError under a limit is the
-        limit's doing."""
-        verdict = protocol.interpret(outcome, spec.timeout_s)
+    def _judge(outcome: child.RunOutcome, spec: child.RunSpec, given: Any) -> protocol.Verdict:
+        """The contract's reading of the outcome (``given``: the document of the script's
+        ``result()`` call); a MemoryError under a limit is the limit's doing."""
+        verdict = protocol.interpret(outcome, spec.timeout_s, given)
         if spec.memory_limit_mb and verdict.error_type == "MemoryError":
             verdict = dataclasses.replace(
                 verdict,
@@ -461,6 +473,31 @@ class Executor:
                     row["id"],
                 )
                 self._resend(resend, row, 1, 0.0)
+
+
+def given_result(spec: child.RunSpec) -> Any:
+    """The document a script gave through ``script.result()`` (``protocol.NOT_FOUND``: it
+    gave none, or one that is not JSON, which is logged and the stdout read instead).
+    Read before the working folder goes."""
+    path = spec.env.get(RESULT_FILE_ENV)
+    if not path:
+        return protocol.NOT_FOUND
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(spec.max_output_bytes + 1)
+    except FileNotFoundError:
+        return protocol.NOT_FOUND
+    except OSError:
+        log.warning("could not read a result file", exc_info=True)
+        return protocol.NOT_FOUND
+    if len(raw) > spec.max_output_bytes:
+        log.warning("a result document over %d bytes: its stdout is read", spec.max_output_bytes)
+        return protocol.NOT_FOUND
+    try:
+        return json.loads(raw)
+    except ValueError:
+        log.warning("a result file that is not JSON: its stdout is read instead")
+        return protocol.NOT_FOUND
 
 
 Resend = Callable[[str, int, str, float, str], None]

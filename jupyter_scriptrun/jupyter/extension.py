@@ -80,13 +80,7 @@ class ScriptrunExtension(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         """Register the REST routes."""
-        from jupyter_scriptrun.jupyter.handlers import routes
-        from jupyter_scriptrun.jupyter.schedule_handlers import routes as schedule_routes
-        from jupyter_scriptrun.jupyter.viewset_handlers import routes as viewset_routes
-
-        self.handlers.extend(schedule_routes())  # before the API's catch-all
-        self.handlers.extend(viewset_routes())
-        self.handlers.extend(routes())
+        self.handlers.extend(api_routes())
 
     async def stop_extension(self) -> None:
         """Stop the metrics' background reads; release the store's connections."""
@@ -96,3 +90,14 @@ class ScriptrunExtension(ExtensionApp):
         client = self.settings.get("scriptrun_client")
         if client is not None:
             client.close()
+
+
+def api_routes() -> list[tuple[str, Any]]:
+    """Every REST route, the specific before the API's catch-all (``handlers.routes``
+    ends with it)."""
+    from jupyter_scriptrun.jupyter.file_handlers import routes as file_routes
+    from jupyter_scriptrun.jupyter.handlers import routes
+    from jupyter_scriptrun.jupyter.schedule_handlers import routes as schedule_routes
+    from jupyter_scriptrun.jupyter.viewset_handlers import routes as viewset_routes
+
+    return [*schedule_routes(), *viewset_routes(), *file_routes(), *routes()]

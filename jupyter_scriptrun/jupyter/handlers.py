@@ -25,6 +25,7 @@ from jupyter_scriptrun.display import json_default
 from jupyter_scriptrun.exceptions import (
     ExecutionConflict,
     ExecutionNotFound,
+    FileNotKept,
     InvalidParameters,
     InvalidRequest,
     InvalidSchedule,
@@ -57,6 +58,7 @@ ERRORS: list[tuple[type[Exception], int]] = [
     (ScriptNotFound, 404),
     (ExecutionNotFound, 404),
     (ScheduleNotFound, 404),
+    (FileNotKept, 404),
     (ExecutionConflict, 409),
     (WorkerUnavailable, 503),
     (StoreUnavailable, 503),
@@ -190,7 +192,12 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
         """An execution's record with its result, data and links (``created``: the
         record as submitted, which has none yet)."""
         base = f"{self.base_url.rstrip('/')}{PREFIX}/executions/{execution.id}"
-        links = {"self": base, "logs": f"{base}/logs", "cancel": f"{base}/cancel"}
+        links = {
+            "self": base,
+            "logs": f"{base}/logs",
+            "cancel": f"{base}/cancel",
+            "files": f"{base}/files",
+        }
         if created is not None:
             empty = {"traceback": None, "stderr_tail": "", "result": None, "data": None}
             return {**created, **empty, "links": links}

@@ -359,7 +359,13 @@ class HistoryTable:
             return
         frame = execution.frame() if status is ExecutionStatus.SUCCEEDED else None
         card = execution_html(
-            rec, execution.data, frame, execution.stdout, execution.stderr, expanded=True
+            rec,
+            execution.data,
+            frame,
+            execution.stdout,
+            execution.stderr,
+            expanded=True,
+            files=execution.file_views(),
         )
         self.detail.value = card + attempts_html(execution.attempts())
         self.cancel_button.disabled = True

@@ -399,6 +399,52 @@ def document(base_url: str = "/") -> dict[str, Any]:
                     },
                 }
             },
+            "/executions/{execution_id}/files": {
+                "get": {
+                    "summary": "The files a run wrote to SCRIPTRUN_OUTPUT_DIR, by name",
+                    "description": "Each with size, media type and sha256; one not kept "
+                    "(a link, a FIFO, over a limit) has `kept: false` and the reason in `note`.",
+                    "operationId": "listFiles",
+                    "parameters": [_ID],
+                    "responses": {
+                        "200": _json(
+                            {"type": "array", "items": {"type": "object"}},
+                            "name, size, media_type, sha256, note, attempt, kept, url",
+                        ),
+                        **_errors(403, 404),
+                    },
+                }
+            },
+            "/executions/{execution_id}/files/{name}": {
+                "get": {
+                    "summary": "One kept file's bytes, with its media type",
+                    "description": "`Content-Disposition` names the file (attachment unless "
+                    "it is an image or plain text, or with `download=1`); the ETag is its "
+                    "sha256. `name` is the path below the output folder (`tables/out.csv`).",
+                    "operationId": "getFile",
+                    "parameters": [
+                        _ID,
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "download",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the file's bytes",
+                            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                        },
+                        **_errors(403, 404),
+                    },
+                }
+            },
             "/executions/cancel-queued": {
                 "post": {
                     "summary": "Cancel every run not started yet (queued or waiting to retry)",

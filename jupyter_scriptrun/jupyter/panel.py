@@ -496,7 +496,14 @@ class Panel:
         self.output.layout.display = "none"
         if not self.result.value.startswith(f"<!--{execution.id}-->"):
             frame = execution.frame() if status is ExecutionStatus.SUCCEEDED else None
-            card = execution_html(rec, execution.data, frame, execution.stdout, execution.stderr)
+            card = execution_html(
+                rec,
+                execution.data,
+                frame,
+                execution.stdout,
+                execution.stderr,
+                files=execution.file_views(),
+            )
             self.result.value = f"<!--{execution.id}-->{card}"
 
     def _relabel(self) -> None:

@@ -190,6 +190,27 @@ def data_frame(data: Any) -> pd.DataFrame | None:
     return None
 
 
+FILE_READERS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".json": "json"}
+
+
+def file_frame(name: str, content: bytes) -> pd.DataFrame:
+    """A run's file as a DataFrame, read by its suffix (CSV, TSV, Parquet, JSON records);
+    ValueError naming the kinds read for any other."""
+    import io
+
+    kind = FILE_READERS.get(os.path.splitext(name)[1].lower())
+    if kind is None:
+        raise ValueError(
+            f"{name!r} is not a table this reads ({', '.join(FILE_READERS)}); "
+            "read_file() gives its bytes"
+        )
+    if kind in ("csv", "tsv"):
+        return pd.read_csv(io.BytesIO(content), sep="," if kind == "csv" else "\t")
+    if kind == "parquet":
+        return pd.read_parquet(io.BytesIO(content))
+    return pd.read_json(io.BytesIO(content))
+
+
 def _loads_all(values: list[Any]) -> list[Any]:
     """Parse a column of JSON texts in one call of the C parser (one call per value costs
     seconds per million rows); value by value only if some value is not JSON."""

@@ -1,17 +1,19 @@
 """The handle of one run (:class:`Execution`): its status, record, output as it comes,
-results, and cancel."""
+results, the files it wrote, and cancel."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from jupyter_scriptrun.exceptions import ExecutionFailed, ExecutionTimeout
 from jupyter_scriptrun.fleet import control
-from jupyter_scriptrun.models import AttemptRecord, ExecutionRecord, OutputPage
+from jupyter_scriptrun.models import AttemptRecord, ExecutionRecord, FileRecord, OutputPage
 from jupyter_scriptrun.status import ExecutionStatus
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,14 @@ class Execution:
         rec = self.record()
         frame = self.frame() if rec["status"] == "succeeded" else None
         failed = rec["status"] != "succeeded"
-        return execution_html(rec, self.data, frame, self.stdout, self.stderr if failed else "")
+        return execution_html(
+            rec,
+            self.data,
+            frame,
+            self.stdout,
+            self.stderr if failed else "",
+            files=self.file_views(),
+        )
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         from jupyter_scriptrun.display import summary_line
@@ -191,11 +200,63 @@ class Execution:
             with contextlib.suppress(ExecutionTimeout):
                 self.wait(interval)
 
-    def frame(self) -> pd.DataFrame | None:
-        """``data`` as a DataFrame when it is tabular, else None."""
-        from jupyter_scriptrun.service.frames import data_frame
+    def frame(self, name: str | None = None) -> pd.DataFrame | None:
+        """``data`` as a DataFrame when it is tabular, else None; with ``name``, that file
+        of the run's (CSV, TSV, Parquet or JSON) as a DataFrame."""
+        from jupyter_scriptrun.service.frames import data_frame, file_frame
 
+        if name is not None:
+            return file_frame(name, self.read_file(name))
         return data_frame(self.data)
+
+    def files(self) -> list[FileRecord]:
+        """The files the run left in its output folder (its last attempt's), by name:
+        name, size, media_type, sha256, and ``note`` saying why one was not kept."""
+        return cast("list[FileRecord]", self.client.store.files(self.id))
+
+    def read_file(self, name: str) -> bytes:
+        """One kept file's bytes (FileNotKept when it has none of that name, or did not
+        keep it)."""
+        return b"".join(self.open_file(name)[1])
+
+    def file_views(self, each: int = 1 << 20, total: int = 4 << 20) -> list[dict[str, Any]]:
+        """The files as a card shows them: each with its ``content`` when it is at most
+        ``each`` bytes and all carried so far at most ``total`` (a card is saved in the
+        notebook: it stays small)."""
+        views: list[dict[str, Any]] = []
+        carried = 0
+        for entry in self.files():
+            view: dict[str, Any] = dict(entry)
+            if entry["note"] is None and entry["size"] <= each and carried + entry["size"] <= total:
+                view["content"] = self.read_file(entry["name"])
+                carried += entry["size"]
+            views.append(view)
+        return views
+
+    def open_file(self, name: str) -> tuple[FileRecord, Iterator[bytes]]:
+        """One kept file's record and its bytes in pieces, for a reader that streams
+        them (FileNotKept as for :meth:`read_file`)."""
+        entry = cast("FileRecord", self.client.store.file_entry(self.id, name))
+        return entry, self.client.store.read_file_bytes(self.id, name)
+
+    def save_files(self, folder: str | os.PathLike[str]) -> list[Path]:
+        """Write every kept file below ``folder`` (made if missing, subfolders kept), read
+        in pieces; the paths written."""
+        written = []
+        root = Path(folder)
+        for entry in self.files():
+            if entry["note"] is not None:
+                continue
+            parts = entry["name"].split("/")
+            if any(part in ("", ".", "..") for part in parts):
+                continue  # not a name the worker keeps: nothing is written outside folder
+            target = root.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as out:
+                for piece in self.client.store.read_file_bytes(self.id, entry["name"]):
+                    out.write(piece)
+            written.append(target)
+        return written
 
     def cancel(self) -> ExecutionStatus:
         """Cancel: a queued run never starts; a running one has its process tree ended.

@@ -2,8 +2,8 @@
 
 :class:`Store` is one database seen through its two roles: the run's state machine
 (:mod:`.runs`, the worker's and the client's writes), the read path (:mod:`.history`),
-the removal of old runs (:mod:`.retention`), the metrics' reads (:mod:`.aggregates`) and
-the schedules (:mod:`.schedules`).
+the removal of old runs (:mod:`.retention`), the metrics' reads (:mod:`.aggregates`),
+the schedules (:mod:`.schedules`) and the files runs write (:mod:`.files`).
 The engine, migrations and retry policy are in :mod:`.engine`.
 """
 
@@ -14,6 +14,7 @@ import uuid
 
 from jupyter_scriptrun.store.aggregates import Aggregates
 from jupyter_scriptrun.store.engine import HEAD_REVISION, utcnow
+from jupyter_scriptrun.store.files import RunFiles
 from jupyter_scriptrun.store.history import MIN_ID_PREFIX, HistoryReads
 from jupyter_scriptrun.store.retention import Retention
 from jupyter_scriptrun.store.runs import RunStates
@@ -22,7 +23,7 @@ from jupyter_scriptrun.store.schedules import Schedules
 __all__ = ["HEAD_REVISION", "MIN_ID_PREFIX", "Store", "get_store", "new_execution_id", "utcnow"]
 
 
-class Store(RunStates, HistoryReads, Retention, Aggregates, Schedules):
+class Store(RunStates, HistoryReads, Retention, Aggregates, Schedules, RunFiles):
     """Reads and writes execution records. Safe to share between threads.
 
     Every write is one short transaction; on SQLite writes take the lock up front

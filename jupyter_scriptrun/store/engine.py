@@ -29,7 +29,7 @@ from jupyter_scriptrun.store import dialects
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 """The newest migration; a test checks it against the migrations folder."""
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

@@ -1,4 +1,5 @@
-"""Removing old runs: ended executions, with their attempts and output, deleted in small
+"""Removing old runs: ended executions, with their attempts, output and files (in the
+store and in object storage), deleted in small
 batches (short transactions, no long locks), their numbers kept per script and status so
 that counts over all time stay monotonic."""
 
@@ -11,7 +12,15 @@ from sqlalchemy import delete, func, select
 from jupyter_scriptrun.status import ExecutionStatus
 from jupyter_scriptrun.store.aggregates import METRIC_SCRIPT
 from jupyter_scriptrun.store.engine import Database, dialect_insert, retrying, utcnow
-from jupyter_scriptrun.store.tables import attempts, executions, output_chunks, pruned_totals
+from jupyter_scriptrun.store.objects import remove
+from jupyter_scriptrun.store.tables import (
+    attempts,
+    executions,
+    file_chunks,
+    output_chunks,
+    pruned_totals,
+    run_files,
+)
 
 FINAL = [s.value for s in ExecutionStatus if s.is_final]
 
@@ -29,12 +38,16 @@ class Retention(Database):
                 query = select(func.count()).select_from(executions).where(*old)
                 return int(conn.execute(query).scalar_one())
         removed = 0
-        while (n := self._prune_batch(old, batch)) > 0:
+        while True:
+            n, stored_elsewhere = self._prune_batch(old, batch)
+            if n == 0:
+                return removed
             removed += n
-        return removed
+            if stored_elsewhere:  # after the rows went: a file is never listed but gone
+                remove(stored_elsewhere)
 
     @retrying
-    def _prune_batch(self, old: tuple[object, ...], batch: int) -> int:
+    def _prune_batch(self, old: tuple[object, ...], batch: int) -> tuple[int, list[str]]:
         with self._write() as conn:
             rows = conn.execute(
                 # Counted as the metrics label them: ad-hoc runs under one name.
@@ -43,7 +56,7 @@ class Retention(Database):
                 .limit(batch)
             ).all()
             if not rows:
-                return 0
+                return 0, []
             ids = [r.id for r in rows]
             counts: dict[tuple[str, str], int] = {}
             for r in rows:
@@ -56,10 +69,18 @@ class Retention(Database):
                 ),
                 [{"script": s, "status": st, "runs": n} for (s, st), n in counts.items()],
             )
+            elsewhere = conn.execute(
+                select(run_files.c.location).where(
+                    run_files.c.execution_id.in_(ids), run_files.c.location.isnot(None)
+                )
+            ).scalars()
+            locations = [str(x) for x in elsewhere]
+            conn.execute(delete(file_chunks).where(file_chunks.c.execution_id.in_(ids)))
+            conn.execute(delete(run_files).where(run_files.c.execution_id.in_(ids)))
             conn.execute(delete(output_chunks).where(output_chunks.c.execution_id.in_(ids)))
             conn.execute(delete(attempts).where(attempts.c.execution_id.in_(ids)))
             conn.execute(delete(executions).where(executions.c.id.in_(ids)))
-            return len(ids)
+            return len(ids), locations
 
     def pruned(self) -> dict[tuple[str, str], int]:
         """Runs removed so far, by script and status."""

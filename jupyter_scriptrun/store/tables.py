@@ -207,6 +207,34 @@ output_chunks = Table(
 """Output as it arrives, for live views (``logs?offset=``); the attempt row keeps the
 final capped streams."""
 
+run_files = Table(
+    "run_files",
+    metadata,
+    _execution_key(),
+    Column("name", String(1024), primary_key=True),
+    Column("attempt", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(255), nullable=False),
+    Column("sha256", String(64)),
+    Column("note", Text),
+    Column("location", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""The files a run left in its output folder (those of its last attempt): kept (``note``
+None; content in ``file_chunks``, or at ``location`` in object storage) or listed with
+why not (a link, over a limit)."""
+
+file_chunks = Table(
+    "file_chunks",
+    metadata,
+    _execution_key(),
+    Column("name", String(1024), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+"""A kept file's bytes in the store, in pieces of ``defaults.FILE_CHUNK_BYTES``: no
+side writes or reads a whole file at once."""
+
 schedules = Table(
     "schedules",
     metadata,

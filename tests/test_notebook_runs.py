@@ -1,0 +1,84 @@
+"""A notebook in the scripts path is a script: its parameters cell declares and defaults
+its parameters, papermill runs it in the worker's child process with the script contract,
+progress is cells done, a failing cell fails the run with the cell's number, and a
+timeout leaves no kernel behind. The executed notebook is kept as one of the run's files."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from conftest import pid_alive, scriptrun_cli, wait_until
+
+from jupyter_scriptrun.config import Settings
+from jupyter_scriptrun.exceptions import InvalidParameters
+from jupyter_scriptrun.service.client import Client
+from jupyter_scriptrun.status import ExecutionStatus
+
+
+def test_a_notebook_is_listed_as_a_script_with_its_parameters_cell(client: Client):
+    script = client.script("nb_squares")
+    assert script.description == "Squares numbers in a notebook; gives them as its result"
+    assert script.meta.schema["properties"] == {
+        "n": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 3},
+        "label": {"type": "string", "default": "squares"},  # from the cell's assignment
+    }
+    assert script.meta.schema["additionalProperties"] is False
+    assert script.command()[:3] == [sys.executable, "-m", "jupyter_scriptrun.execution.notebook"]
+
+
+def test_a_notebook_runs_with_its_parameters_and_keeps_the_executed_notebook(client: Client):
+    run = client.run("nb_squares", {"n": 5}, page_context="a-notebook", timeout=120)
+    assert run.status is ExecutionStatus.SUCCEEDED, run.record()["message"]
+    # The notebook's own result() call gives the result; the contract's variables reached
+    # the kernel.
+    assert run.data == {"squares": [1, 4, 9, 16, 25], "context": "a-notebook", "id": run.id}
+    assert run.record()["message"] == "squares"
+    progress = run.record()["progress"]
+    assert progress["done"] == progress["total"] == 4  # 3 cells and the injected parameters
+    files = {f["name"]: f for f in run.files()}
+    assert files["nb_squares.ipynb"]["media_type"] == "application/x-ipynb+json"
+    executed = json.loads(run.read_file("nb_squares.ipynb"))
+    printed = [
+        "".join(out.get("text", ""))
+        for cell in executed["cells"]
+        for out in cell.get("outputs", [])
+        if out.get("name") == "stdout"
+    ]
+    assert printed == ["squares [1, 4, 9, 16, 25]\n"]
+    assert "injected-parameters" in executed["cells"][2]["metadata"]["tags"]
+
+
+def test_bad_parameters_are_refused_before_anything_is_queued(client: Client):
+    before = client.count_runs()
+    with pytest.raises(InvalidParameters) as caught:
+        client.submit("nb_squares", {"n": 0, "label": 3, "colour": "red"})
+    problems = " | ".join(caught.value.problems)
+    assert "n" in problems and "minimum" in problems
+    assert "label" in problems and "colour" in problems
+    assert client.count_runs() == before
+
+
+def test_a_failing_cell_fails_the_run_with_its_number_and_traceback(client: Client):
+    run = client.submit("nb_fails", {"x": 7}, timeout=120).wait(150)
+    assert run.status is ExecutionStatus.FAILED
+    record = run.record()
+    assert record["error_type"] == "ValueError"
+    assert record["message"] == "cell 3: ValueError: bad x: 7"
+    assert "bad x: 7" in (run.traceback or "")
+    assert "nb_fails.ipynb" in {f["name"] for f in run.files()}, "kept when it failed, too"
+
+
+def test_a_notebook_that_times_out_leaves_no_kernel_behind(client: Client):
+    run = client.submit("nb_sleeps", {"seconds": 120}, timeout=15).wait(120)
+    assert run.status is ExecutionStatus.TIMED_OUT
+    kernel, child = map(int, run.read_file("pids.txt").split())
+    wait_until(lambda: not pid_alive(kernel) and not pid_alive(child), 15, "the kernel's end")
+
+
+def test_the_cli_runs_a_notebook(redis_settings: Settings, client: Client):
+    done = scriptrun_cli(redis_settings, "run", "nb_squares", "n=2", "--timeout", "120")
+    assert done.returncode == 0, done.stderr
+    assert "succeeded" in done.stdout and '"context": "cli"' in done.stdout
+    assert "files: nb_squares.ipynb (scriptrun files " in done.stdout
