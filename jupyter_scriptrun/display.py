@@ -252,6 +252,8 @@ def _file_html(entry: Mapping[str, Any], execution_id: str) -> str:
         )
     if media == "text/csv":
         return f"<div>{link}{_csv_table(content)}</div>"
+    if entry.get("html"):  # an executed notebook, rendered in a sandboxed frame
+        return f"<details><summary>{link}</summary>{entry['html']}</details>"
     return f"<div>{link}</div>"
 
 

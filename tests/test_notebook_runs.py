@@ -48,6 +48,10 @@ def test_a_notebook_runs_with_its_parameters_and_keeps_the_executed_notebook(cli
     ]
     assert printed == ["squares [1, 4, 9, 16, 25]\n"]
     assert "injected-parameters" in executed["cells"][2]["metadata"]["tags"]
+    page = run.notebook_html()
+    assert "<html" in page and "squares [1, 4, 9, 16, 25]" in page
+    card = run._repr_html_()
+    assert "<iframe sandbox srcdoc=" in card and "nb_squares.ipynb" in card
 
 
 def test_bad_parameters_are_refused_before_anything_is_queued(client: Client):

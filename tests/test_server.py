@@ -485,3 +485,20 @@ async def test_a_runs_files_are_listed_and_served_with_their_media_type(worker, 
         await api(f"executions/{run['id']}/files/nothing.txt")
     assert info.value.code == 404
     assert json.loads(info.value.response.body)["error"] == "FileNotKept"
+
+
+async def test_an_executed_notebook_is_served_as_a_page(worker, api):
+    import asyncio
+
+    body = {"script": "nb_squares", "parameters": {"n": 2}, "timeout": 120}
+    created = json.loads((await api("executions", "POST", body)).body)
+    for _ in range(600):
+        run = json.loads((await api(f"executions/{created['id']}")).body)
+        if run["status"] not in ("queued", "running"):
+            break
+        await asyncio.sleep(0.1)
+    assert run["status"] == "succeeded", run["message"]
+    page = await api(f"executions/{run['id']}/files/nb_squares.ipynb", **{"as": "html"})
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "sandbox" in page.headers["Content-Security-Policy"]
+    assert b"squares [1, 4]" in page.body

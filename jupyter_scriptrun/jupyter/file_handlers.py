@@ -49,6 +49,14 @@ class FileHandler(BaseHandler):
     async def get(self, execution_id: str, name: str) -> None:
         execution = await self.call(self.client.get, execution_id)
         name = urllib.parse.unquote(name)
+        if self.get_argument("as", "") == "html":  # an executed notebook, as a page
+            page = await self.call(execution.notebook_html, name)
+            self.set_header("X-Content-Type-Options", "nosniff")
+            # Its outputs are a script's: shown, but no script of theirs runs here.
+            self.set_header("Content-Security-Policy", "sandbox; script-src 'none'")
+            # (Jupyter's API handlers answer JSON unless told otherwise.)
+            self.finish(page, set_content_type="text/html; charset=utf-8")
+            return
         entry, pieces = await self.call(execution.open_file, name)
         media = entry["media_type"]
         inline = self.get_argument("download", "0") in ("0", "false") and media in SHOWN_INLINE
@@ -64,7 +72,7 @@ class FileHandler(BaseHandler):
         while (piece := await self.call(next, pieces, None)) is not None:
             self.write(piece)
             await self.flush()  # a piece at a time: the server never holds a whole file
-        self.finish()
+        self.finish(set_content_type=media)  # an empty file's headers are still to go
 
 
 def routes() -> list[tuple[str, type[BaseHandler]]]:

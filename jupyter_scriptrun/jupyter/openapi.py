@@ -435,6 +435,12 @@ def document(base_url: str = "/") -> dict[str, Any]:
                             "in": "query",
                             "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
                         },
+                        {
+                            "name": "as",
+                            "in": "query",
+                            "description": "html: an executed notebook rendered as a page",
+                            "schema": {"type": "string", "enum": ["html"]},
+                        },
                     ],
                     "responses": {
                         "200": {

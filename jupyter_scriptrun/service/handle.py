@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from jupyter_scriptrun.exceptions import ExecutionFailed, ExecutionTimeout
+from jupyter_scriptrun.exceptions import ExecutionFailed, ExecutionTimeout, FileNotKept
 from jupyter_scriptrun.fleet import control
 from jupyter_scriptrun.models import AttemptRecord, ExecutionRecord, FileRecord, OutputPage
 from jupyter_scriptrun.status import ExecutionStatus
 
 log = logging.getLogger(__name__)
+NOTEBOOK_TYPE = "application/x-ipynb+json"
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -230,8 +231,33 @@ class Execution:
             if entry["note"] is None and entry["size"] <= each and carried + entry["size"] <= total:
                 view["content"] = self.read_file(entry["name"])
                 carried += entry["size"]
+                if entry["media_type"] == NOTEBOOK_TYPE:
+                    view["html"] = self._rendered(view["content"])
             views.append(view)
         return views
+
+    def notebook_html(self, name: str | None = None) -> str:
+        """The executed notebook (``name``, else the run's first) as a standalone HTML
+        page (nbconvert); FileNotKept when the run kept none."""
+        if name is None:
+            notebooks = [f["name"] for f in self.files() if f["media_type"] == NOTEBOOK_TYPE]
+            if not notebooks:
+                raise FileNotKept(f"run {self.id[:8]} kept no notebook")
+            name = notebooks[0]
+        from jupyter_scriptrun.service.rendering import notebook_page
+
+        return notebook_page(self.read_file(name))
+
+    @staticmethod
+    def _rendered(content: bytes) -> str | None:
+        """A card's view of an executed notebook (None when it cannot be read as one)."""
+        from jupyter_scriptrun.service.rendering import notebook_frame
+
+        try:
+            return notebook_frame(content)
+        except Exception:  # a file named .ipynb that is none: offered as a file only
+            log.debug("not rendered as a notebook", exc_info=True)
+            return None
 
     def open_file(self, name: str) -> tuple[FileRecord, Iterator[bytes]]:
         """One kept file's record and its bytes in pieces, for a reader that streams
