@@ -161,3 +161,17 @@ def test_result_gives_the_result_outside_a_worker_by_printing_it(tmp_path: Path)
         [sys.executable, str(script)], env=env, capture_output=True, text=True, check=True
     )
     assert json.loads(done.stdout.splitlines()[-1])["status"] == "success"
+
+
+def test_the_history_table_marks_the_runs_that_kept_files(client: Client):
+    from datetime import UTC, datetime
+
+    from jupyter_scriptrun.jupyter.history_table import row_html
+
+    with_files = client.run("writes_files", {})
+    without = client.run("example_script", {})
+    records, _ = client.history_page(limit=10)
+    counts = {r["id"]: r["files"] for r in records}
+    assert counts[with_files.id] == 3 and counts[without.id] == 0
+    row = next(r for r in records if r["id"] == with_files.id)
+    assert "📎3" in row_html(row, datetime.now(UTC))

@@ -21,6 +21,7 @@ from jupyter_scriptrun.display import (
     COLOURS,
     ERROR,
     MARKS,
+    MUTED,
     attempts_html,
     execution_html,
     human_seconds,
@@ -96,6 +97,12 @@ def row_html(rec: dict[str, Any], now: datetime) -> str:
             full = value.astimezone(UTC).isoformat(timespec="milliseconds") if value else ""
         elif column in ("duration_s", "queue_s"):
             text = human_seconds(value)
+        elif column == "script" and rec.get("files"):
+            count = rec["files"]
+            text = (
+                f"{html.escape(full)} <span title='{count} file{'s' if count > 1 else ''} "
+                f"kept' style='color:{MUTED}'>📎{count}</span>"
+            )
         elif column == "peak_rss_mb":
             text = "—" if value is None else f"{value:.1f} MiB"
         else:

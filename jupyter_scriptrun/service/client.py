@@ -415,11 +415,16 @@ class Client:
         return self.store.history_count(**HistoryQuery.of(**filters).filters())
 
     def history_page(self, **options: Any) -> tuple[list[dict[str, Any]], int]:
-        """One page of the history as records, and how many runs match: for table views.
+        """One page of the history as records (each with ``files``: how many it kept),
+        and how many runs match: for table views.
         Options: ``order_by`` (a history column), ``descending``, ``limit``, ``offset``
         and the filters of :meth:`history`."""
         order = {k: options.pop(k) for k in ("order_by", "descending") if k in options}
-        return self.store.history_page(**order, **HistoryQuery.of(**options).filters())
+        records, total = self.store.history_page(**order, **HistoryQuery.of(**options).filters())
+        kept = self.store.file_counts(r["id"] for r in records)
+        for record in records:  # a table marks the runs that kept files
+            record["files"] = kept.get(record["id"], 0)
+        return records, total
 
     def workers(self, timeout: float = 1.0) -> list[dict[str, Any]]:
         """Online workers, by name: the ids they run (``active``) and hold (``reserved``),
