@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -37,6 +37,9 @@ from jupyter_scriptrun.exceptions import (
 )
 from jupyter_scriptrun.jupyter import openapi
 from jupyter_scriptrun.params import nesting
+
+if TYPE_CHECKING:
+    from jupyter_scriptrun.service.client import Client
 
 PREFIX = "/scriptrun/api"
 HTTP_MESSAGES = {
@@ -135,7 +138,7 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
         self.finish(json.dumps({"error": error, "message": message}))
 
     @property
-    def client(self) -> Any:
+    def client(self) -> Client:
         """The extension's client."""
         return self.settings["scriptrun_client"]
 

@@ -139,7 +139,7 @@ class ScriptrunMagics(Magics):
         self._client = client
 
     @property
-    def client(self) -> Any:
+    def client(self) -> Client:
         """The client the magics use (the process-wide one unless given)."""
         if self._client is None:
             from jupyter_scriptrun.service.client import default_client
