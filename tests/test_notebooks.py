@@ -127,6 +127,7 @@ def test_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SCRIPTRUN_BENCH_RUNS", "8")
     monkeypatch.delenv("SCRIPTRUN_BENCH_BROKER", raising=False)
     monkeypatch.setenv("SCRIPTRUN_BENCH_HISTORY", "5000")
+    monkeypatch.setenv("SCRIPTRUN_BENCH_NOTEBOOK_RUNS", "2")
     nb = execute("benchmark.ipynb", tmp_path)
     assert errors(nb) == []
     out = texts(nb)
@@ -137,6 +138,7 @@ def test_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert "speed-up" in whole and "load_s" in whole
     assert "1 slot" in whole and "the store alone:" in whole
     assert "broker: a private redis-server on redis://127.0.0.1:" in whole
+    assert "papermill CLI" in whole and "product fresh" in whole  # the notebook section
     assert images(nb) >= 3
 
 

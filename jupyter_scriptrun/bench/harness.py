@@ -461,6 +461,10 @@ class Bench:
             finally:
                 self.stop_worker(worker)
 
+        if self.args.notebook_runs:
+            from jupyter_scriptrun.bench import notebooks
+
+            results["notebook"] = notebooks.measure(self, broker, self.args.notebook_runs)
         for rows in self.args.history_rows:
             results.setdefault("history", []).append(self.history_load(rows))
 
@@ -481,21 +485,6 @@ class Bench:
         return results
 
 
-def benchmark(**options: Any) -> dict[str, Any]:
-    """Run the benchmark from Python (a notebook): options as on the command line, e.g.
-    ``benchmark(runs=20, throughput_runs=20)``. Returns the figures."""
-    argv: list[str] = []
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            argv.append(flag)
-        elif isinstance(value, list | tuple):
-            argv += [flag, *map(str, value)]
-        elif value not in (False, None):
-            argv += [flag, str(value)]
-    return Bench(build_parser().parse_args(argv)).run()
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line's options."""
     parser = argparse.ArgumentParser(
@@ -511,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pool", default="threads", choices=("threads", "prefork"))
     parser.add_argument("--skip-embedded", action="store_true")
     parser.add_argument("--skip-pandas", action="store_true")
+    parser.add_argument("--notebook-runs", type=int, default=10, help="0: no notebook section")
     parser.add_argument(
         "--skip-inprocess",
         "--skip-plan2",

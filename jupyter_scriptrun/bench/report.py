@@ -26,6 +26,10 @@ def report(r: dict[str, Any], broker_url: str) -> None:
     _paths(r, broker_url)
     _overheads(r)
     _rest(r, broker_url)
+    if "notebook" in r:
+        from jupyter_scriptrun.bench.notebooks import report as notebook_report
+
+        notebook_report(r["notebook"])
 
 
 def _paths(r: dict[str, Any], broker_url: str) -> None:
