@@ -465,6 +465,11 @@ class Bench:
             from jupyter_scriptrun.bench import notebooks
 
             results["notebook"] = notebooks.measure(self, broker, self.args.notebook_runs)
+        if self.args.files_mb:
+            from jupyter_scriptrun.bench import files
+
+            kept = self.base.with_(files_url=self.args.files_url)
+            results["files"] = files.measure(kept, self.tmp / "files", self.args.files_mb)
         for rows in self.args.history_rows:
             results.setdefault("history", []).append(self.history_load(rows))
 
@@ -501,6 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-embedded", action="store_true")
     parser.add_argument("--skip-pandas", action="store_true")
     parser.add_argument("--notebook-runs", type=int, default=10, help="0: no notebook section")
+    parser.add_argument("--files-mb", type=int, default=20, help="0: no files section")
+    parser.add_argument("--files-url", help="measure files kept there (default: the store)")
     parser.add_argument(
         "--skip-inprocess",
         "--skip-plan2",

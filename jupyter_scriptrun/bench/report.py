@@ -26,6 +26,10 @@ def report(r: dict[str, Any], broker_url: str) -> None:
     _paths(r, broker_url)
     _overheads(r)
     _rest(r, broker_url)
+    if "files" in r:
+        from jupyter_scriptrun.bench.files import report as files_report
+
+        files_report(r["files"])
     if "notebook" in r:
         from jupyter_scriptrun.bench.notebooks import report as notebook_report
 
