@@ -403,6 +403,18 @@ class Bench:
             if private is not None:
                 private.stop()
 
+    def _notebooks_and_files(self, broker: Settings, results: dict[str, Any]) -> None:
+        """The notebook section (papermill against the product) and the files section."""
+        if self.args.notebook_runs:
+            from jupyter_scriptrun.bench import notebooks
+
+            results["notebook"] = notebooks.measure(self, broker, self.args.notebook_runs)
+        if self.args.files_mb:
+            from jupyter_scriptrun.bench import files
+
+            kept = self.base.with_(files_url=self.args.files_url)
+            results["files"] = files.measure(kept, self.tmp / "files", self.args.files_mb)
+
     def _run(self) -> dict[str, Any]:
         n, m = self.args.runs, self.args.throughput_runs
         results: dict[str, Any] = {
@@ -461,15 +473,7 @@ class Bench:
             finally:
                 self.stop_worker(worker)
 
-        if self.args.notebook_runs:
-            from jupyter_scriptrun.bench import notebooks
-
-            results["notebook"] = notebooks.measure(self, broker, self.args.notebook_runs)
-        if self.args.files_mb:
-            from jupyter_scriptrun.bench import files
-
-            kept = self.base.with_(files_url=self.args.files_url)
-            results["files"] = files.measure(kept, self.tmp / "files", self.args.files_mb)
+        self._notebooks_and_files(broker, results)
         for rows in self.args.history_rows:
             results.setdefault("history", []).append(self.history_load(rows))
 
@@ -508,12 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--notebook-runs", type=int, default=10, help="0: no notebook section")
     parser.add_argument("--files-mb", type=int, default=20, help="0: no files section")
     parser.add_argument("--files-url", help="measure files kept there (default: the store)")
-    parser.add_argument(
-        "--skip-inprocess",
-        "--skip-plan2",
-        dest="skip_inprocess",
-        action="store_true",
-        help="skip the in-process baseline (--skip-plan2: the older spelling)",
+    parser.add_argument(  # (--skip-plan2: the older spelling)
+        "--skip-inprocess", "--skip-plan2", dest="skip_inprocess", action="store_true"
     )
     parser.add_argument(
         "--soak", type=int, default=0, help="also push this many warm runs, watching memory"
