@@ -175,3 +175,9 @@ def test_the_history_table_marks_the_runs_that_kept_files(client: Client):
     assert counts[with_files.id] == 3 and counts[without.id] == 0
     row = next(r for r in records if r["id"] == with_files.id)
     assert "📎3" in row_html(row, datetime.now(UTC))
+
+
+def test_a_retrys_files_replace_the_earlier_attempts(client: Client, tmp_path: Path):
+    run = client.run("flaky", {"counter": str(tmp_path / "n"), "succeed_on": 2}, timeout=60)
+    assert run.status is ExecutionStatus.SUCCEEDED and run.record()["attempt"] == 2
+    assert [(f["name"], f["attempt"]) for f in run.files()] == [("attempt-2.txt", 2)]

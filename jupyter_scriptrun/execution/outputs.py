@@ -199,8 +199,11 @@ def keep(
     except OSError:
         log.warning("execution %s: could not list its output folder", execution_id, exc_info=True)
         return
+    if not found and attempt <= 1:
+        return  # nothing written, and no earlier attempt's files to replace: no write at all
     try:
-        stale = store.clear_files(execution_id)
+        # A retry's files replace the earlier attempt's (a first attempt has none).
+        stale = store.clear_files(execution_id) if attempt > 1 else []
         objects = Objects(settings.files_url) if settings.files_url else None
         for item in found:
             _keep_one(store, objects, execution_id, attempt, item, folder)

@@ -19,6 +19,8 @@ p = json.loads(os.environ["SCRIPT_PARAMETERS"])
 counter = Path(p["counter"])
 n = int(counter.read_text()) + 1 if counter.exists() else 1
 counter.write_text(str(n))
+if os.environ.get("SCRIPTRUN_OUTPUT_DIR"):  # each attempt leaves a file of its own
+    Path(os.environ["SCRIPTRUN_OUTPUT_DIR"], f"attempt-{n}.txt").write_text(str(n))
 if n < p["succeed_on"]:
     print(f"attempt {n}: not yet", file=sys.stderr)
     sys.exit(75)
