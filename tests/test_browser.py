@@ -165,6 +165,39 @@ def test_run_a_script_from_the_panel_in_jupyterlab(lab: JupyterLabProcess, tmp_p
             browser.close()
 
 
+def test_a_runs_files_show_in_the_panels_card(lab: JupyterLabProcess, tmp_path: Path):
+    """A notebook run from the panel: its card shows the plot it wrote as a picture, its
+    CSV as a table, and the executed notebook rendered in a sandboxed frame."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        try:
+            open_and_run(page, lab, "panel_e2e.ipynb", ".widget-dropdown select")
+            script = page.locator(".widget-dropdown select").first
+            script.select_option(label="notebook_report")
+            expect(page.get_by_text("A notebook report")).to_be_visible()
+            rows = page.get_by_role("textbox", name="rows", exact=True)
+            rows.fill("4")
+            rows.press("Tab")
+            page.locator("button.jupyter-button", has_text="Run").first.click()
+            expect(page.get_by_text("files (3 kept)")).to_be_visible(timeout=120_000)
+            picture = page.locator(".scriptrun-panel img[alt='plot.png']")
+            expect(picture).to_be_visible()
+            assert picture.evaluate("i => i.naturalWidth") > 100  # a real, decoded image
+            expect(page.locator(".scriptrun-panel th", has_text="square").first).to_be_visible()
+            page.locator("summary", has_text="notebook_report.ipynb").click()
+            frame = page.locator(".scriptrun-panel iframe[sandbox]")
+            expect(frame).to_be_visible()
+            inner = page.frame_locator(".scriptrun-panel iframe[sandbox]")
+            expect(inner.get_by_text("A notebook report").first).to_be_visible()
+            page.screenshot(path=str(tmp_path / "panel-files.png"), full_page=True)
+        finally:
+            page.screenshot(path=str(tmp_path / "panel-files-end.png"), full_page=True)
+            browser.close()
+
+
 @pytest.fixture
 def dashboard_lab(settings: Settings, tmp_path: Path):
     settings = settings.with_(scripts_path=(examples_dir(),))

@@ -182,3 +182,21 @@ def test_a_magic_run_ends_as_one_card_in_the_cell(embedded: Settings, tmp_path: 
     # Bound to a name, the handle shows its card in a later cell.
     shown = [o for o in nb.cells[5].outputs if "text/html" in o.get("data", {})]
     assert len(shown) == 1 and "kept" in shown[0].data["text/html"]
+
+
+def test_a_notebook_run_from_the_magic_shows_its_files_in_the_card(
+    embedded: Settings, tmp_path: Path
+):
+    """``%scriptrun`` runs a notebook (a script like any other) and the card shows what it
+    wrote: the plot inline, the CSV as a table, the executed notebook rendered in a
+    sandboxed frame."""
+    nb = run_cells(
+        ["%load_ext jupyter_scriptrun", "%scriptrun notebook_report rows=3 --timeout 120"],
+        tmp_path,
+    )
+    assert errors(nb) == []
+    card = nb.cells[1].outputs[0].data["text/html"]
+    assert "succeeded" in card and "files (3 kept)" in card
+    assert "<img src='data:image/png;base64," in card  # plot.png, inline
+    assert "<th>square</th>" in card and "<td>9</td>" in card  # squares.csv, as a table
+    assert "<iframe sandbox srcdoc=" in card and "notebook_report.ipynb" in card
