@@ -86,3 +86,16 @@ def test_the_cli_runs_a_notebook(redis_settings: Settings, client: Client):
     assert done.returncode == 0, done.stderr
     assert "succeeded" in done.stdout and '"context": "cli"' in done.stdout
     assert "files: nb_squares.ipynb (scriptrun files " in done.stdout
+
+
+def test_a_notebook_whose_kernel_is_not_here_runs_on_the_workers_python_saying_so(
+    client: Client,
+):
+    """It names an R kernel this worker does not have: it runs on python3, its
+    parameters written in Python, and the record says so."""
+    run = client.run("nb_elsewhere", {"x": 21}, timeout=120)
+    assert run.status is ExecutionStatus.SUCCEEDED, run.record()["message"]
+    assert run.data == 42
+    assert "kernel: python3 (the worker's Python (the notebook's kernel 'ir' is not here))" in (
+        run.stderr
+    )

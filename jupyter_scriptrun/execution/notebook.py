@@ -43,6 +43,16 @@ def choose_kernel(notebook: dict[str, Any]) -> tuple[str, str]:
     return "python3", "the worker's Python (the notebook names no kernel)"
 
 
+def _language(notebook: dict[str, Any], kernel: str) -> str:
+    """The language papermill writes the parameters in (it refuses a notebook that names
+    none): the notebook's own on its own kernel, else Python's (the worker's Python)."""
+    metadata = notebook.get("metadata", {})
+    if metadata.get("kernelspec", {}).get("name") != kernel:
+        return "python"  # it runs on this Python instead of the kernel it names
+    spec_language = metadata.get("kernelspec", {}).get("language")
+    return spec_language or metadata.get("language_info", {}).get("name") or "python"
+
+
 def _register_engine() -> None:
     """papermill's nbclient engine, reporting each cell done on the progress channel."""
     from papermill.engines import NBClientEngine, papermill_engines
@@ -87,6 +97,7 @@ def run(path: Path) -> int:
             str(out),
             parameters=params,
             kernel_name=kernel,
+            language=_language(notebook, kernel),
             engine_name=ENGINE,
             progress_bar=False,
             cwd=os.getcwd(),
