@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import html
 
+from jupyter_scriptrun.schemas import load_jsonschema
+
 
 def notebook_page(content: bytes) -> str:
     """The notebook as a standalone page, in JupyterLab's look (inputs, outputs, images)."""
+    load_jsonschema()  # before nbformat does (see schemas.py)
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -27,6 +30,7 @@ FRAGMENT_CSS = (
 def notebook_frame(content: bytes, height: int = 420) -> str:
     """The notebook in a sandboxed frame for a card: nbconvert's basic fragment (no
     script runs in it, and it cannot reach the page around it)."""
+    load_jsonschema()
     import nbformat
     from nbconvert import HTMLExporter
 
