@@ -113,9 +113,16 @@ def test_run_a_script_from_the_panel_in_jupyterlab(lab: JupyterLabProcess, tmp_p
             bar = page.locator(".scriptrun-panel [role=progressbar]")
             expect(bar).to_be_visible(timeout=60_000)
             page.screenshot(path=str(tmp_path / "panel-running.png"), full_page=True)
+            # Read in one step in the page: the bar goes the moment the run ends, and a
+            # count() then get_attribute() pair waited 30 s for a bar that had just gone.
+            read_bar = (
+                "() => { const b = document.querySelector("
+                "'.scriptrun-panel [role=progressbar]');"
+                " return b ? Number(b.getAttribute('aria-valuenow') || 0) : null }"
+            )
             values = []
-            while bar.count() and len(values) < 200:
-                values.append(int(bar.first.get_attribute("aria-valuenow") or 0))
+            while (value := page.evaluate(read_bar)) is not None and len(values) < 200:
+                values.append(value)
                 page.wait_for_timeout(100)
             assert len(set(values)) >= 2 and values == sorted(values), values
             expect(page.get_by_text("data")).not_to_have_count(0)
