@@ -181,3 +181,17 @@ def test_a_retrys_files_replace_the_earlier_attempts(client: Client, tmp_path: P
     run = client.run("flaky", {"counter": str(tmp_path / "n"), "succeed_on": 2}, timeout=60)
     assert run.status is ExecutionStatus.SUCCEEDED and run.record()["attempt"] == 2
     assert [(f["name"], f["attempt"]) for f in run.files()] == [("attempt-2.txt", 2)]
+
+
+def test_a_folder_of_too_many_files_is_listed_only_so_far(tmp_path: Path):
+    """1000 files are kept; listing stops at 10,000 entries, saying so (a script that
+    writes a million files does not hold its worker)."""
+    from jupyter_scriptrun.execution.outputs import MAX_LISTED, collect
+
+    for i in range(MAX_LISTED + 5):
+        (tmp_path / f"f{i:06d}").touch()
+    found = collect(str(tmp_path), 100, 100)
+    assert len(found) == MAX_LISTED + 1
+    assert found[-1].note == f"more than {MAX_LISTED} entries"
+    assert sum(f.kept for f in found) == 1000
+    assert found[1000].note == "past the 1000 files kept per run"

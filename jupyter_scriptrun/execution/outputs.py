@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 MAX_NAME = 1000
+MAX_LISTED = 10 * defaults.MAX_FILE_COUNT
+"""Entries listed at most; what is past them is one line saying so."""
 MEDIA_TYPES = {
     ".ipynb": "application/x-ipynb+json",
     ".parquet": "application/vnd.apache.parquet",
@@ -107,6 +109,10 @@ def collect(
 
 def _walk(dir_fd: int, prefix: str, found: list[Found]) -> None:
     for entry in sorted(os.listdir(dir_fd)):
+        if len(found) >= MAX_LISTED:  # a folder of a million files is not read to the end
+            if found[-1].name != "…":
+                found.append(Found("…", 0, "inode/directory", f"more than {MAX_LISTED} entries"))
+            return
         name = prefix + entry
         if not _printable(entry):
             found.append(Found(repr(name), 0, "application/octet-stream", "a name not in UTF-8"))
