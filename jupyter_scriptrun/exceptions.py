@@ -35,6 +35,19 @@ def listing(what: str, problems: list[str]) -> str:
     return f"{what} ({count}):\n{lines}"
 
 
+class Problem(str):
+    """One problem with a request (its parameters or options): its text, as every front
+    end shows it, and the field it is about (``.field``; None when it is about the
+    request as a whole), so a form can put it beside the field instead of parsing text."""
+
+    field: str | None
+
+    def __new__(cls, message: str, field: str | None = None) -> Problem:
+        problem = super().__new__(cls, message)
+        problem.field = field
+        return problem
+
+
 class InvalidParameters(ScriptrunError, ValueError):
     """Parameters do not match the script's schema; ``problems`` lists every one."""
 

@@ -54,11 +54,14 @@ def test_validation_reports_every_problem_at_once():
     assert "multiplier: 0 is less than the minimum of 1" in text
     assert "colour: unknown parameter (known: message, mode, multiplier)" in text
     assert "mode:" in text and "message:" in text
+    # Each problem names its parameter, for a form to show it beside the field.
+    assert sorted(p.field for p in problems) == ["colour", "message", "mode", "multiplier"]
 
 
 def test_missing_required_parameter_is_named():
-    with pytest.raises(InvalidParameters, match="multiplier: required"):
+    with pytest.raises(InvalidParameters, match="multiplier: required") as info:
         parse_metadata(SCRIPT).validate("s", {})
+    assert [p.field for p in info.value.problems] == ["multiplier"]
 
 
 @pytest.mark.parametrize("params", [[1, 2], "text", 3])

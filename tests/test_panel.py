@@ -45,6 +45,9 @@ def test_invalid_fields_are_flagged_before_submission(form_panel: Panel):
     assert panel.run_button.disabled
     assert panel.fields["multiplier"].widget.layout.border == INVALID
     assert "less than the minimum of 1" in panel.problems.value
+    # Beside the field too, found by the problem's field, not by parsing its text.
+    assert "less than the minimum of 1" in panel.fields["multiplier"].help.value
+    assert "minimum" not in panel.fields["message"].help.value
     panel.fields["multiplier"].widget.value = "not a number"
     assert "is not a valid integer" in panel.problems.value
     panel.fields["multiplier"].widget.value = "2"

@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from jupyter_scriptrun import defaults
-from jupyter_scriptrun.exceptions import InvalidParameters, ScriptMetadataError
+from jupyter_scriptrun.exceptions import InvalidParameters, Problem, ScriptMetadataError
 from jupyter_scriptrun.queues import queue_problem
 from jupyter_scriptrun.schemas import load_jsonschema
 
@@ -102,19 +102,21 @@ class ScriptMeta:
                 script, [f"parameters must be a JSON object, not {type(params).__name__}"]
             )
         merged = {**self.defaults(), **params}
-        problems = []
+        problems: list[str] = []
         for error in sorted(self._validator.iter_errors(merged), key=lambda e: list(e.path)):
             where = ".".join(str(p) for p in error.path)
             if error.validator == "additionalProperties" and not where:
                 unknown = sorted(set(merged) - set(self.parameters))
                 known = ", ".join(sorted(self.parameters)) or "none"
                 for name in unknown:
-                    problems.append(f"{name}: unknown parameter (known: {known})")
+                    problems.append(Problem(f"{name}: unknown parameter (known: {known})", name))
                 continue
             if error.validator == "required":
-                problems.append(f"{error.message.split(' is ')[0].strip(chr(39))}: required")
+                name = error.message.split(" is ")[0].strip(chr(39))
+                problems.append(Problem(f"{name}: required", name))
                 continue
-            problems.append(f"{where or '(parameters)'}: {error.message}")
+            field = str(error.path[0]) if error.path else None
+            problems.append(Problem(f"{where or '(parameters)'}: {error.message}", field))
         if problems:
             raise InvalidParameters(script, problems)
         return merged

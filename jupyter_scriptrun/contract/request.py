@@ -14,25 +14,12 @@ from typing import Any
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.contract.protocol import encode_parameters
 from jupyter_scriptrun.contract.registry import Script
-from jupyter_scriptrun.exceptions import InvalidParameters
+from jupyter_scriptrun.exceptions import InvalidParameters, Problem
 from jupyter_scriptrun.timing.spec import notify_problems
 
 PAGE_CONTEXT_CHARS = 1024
 QueueCheck = Callable[[str, str | None], str | None]
 """``check(queue, script_queue)``: why runs cannot go to ``queue`` (None: they can)."""
-
-
-class Problem(str):
-    """One problem with a request: its text (as every front end shows it) and the field
-    it is about (``.field``; None when it is about the request as a whole), so a form can
-    put it beside the field instead of parsing the text."""
-
-    field: str | None
-
-    def __new__(cls, message: str, field: str | None = None) -> Problem:
-        problem = super().__new__(cls, message)
-        problem.field = field
-        return problem
 
 
 def positive_seconds(value: object) -> bool:
@@ -95,7 +82,7 @@ class RunRequest:
             merged = script.meta.validate(script.name, self.params)
             encode_parameters(script.name, merged)  # refuses what cannot travel to a script
         except InvalidParameters as exc:
-            found += [Problem(p, p.split(":")[0]) for p in exc.problems]
+            found += [p if isinstance(p, Problem) else Problem(p, None) for p in exc.problems]
         found += self.problems()
         queue = self.queue or script.meta.queue or settings.queue
         if check_queue is not None and (problem := check_queue(queue, script.meta.queue)):

@@ -359,9 +359,8 @@ class Panel:
         try:
             merged = script.meta.validate(script.name, params)
         except InvalidParameters as exc:
-            for line in exc.problems:
-                name = line.split(":", 1)[0]
-                problems.setdefault(name, line)
+            for problem in exc.problems:  # each says which parameter it is about
+                problems.setdefault(getattr(problem, "field", None) or "(parameters)", problem)
             merged = None
         for name, field in self.fields.items():
             field.flag(problems.get(name))
