@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class ScriptrunError(Exception):
     """Base of every jupyter_scriptrun error."""
@@ -28,7 +30,7 @@ class AdhocNotAllowed(ScriptrunError, PermissionError):
     """The workers were configured not to run ad-hoc sources (``SCRIPTRUN_ALLOW_ADHOC=0``)."""
 
 
-def listing(what: str, problems: list[str]) -> str:
+def listing(what: str, problems: Sequence[str]) -> str:
     """``what (2 problems):`` and one line per problem: how every problem is told at once."""
     lines = "\n".join(f"  - {p}" for p in problems)
     count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
@@ -51,18 +53,18 @@ class Problem(str):
 class InvalidParameters(ScriptrunError, ValueError):
     """Parameters do not match the script's schema; ``problems`` lists every one."""
 
-    def __init__(self, script: str, problems: list[str]) -> None:
+    def __init__(self, script: str, problems: Sequence[str]) -> None:
         self.script = script
-        self.problems = problems
+        self.problems = list(problems)
         super().__init__(listing(f"invalid parameters for {script!r}", problems))
 
 
 class InvalidSchedule(ScriptrunError, ValueError):
     """A schedule cannot be made as asked; ``problems`` lists every reason at once."""
 
-    def __init__(self, name: str, problems: list[str], script: str | None = None) -> None:
+    def __init__(self, name: str, problems: Sequence[str], script: str | None = None) -> None:
         self.name = name
-        self.problems = problems
+        self.problems = list(problems)
         # A schedule not named by its maker is named after its script, not a made-up name.
         what = f"invalid schedule of {script!r}" if script else f"invalid schedule {name!r}"
         super().__init__(listing(what, problems))
@@ -75,8 +77,8 @@ class ScheduleNotFound(ScriptrunError, LookupError):
 class InvalidRequest(ScriptrunError, ValueError):
     """A REST request is malformed; ``problems`` lists every one."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
         super().__init__("invalid request: " + "; ".join(problems))
 
 

@@ -107,6 +107,8 @@ async def test_a_bad_schedule_is_one_400_listing_every_problem(api):
     )
     problems = " | ".join(body["problems"])
     assert code == 400 and len(body["problems"]) == 5, problems
+    fields = {e["field"] for e in body["errors"]}
+    assert {"cron", "catchup", "timezone", "colour"} <= fields, [str(e) for e in body["errors"]]
     for words in (
         "'sometimes' was unexpected",
         "cron must have 5 fields",

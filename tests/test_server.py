@@ -94,6 +94,9 @@ async def test_bad_input_is_400_with_every_problem(api):
         )
     )
     assert code == 400 and len(body["problems"]) == 2
+    # The same problems, each with the parameter it is about, for a form to mark.
+    assert {e["field"] for e in body["errors"]} == {"multiplier", "colour"}
+    assert [e["message"] for e in body["errors"]] == body["problems"]
     code, body = await error_of(api("executions", "POST", "{not json"))
     assert code == 400 and "not valid JSON" in body["message"]
     code, _ = await error_of(api("executions", "POST", {"parameters": {}}))

@@ -29,6 +29,7 @@ from jupyter_scriptrun.exceptions import (
     InvalidParameters,
     InvalidRequest,
     InvalidSchedule,
+    Problem,
     ScheduleNotFound,
     ScriptMetadataError,
     ScriptNotFound,
@@ -89,6 +90,11 @@ def mapped_errors(method: Callable[..., Any]) -> Callable[..., Any]:
                     body: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
                     if isinstance(exc, InvalidParameters | InvalidRequest | InvalidSchedule):
                         body["problems"] = exc.problems
+                        # The same problems with the field each is about, for forms.
+                        body["errors"] = [
+                            {"field": getattr(p, "field", None), "message": str(p)}
+                            for p in exc.problems
+                        ]
                     if execution_id := getattr(exc, "execution_id", None):
                         body["execution_id"] = execution_id
                     self.set_status(code)
@@ -174,9 +180,10 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
         try:
             value = int(raw)
         except ValueError:
-            value, problem = default, f"{name}: {raw!r} is not an integer"
+            value, problem = default, Problem(f"{name}: {raw!r} is not an integer", name)
         if problem is None and not 0 <= value <= maximum:
-            value, problem = default, f"{name}: {value} is not between 0 and {maximum}"
+            problem = Problem(f"{name}: {value} is not between 0 and {maximum}", name)
+            value = default
         if problem is not None:
             if problems is None:
                 raise InvalidRequest([problem])
@@ -255,13 +262,15 @@ class ExecutionsHandler(BaseHandler):
             try:
                 since_at = datetime.fromisoformat(since)
             except ValueError:
-                problems.append(f"since: {since!r} is not an ISO 8601 date-time")
+                problems.append(Problem(f"since: {since!r} is not an ISO 8601 date-time", "since"))
         statuses = self.get_arguments("status")
         for bad in [s for s in statuses if s not in openapi.STATUSES]:
-            problems.append(f"status: {bad!r} is not one of {', '.join(openapi.STATUSES)}")
+            problems.append(
+                Problem(f"status: {bad!r} is not one of {', '.join(openapi.STATUSES)}", "status")
+            )
         fmt = self.get_argument("format", "json")
         if fmt not in ("json", "csv"):
-            problems.append(f"format: {fmt!r} is not 'json' or 'csv'")
+            problems.append(Problem(f"format: {fmt!r} is not 'json' or 'csv'", "format"))
         limit: int | None = None
         if self.get_argument("limit", None) != "all":
             limit = self.int_argument("limit", defaults.HISTORY_LIMIT, 1_000_000, problems)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jupyter_scriptrun._version import __version__
+from jupyter_scriptrun.exceptions import Problem
 from jupyter_scriptrun.jupyter import openapi_schedules, openapi_viewset
 from jupyter_scriptrun.models import HISTORY_COLUMNS
 from jupyter_scriptrun.status import ExecutionStatus
@@ -169,6 +170,19 @@ ERROR: dict[str, Any] = {
         "error": {"type": "string"},
         "message": {"type": "string"},
         "problems": {"type": "array", "items": {"type": "string"}},
+        "errors": {
+            "type": "array",
+            "description": "The problems again, each with the field it is about (a "
+            "parameter's name, a body member such as 'timeout', or null for the request).",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {
+                    "field": {"type": ["string", "null"]},
+                    "message": {"type": "string"},
+                },
+            },
+        },
         "execution_id": {"type": "string"},
     },
 }
@@ -550,7 +564,7 @@ def document(base_url: str = "/") -> dict[str, Any]:
     }
 
 
-def body_problems(schema: dict[str, Any], body: Any) -> list[str]:
+def body_problems(schema: dict[str, Any], body: Any) -> list[Problem]:
     """Every way ``body`` breaks ``schema``, as readable lines (empty when it is fine)."""
     from jupyter_scriptrun.schemas import load_jsonschema
 
@@ -565,5 +579,5 @@ def body_problems(schema: dict[str, Any], body: Any) -> list[str]:
             message = f"{error.message} (allowed: {', '.join(schema['properties'])})"
         else:
             message = error.message
-        problems.append(f"{where}: {message}" if where else message)
+        problems.append(Problem(f"{where}: {message}", where) if where else Problem(message))
     return problems

@@ -8,7 +8,7 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from jupyter_scriptrun.exceptions import InvalidRequest
+from jupyter_scriptrun.exceptions import InvalidRequest, Problem
 from jupyter_scriptrun.jupyter import openapi
 from jupyter_scriptrun.jupyter.handlers import PREFIX, BaseHandler, mapped_errors
 from jupyter_scriptrun.jupyter.openapi_schedules import SCHEDULE_BODY, SCHEDULE_PATCH
@@ -21,7 +21,7 @@ CHECKED_BY_SCHEDULING = (*(n for n in ScheduleSpec.names() if n != "queue"), "na
 front end."""
 
 
-def checked(schema: dict[str, Any], body: dict[str, Any]) -> list[str]:
+def checked(schema: dict[str, Any], body: dict[str, Any]) -> list[Problem]:
     """The schema's problems with ``body`` that scheduling does not check itself (those
     it lists in its own words, so one bad field hides none of the others); raises
     InvalidRequest when the body cannot even be read."""
@@ -31,7 +31,7 @@ def checked(schema: dict[str, Any], body: dict[str, Any]) -> list[str]:
         if p.split(":")[0] not in CHECKED_BY_SCHEDULING
     ]
     if "script" in schema["properties"] and not isinstance(body.get("script"), str):
-        raise InvalidRequest(shape or ["script: a script's name is required"])
+        raise InvalidRequest(shape or [Problem("script: a script's name is required", "script")])
     if any(p.startswith(("script:", "parameters:", "queue:", "state:")) for p in shape):
         raise InvalidRequest(shape)
     return shape

@@ -8,10 +8,13 @@ whose ``problems()`` lists everything wrong at once in the words of these fields
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from jupyter_scriptrun.exceptions import Problem
+from jupyter_scriptrun.timing.cron import FIELD_NAMES
 from jupyter_scriptrun.timing.timetable import Timetable, check_cron, parse_every, problems, zone
 
 CATCHUP = ("latest", "none", "all")
@@ -82,7 +85,7 @@ class ScheduleSpec:
         problems = [f"unknown option(s): {', '.join(unknown)}"] if unknown else []
         return replace(self, **known), problems
 
-    def problems(self, now: datetime) -> list[str]:
+    def problems(self, now: datetime) -> list[Problem]:
         """Everything wrong with these options at ``now``, at once (empty: fine)."""
         timings = [v for v in (self.cron, self.every, self.at) if v is not None]
         found = (
@@ -113,7 +116,7 @@ class ScheduleSpec:
                 )
         found += self._jitter_problems()
         found += notify_problems(self.notify, self.notify_on)
-        return found
+        return [_about(p) for p in found]
 
     def _jitter_problems(self) -> list[str]:
         if self.jitter is None:
@@ -183,6 +186,20 @@ def instant(value: object, timezone: str, name: str) -> datetime:
         except ValueError:  # said already, as the time zone's problem
             value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def _about(problem: str) -> Problem:
+    """A problem with the option it names first (its text begins with the option's name, or
+    says "give exactly one of cron …": about the request as a whole)."""
+    first = re.split(r"[^a-z_]", problem, maxsplit=1)[0]
+    if problem.startswith(tuple(f"{name}:" for name in FIELD_NAMES)):
+        first = "cron"  # "minute: 61 is outside 0-59" is about the cron line
+    elif problem.startswith("unknown time zone"):
+        first = "timezone"
+    return Problem(problem, first if first in _FIELDS else None)
+
+
+_FIELDS = frozenset(f.name for f in fields(ScheduleSpec))
 
 
 def _bounds_problems(instants: dict[str, datetime], now: datetime, repeating: bool) -> list[str]:
