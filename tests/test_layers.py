@@ -32,13 +32,14 @@ LAYERS: list[tuple[str, ...]] = [
     # what a script is and how it talks
     ("contract",),
     # processes and the database, each knowing nothing of the other
-    ("execution.proc", "execution.capture", "execution.subreaper"),
+    ("execution.proc", "execution.capture", "execution.subreaper", "execution.runtag"),
     ("execution.child", "execution.warm", "execution.orphans"),
     (
         "execution.live",
         "execution.progress",
         "execution.lease",
         "execution.runners",
+        "execution.standby",
         "execution.notify",
         "execution.outputs",
         "execution.notebook",

@@ -5,11 +5,13 @@ timeout leaves no kernel behind. The executed notebook is kept as one of the run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable
 
 import pytest
-from conftest import pid_alive, scriptrun_cli, wait_until
+from conftest import WorkerProcess, pid_alive, scriptrun_cli, wait_until
 
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.exceptions import InvalidParameters
@@ -99,3 +101,71 @@ def test_a_notebook_whose_kernel_is_not_here_runs_on_the_workers_python_saying_s
     assert "kernel: python3 (the worker's Python (the notebook's kernel 'ir' is not here))" in (
         run.stderr
     )
+
+
+def standbys(worker_pid: int) -> dict[int, list[int]]:
+    """The worker's notebook standbys waiting for a run, each with its kernel's pid."""
+    import psutil
+
+    found = {}
+    for process in psutil.Process(worker_pid).children():
+        with contextlib.suppress(psutil.Error):
+            if "--standby" in process.cmdline():
+                found[process.pid] = [k.pid for k in process.children()]
+    return found
+
+
+@pytest.fixture
+def warm_worker(redis_settings: Settings, start_worker: Callable[..., WorkerProcess]):
+    return start_worker(redis_settings.with_(default_runner="warm"))
+
+
+def test_a_warm_notebook_runs_on_a_kernel_started_before_it_fresh_for_each_run(
+    redis_settings: Settings, warm_worker: WorkerProcess
+):
+    """The warm runner keeps a standby child whose kernel is up before the run comes; the
+    run gets the contract as a fresh one does (environment, folder, id, result, files),
+    and every run has a kernel of its own that ends with it."""
+    client = Client(redis_settings)
+    first = client.run("nb_whoami", {"note": "one"}, page_context="ctx", timeout=120)
+    assert first.status is ExecutionStatus.SUCCEEDED, first.stderr
+    data = first.data
+    assert data["note"] == "one" and data["earlier"] is None
+    assert data["env"]["EXECUTION_ID"] == first.id and data["env"]["PAGE_CONTEXT"] == "ctx"
+    assert data["env"]["SCRIPT_NAME"] == "nb_whoami"
+    assert data["cwd"] == data["env"]["TMPDIR"]  # the run's own folder, as fresh
+    assert data["child_sees_id"] and data["tagged"], "its daemons are told by their run"
+    assert "nb_whoami.ipynb" in {f["name"] for f in first.files()}
+    assert first.record()["progress"]["done"] == 3  # two cells and the injected one
+
+    # Behind the run, a standby got ready: the next run's kernel is the one it started.
+    wait_until(lambda: any(standbys(warm_worker.pid).values()), 60, "a standby kernel")
+    [(standby, [kernel])] = standbys(warm_worker.pid).items()
+    second = client.run("nb_whoami", {"note": "two"}, timeout=120)
+    assert second.status is ExecutionStatus.SUCCEEDED, second.stderr
+    assert second.data["pid"] == kernel and second.data["note"] == "two"
+    assert second.data["earlier"] is None, "nothing of the first run reached the second"
+    assert second.data["env"]["EXECUTION_ID"] == second.id and second.data["tagged"]
+    wait_until(
+        lambda: not pid_alive(kernel) and not pid_alive(standby) and not pid_alive(data["pid"]),
+        15,
+        "the used kernels' end",
+    )
+
+
+def test_a_warm_notebook_that_times_out_leaves_no_kernel_and_stopping_lets_standbys_go(
+    redis_settings: Settings, warm_worker: WorkerProcess
+):
+    client = Client(redis_settings)
+    run = client.submit("nb_sleeps", {"seconds": 120}, timeout=10).wait(120)
+    assert run.status is ExecutionStatus.TIMED_OUT
+    kernel, child = map(int, run.read_file("pids.txt").split())
+    wait_until(lambda: not pid_alive(kernel) and not pid_alive(child), 15, "the kernel's end")
+    # A bad parameter is still refused on submit, as for every script.
+    with pytest.raises(InvalidParameters):
+        client.submit("nb_sleeps", {"seconds": "soon"})
+
+    wait_until(lambda: any(standbys(warm_worker.pid).values()), 60, "a standby kernel")
+    waiting = [pid for s, kernels in standbys(warm_worker.pid).items() for pid in (s, *kernels)]
+    warm_worker.stop()
+    wait_until(lambda: not any(map(pid_alive, waiting)), 15, "the standbys' end")

@@ -164,7 +164,7 @@ def _own_peak_rss_kb() -> int:
 class FreshChild:
     """A run's process started by this process (``subprocess``): the default."""
 
-    def __init__(self, spec: RunSpec) -> None:
+    def __init__(self, spec: RunSpec, stdin: int | None = None) -> None:
         argv = list(spec.argv)
         if SETPRIV is not None and shutil.which(argv[0], path=spec.env.get("PATH")) is None:
             # What Popen would raise: reported as a spawn error, not as setpriv's exit 127.
@@ -178,17 +178,20 @@ class FreshChild:
         self.stdout, out_w = os.pipe()
         self.stderr, err_w = os.pipe()
         self.channel: int | None = None
+        self.channel_number: int | None = None
+        """The channel's descriptor in the child (the number its environment names)."""
         writers = [out_w, err_w]
         env = spec.env
         if spec.channel_env:
             self.channel, channel_w = os.pipe()
             writers.append(channel_w)
             env = {**env, spec.channel_env: str(channel_w)}
+            self.channel_number = channel_w
         try:
             with subreaper.starting() as mine:
                 self.proc = subprocess.Popen(
                     argv,
-                    stdin=subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL if stdin is None else stdin,
                     stdout=out_w,
                     stderr=err_w,
                     env=env,
@@ -207,15 +210,19 @@ class FreshChild:
             for fd in writers:
                 os.close(fd)
         self.pid = self.proc.pid
-        if spec.memory_limit_mb:
-            # Set from here right after the start: microseconds before the script can
-            # allocate anything (a preexec_fn would be unsafe in a threaded worker).
-            limit = int(spec.memory_limit_mb * 2**20)
-            with contextlib.suppress(ProcessLookupError):
-                resource.prlimit(self.pid, resource.RLIMIT_AS, (limit, limit))
+        # Set from here right after the start: microseconds before the script can
+        # allocate anything (a preexec_fn would be unsafe in a threaded worker).
+        self.limit_memory(spec.memory_limit_mb)
         self.exit_fd = _pidfd_open(self.pid)
         # Daemons the script leaves (double fork, setsid) come back to a worker process.
         self.adopter = os.getpid() if subreaper.active() else None
+
+    def limit_memory(self, megabytes: float | None) -> None:
+        """Limit the process's address space (RLIMIT_AS; its children inherit it)."""
+        if megabytes:
+            limit = int(megabytes * 2**20)
+            with contextlib.suppress(ProcessLookupError):
+                resource.prlimit(self.pid, resource.RLIMIT_AS, (limit, limit))
 
     def reap(self) -> tuple[int | None, float, float, int, str | None] | None:
         """``(waitstatus, utime, stime, maxrss_kb, error)`` once it ended, else None."""

@@ -12,14 +12,27 @@ ends the run failed with the cell's number, error type, message and traceback.
 
 The kernel is the notebook's kernelspec when this machine has it, else this Python's own
 (``python3``), and the run's message says which.
+
+    python -m jupyter_scriptrun.execution.notebook --standby
+
+is the warm runner's way (``execution/standby.py``): the child starts before its run is
+known, imports papermill, starts a ``python3`` kernel and connects to it, then waits for
+its run on stdin (one JSON line: argv, env, cwd, memory limit). The run then costs only
+its cells: the kernel takes the run's environment, folder and id before any cell runs, is
+used for this one run and ends with it, like a fresh one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import resource
+import shutil
+import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +41,9 @@ from jupyter_scriptrun.script import RESULT_FILE_ENV, progress, result
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 ENGINE = "scriptrun"
+STANDBY_KERNEL = "python3"
+"""The kernel a standby starts: the worker's own Python (a notebook asking for another
+kernel starts it when its run comes, as a fresh run does)."""
 
 
 def choose_kernel(notebook: dict[str, Any]) -> tuple[str, str]:
@@ -60,6 +76,7 @@ def _register_engine() -> None:
     class ProgressEngine(NBClientEngine):
         @classmethod
         def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, **kwargs: Any) -> Any:
+            kernel = kwargs.pop("ready_kernel", None)
             cells = [c for c in nb_man.nb.cells if c.cell_type == "code"]
             done = 0
             original = nb_man.cell_complete
@@ -73,20 +90,70 @@ def _register_engine() -> None:
                 return answer
 
             nb_man.cell_complete = cell_complete
-            progress(0, len(cells), f"starting the kernel ({len(cells)} cells)")
-            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+            if kernel is None:
+                progress(0, len(cells), f"starting the kernel ({len(cells)} cells)")
+                return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+            return cls._on_ready(kernel, nb_man, kernel_name, **kwargs)
+
+        @classmethod
+        def _on_ready(
+            cls,
+            kernel: Kernel,
+            nb_man: Any,
+            kernel_name: str,
+            log_output: bool = False,
+            stdout_file: Any = None,
+            stderr_file: Any = None,
+            start_timeout: float = 60,
+            execution_timeout: float | None = None,
+            **kwargs: Any,
+        ) -> Any:
+            """As papermill's own, on a kernel and client already started: nbclient
+            starts neither (a new client alone waits 0.2 s for its IOPub to settle)."""
+            from papermill.clientwrap import PapermillNotebookClient
+            from papermill.engines import logger
+
+            for name in ("input_path", "timeout", "startup_timeout"):
+                kwargs.pop(name, None)
+            client = PapermillNotebookClient(
+                nb_man,
+                km=kernel.km,
+                kernel_name=kernel_name,
+                log=logger,
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+                startup_timeout=start_timeout,
+                timeout=execution_timeout,
+                **kwargs,
+            )
+            client.kc = kernel.kc
+            return client.execute()
 
     papermill_engines.register(ENGINE, ProgressEngine)
 
 
-def run(path: Path) -> int:
-    """Execute the notebook at ``path``; the exit code."""
+def _import_papermill() -> None:
     from jupyter_scriptrun.schemas import load_jsonschema
 
     load_jsonschema()  # before nbformat imports it: ~1 s less per run (see schemas.py)
+    import papermill  # noqa: F401
+
+
+def _kernel_config(folder: str) -> Any:
+    from traitlets.config import Config
+
+    # Over local sockets in the run's folder, not TCP ports: nothing to listen on the
+    # network, and no "running over TCP without encryption" in every run's log.
+    return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(folder, "kernel")}})
+
+
+def run(path: Path, ready: Kernel | None = None) -> int:
+    """Execute the notebook at ``path`` (on ``ready``, a standby's kernel, when it is the
+    kernel the notebook runs on); the exit code."""
+    _import_papermill()
     import papermill
     from papermill.exceptions import PapermillExecutionError
-    from traitlets.config import Config
 
     notebook = json.loads(path.read_text(encoding="utf-8"))
     params = json.loads(os.environ.get("SCRIPT_PARAMETERS") or "{}")
@@ -94,6 +161,7 @@ def run(path: Path) -> int:
     kernel, why = choose_kernel(notebook)
     print(f"kernel: {kernel} ({why})", file=sys.stderr, flush=True)
     _register_engine()
+    extra = {"ready_kernel": ready} if ready is not None and kernel == ready.name else {}
     try:
         papermill.execute_notebook(
             str(path),
@@ -104,9 +172,8 @@ def run(path: Path) -> int:
             engine_name=ENGINE,
             progress_bar=False,
             cwd=os.getcwd(),
-            # Over local sockets in the run's folder, not TCP ports: nothing to listen on
-            # the network, and no "running over TCP without encryption" in every run's log.
-            config=Config({"KernelManager": {"transport": "ipc", "ip": "kernel"}}),
+            config=_kernel_config(os.getcwd()),
+            **extra,
         )
     except PapermillExecutionError as exc:
         cell = _code_cell_number(out, exc.exec_count, exc.cell_index)
@@ -153,7 +220,108 @@ def _code_cell_number(executed: Path, count: int | None, index: int) -> int:
     return index + 1
 
 
+class Kernel:
+    """A kernel started before its run is known, with its client connected and ready."""
+
+    def __init__(self, folder: str, name: str = STANDBY_KERNEL) -> None:
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        self.name = name
+        self.km = AsyncKernelManager(kernel_name=name, config=_kernel_config(folder))
+        run_sync(self.km.start_kernel)(cwd=folder)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        run_sync(self.kc.wait_for_ready)(timeout=60)
+        self.kc.allow_stdin = False
+
+    @property
+    def pid(self) -> int | None:
+        process = getattr(self.km.provisioner, "process", None)
+        return None if process is None else process.pid
+
+    def enter(self, env: dict[str, str], cwd: str, memory_limit_mb: float | None) -> None:
+        """Give the kernel its run before any cell runs: the run's id over its environment
+        block's placeholder (so its daemons are told by their run), then the run's
+        environment, folder and memory limit."""
+        from jupyter_core.utils import run_sync
+
+        if memory_limit_mb and self.pid is not None:
+            limit = int(memory_limit_mb * 2**20)
+            resource.prlimit(self.pid, resource.RLIMIT_AS, (limit, limit))
+        code = (
+            "from jupyter_scriptrun.execution.runtag import tag_process as _tag\n"
+            f"_tag({env.get('EXECUTION_ID', '')!r})\n"
+            "import os as _os\n"
+            f"_os.environ.clear(); _os.environ.update({env!r}); _os.chdir({cwd!r})\n"
+            "del _os, _tag\n"
+        )
+        reply = run_sync(self.kc.execute_interactive)(
+            code, silent=True, store_history=False, timeout=30
+        )
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"the kernel did not take its run: {reply['content']}")
+
+    def stop(self) -> None:
+        """End the kernel now: asked first, killed if it lingers (it served one run)."""
+        self.kc.stop_channels()
+        process = getattr(self.km.provisioner, "process", None)
+        if process is not None:
+            with contextlib.suppress(OSError):
+                process.terminate()
+            try:
+                process.wait(timeout=2)
+            except Exception:
+                with contextlib.suppress(OSError):
+                    process.kill()
+                process.wait()
+        from jupyter_core.utils import run_sync
+
+        with contextlib.suppress(Exception):
+            run_sync(self.km.cleanup_resources)()
+
+
+def standby() -> int:
+    """Get ready (papermill imported, a kernel started and connected), wait for the run on
+    stdin, run it; the exit code (0 with no run: the worker let the standby go)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    folder = tempfile.mkdtemp(prefix="scriptrun-standby-")
+    kernel, problem = None, None
+    try:
+        _import_papermill()
+        import nbformat
+
+        nbformat.validate(nbformat.v4.new_notebook())  # compiles the validator, once
+        try:
+            kernel = Kernel(folder)
+        except Exception as exc:  # the run still goes: on a kernel started for it
+            problem = f"standby kernel: {type(exc).__name__}: {exc}"
+        line = sys.stdin.buffer.readline()
+        if not line:
+            return 0
+        request = json.loads(line)
+        with open(os.devnull, "rb") as null:
+            os.dup2(null.fileno(), 0)
+        from jupyter_scriptrun.execution.runtag import tag_process
+
+        tag_process(request["env"].get("EXECUTION_ID", ""))
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        if problem:
+            print(f"{problem} (started a kernel for the run instead)", file=sys.stderr)
+        elif kernel is not None:
+            kernel.enter(request["env"], request["cwd"], request.get("memory_limit_mb"))
+        return run(Path(request["argv"][-1]), kernel)
+    finally:
+        if kernel is not None:
+            kernel.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main(argv: list[str]) -> int:
+    if argv[1:] == ["--standby"]:
+        return standby()
     if len(argv) != 2:
         print("usage: python -m jupyter_scriptrun.execution.notebook NOTEBOOK", file=sys.stderr)
         return 2

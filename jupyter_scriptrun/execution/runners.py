@@ -15,8 +15,9 @@ from typing import Any, Protocol, cast
 from jupyter_scriptrun import defaults
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.contract import protocol
-from jupyter_scriptrun.contract.registry import Script
+from jupyter_scriptrun.contract.registry import NOTEBOOK_RUNNER, Script
 from jupyter_scriptrun.execution.child import Child, RunSpec
+from jupyter_scriptrun.script import PROGRESS_FD_ENV
 
 Spawn = Callable[[RunSpec], Child]
 
@@ -48,26 +49,48 @@ class FreshRunner:
 
 
 class WarmRunner:
-    """Python scripts forked from a pre-warmed parent (imports paid once per worker)."""
+    """Python scripts forked from a pre-warmed parent (imports paid once per worker);
+    notebooks on a standby child whose kernel is already up (``execution/standby.py``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._parent: Any = None
+        self._standbys: Any = None
 
     def spawner(self, script: Script) -> Spawn | None:
-        """A fork of the warm parent; None (fresh) for what is not Python on this
-        interpreter, or asks for interpreter options."""
-        if script.command() != [sys.executable, str(script.path)]:
+        """A fork of the warm parent, or a notebook's standby; None (fresh) for what is
+        not Python on this interpreter, or asks for interpreter options."""
+        command = script.command()
+        if command == [sys.executable, *NOTEBOOK_RUNNER, str(script.path)]:
+            standbys = self._standbys or self._start_standbys()
+            return cast(Spawn, standbys.spawn)
+        if command != [sys.executable, str(script.path)]:
             return None
         parent = self._parent or self._start()
         return lambda spec: parent.spawn(
             spec.argv, spec.env, spec.cwd, spec.memory_limit_mb, spec.channel_env
         )
 
+    def _start_standbys(self) -> Any:
+        from jupyter_scriptrun.execution.runtag import PLACEHOLDER, RUN_TAG_ENV
+        from jupyter_scriptrun.execution.standby import StandbyPool
+
+        env = {**self._env(), RUN_TAG_ENV: PLACEHOLDER}
+        self._standbys = StandbyPool(env, PROGRESS_FD_ENV)
+        return self._standbys
+
+    def standby_pids(self) -> list[int]:
+        """The pids of the notebook standbys waiting for a run."""
+        return [] if self._standbys is None else self._standbys.ready_pids()
+
     def _start(self) -> Any:
         from jupyter_scriptrun.execution.warm import WarmParent
 
-        # The parent's own environment: what a script would get, and where Python's
+        self._parent = WarmParent(self.settings.warm_preload, self._env())
+        return self._parent
+
+    def _env(self) -> dict[str, str]:
+        # A warm process's own environment: what a script would get, and where Python's
         # packages are, never the worker's secrets.
         env = protocol.script_env(
             os.environ,
@@ -80,17 +103,18 @@ class WarmRunner:
         for name in ("PYTHONPATH", "VIRTUAL_ENV"):
             if name in os.environ:
                 env[name] = os.environ[name]
-        self._parent = WarmParent(self.settings.warm_preload, env)
-        return self._parent
+        return env
 
     def parent_pid(self) -> int | None:
         """The warm parent's pid while it lives (None before the first warm run)."""
         return None if self._parent is None else self._parent.pid
 
     def close(self) -> None:
-        """Stop the warm parent, if one was started."""
+        """Stop the warm parent and the standbys, if they were started."""
         if self._parent is not None:
             self._parent.stop()
+        if self._standbys is not None:
+            self._standbys.close()
 
 
 RUNNERS: dict[str, Callable[[Settings], Runner]] = {"fresh": FreshRunner, "warm": WarmRunner}

@@ -26,15 +26,12 @@ import struct
 import sys
 from typing import Any
 
+from jupyter_scriptrun.execution import runtag
+from jupyter_scriptrun.execution.runtag import PLACEHOLDER, RUN_TAG_ENV
+
 HEADER = struct.Struct("!I")
 MAX_REQUEST = 16 * 1024 * 1024
 PRELOAD_ENV = "SCRIPTRUN_WARM_PRELOAD"
-RUN_TAG_ENV = "SCRIPTRUN_RUN_TAG"
-"""A placeholder in the warm parent's environment block, overwritten in each child with
-its run's id: a forked process shows its exec-time block in /proc/PID/environ, never what
-``os.environ`` became, and this is how a run's daemons are still told by their run
-(execution/subreaper.py)."""
-RUN_TAG_SIZE = 32
 ALWAYS_PRELOAD = (
     "collections",
     "csv",
@@ -82,9 +79,9 @@ def serve(path: str) -> None:
     import traceback  # noqa: F401
     import types  # noqa: F401
 
-    global _prctl, _run_tag
+    global _prctl
     _prctl = _libc_prctl()  # ctypes and libffi loaded once, not in every child (~1.5 ms)
-    _run_tag = _run_tag_address()
+    runtag.find()
     if _prctl is not None:
         # A run's daemons (double fork, setsid) come back here, not to PID 1: the
         # worker's supervisor finds and ends them with the run, and _reap collects them.
@@ -266,7 +263,7 @@ def _become_script(request: dict[str, Any], fds: list[int], inherited: tuple[Any
             obj.close() if hasattr(obj, "close") else os.close(obj)
 
     channel = _take_descriptors(fds)
-    _tag_run(request["env"].get("EXECUTION_ID", ""))  # before os.environ is replaced
+    runtag.write(request["env"].get("EXECUTION_ID", ""))  # before os.environ is replaced
 
     if request.get("memory_limit_mb"):
         import resource
@@ -346,8 +343,6 @@ def _run_as_main(script: str) -> None:
 
 _prctl: Any = None
 """libc's ``prctl``, looked up by the warm parent before it forks."""
-_run_tag: int | None = None
-"""The address of the run tag's value in this process's environment block."""
 
 
 def _libc_prctl() -> Any:
@@ -356,27 +351,6 @@ def _libc_prctl() -> Any:
     with contextlib.suppress(Exception):
         return ctypes.CDLL(None, use_errno=True).prctl
     return None
-
-
-def _run_tag_address() -> int | None:
-    import ctypes
-
-    with contextlib.suppress(Exception):
-        getenv = ctypes.CDLL(None).getenv
-        getenv.restype = ctypes.c_void_p
-        address = getenv(RUN_TAG_ENV.encode())
-        if address and ctypes.string_at(address) == b"-" * RUN_TAG_SIZE:
-            return int(address)
-    return None
-
-
-def _tag_run(execution_id: str) -> None:
-    """Write the run's id into the environment block (see ``RUN_TAG_ENV``)."""
-    import ctypes
-
-    tag = execution_id.encode("ascii", "replace")[:RUN_TAG_SIZE].ljust(RUN_TAG_SIZE, b"-")
-    if _run_tag is not None:
-        ctypes.memmove(_run_tag, tag, RUN_TAG_SIZE)
 
 
 def _die_with_parent() -> None:
@@ -428,7 +402,7 @@ class WarmParent:
         import threading
 
         self.preload = preload
-        self.env = {**env, PRELOAD_ENV: ",".join(preload), RUN_TAG_ENV: "-" * RUN_TAG_SIZE}
+        self.env = {**env, PRELOAD_ENV: ",".join(preload), RUN_TAG_ENV: PLACEHOLDER}
         self.dir = tempfile.mkdtemp(prefix="scriptrun-warm-")
         self.path = os.path.join(self.dir, "parent.sock")
         self.proc: Any = None
