@@ -16,6 +16,7 @@ from conftest import WorkerProcess, pid_alive, scriptrun_cli, wait_until
 from jupyter_scriptrun.config import Settings
 from jupyter_scriptrun.exceptions import InvalidParameters
 from jupyter_scriptrun.service.client import Client
+from jupyter_scriptrun.service.handle import Execution
 from jupyter_scriptrun.status import ExecutionStatus
 
 
@@ -76,8 +77,14 @@ def test_a_failing_cell_fails_the_run_with_its_number_and_traceback(client: Clie
     assert "nb_fails.ipynb" in {f["name"] for f in run.files()}, "kept when it failed, too"
 
 
+def reports_from_a_cell(run: Execution) -> bool:
+    return (run.record()["progress"] or {}).get("message") == "sleeping in a cell"
+
+
 def test_a_notebook_that_times_out_leaves_no_kernel_behind(client: Client):
-    run = client.submit("nb_sleeps", {"seconds": 120}, timeout=15).wait(120)
+    run = client.submit("nb_sleeps", {"seconds": 120}, timeout=15)
+    wait_until(lambda: reports_from_a_cell(run), 14, "the cell's own progress")
+    run.wait(120)
     assert run.status is ExecutionStatus.TIMED_OUT
     kernel, child = map(int, run.read_file("pids.txt").split())
     wait_until(lambda: not pid_alive(kernel) and not pid_alive(child), 15, "the kernel's end")
@@ -157,7 +164,9 @@ def test_a_warm_notebook_that_times_out_leaves_no_kernel_and_stopping_lets_stand
     redis_settings: Settings, warm_worker: WorkerProcess
 ):
     client = Client(redis_settings)
-    run = client.submit("nb_sleeps", {"seconds": 120}, timeout=10).wait(120)
+    run = client.submit("nb_sleeps", {"seconds": 120}, timeout=10)
+    wait_until(lambda: reports_from_a_cell(run), 9, "the cell's own progress")
+    run.wait(120)
     assert run.status is ExecutionStatus.TIMED_OUT
     kernel, child = map(int, run.read_file("pids.txt").split())
     wait_until(lambda: not pid_alive(kernel) and not pid_alive(child), 15, "the kernel's end")

@@ -86,9 +86,7 @@ def measure(bench: Any, settings: Any, n: int) -> dict[str, Any]:
             _wait_for_standby(worker.pid)
             ready += bench.product_latency(client, 1, "bench_notebook")
         results["warm"] = summarize(ready)
-        results["warm_back_to_back"] = summarize(
-            bench.product_latency(client, n, "bench_notebook")
-        )
+        results["warm_back_to_back"] = summarize(bench.product_latency(client, n, "bench_notebook"))
     finally:
         bench.stop_worker(worker)
     results["ratio"] = results["product"]["p50_ms"] / results["papermill"]["p50_ms"]

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_scriptrun.contract.protocol import OUTPUT_DIR_ENV
-from jupyter_scriptrun.script import RESULT_FILE_ENV, progress, result
+from jupyter_scriptrun.script import PROGRESS_FD_ENV, RESULT_FILE_ENV, progress, result
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 ENGINE = "scriptrun"
@@ -69,6 +69,12 @@ def _language(notebook: dict[str, Any], kernel: str) -> str:
     return spec_language or metadata.get("language_info", {}).get("name") or "python"
 
 
+def _channel() -> tuple[int, ...]:
+    """The progress channel's descriptor, for the kernel to inherit (none: standalone)."""
+    value = os.environ.get(PROGRESS_FD_ENV, "")
+    return (int(value),) if value.isdigit() else ()
+
+
 def _register_engine() -> None:
     """papermill's nbclient engine, reporting each cell done on the progress channel."""
     from papermill.engines import NBClientEngine, papermill_engines
@@ -92,13 +98,12 @@ def _register_engine() -> None:
             nb_man.cell_complete = cell_complete
             if kernel is None:
                 progress(0, len(cells), f"starting the kernel ({len(cells)} cells)")
-                return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
-            return cls._on_ready(kernel, nb_man, kernel_name, **kwargs)
+            return cls._execute(kernel, nb_man, kernel_name, **kwargs)
 
         @classmethod
-        def _on_ready(
+        def _execute(
             cls,
-            kernel: Kernel,
+            kernel: Kernel | None,
             nb_man: Any,
             kernel_name: str,
             log_output: bool = False,
@@ -108,8 +113,10 @@ def _register_engine() -> None:
             execution_timeout: float | None = None,
             **kwargs: Any,
         ) -> Any:
-            """As papermill's own, on a kernel and client already started: nbclient
-            starts neither (a new client alone waits 0.2 s for its IOPub to settle)."""
+            """As papermill's own, with two differences: the kernel inherits the progress
+            channel (a cell can call ``progress()``), and on a ready kernel (a standby's)
+            nbclient starts neither kernel nor client (a new client alone waits 0.2 s
+            for its IOPub to settle)."""
             from papermill.clientwrap import PapermillNotebookClient
             from papermill.engines import logger
 
@@ -117,7 +124,7 @@ def _register_engine() -> None:
                 kwargs.pop(name, None)
             client = PapermillNotebookClient(
                 nb_man,
-                km=kernel.km,
+                km=None if kernel is None else kernel.km,
                 kernel_name=kernel_name,
                 log=logger,
                 log_output=log_output,
@@ -127,6 +134,8 @@ def _register_engine() -> None:
                 timeout=execution_timeout,
                 **kwargs,
             )
+            if kernel is None:
+                return client.execute(pass_fds=_channel())
             client.kc = kernel.kc
             return client.execute()
 
@@ -229,7 +238,7 @@ class Kernel:
 
         self.name = name
         self.km = AsyncKernelManager(kernel_name=name, config=_kernel_config(folder))
-        run_sync(self.km.start_kernel)(cwd=folder)
+        run_sync(self.km.start_kernel)(cwd=folder, pass_fds=_channel())
         self.kc = self.km.client()
         self.kc.start_channels()
         run_sync(self.kc.wait_for_ready)(timeout=60)
