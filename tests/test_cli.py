@@ -326,6 +326,12 @@ def test_options_are_blamed_by_the_name_typed(cli):
     assert "SCRIPTRUN_KILL_GRACE" not in out.stderr
     bad = cli("schedule", "add", "example_script", "--every", "0")
     assert bad.returncode == 2 and "invalid schedule of 'example_script'" in bad.stderr, bad.stderr
+    # A setting after the command says where it goes, instead of a page of usage.
+    late = cli("list", "--scripts-path=/elsewhere")
+    assert late.returncode == 2
+    assert late.stderr.strip().endswith(
+        "--scripts-path: a setting goes before the command (scriptrun --scripts-path VALUE list …)"
+    ), late.stderr
 
 
 def test_ctrl_c_exits_130_with_one_true_line(cli, redis_settings: Settings):

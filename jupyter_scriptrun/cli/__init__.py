@@ -209,6 +209,21 @@ def _add_setting_options(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def _unrecognized(extra: list[str], command: str) -> str:
+    """The error for arguments the command does not take: a setting's option given after
+    the command is named, with where it goes."""
+    from jupyter_scriptrun.config import declared
+
+    settings = {_option(variable) for variable, _, _ in declared().values()}
+    misplaced = [a.split("=")[0] for a in extra if a.split("=")[0] in settings]
+    if misplaced:
+        return (
+            f"{', '.join(misplaced)}: a setting goes before the command "
+            f"(scriptrun {misplaced[0]} VALUE {command} …)"
+        )
+    return f"unrecognized arguments: {' '.join(extra)}"
+
+
 def _option(variable: str) -> str:
     """The command-line option of a setting: SCRIPTRUN_KILL_GRACE → ``--kill-grace``."""
     return "--" + variable.removeprefix("SCRIPTRUN_").lower().replace("_", "-")
@@ -243,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "worker":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.error(_unrecognized(extra, args.command))
     try:
         _apply_setting_options(args)
         if args.command == "worker":
