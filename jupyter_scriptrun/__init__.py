@@ -157,6 +157,12 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     return [{"module": "jupyter_scriptrun.jupyter.extension", "app": ScriptrunExtension}]
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where JupyterLab finds the built extension (``jupyter labextension develop .``;
+    a wheel installs it under share/jupyter/labextensions/jupyter-scriptrun)."""
+    return [{"src": "labextension", "dest": "jupyter-scriptrun"}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_scriptrun``: registers the ``%scriptrun`` magics."""
     from jupyter_scriptrun.jupyter.magics import ScriptrunMagics

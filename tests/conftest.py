@@ -22,6 +22,7 @@ from servers import (
     free_port,
 )
 
+import jupyter_scriptrun
 from jupyter_scriptrun.config import Settings, examples_dir
 from jupyter_scriptrun.fleet.local import LocalWorker, worker_argv
 from jupyter_scriptrun.service.client import Client
@@ -295,6 +296,15 @@ class JupyterLabProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCRIPTRUN_")}
         env.update(settings.to_env())
         env["JUPYTER_RUNTIME_DIR"] = str(root / "runtime")
+        # The JupyterLab extension as built in this checkout (first on JupyterLab's path,
+        # before any copy an install put under share/), so the tests see its assets.
+        labextensions = root.parent / f"{root.name}-jupyter" / "labextensions"
+        labextensions.mkdir(parents=True, exist_ok=True)
+        built = Path(jupyter_scriptrun.__file__).parent / "labextension"
+        (labextensions / "jupyter-scriptrun").symlink_to(built, target_is_directory=True)
+        env["JUPYTER_PATH"] = os.pathsep.join(
+            filter(None, [str(labextensions.parent), os.environ.get("JUPYTER_PATH")])
+        )
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 [
@@ -365,6 +375,7 @@ SLOW_MODULES = {
     "test_local_worker",
     "test_notebooks",
     "test_browser",
+    "test_lab_extension",
     "test_flower",
     "test_live_and_adhoc",
     "test_end_to_end",

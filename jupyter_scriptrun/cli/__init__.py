@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_scriptrun.cli.files import add_files_command, files_command, print_kept_files
 from jupyter_scriptrun.cli.history import add_history_command, history_command
 from jupyter_scriptrun.cli.schedules import add_schedule_command, schedule_command
+from jupyter_scriptrun.cli.settings import add_setting_options, apply_setting_options, unrecognized
 from jupyter_scriptrun.cli.terminal import follow, print_logs, wait_showing_progress
 from jupyter_scriptrun.exceptions import (
     ExecutionConflict,
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("demo", help="run the example scripts end to end and show the history")
-    _add_setting_options(parser)
+    add_setting_options(parser)
     return parser
 
 
@@ -192,75 +193,15 @@ def _add_run_command(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the whole record as JSON")
 
 
-def _add_setting_options(parser: argparse.ArgumentParser) -> None:
-    """One option per setting, from its declaration (before the command: ``scriptrun
-    --broker-url redis://… run NAME``); each stands for its SCRIPTRUN_* variable."""
-    from jupyter_scriptrun.config import declared
-
-    group = parser.add_argument_group(
-        "settings", "each overrides its SCRIPTRUN_* variable for this command"
-    )
-    for name, (variable, _, help) in declared().items():
-        group.add_argument(
-            _option(variable),
-            dest=f"setting:{name}",
-            metavar="VALUE",
-            help=f"{help} ({variable})".replace("%", "%%"),
-        )
-
-
-def _unrecognized(extra: list[str], command: str) -> str:
-    """The error for arguments the command does not take: a setting's option given after
-    the command is named, with where it goes."""
-    from jupyter_scriptrun.config import declared
-
-    settings = {_option(variable) for variable, _, _ in declared().values()}
-    misplaced = [a.split("=")[0] for a in extra if a.split("=")[0] in settings]
-    if misplaced:
-        return (
-            f"{', '.join(misplaced)}: a setting goes before the command "
-            f"(scriptrun {misplaced[0]} VALUE {command} …)"
-        )
-    return f"unrecognized arguments: {' '.join(extra)}"
-
-
-def _option(variable: str) -> str:
-    """The command-line option of a setting: SCRIPTRUN_KILL_GRACE → ``--kill-grace``."""
-    return "--" + variable.removeprefix("SCRIPTRUN_").lower().replace("_", "-")
-
-
-def _apply_setting_options(args: argparse.Namespace) -> None:
-    """Put the setting options into the environment, where the settings, this process's
-    client and a worker started from here read them (checked like the variables)."""
-    from jupyter_scriptrun.config import Settings, declared, set_settings
-    from jupyter_scriptrun.exceptions import ConfigurationError
-
-    given, problems = {}, []
-    for name, (variable, kind, _) in declared().items():
-        if (value := getattr(args, f"setting:{name}", None)) is None:
-            continue
-        given[variable] = value
-        try:
-            kind.parse(value.strip())
-        except ValueError as exc:  # named as typed, not as the variable it stands for
-            problems.append(f"{_option(variable)} {value!r}: {exc}")
-    if problems:
-        raise ConfigurationError("; ".join(problems))
-    if given:
-        settings = Settings.from_env({**os.environ, **given})  # ConfigurationError if wrong
-        os.environ.update(given)
-        set_settings(settings)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status: 0 ok, 1 a run did not succeed, 2 bad input,
     3 the store or broker unreachable, 130 interrupted, 141 the output's reader left."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "worker":
-        parser.error(_unrecognized(extra, args.command))
+        parser.error(unrecognized(extra, args.command))
     try:
-        _apply_setting_options(args)
+        apply_setting_options(args)
         if args.command == "worker":
             return _worker(args, extra)
         rc = COMMANDS[args.command](args)

@@ -44,6 +44,7 @@ LANGUAGES: dict[str, str] = {
     "node": ".js",
     "javascript": ".js",
     "r": ".R",
+    "notebook": notebooks.SUFFIX,
 }
 """Languages of ad-hoc scripts (``%%scriptrun --lang``) and the extension that runs each."""
 PYTHON_RE = re.compile(r"^python(\d+(\.\d+)?)?$")
@@ -332,8 +333,11 @@ def adhoc_script(name: str, source: str, language: str, folder: Path | None = No
     data = source.encode("utf-8", "surrogatepass")
     if len(data) > MAX_SCRIPT_BYTES:
         raise ScriptNotFound(f"ad-hoc script {name!r} is larger than {MAX_SCRIPT_BYTES} bytes")
-    meta = parse_metadata(source, source=f"ad-hoc script {name!r}")
     path = (folder or Path.cwd()) / f"{name}{suffix}"
+    if suffix == notebooks.SUFFIX:
+        meta = notebooks.notebook_meta(data, source=f"ad-hoc notebook {name!r}")
+    else:  # its interpreter is the worker's business: the client may not have it
+        meta = parse_metadata(source, source=f"ad-hoc script {name!r}")
     return Script(name=name, path=path, meta=meta, content_hash=file_hash(data))
 
 

@@ -222,7 +222,9 @@ class BaseHandler(ExtensionHandlerMixin, APIHandler):
 
 
 class ScriptsHandler(BaseHandler):
-    """``GET /scripts``: every registered script with its parameter schema."""
+    """``GET /scripts``: every registered script with its parameter schema;
+    ``?path=`` (a path under the server's root, as the file browser names it) keeps the
+    script that is that file, if one is (an empty list: not in the scripts path)."""
 
     @web.authenticated
     @authorized
@@ -230,6 +232,10 @@ class ScriptsHandler(BaseHandler):
     async def get(self) -> None:
         """List the scripts, each with its stable id."""
         scripts = await self.call(self.client.scripts)
+        if (path := self.get_argument("path", None)) is not None:
+            root = Path(self.settings.get("server_root_dir") or ".").expanduser()
+            wanted = (root / path.lstrip("/")).resolve()
+            scripts = [s for s in scripts if s.path.resolve() == wanted]
         ids = await self.call(self.client.script_ids)
         self.send([{"id": ids.get(s.name), **public(s.to_dict())} for s in scripts])
 

@@ -269,6 +269,17 @@ def document(base_url: str = "/") -> dict[str, Any]:
                 "get": {
                     "summary": "Every registered script with its parameter schema",
                     "operationId": "listScripts",
+                    "parameters": [
+                        {
+                            "name": "path",
+                            "in": "query",
+                            "required": False,
+                            "description": "Keep only the script that is this file (a path "
+                            "under the server's root, as the file browser names it); an "
+                            "empty list: the file is not in the scripts path.",
+                            "schema": {"type": "string"},
+                        }
+                    ],
                     "responses": {
                         "200": _json({"type": "array", "items": _ref("Script")}, "scripts"),
                         **_errors(403),

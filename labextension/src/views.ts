@@ -1,0 +1,156 @@
+/**
+ * The main-area tabs reached from the sidebar and the launcher: the catalogue of
+ * registered scripts (each with a Run button), the schedules, and the fleet's workers.
+ */
+import { Widget } from '@lumino/widgets';
+
+import { api, ApiError, IScript } from './api';
+import { formatWhen } from './model';
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, className = '', text = ''): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (className) {
+    node.className = className;
+  }
+  if (text) {
+    node.textContent = text;
+  }
+  return node;
+}
+
+/** A tab that loads its content, shows the server's error if any, and reloads. */
+abstract class LoadingView extends Widget {
+  private timer: number | null = null;
+
+  constructor(id: string, label: string, private everyMs = 0) {
+    super();
+    this.id = id;
+    this.title.label = label;
+    this.title.closable = true;
+    this.addClass('jp-scriptrun-view');
+    void this.reload();
+  }
+
+  dispose(): void {
+    if (this.timer !== null) {
+      window.clearTimeout(this.timer);
+    }
+    super.dispose();
+  }
+
+  async reload(): Promise<void> {
+    try {
+      const content = await this.load();
+      this.node.textContent = '';
+      this.node.appendChild(content);
+    } catch (error) {
+      this.node.textContent = '';
+      const message = error instanceof ApiError ? error.message : String(error);
+      this.node.appendChild(el('p', 'jp-scriptrun-error', `Cannot load: ${message}`));
+    }
+    if (this.everyMs && !this.isDisposed) {
+      this.timer = window.setTimeout(() => void this.reload(), document.hidden ? this.everyMs * 3 : this.everyMs);
+    }
+  }
+
+  protected abstract load(): Promise<HTMLElement>;
+}
+
+export class CatalogueView extends LoadingView {
+  constructor(private run: (script: IScript) => void) {
+    super('scriptrun-catalogue', 'Scripts');
+  }
+
+  protected async load(): Promise<HTMLElement> {
+    const scripts = await api.scripts();
+    const root = el('div');
+    root.appendChild(el('h2', '', 'Scripts'));
+    root.appendChild(el('p', 'jp-scriptrun-muted', `${scripts.length} registered script${scripts.length === 1 ? '' : 's'}; Run asks for its parameters.`));
+    const list = el('ul', 'jp-scriptrun-catalogue');
+    for (const script of scripts) {
+      const item = el('li', 'jp-scriptrun-card');
+      const text = el('div', 'jp-scriptrun-card-text');
+      text.append(el('h3', '', script.name), el('p', '', script.description || 'no description'), el('code', 'jp-scriptrun-muted', script.path));
+      const button = el('button', 'jp-Button jp-mod-styled jp-mod-accept', 'Run…');
+      button.setAttribute('aria-label', `Run ${script.name}`);
+      button.addEventListener('click', () => this.run(script));
+      item.append(text, button);
+      list.appendChild(item);
+    }
+    root.appendChild(list);
+    return root;
+  }
+}
+
+function table(columns: string[], rows: string[][]): HTMLElement {
+  const wrap = el('div', 'jp-scriptrun-table-wrap');
+  const t = el('table', 'jp-scriptrun-table');
+  const head = el('tr');
+  for (const c of columns) {
+    head.appendChild(el('th', '', c));
+  }
+  t.appendChild(el('thead')).appendChild(head);
+  const body = t.appendChild(el('tbody'));
+  for (const row of rows) {
+    const tr = el('tr');
+    for (const cell of row) {
+      tr.appendChild(el('td', '', cell));
+    }
+    body.appendChild(tr);
+  }
+  wrap.appendChild(t);
+  return wrap;
+}
+
+export class SchedulesView extends LoadingView {
+  constructor() {
+    super('scriptrun-schedules', 'Schedules', 10000);
+  }
+
+  protected async load(): Promise<HTMLElement> {
+    const schedules = await api.schedules();
+    const root = el('div');
+    root.appendChild(el('h2', '', 'Schedules'));
+    if (!schedules.length) {
+      root.appendChild(el('p', 'jp-scriptrun-muted', 'No schedules. Right-click a script in the file browser and choose "Schedule with scriptrun…".'));
+      return root;
+    }
+    const rows = schedules.map(s => [
+      String(s.name),
+      String(s.script),
+      String(s.state),
+      String(s.cron ?? (s.every_s !== undefined && s.every_s !== null ? `every ${s.every_s} s` : s.once_at ?? '')),
+      String(s.timezone ?? ''),
+      Array.isArray(s.next_runs) && s.next_runs.length ? new Date(String(s.next_runs[0])).toLocaleString() : '',
+      s.last_tick_at ? formatWhen(String(s.last_tick_at)) : '',
+      String(s.fired ?? 0)
+    ]);
+    root.appendChild(table(['name', 'script', 'state', 'timing', 'zone', 'next', 'last tick', 'fired'], rows));
+    return root;
+  }
+}
+
+export class FleetView extends LoadingView {
+  constructor() {
+    super('scriptrun-fleet', 'Fleet', 5000);
+  }
+
+  protected async load(): Promise<HTMLElement> {
+    const workers = await api.workers();
+    const root = el('div');
+    root.appendChild(el('h2', '', 'Fleet'));
+    if (!workers.length) {
+      root.appendChild(el('p', 'jp-scriptrun-muted', 'No worker answered. Start one with `scriptrun worker` (the embedded default starts one when a run is submitted).'));
+      return root;
+    }
+    const rows = workers.map(w => [
+      String(w.name ?? ''),
+      String(Array.isArray(w.active) ? w.active.length : w.active ?? ''),
+      String(Array.isArray(w.reserved) ? w.reserved.length : w.reserved ?? ''),
+      String(w.slots ?? ''),
+      Array.isArray(w.queues) ? w.queues.join(', ') : String(w.queues ?? '')
+    ]);
+    root.appendChild(table(['worker', 'running', 'reserved', 'slots', 'queues'], rows));
+    return root;
+  }
+}
