@@ -9,8 +9,9 @@ the history's columns are listed below when it belongs to the history.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 
@@ -162,6 +163,10 @@ FLOAT_COLUMNS = (
 )
 """The history's numeric columns (floats in the frame)."""
 
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+"""Timestamps in every export: ISO 8601, microseconds, the UTC offset spelled out (as in
+``datetime.isoformat(timespec="microseconds")`` of an aware UTC time)."""
+
 INTEGER_COLUMNS = ("exit_code", "attempt")
 """Numeric columns whose values are whole numbers: floats in the frame (the contract),
 integers in exports (CSV, JSON, tables), where ``1.0`` would mislead."""
@@ -238,3 +243,23 @@ class HistoryQuery:
             for name in (*HISTORY_FILTERS, "limit", "offset")
             if getattr(self, name) is not None and not (name == "offset" and self.offset == 0)
         }
+
+
+def export_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A history row as the exports give it: timestamps in ISO 8601 (microseconds, UTC),
+    whole numbers as integers, measures rounded to the microsecond as NumPy rounds them
+    (so the values equal the DataFrame's JSON export), the status as its text."""
+    out = dict(row)
+    for name in TIME_COLUMNS:
+        if out.get(name) is not None:
+            out[name] = out[name].astimezone(UTC).strftime(ISO_FORMAT)
+    for name in FLOAT_COLUMNS:
+        value = out.get(name)
+        if value is not None:
+            out[name] = round(float(value) * 1e6) / 1e6 if math.isfinite(value) else None
+    for name in INTEGER_COLUMNS:
+        if out.get(name) is not None:
+            out[name] = int(out[name])
+    if out.get("status") is not None:
+        out["status"] = str(getattr(out["status"], "value", out["status"]))
+    return out

@@ -83,6 +83,10 @@ async def test_history_as_json_and_csv_loads_into_pandas(worker, api, redis_sett
     assert len(list(csv.DictReader(io.StringIO(text)))) == 2
     only = json.loads((await api("executions", script="failing_script")).body)
     assert len(only) == 1
+    # The JSON page (made without pandas) is the DataFrame's JSON export, value for value.
+    from jupyter_scriptrun.service.frames import history_json
+
+    assert rows == json.loads(history_json(client.history()))
 
 
 async def test_bad_input_is_400_with_every_problem(api):

@@ -19,7 +19,7 @@ from jupyter_scriptrun.exceptions import (
     WorkerUnavailable,
 )
 from jupyter_scriptrun.fleet import control, wakeups
-from jupyter_scriptrun.models import HistoryQuery
+from jupyter_scriptrun.models import HistoryQuery, export_record
 from jupyter_scriptrun.queues import allowed_queues, parse_queues, queue_problem
 from jupyter_scriptrun.service.handle import Execution
 from jupyter_scriptrun.service.unreachable import broker_reason, store_problem
@@ -367,6 +367,17 @@ class Client:
 
         query = HistoryQuery.of(limit=history_limit(limit), **filters)
         return history(self.store, **query.filters())
+
+    def history_records(
+        self, limit: int | str | None = defaults.HISTORY_LIMIT, **filters: Any
+    ) -> list[dict[str, Any]]:
+        """The same runs as :meth:`history`, as JSON-ready records with the values of its
+        JSON export (``frames.history_json``), without pandas: what the REST API and the
+        JupyterLab extension poll (a DataFrame cost ~10 ms of server CPU a request)."""
+        from jupyter_scriptrun.params import history_limit
+
+        query = HistoryQuery.of(limit=history_limit(limit), **filters)
+        return [export_record(row) for row in self.store.history_rows(**query.filters())]
 
     def schedule(
         self, script: str, params: dict[str, Any] | None = None, **options: Any

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from jupyter_scriptrun.models import FLOAT_COLUMNS, HISTORY_COLUMNS, INTEGER_COLUMNS, TIME_COLUMNS
+from jupyter_scriptrun.models import (
+    FLOAT_COLUMNS,
+    HISTORY_COLUMNS,
+    INTEGER_COLUMNS,
+    ISO_FORMAT,
+    TIME_COLUMNS,
+)
 from jupyter_scriptrun.status import ALL
 from jupyter_scriptrun.store import columnar
 
@@ -129,11 +135,6 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     for col in ("id", "script", "page_context", "worker", "error_type", "message"):
         frame[col] = frame[col].astype("object")
     return frame
-
-
-ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
-"""Timestamps in every export: ISO 8601, microseconds, the UTC offset spelled out (as in
-``datetime.isoformat(timespec="microseconds")`` of an aware UTC time)."""
 
 
 def export_frame(frame: pd.DataFrame, *, parameters_as_json: bool) -> pd.DataFrame:

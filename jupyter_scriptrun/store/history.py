@@ -261,7 +261,8 @@ class HistoryReads(Database):
 
     @retrying
     def history_rows(self, **filters: Any) -> list[dict[str, Any]]:
-        """History as a list of dicts (no pandas needed)."""
+        """The history's rows as dicts, newest first (``history_query``'s filters): for
+        a page of the REST API, where building a DataFrame costs more than the query."""
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(self.history_query(**filters))]
 

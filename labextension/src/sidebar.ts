@@ -60,7 +60,6 @@ export class RunsSidebar extends Widget {
   private text: HTMLInputElement;
   private status: HTMLSelectElement;
   private script: HTMLSelectElement;
-  private progress = new Map<string, IRun['progress']>();
 
   constructor(
     private model: RunsModel,
@@ -163,19 +162,7 @@ export class RunsSidebar extends Widget {
   }
 
   private onChanged(): void {
-    void this.loadProgress().then(() => this.render());
-  }
-
-  /** The progress of running runs (the history has no progress column). */
-  private async loadProgress(): Promise<void> {
-    const running = this.model.runs.filter(r => r.status === 'running').slice(0, 10);
-    const records = await Promise.all(running.map(r => api.run(r.id).catch(() => null)));
-    this.progress.clear();
-    for (const record of records) {
-      if (record) {
-        this.progress.set(record.id, record.progress);
-      }
-    }
+    this.render();
   }
 
   private render(): void {
@@ -220,7 +207,7 @@ export class RunsSidebar extends Widget {
     meta.textContent = [run.id.slice(0, 8), when, took].filter(Boolean).join(' · ');
     button.append(top, meta);
     if (run.status === 'running') {
-      const progress = this.progress.get(run.id);
+      const progress = this.model.progress[run.id];
       const fraction = progressFraction({ progress });
       button.appendChild(progressBar(fraction, `${run.script} progress`));
       if (progress?.message) {
