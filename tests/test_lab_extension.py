@@ -214,6 +214,24 @@ def test_the_sidebar_and_status_bar_follow_a_run_that_is_cancelled_then_re_run(
             expect(schedules.get_by_text("weekday-mornings")).to_be_visible(timeout=20_000)
             expect(schedules.get_by_text("0 7 * * 1-5")).to_be_visible()
             page.screenshot(path=str(tmp_path / "5-schedules.png"))
+            schedules.get_by_role("button", name="Pause weekday-mornings").click()
+            expect(schedules.locator("td", has_text="paused")).to_be_visible(timeout=20_000)
+            schedules.get_by_role("button", name="Run now weekday-mornings").click()
+            view = page.locator(".jp-scriptrun-runview:visible")
+            expect(view.locator("h2")).to_have_text("example_script", timeout=20_000)
+            expect(view.locator(".jp-scriptrun-chip")).to_have_text("succeeded", timeout=90_000)
+            page.locator(".lm-TabBar-tab", has_text="Schedules").click()
+            schedules.get_by_role("button", name="Delete weekday-mornings").click()
+            expect(schedules.get_by_text("No schedules.")).to_be_visible(timeout=20_000)
+
+            # The fleet: the worker, figures per script, recent failures.
+            show(page, "scriptrun-runs")
+            page.locator("#scriptrun-runs").get_by_role("button", name="Fleet").click()
+            fleet = page.locator("#scriptrun-fleet")
+            expect(fleet.get_by_text("Workers (1)")).to_be_visible(timeout=20_000)
+            figures = fleet.locator("tr", has_text="slow_script")
+            expect(figures).to_contain_text("2")  # two runs, one cancelled
+            page.screenshot(path=str(tmp_path / "6-fleet.png"))
             assert errors == [], errors
         finally:
             browser.close()

@@ -187,5 +187,16 @@ export const api = {
   schedules: () => request<ISchedule[]>('schedules'),
   schedule: (body: Record<string, unknown>) =>
     request<ISchedule>('schedules', { method: 'POST', body: JSON.stringify(body) }),
+  editSchedule: (id: string, body: Record<string, unknown>) =>
+    request<ISchedule>(`schedules/${encodeURIComponent(id)}`, {
+      method: 'PATCH',
+      body: JSON.stringify(body)
+    }),
+  runScheduleNow: (id: string) =>
+    request<IRun>(`schedules/${encodeURIComponent(id)}/run`, { method: 'POST' }),
+  deleteSchedule: (id: string) =>
+    request<null>(`schedules/${encodeURIComponent(id)}`, { method: 'DELETE' }),
+  attempts: (id: string) =>
+    request<Record<string, unknown>[]>(`executions/${encodeURIComponent(id)}/attempts`),
   workers: () => request<Record<string, unknown>[]>('workers')
 };

@@ -85,6 +85,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const open = tabs.get(id);
       if (open && !open.isDisposed) {
         shell.activateById(open.id);
+        const content = open.content as Widget & { reload?: () => Promise<void> };
+        void content.reload?.();
         return;
       }
       const content = make();
@@ -150,7 +152,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
               autoClose: 5000,
               actions: [{ label: 'Schedules', callback: () => app.commands.execute(CMD.openSchedules) }]
             });
-            openTab('scriptrun-schedules', () => new SchedulesView());
+            openTab('scriptrun-schedules', () => new SchedulesView(started));
           }
         } else {
           await runTarget(target);
@@ -199,11 +201,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     app.commands.addCommand(CMD.openSchedules, {
       label: 'Script schedules',
-      execute: () => openTab('scriptrun-schedules', () => new SchedulesView())
+      execute: () => openTab('scriptrun-schedules', () => new SchedulesView(started))
     });
     app.commands.addCommand(CMD.openFleet, {
       label: 'Script fleet',
-      execute: () => openTab('scriptrun-fleet', () => new FleetView())
+      execute: () => openTab('scriptrun-fleet', () => new FleetView(openRun))
     });
 
     app.contextMenu.addItem({ command: CMD.runFile, selector: FILE_SELECTOR, rank: 3 });

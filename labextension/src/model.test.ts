@@ -9,6 +9,7 @@ import {
   nextPollMs,
   progressFraction,
   readForm,
+  scriptFigures,
   stemName
 } from './model';
 
@@ -157,5 +158,22 @@ describe('polling', () => {
     expect(nextPollMs(false, true, 0)).toBe(15000);
     expect(nextPollMs(true, false, 3)).toBe(8000);
     expect(nextPollMs(false, false, 10)).toBe(60000);
+  });
+});
+
+describe('the fleet view', () => {
+  it('sums runs per script: count, failures, median and slowest of those that ended', () => {
+    const runs = [
+      { script: 'a', status: 'succeeded', duration_s: 1 },
+      { script: 'a', status: 'failed', duration_s: 3 },
+      { script: 'a', status: 'lost', duration_s: null },
+      { script: 'b', status: 'succeeded', duration_s: 2 },
+      { script: 'b', status: 'timed_out', duration_s: 10 }
+    ];
+    expect(scriptFigures(runs)).toEqual([
+      { script: 'a', runs: 3, failed: 2, median: 2, slowest: 3 },
+      { script: 'b', runs: 2, failed: 1, median: 6, slowest: 10 }
+    ]);
+    expect(scriptFigures([])).toEqual([]);
   });
 });

@@ -251,3 +251,31 @@ export function nextPollMs(active: boolean, hidden: boolean, failures: number): 
   const base = hidden ? 15000 : active ? 1000 : 5000;
   return Math.min(60000, base * Math.pow(2, Math.min(failures, 6)));
 }
+
+/** Per script over the given runs: how many ran, how many failed, median and slowest
+ * duration (seconds) of those that ended; most runs first. */
+export function scriptFigures(
+  runs: Pick<IRun, 'script' | 'status' | 'duration_s'>[]
+): { script: string; runs: number; failed: number; median: number | null; slowest: number | null }[] {
+  const by = new Map<string, Pick<IRun, 'script' | 'status' | 'duration_s'>[]>();
+  for (const run of runs) {
+    by.set(run.script, [...(by.get(run.script) ?? []), run]);
+  }
+  return [...by.entries()]
+    .map(([script, list]) => {
+      const times = list
+        .map(r => r.duration_s)
+        .filter((d): d is number => typeof d === 'number')
+        .sort((a, b) => a - b);
+      const mid = times.length >> 1;
+      const median = !times.length ? null : times.length % 2 ? times[mid] : (times[mid - 1] + times[mid]) / 2;
+      return {
+        script,
+        runs: list.length,
+        failed: list.filter(r => ['failed', 'timed_out', 'lost'].includes(r.status)).length,
+        median,
+        slowest: times.length ? times[times.length - 1] : null
+      };
+    })
+    .sort((a, b) => b.runs - a.runs || a.script.localeCompare(b.script));
+}

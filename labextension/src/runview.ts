@@ -71,6 +71,7 @@ export class RunView extends Widget {
   private failures = 0;
   private output = { stdout: '', stderr: '' };
   private files: IRunFile[] | null = null;
+  private attempts: Record<string, unknown>[] = [];
 
   constructor(
     readonly runId: string,
@@ -101,6 +102,9 @@ export class RunView extends Widget {
       this.output = { stdout: logs.stdout ?? '', stderr: logs.stderr ?? '' };
       if (FINAL.has(run.status) && this.files === null) {
         this.files = await api.files(this.runId).catch(() => []);
+        if ((run.attempt ?? 1) > 1) {
+          this.attempts = await api.attempts(this.runId).catch(() => []);
+        }
       }
       this.failures = 0;
       this.render();
@@ -197,6 +201,20 @@ export class RunView extends Widget {
       details.appendChild(el('summary', '', `${stream} (${text.length.toLocaleString()} characters)`));
       details.appendChild(el('pre', 'jp-scriptrun-pre', text));
       this.node.appendChild(details);
+    }
+    if (this.attempts.length > 1) {
+      this.node.appendChild(el('h3', '', `Attempts (${this.attempts.length})`));
+      this.node.appendChild(
+        renderData(
+          this.attempts.map(a => ({
+            attempt: a.attempt,
+            status: a.status,
+            worker: a.worker,
+            duration: formatDuration(a.duration_s as number | null),
+            message: a.message ?? a.error_type ?? ''
+          }))
+        )
+      );
     }
     if (this.files && this.files.length) {
       this.node.appendChild(this.renderFiles(run, this.files));

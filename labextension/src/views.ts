@@ -4,8 +4,8 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { api, ApiError, IScript } from './api';
-import { formatWhen } from './model';
+import { api, ApiError, IRun, IScript } from './api';
+import { formatDuration, formatWhen, scriptFigures } from './model';
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, className = '', text = ''): HTMLElementTagNameMap[K] {
   const node = document.createElement(tag);
@@ -103,7 +103,7 @@ function table(columns: string[], rows: string[][]): HTMLElement {
 }
 
 export class SchedulesView extends LoadingView {
-  constructor() {
+  constructor(private started: (run: IRun) => void = () => undefined) {
     super('scriptrun-schedules', 'Schedules', 10000);
   }
 
@@ -125,32 +125,87 @@ export class SchedulesView extends LoadingView {
       s.last_tick_at ? formatWhen(String(s.last_tick_at)) : '',
       String(s.fired ?? 0)
     ]);
-    root.appendChild(table(['name', 'script', 'state', 'timing', 'zone', 'next', 'last tick', 'fired'], rows));
+    const wrap = table(['name', 'script', 'state', 'timing', 'zone', 'next', 'last tick', 'fired', ''], rows.map(r => [...r, '']));
+    const bodyRows = wrap.querySelectorAll('tbody tr');
+    schedules.forEach((s, i) => {
+      const cell = bodyRows[i].lastElementChild as HTMLElement;
+      cell.className = 'jp-scriptrun-actions';
+      const act = (label: string, title: string, action: () => Promise<unknown>) => {
+        const b = el('button', 'jp-Button jp-mod-styled jp-mod-minimal', label);
+        b.title = `${title} ${s.name}`;
+        b.setAttribute('aria-label', `${title} ${s.name}`);
+        b.addEventListener('click', async () => {
+          b.disabled = true;
+          try {
+            await action();
+          } catch (error) {
+            root.appendChild(el('p', 'jp-scriptrun-error', String((error as Error).message)));
+          }
+          void this.reload();
+        });
+        cell.appendChild(b);
+      };
+      if (s.state === 'active') {
+        act('Pause', 'Pause', () => api.editSchedule(s.id, { state: 'paused' }));
+      } else if (s.state === 'paused') {
+        act('Resume', 'Resume', () => api.editSchedule(s.id, { state: 'active' }));
+      }
+      act('Run now', 'Run now', async () => this.started(await api.runScheduleNow(s.id)));
+      act('Delete', 'Delete', () => api.deleteSchedule(s.id));
+    });
+    root.appendChild(wrap);
     return root;
   }
 }
 
 export class FleetView extends LoadingView {
-  constructor() {
+  constructor(private openRun: (id: string) => void = () => undefined) {
     super('scriptrun-fleet', 'Fleet', 5000);
   }
 
   protected async load(): Promise<HTMLElement> {
-    const workers = await api.workers();
+    const [workers, recent] = await Promise.all([
+      api.workers(),
+      api.runs({ limit: 500 })
+    ]);
     const root = el('div');
     root.appendChild(el('h2', '', 'Fleet'));
+    root.appendChild(el('h3', '', `Workers (${workers.length})`));
     if (!workers.length) {
       root.appendChild(el('p', 'jp-scriptrun-muted', 'No worker answered. Start one with `scriptrun worker` (the embedded default starts one when a run is submitted).'));
-      return root;
+    } else {
+      const rows = workers.map(w => [
+        String(w.name ?? ''),
+        `${Array.isArray(w.active) ? w.active.length : 0} of ${w.slots ?? '?'}`,
+        String(Array.isArray(w.reserved) ? w.reserved.length : 0),
+        Array.isArray(w.queues) ? w.queues.join(', ') : ''
+      ]);
+      root.appendChild(table(['worker', 'running', 'reserved', 'queues'], rows));
     }
-    const rows = workers.map(w => [
-      String(w.name ?? ''),
-      String(Array.isArray(w.active) ? w.active.length : w.active ?? ''),
-      String(Array.isArray(w.reserved) ? w.reserved.length : w.reserved ?? ''),
-      String(w.slots ?? ''),
-      Array.isArray(w.queues) ? w.queues.join(', ') : String(w.queues ?? '')
-    ]);
-    root.appendChild(table(['worker', 'running', 'reserved', 'slots', 'queues'], rows));
+    root.appendChild(el('h3', '', 'Scripts over the last runs'));
+    const figures = scriptFigures(recent);
+    root.appendChild(
+      figures.length
+        ? table(
+            ['script', 'runs', 'failed', 'median', 'slowest'],
+            figures.map(f => [f.script, String(f.runs), String(f.failed), formatDuration(f.median), formatDuration(f.slowest)])
+          )
+        : el('p', 'jp-scriptrun-muted', 'No runs yet.')
+    );
+    const failures = recent.filter(r => ['failed', 'timed_out', 'lost'].includes(r.status)).slice(0, 10);
+    root.appendChild(el('h3', '', 'Recent failures'));
+    if (!failures.length) {
+      root.appendChild(el('p', 'jp-scriptrun-muted', 'None among the last runs.'));
+    }
+    const list = el('ul', 'jp-scriptrun-failures');
+    for (const run of failures) {
+      const item = el('li');
+      const link = el('button', 'jp-Button jp-mod-styled jp-mod-minimal', `${run.script} · ${run.id.slice(0, 8)}`);
+      link.addEventListener('click', () => this.openRun(run.id));
+      item.append(link, el('span', 'jp-scriptrun-muted', ` ${formatWhen(run.finished_at ?? run.queued_at)}: ${run.message ?? run.status}`));
+      list.appendChild(item);
+    }
+    root.appendChild(list);
     return root;
   }
 }
