@@ -154,6 +154,18 @@ def test_a_script_runs_from_the_file_browser_with_its_form_checked_first(
             view = page.locator(".jp-scriptrun-runview:visible")
             expect(view.locator(".jp-scriptrun-chip")).to_have_text("succeeded", timeout=90_000)
             expect(view.locator("h2")).to_have_text("adhoc")
+            # The editor's toolbar runs the open file the same way.
+            show(page, "filebrowser")
+            page.locator(".jp-BreadCrumbs-home").first.click()
+            page.locator(".jp-DirListing-item", has_text="adhoc.py").first.dblclick()
+            editor = page.locator(".jp-FileEditor:visible")
+            editor.wait_for(timeout=30_000)
+            page.locator(".jp-scriptrun-toolbar-button:visible").click()
+            dialog = page.locator(".jp-Dialog")
+            expect(dialog.get_by_text("adhoc.py is not in the scripts path")).to_be_visible()
+            dialog.get_by_role("button", name="Cancel").click()
+            expect(dialog).to_have_count(0)
+
             # The one refused request is the browser's only complaint.
             refused = [e for e in errors if "status of 400 (Bad Request)" in e]
             assert len(refused) == 1 and len(errors) == 1, errors
