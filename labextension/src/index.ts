@@ -68,7 +68,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         shell.activateById(existing.id);
         return;
       }
-      const content = new RunView(id, { rerun, started });
+      const content = new RunView(id, { rerun, started, moved: () => model.poke() });
       const widget = new MainAreaWidget({ content });
       widget.id = content.id;
       widget.title.icon = scriptrunIcon;

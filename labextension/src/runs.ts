@@ -109,6 +109,16 @@ export class RunsModel {
     this.schedule(300);
   }
 
+  /** Something changed (a run tab saw its run move on): poll soon, wherever the
+   * polling tab is. */
+  poke(): void {
+    if (this.leader) {
+      this.schedule(100);
+    } else {
+      this.say({ kind: 'poke' });
+    }
+  }
+
   /** Change the sidebar's filters or page size, and poll now. */
   setQuery(query: IRunQuery): void {
     this.query = query;

@@ -12,6 +12,8 @@ import { progressBar, statusChip } from './sidebar';
 export interface IRunViewActions {
   rerun(run: IRun): void;
   started(run: IRun): void;
+  /** The run's status changed: the lists should catch up. */
+  moved(run: IRun): void;
 }
 
 const MAX_TABLE_ROWS = 200;
@@ -98,6 +100,9 @@ export class RunView extends Widget {
     try {
       const run = await api.run(this.runId);
       const logs = await api.logs(this.runId);
+      if (this.run && this.run.status !== run.status) {
+        this.actions.moved(run);
+      }
       this.run = run;
       this.output = { stdout: logs.stdout ?? '', stderr: logs.stderr ?? '' };
       if (FINAL.has(run.status) && this.files === null) {
