@@ -6,6 +6,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { api, ApiError, apiUrl, IRun, IRunFile } from './api';
+import { el } from './dom';
 import { FINAL, formatDuration, progressFraction } from './model';
 import { progressBar, statusChip } from './sidebar';
 
@@ -17,21 +18,6 @@ export interface IRunViewActions {
 }
 
 const MAX_TABLE_ROWS = 200;
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className = '',
-  text = ''
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text) {
-    node.textContent = text;
-  }
-  return node;
-}
 
 /** Data as people read it: a table for a list of records, else indented JSON. */
 export function renderData(data: unknown): HTMLElement {

@@ -5,18 +5,8 @@
 import { Widget } from '@lumino/widgets';
 
 import { api, ApiError, IRun, IScript } from './api';
+import { el } from './dom';
 import { formatDuration, formatWhen, scriptFigures } from './model';
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, className = '', text = ''): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text) {
-    node.textContent = text;
-  }
-  return node;
-}
 
 /** A tab that loads its content, shows the server's error if any, and reloads. */
 abstract class LoadingView extends Widget {
