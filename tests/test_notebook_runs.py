@@ -81,13 +81,19 @@ def reports_from_a_cell(run: Execution) -> bool:
     return (run.record()["progress"] or {}).get("message") == "sleeping in a cell"
 
 
-def test_a_notebook_that_times_out_leaves_no_kernel_behind(client: Client):
-    run = client.submit("nb_sleeps", {"seconds": 120}, timeout=15)
-    wait_until(lambda: reports_from_a_cell(run), 14, "the cell's own progress")
+def time_out_leaving_no_kernel(client: Client, timeout: float) -> None:
+    """``nb_sleeps`` reports from its sleeping cell, times out, and leaves neither its
+    kernel nor the process the kernel started."""
+    run = client.submit("nb_sleeps", {"seconds": 120}, timeout=timeout)
+    wait_until(lambda: reports_from_a_cell(run), timeout - 1, "the cell's own progress")
     run.wait(120)
     assert run.status is ExecutionStatus.TIMED_OUT
     kernel, child = map(int, run.read_file("pids.txt").split())
     wait_until(lambda: not pid_alive(kernel) and not pid_alive(child), 15, "the kernel's end")
+
+
+def test_a_notebook_that_times_out_leaves_no_kernel_behind(client: Client):
+    time_out_leaving_no_kernel(client, timeout=15)
 
 
 def test_the_cli_runs_a_notebook(redis_settings: Settings, client: Client):
@@ -164,12 +170,7 @@ def test_a_warm_notebook_that_times_out_leaves_no_kernel_and_stopping_lets_stand
     redis_settings: Settings, warm_worker: WorkerProcess
 ):
     client = Client(redis_settings)
-    run = client.submit("nb_sleeps", {"seconds": 120}, timeout=10)
-    wait_until(lambda: reports_from_a_cell(run), 9, "the cell's own progress")
-    run.wait(120)
-    assert run.status is ExecutionStatus.TIMED_OUT
-    kernel, child = map(int, run.read_file("pids.txt").split())
-    wait_until(lambda: not pid_alive(kernel) and not pid_alive(child), 15, "the kernel's end")
+    time_out_leaving_no_kernel(client, timeout=10)
     # A bad parameter is still refused on submit, as for every script.
     with pytest.raises(InvalidParameters):
         client.submit("nb_sleeps", {"seconds": "soon"})

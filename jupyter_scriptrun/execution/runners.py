@@ -79,10 +79,6 @@ class WarmRunner:
         self._standbys = StandbyPool(env, PROGRESS_FD_ENV)
         return self._standbys
 
-    def standby_pids(self) -> list[int]:
-        """The pids of the notebook standbys waiting for a run."""
-        return [] if self._standbys is None else self._standbys.ready_pids()
-
     def _start(self) -> Any:
         from jupyter_scriptrun.execution.warm import WarmParent
 

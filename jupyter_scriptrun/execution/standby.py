@@ -23,10 +23,11 @@ import signal
 import sys
 import threading
 
+from jupyter_scriptrun.contract.registry import NOTEBOOK_RUNNER
 from jupyter_scriptrun.execution import subreaper
 from jupyter_scriptrun.execution.child import FreshChild, RunSpec
 
-STANDBY_ARGV = [sys.executable, "-m", "jupyter_scriptrun.execution.notebook", "--standby"]
+STANDBY_ARGV = [sys.executable, *NOTEBOOK_RUNNER, "--standby"]
 STOP_WAIT_S = 5.0
 
 
@@ -121,11 +122,6 @@ class StandbyPool:
             standby = self._start()
         standby.hand(spec)
         return standby
-
-    def ready_pids(self) -> list[int]:
-        """The pids of the standbys waiting for a run."""
-        with self._cond:
-            return [s.pid for s in self._ready]
 
     def _start(self) -> Standby:
         return Standby(self.env, self.channel_env)
