@@ -43,8 +43,25 @@ def lab(settings: Settings, tmp_path: Path):
     LocalWorker(settings).stop()
 
 
-def open_lab(p, lab: JupyterLabProcess, width: int = 1400, dark: bool = False):
-    set_theme(lab, "JupyterLab Dark" if dark else "JupyterLab Light")
+def quiet_news(lab: JupyterLabProcess) -> None:
+    """JupyterLab asks on first start whether to fetch its news: answered "no" through its
+    settings API, so the prompt covers none of the screenshots."""
+    import json
+    import urllib.request
+
+    url = f"{lab.url}lab/api/settings/@jupyterlab/apputils-extension:notification"
+    body = json.dumps({"raw": json.dumps({"fetchNews": "false", "checkForUpdates": False})})
+    request = urllib.request.Request(url, data=body.encode(), method="PUT")
+    request.add_header("Authorization", f"token {lab.token}")
+    request.add_header("Content-Type", "application/json")
+    urllib.request.urlopen(request, timeout=30).close()
+
+
+def open_lab(p, lab: JupyterLabProcess, width: int = 1400, dark: bool = False, theme: str = ""):
+    theme = theme or ("JupyterLab Dark" if dark else "JupyterLab Light")
+    dark = "Dark" in theme
+    set_theme(lab, theme)
+    quiet_news(lab)
     browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     page = browser.new_page(viewport={"width": width, "height": 900})
     errors: list[str] = []
@@ -214,18 +231,52 @@ def test_the_sidebar_and_status_bar_follow_a_run_that_is_cancelled_then_re_run(
             tabs = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="slow_script")
             expect(tabs).to_have_count(2)
 
-            # A schedule made from the file browser shows in the Schedules tab.
+            # A schedule made from the file browser shows in the Schedules tab. Its more
+            # options come from the server's declaration; a bad one is refused beside its
+            # field with what was typed kept.
             context_menu(page, "scripts", "example_script.py", item="Schedule with scriptrun…")
             dialog = page.locator(".jp-Dialog")
             dialog.get_by_label("when").fill("0 7 * * 1-5")
             dialog.get_by_label("repeat").select_option("cron")
             dialog.get_by_label("timezone").fill("Europe/Berlin")
             dialog.get_by_label("name", exact=True).fill("weekday-mornings")
+            dialog.get_by_text("More options").click()
+            dialog.get_by_label("jitter").fill("99999")
+            dialog.get_by_label("catchup").select_option("none")
+            dialog.get_by_role("button", name="Schedule").click()
+            dialog = page.locator(".jp-Dialog")
+            row = dialog.locator(".jp-scriptrun-form-row", has=page.locator("[name=jitter]"))
+            expect(row.locator(".jp-scriptrun-form-error")).to_contain_text("jitter")
+            expect(dialog.get_by_label("when")).to_have_value("0 7 * * 1-5")
+            page.screenshot(path=str(tmp_path / "5-schedule-refused.png"))
+            dialog.get_by_label("jitter").fill("30")
             dialog.get_by_role("button", name="Schedule").click()
             schedules = page.locator("#scriptrun-schedules")
             expect(schedules.get_by_text("weekday-mornings")).to_be_visible(timeout=20_000)
             expect(schedules.get_by_text("0 7 * * 1-5")).to_be_visible()
+            made = api(lab, "schedules/weekday-mornings")
+            assert (made["catchup"], made["jitter_s"], made["timezone"]) == (
+                "none",
+                30,
+                "Europe/Berlin",
+            )
             page.screenshot(path=str(tmp_path / "5-schedules.png"))
+            # Edited in place: the dialog starts from the schedule, sends what changed, and
+            # an option emptied goes back to its default.
+            schedules.get_by_role("button", name="Edit weekday-mornings").click()
+            dialog = page.locator(".jp-Dialog")
+            expect(dialog.get_by_label("when")).to_have_value("0 7 * * 1-5")
+            expect(dialog.get_by_label("jitter")).to_have_value("30")
+            expect(dialog.get_by_label("catchup")).to_have_value("none")
+            dialog.get_by_label("repeat").select_option("every")
+            dialog.get_by_label("when").fill("2h")
+            dialog.get_by_label("jitter").fill("")
+            page.screenshot(path=str(tmp_path / "5-schedule-edit.png"))
+            dialog.get_by_role("button", name="Save").click()
+            expect(schedules.get_by_text("every 7200 s")).to_be_visible(timeout=20_000)
+            edited = api(lab, "schedules/weekday-mornings")
+            assert (edited["cron"], edited["every_s"], edited["jitter_s"]) == (None, 7200, None)
+            assert (edited["catchup"], edited["timezone"]) == ("none", "Europe/Berlin")
             schedules.get_by_role("button", name="Pause weekday-mornings").click()
             expect(schedules.locator("td", has_text="paused")).to_be_visible(timeout=20_000)
             schedules.get_by_role("button", name="Run now weekday-mornings").click()
@@ -244,9 +295,23 @@ def test_the_sidebar_and_status_bar_follow_a_run_that_is_cancelled_then_re_run(
             figures = fleet.locator("tr", has_text="slow_script")
             expect(figures).to_contain_text("2")  # two runs, one cancelled
             page.screenshot(path=str(tmp_path / "6-fleet.png"))
-            assert errors == [], errors
+            # The one refused schedule is the browser's only complaint.
+            assert errors == [
+                "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+            ], errors
         finally:
             browser.close()
+
+
+def api(lab: JupyterLabProcess, path: str) -> dict:
+    """GET one of the REST API's resources, as curl would."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{lab.url}scriptrun/api/{path}")
+    request.add_header("Authorization", f"token {lab.token}")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.load(answer)
 
 
 def overlapping(page, selector: str) -> list[str]:
@@ -312,6 +377,99 @@ def test_the_sidebar_fits_at_400_px_in_the_dark_theme(lab: JupyterLabProcess, tm
             view = page.locator(".jp-scriptrun-runview:visible")
             expect(view.locator(".jp-scriptrun-chip")).to_have_text("succeeded")
             page.screenshot(path=str(tmp_path / "7-run-view-dark.png"))
+            assert errors == [], errors
+        finally:
+            browser.close()
+
+
+LOW_CONTRAST = "\n".join(
+    line
+    for line in (Path(__file__).parent / "low_contrast.js").read_text().splitlines()
+    if not line.startswith("//")  # Playwright calls the text only when it starts as a function
+)
+"""A function of CSS selectors: the texts in them below WCAG AA contrast."""
+
+
+@pytest.mark.parametrize(
+    "theme", ["JupyterLab Light", "JupyterLab Dark", "JupyterLab Dark High Contrast"]
+)
+def test_every_text_keeps_its_contrast_and_a_run_goes_by_keyboard_alone(
+    lab: JupyterLabProcess, tmp_path: Path, theme: str
+):
+    """In each of JupyterLab's themes, light, dark and high contrast: every text of the
+    sidebar, the status bar, the run dialog, the run's tab and the Schedules tab has
+    WCAG AA contrast (the styles use theme variables only), and a run is started,
+    followed and opened with the keyboard alone."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from jupyter_scriptrun.service.client import Client
+
+    client = Client(lab.settings)
+    client.run("example_script", {"message": "before"})
+    client.schedule("example_script", {}, name="nightly", cron="0 2 * * *")
+    client.submit_source("raise ValueError('bad x: 7')\n", name="boom").wait(timeout=60)
+    slug = theme.lower().replace(" ", "-")
+    parts = [
+        "#scriptrun-runs",
+        ".jp-scriptrun-status",
+        ".jp-Dialog",
+        ".jp-scriptrun-runview",
+        "#scriptrun-schedules",
+    ]
+    with sync_playwright() as p:
+        browser, page, errors = open_lab(p, lab, theme=theme)
+        try:
+            page.locator(f"body[data-jp-theme-name='{theme}']").wait_for(
+                state="attached", timeout=20_000
+            )
+            show(page, "scriptrun-runs")
+            expect(page.locator("#scriptrun-runs .jp-scriptrun-item")).not_to_have_count(0)
+            low = {}
+            # Keyboard: the command palette opens the catalogue; Enter on a script's Run
+            # button opens the dialog with the focus in its first field; Enter runs it.
+            page.keyboard.press("Control+Shift+c")
+            page.keyboard.type("Scripts")
+            page.locator(".lm-CommandPalette-item.lm-mod-active", has_text="Scripts").wait_for()
+            page.keyboard.press("Enter")
+            run_button = page.get_by_role("button", name="Run slow_script")
+            run_button.focus()
+            page.keyboard.press("Enter")
+            dialog = page.locator(".jp-Dialog")
+            expect(dialog.get_by_label("seconds")).to_be_focused()
+            page.keyboard.press("Control+a")
+            page.keyboard.type("60")
+            low["dialog"] = page.evaluate(LOW_CONTRAST, [".jp-Dialog"])
+            page.screenshot(path=str(tmp_path / f"{slug}-1-dialog.png"))
+            page.keyboard.press("Enter")
+            view = page.locator(".jp-scriptrun-runview:visible")
+            expect(view.locator(".jp-scriptrun-chip")).to_have_text("running", timeout=90_000)
+            status = page.locator(".jp-scriptrun-status")
+            expect(status).to_have_text("▶ 1 running", timeout=20_000)
+            # The status bar is reached and used by keyboard: Enter opens the sidebar.
+            show(page, "filebrowser")
+            status.focus()
+            page.keyboard.press("Enter")
+            expect(page.locator("#scriptrun-runs")).to_be_visible()
+            low["running"] = page.evaluate(LOW_CONTRAST, parts)
+            page.screenshot(path=str(tmp_path / f"{slug}-2-running.png"))
+            view.get_by_role("button", name="Cancel").focus()
+            page.keyboard.press("Enter")
+            expect(view.locator(".jp-scriptrun-chip")).to_have_text("cancelled", timeout=60_000)
+            page.locator("#scriptrun-runs").get_by_role("button", name="Schedules").focus()
+            page.keyboard.press("Enter")
+            expect(page.locator("#scriptrun-schedules").get_by_text("nightly")).to_be_visible(
+                timeout=20_000
+            )
+            low["schedules"] = page.evaluate(LOW_CONTRAST, parts)
+            page.screenshot(path=str(tmp_path / f"{slug}-3-schedules.png"))
+            show(page, "scriptrun-runs")
+            page.locator("#scriptrun-runs .jp-scriptrun-item-button", has_text="boom").first.focus()
+            page.keyboard.press("Enter")
+            view = page.locator(".jp-scriptrun-runview:visible")
+            expect(view.locator(".jp-scriptrun-chip")).to_have_text("failed", timeout=20_000)
+            low["failed"] = page.evaluate(LOW_CONTRAST, parts)
+            page.screenshot(path=str(tmp_path / f"{slug}-4-failed.png"))
+            assert {k: v for k, v in low.items() if v} == {}
             assert errors == [], errors
         finally:
             browser.close()

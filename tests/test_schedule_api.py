@@ -168,6 +168,14 @@ async def test_edit_run_now_and_a_one_off_over_rest(api):
     document = json.loads((await api("openapi.json")).body)
     conforms(document, "Schedule", edited)
 
+    # null puts an option back to its default (the JupyterLab dialog's emptied field).
+    reset = json.loads(
+        (await api("schedules/hourly", "PATCH", {"catchup": "none", "jitter": None})).body
+    )
+    assert (reset["catchup"], reset["jitter_s"]) == ("none", None)
+    reset = json.loads((await api("schedules/hourly", "PATCH", {"catchup": None})).body)
+    assert reset["catchup"] == "latest" and reset["cron"] == "30 6 * * *"
+
     # An edit with problems: one 400 listing all of them, and nothing changes.
     code, body = await error_of(
         api("schedules/hourly", "PATCH", {"cron": "* *", "overlap": "never", "colour": 1})

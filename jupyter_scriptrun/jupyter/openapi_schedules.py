@@ -24,13 +24,25 @@ SCHEDULE_BODY: dict[str, Any] = {
     "properties": {"script": {"type": "string", "minLength": 1, "maxLength": 128}, **OPTIONS},
 }
 
+
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema``, or null (an edit's way to put an option back to its default)."""
+    return {"anyOf": [schema, {"type": "null"}], "description": schema.get("description", "")}
+
+
 SCHEDULE_PATCH: dict[str, Any] = {
     "type": "object",
-    "description": "Pause or resume (``state``), or change any option: the next tick "
-    "follows the new definition; every problem is listed in one 400 and nothing changes.",
+    "description": "Pause or resume (``state``), or change any option (null puts it back "
+    "to its default): the next tick follows the new definition; every problem is listed "
+    "in one 400 and nothing changes.",
     "minProperties": 1,
     "additionalProperties": False,
-    "properties": {"state": {"enum": ["active", "paused"]}, **OPTIONS},
+    "properties": {
+        "state": {"enum": ["active", "paused"]},
+        **{k: _or_null(v) for k, v in options.json_properties().items()},
+        "name": OPTIONS["name"],
+        "parameters": OPTIONS["parameters"],
+    },
 }
 
 SCHEDULE: dict[str, Any] = {

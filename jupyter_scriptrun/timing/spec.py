@@ -77,9 +77,11 @@ class ScheduleSpec:
 
     def changed(self, **changes: Any) -> tuple[ScheduleSpec, list[str]]:
         """This spec with ``changes`` (giving one timing, cron, every or at, drops the
-        others), and the problem of any option that is not one."""
+        others; None puts an option back to its default), and the problem of any option
+        that is not one."""
         unknown = sorted(set(changes) - set(self.names()))
-        known = {k: v for k, v in changes.items() if k not in unknown}
+        defaults: dict[str, Any] = {f.name: f.default for f in fields(self)}
+        known = {k: defaults[k] if v is None else v for k, v in changes.items() if k not in unknown}
         if {"cron", "every", "at"} & {k for k, v in known.items() if v is not None}:
             known = {"cron": None, "every": None, "at": None, **known}
         problems = [f"unknown option(s): {', '.join(unknown)}"] if unknown else []

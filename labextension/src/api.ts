@@ -36,6 +36,7 @@ export interface IParamSchema {
   minLength?: number;
   maxLength?: number;
   description?: string;
+  format?: string;
   items?: IParamSchema;
 }
 
@@ -74,6 +75,15 @@ export interface IRunFile {
   media_type: string;
   sha256?: string | null;
   note?: string | null;
+}
+
+/** A page of live output: chunks from an offset on, and where the next page starts. */
+export interface ILogPage {
+  attempt: number | null;
+  chunks: { seq: number; stream: string; text: string }[];
+  next_offset: number;
+  done: boolean;
+  status: string;
 }
 
 export interface ISchedule {
@@ -179,6 +189,9 @@ export const api = {
   run: (id: string) => request<IRun>(`executions/${encodeURIComponent(id)}`),
   logs: (id: string) =>
     request<{ stdout: string; stderr: string }>(`executions/${encodeURIComponent(id)}/logs`),
+  /** The output that arrived from chunk ``offset`` on (of the latest attempt). */
+  logsFrom: (id: string, offset: number) =>
+    request<ILogPage>(`executions/${encodeURIComponent(id)}/logs`, {}, { offset: String(offset) }),
   files: (id: string) => request<IRunFile[]>(`executions/${encodeURIComponent(id)}/files`),
   submit: (body: Record<string, unknown>) =>
     request<IRun>('executions', { method: 'POST', body: JSON.stringify(body) }),
@@ -198,5 +211,10 @@ export const api = {
     request<null>(`schedules/${encodeURIComponent(id)}`, { method: 'DELETE' }),
   attempts: (id: string) =>
     request<Record<string, unknown>[]>(`executions/${encodeURIComponent(id)}/attempts`),
-  workers: () => request<Record<string, unknown>[]>('workers')
+  workers: () => request<Record<string, unknown>[]>('workers'),
+  /** The schedule options a request may give (declared once, on the server). */
+  scheduleOptions: async (): Promise<{ [name: string]: IParamSchema }> => {
+    const doc = await request<any>('openapi.json');
+    return doc?.components?.schemas?.ScheduleRequest?.properties ?? {};
+  }
 };

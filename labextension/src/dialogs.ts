@@ -10,7 +10,20 @@ import { Widget } from '@lumino/widgets';
 
 import { api, ApiError, IFieldError, IRun, IScript, ISchedule } from './api';
 import { ParameterForm } from './form';
-import { asText, formFields, IField, languageOf, readForm, stemName } from './model';
+import { el } from './dom';
+import {
+  asText,
+  changed,
+  formFields,
+  IField,
+  languageOf,
+  readForm,
+  SCHEDULE_OWN,
+  scheduleOptionFields,
+  scheduleValues,
+  stemName,
+  timingOf
+} from './model';
 
 /** What a run dialog runs: a registered script, or a file's text ad hoc. */
 export interface ITarget {
@@ -145,70 +158,158 @@ export async function runDialog(
   }
 }
 
-/** The schedule part of the dialog: every or cron, a zone, a name. */
+/** The schedule part of the dialog: the timing (every, cron or once), a zone, a name,
+ * and under "More options" every other option the server declares. */
 class ScheduleForm extends Widget {
   readonly params: ParameterForm;
+  readonly more: ParameterForm;
   readonly kind: HTMLSelectElement;
   readonly when: HTMLInputElement;
   readonly zone: HTMLInputElement;
   readonly name: HTMLInputElement;
   readonly problems: HTMLElement;
+  private messages = new Map<string, HTMLElement>();
 
-  constructor(target: ITarget, values: { [name: string]: unknown }) {
+  constructor(
+    target: ITarget,
+    parameters: { [name: string]: unknown },
+    readonly options: IField[],
+    values: { [name: string]: unknown },
+    verb: string
+  ) {
     super();
     this.addClass('jp-scriptrun-form');
-    const [intro] = introOf(target, 'Schedule');
-    this.params = new ParameterForm(fieldsOf(target, values), intro);
+    const [intro] = introOf(target, verb);
+    this.params = new ParameterForm(fieldsOf(target, parameters), intro);
     this.node.appendChild(this.params.node);
-    const row = (label: string, control: HTMLElement, help: string) => {
-      const div = document.createElement('div');
-      div.className = 'jp-scriptrun-form-row';
-      const l = document.createElement('label');
-      l.textContent = label;
+    const row = (label: string, control: HTMLElement, help: string, field: string) => {
+      const div = el('div', 'jp-scriptrun-form-row');
+      const l = el('label', '', label);
       control.id = `jp-scriptrun-schedule-${label.replace(/\W+/g, '-')}`;
+      control.setAttribute('name', field);
       l.htmlFor = control.id;
-      const h = document.createElement('div');
-      h.className = 'jp-scriptrun-form-help';
-      h.textContent = help;
-      div.append(l, control, h);
+      const h = el('div', 'jp-scriptrun-form-help', help);
+      h.id = `${control.id}-help`;
+      control.setAttribute('aria-describedby', h.id);
+      const message = el('div', 'jp-scriptrun-form-error');
+      message.setAttribute('role', 'alert');
+      this.messages.set(field, message);
+      div.append(l, control, h, message);
       this.node.appendChild(div);
     };
-    this.kind = document.createElement('select');
-    this.kind.className = 'jp-mod-styled';
-    this.kind.append(new Option('every (an interval)', 'every'), new Option('cron (5 fields)', 'cron'));
-    row('repeat', this.kind, '');
-    this.when = document.createElement('input');
-    this.when.className = 'jp-mod-styled';
-    this.when.value = '1h';
-    row('when', this.when, 'every: 30s, 5m, 1h, 1d; cron: "0 7 * * 1-5"');
-    this.zone = document.createElement('input');
-    this.zone.className = 'jp-mod-styled';
-    this.zone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
-    row('timezone', this.zone, 'an IANA name, e.g. Europe/Berlin');
-    this.name = document.createElement('input');
-    this.name.className = 'jp-mod-styled';
+    const timing = timingOf(values);
+    this.kind = el('select', 'jp-mod-styled');
+    this.kind.append(
+      new Option('every (an interval)', 'every'),
+      new Option('cron (5 fields)', 'cron'),
+      new Option('once, at a time', 'at')
+    );
+    this.kind.value = timing.kind;
+    row('repeat', this.kind, '', 'kind');
+    this.when = el('input', 'jp-mod-styled');
+    this.when.value = timing.text;
+    this.when.spellcheck = false;
+    row('when', this.when, 'every: 30s, 5m, 1h, 1d; cron: "0 7 * * 1-5"; once: 2027-01-31T09:00', 'when');
+    this.zone = el('input', 'jp-mod-styled');
+    this.zone.value = String(values.timezone ?? (Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC'));
+    this.zone.spellcheck = false;
+    row('timezone', this.zone, 'an IANA name, e.g. Europe/Berlin', 'timezone');
+    this.name = el('input', 'jp-mod-styled');
     this.name.placeholder = 'optional';
-    row('name', this.name, 'to find it again (default: made from the script)');
-    this.problems = document.createElement('ul');
-    this.problems.className = 'jp-scriptrun-form-errors';
+    this.name.value = String(values.name ?? '');
+    row('name', this.name, 'to find it again (default: made from the script)', 'name');
+    const details = el('details', 'jp-scriptrun-more');
+    details.appendChild(el('summary', '', 'More options'));
+    this.more = new ParameterForm(options, 'Left empty, an option keeps its default.');
+    details.appendChild(this.more.node);
+    details.open = options.some(f => f.initial !== '');
+    this.node.appendChild(details);
+    this.problems = el('ul', 'jp-scriptrun-form-errors');
     this.problems.setAttribute('role', 'alert');
     this.node.appendChild(this.problems);
   }
 
+  /** A selector of the first field with a problem (the dialog opens on it), else of
+   * the first field. */
+  firstProblem(errors: IFieldError[]): string {
+    for (const e of errors) {
+      const name = e.field === 'cron' || e.field === 'every' || e.field === 'at' ? 'when' : e.field;
+      if (name && this.node.querySelector(`[name="${CSS.escape(name)}"]`)) {
+        return `[name="${CSS.escape(name)}"]`;
+      }
+    }
+    return 'input, select';
+  }
+
+  /** What the user typed, to show the form again as it was. */
+  state(): IScheduleState {
+    return {
+      texts: this.params.texts(),
+      more: this.more.texts(),
+      kind: this.kind.value,
+      when: this.when.value,
+      zone: this.zone.value,
+      name: this.name.value
+    };
+  }
+
+  restore(state: IScheduleState): void {
+    this.params.setTexts(state.texts);
+    this.more.setTexts(state.more);
+    this.kind.value = state.kind;
+    this.when.value = state.when;
+    this.zone.value = state.zone;
+    this.name.value = state.name;
+  }
+
+  /** Each problem beside its field: a parameter's, an option's, the timing's (cron,
+   * every or at), the zone's or the name's; the rest below. */
   showErrors(errors: IFieldError[]): void {
-    const own = new Set(['every', 'cron', 'timezone', 'name']);
-    this.params.showErrors(errors.filter(e => !own.has(e.field ?? '') && e.field !== null));
+    const options = new Set(this.options.map(f => f.name));
+    const own = (field: string | null): string | null =>
+      field === 'cron' || field === 'every' || field === 'at' ? 'when' : field;
+    this.params.showErrors(errors.filter(e => e.field && !SCHEDULE_OWN.includes(e.field) && !options.has(e.field)));
+    this.more.showErrors(errors.filter(e => e.field && options.has(e.field)));
+    if (errors.some(e => e.field && options.has(e.field))) {
+      (this.more.node.parentElement as HTMLDetailsElement).open = true;
+    }
     this.problems.textContent = '';
-    for (const e of errors.filter(e => own.has(e.field ?? '') || e.field === null)) {
-      const li = document.createElement('li');
-      li.textContent = e.message;
-      this.problems.appendChild(li);
+    for (const message of this.messages.values()) {
+      message.textContent = '';
+    }
+    for (const e of errors.filter(e => !e.field || SCHEDULE_OWN.includes(e.field))) {
+      const beside = this.messages.get(own(e.field) ?? '');
+      if (beside) {
+        beside.textContent = beside.textContent ? `${beside.textContent}; ${e.message}` : e.message;
+      } else {
+        this.problems.appendChild(el('li', '', e.message));
+      }
     }
   }
 }
 
-/** Show the schedule dialog until the schedule is made (it) or the user cancels (null). */
-export async function scheduleDialog(target: ITarget): Promise<ISchedule | null> {
+interface IScheduleState {
+  texts: { [n: string]: string };
+  more: { [n: string]: string };
+  kind: string;
+  when: string;
+  zone: string;
+  name: string;
+}
+
+/** ``every`` as the API takes it: a number of seconds, or the text (30s, 5m …). */
+function timingValue(kind: string, text: string): unknown {
+  const t = text.trim();
+  return kind === 'every' && /^\d+(\.\d+)?$/.test(t) ? Number(t) : t;
+}
+
+/** Show the schedule dialog until the schedule is made or changed (it) or the user
+ * cancels (null). With ``existing``, the dialog edits that schedule: it starts from its
+ * definition and sends only what changed. */
+export async function scheduleDialog(
+  target: ITarget,
+  existing: ISchedule | null = null
+): Promise<ISchedule | null> {
   if (!target.script) {
     await showDialog({
       title: 'Only registered scripts can be scheduled',
@@ -217,49 +318,67 @@ export async function scheduleDialog(target: ITarget): Promise<ISchedule | null>
     });
     return null;
   }
+  const values = existing ? scheduleValues(existing) : {};
+  const parameters = (existing?.parameters as { [name: string]: unknown }) ?? {};
+  const options = scheduleOptionFields(await api.scheduleOptions(), values);
+  const before = existing ? new ScheduleForm(target, parameters, options, values, 'Edit').state() : null;
   let errors: IFieldError[] = [];
-  let state: { texts: { [n: string]: string }; kind: string; when: string; zone: string; name: string } | null = null;
+  let state: IScheduleState | null = null;
   for (;;) {
-    const form = new ScheduleForm(target, {});
+    const form = new ScheduleForm(target, parameters, options, values, existing ? 'Edit the schedule of' : 'Schedule');
     if (state) {
-      form.params.setTexts(state.texts);
-      form.kind.value = state.kind;
-      form.when.value = state.when;
-      form.zone.value = state.zone;
-      form.name.value = state.name;
+      form.restore(state);
     }
     form.showErrors(errors);
     const result = await showDialog({
-      title: `Schedule ${target.script.name}`,
+      title: existing ? `Edit schedule ${existing.name}` : `Schedule ${target.script.name}`,
       body: form,
-      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Schedule' })]
+      focusNodeSelector: form.firstProblem(errors),
+      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: existing ? 'Save' : 'Schedule' })]
     });
-    state = {
-      texts: form.params.texts(),
-      kind: form.kind.value,
-      when: form.when.value,
-      zone: form.zone.value,
-      name: form.name.value
-    };
+    state = form.state();
     if (!result.button.accept) {
       return null;
     }
-    const { params, problems } = readForm(form.params.fields, state.texts);
-    errors = Object.entries(problems).map(([field, message]) => ({ field, message }));
+    const read = readForm(form.params.fields, state.texts);
+    const more = readForm(options, state.more);
+    errors = Object.entries({ ...read.problems, ...more.problems }).map(([field, message]) => ({ field, message }));
     if (errors.length) {
       continue;
     }
-    const body: Record<string, unknown> = {
-      script: target.script.name,
-      parameters: params,
-      [state.kind]: state.kind === 'every' && /^\d+(\.\d+)?$/.test(state.when.trim()) ? Number(state.when) : state.when.trim(),
-      timezone: state.zone.trim()
-    };
-    if (state.name.trim()) {
-      body.name = state.name.trim();
+    const body: Record<string, unknown> = {};
+    if (!before) {
+      Object.assign(body, {
+        script: target.script.name,
+        parameters: read.params,
+        [state.kind]: timingValue(state.kind, state.when),
+        timezone: state.zone.trim(),
+        ...more.params
+      });
+      if (state.name.trim()) {
+        body.name = state.name.trim();
+      }
+    } else {
+      // An edit sends what changed, so that the server keeps everything else as it is.
+      if (JSON.stringify(state.texts) !== JSON.stringify(before.texts)) {
+        body.parameters = read.params;
+      }
+      if (state.kind !== before.kind || state.when.trim() !== before.when.trim()) {
+        body[state.kind] = timingValue(state.kind, state.when);
+      }
+      if (state.zone.trim() !== before.zone.trim()) {
+        body.timezone = state.zone.trim();
+      }
+      if (state.name.trim() && state.name.trim() !== before.name.trim()) {
+        body.name = state.name.trim();
+      }
+      Object.assign(body, changed(options, state.more, more.params));
+      if (!Object.keys(body).length) {
+        return existing;
+      }
     }
     try {
-      return await api.schedule(body);
+      return existing ? await api.editSchedule(existing.id, body) : await api.schedule(body);
     } catch (error) {
       if (error instanceof ApiError && error.status === 400) {
         errors = error.errors.length ? error.errors : [{ field: null, message: error.message }];

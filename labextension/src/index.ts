@@ -11,15 +11,15 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { MainAreaWidget, Notification, WidgetTracker } from '@jupyterlab/apputils';
+import { ICommandPalette, MainAreaWidget, Notification, WidgetTracker } from '@jupyterlab/apputils';
 import { IDocumentWidget } from '@jupyterlab/docregistry';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
 import { IStatusBar } from '@jupyterlab/statusbar';
-import { LabIcon, ToolbarButton } from '@jupyterlab/ui-components';
+import { historyIcon, LabIcon, ToolbarButton } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
-import { api, IRun, IScript } from './api';
+import { api, IRun, IScript, ISchedule } from './api';
 import { runDialog, scheduleDialog, targetOfFile, ITarget } from './dialogs';
 import { activeSummary, languageOf, statusLabel } from './model';
 import { RunsModel } from './runs';
@@ -49,14 +49,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Runs in the sidebar, scripts run from the file browser.',
   autoStart: true,
   requires: [ILabShell],
-  optional: [ILayoutRestorer, IDefaultFileBrowser, ILauncher, IStatusBar],
+  optional: [ILayoutRestorer, IDefaultFileBrowser, ILauncher, IStatusBar, ICommandPalette],
   activate: (
     app: JupyterFrontEnd,
     shell: ILabShell,
     restorer: ILayoutRestorer | null,
     browser: IDefaultFileBrowser | null,
     launcher: ILauncher | null,
-    statusBar: IStatusBar | null
+    statusBar: IStatusBar | null,
+    palette: ICommandPalette | null
   ) => {
     const model = new RunsModel();
     const tracker = new WidgetTracker<MainAreaWidget<RunView>>({ namespace: 'scriptrun-run' });
@@ -139,6 +140,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     }
 
+    async function editSchedule(schedule: ISchedule): Promise<void> {
+      const script = (await api.scripts()).find(s => s.name === schedule.script);
+      if (!script) {
+        Notification.error(`No script named ${schedule.script} is registered any more: the schedule can be paused or deleted, not edited`);
+        return;
+      }
+      const saved = await scheduleDialog({ script }, schedule);
+      if (saved && saved !== schedule) {
+        Notification.success(`Saved ${saved.name}`, { autoClose: 4000 });
+      }
+    }
+
     const withFile = async (path: string | undefined, schedule: boolean) => {
       if (!path) {
         return;
@@ -152,7 +165,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
               autoClose: 5000,
               actions: [{ label: 'Schedules', callback: () => app.commands.execute(CMD.openSchedules) }]
             });
-            openTab('scriptrun-schedules', () => new SchedulesView(started));
+            openTab('scriptrun-schedules', () => new SchedulesView(started, editSchedule));
           }
         } else {
           await runTarget(target);
@@ -201,7 +214,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     app.commands.addCommand(CMD.openSchedules, {
       label: 'Script schedules',
-      execute: () => openTab('scriptrun-schedules', () => new SchedulesView(started))
+      execute: () => openTab('scriptrun-schedules', () => new SchedulesView(started, editSchedule))
     });
     app.commands.addCommand(CMD.openFleet, {
       label: 'Script fleet',
@@ -222,6 +235,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
         });
         button.addClass('jp-scriptrun-toolbar-button');
         widget.toolbar.insertItem(10, 'scriptrun', button);
+        const schedule = new ToolbarButton({
+          icon: historyIcon,
+          tooltip: 'Schedule with scriptrun…',
+          onClick: () => void withFile(widget.context.path, true)
+        });
+        schedule.addClass('jp-scriptrun-toolbar-schedule');
+        widget.toolbar.insertItem(11, 'scriptrun-schedule', schedule);
         return button;
       }
     };
@@ -246,6 +266,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     launcher?.add({ command: CMD.openCatalogue, category: 'Other', rank: 1 });
+    for (const command of [CMD.openRuns, CMD.openCatalogue, CMD.openSchedules, CMD.openFleet]) {
+      palette?.addItem({ command, category: 'Script runs' });
+    }
 
     if (statusBar) {
       const item = new Widget();

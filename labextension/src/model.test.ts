@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import {
   activeSummary,
+  changed,
   formatDuration,
   formFields,
   languageOf,
@@ -9,8 +10,11 @@ import {
   nextPollMs,
   progressFraction,
   readForm,
+  scheduleOptionFields,
+  scheduleValues,
   scriptFigures,
-  stemName
+  stemName,
+  timingOf
 } from './model';
 
 const schema = {
@@ -175,5 +179,65 @@ describe('the fleet view', () => {
       { script: 'b', runs: 2, failed: 1, median: 6, slowest: 10 }
     ]);
     expect(scriptFigures([])).toEqual([]);
+  });
+});
+
+describe('a schedule dialog', () => {
+  const options = {
+    cron: { type: 'string' },
+    every: { type: ['number', 'string'] },
+    at: { type: 'string', format: 'date-time' },
+    end: { type: 'string', format: 'date-time', description: 'no tick after this time' },
+    catchup: { enum: ['latest', 'none', 'all'], default: 'latest', description: 'after downtime' },
+    jitter: { type: 'number', minimum: 0 },
+    notify: { type: 'array', items: { type: 'string' } },
+    notify_on: { type: 'array', items: { enum: ['succeeded', 'failed'] }, default: ['failed'] },
+    timezone: { type: 'string' },
+    name: { type: 'string' },
+    parameters: { type: 'object' }
+  };
+
+  it('asks under "More options" for every option the server declares but the timing, zone and name', () => {
+    const fields = scheduleOptionFields(options);
+    expect(fields.map(f => [f.name, f.kind, f.initial])).toEqual([
+      ['end', 'string', ''],
+      ['catchup', 'choice', ''],
+      ['jitter', 'number', ''],
+      ['notify', 'list', ''],
+      ['notify_on', 'list', '']
+    ]);
+    expect(fields.find(f => f.name === 'catchup')!.description).toContain('default latest');
+    expect(fields.find(f => f.name === 'notify_on')!.description).toContain('of succeeded, failed');
+    expect(fields.find(f => f.name === 'end')!.description).toContain('2027-01-31T09:00');
+  });
+
+  it('reads a list from commas or lines, and leaves empty options out', () => {
+    const fields = scheduleOptionFields(options);
+    const { params, problems } = readForm(fields, { notify: 'mailto://a@b, json://h/x\n', jitter: '' });
+    expect(problems).toEqual({});
+    expect(params).toEqual({ notify: ['mailto://a@b', 'json://h/x'] });
+  });
+
+  it('starts an edit from the schedule as the API shows it, in the request words', () => {
+    const values = scheduleValues({
+      name: 'nightly', cron: null, every_s: 3600, once_at: null, end_at: '2027-01-01T00:00:00+00:00',
+      catchup: 'none', jitter_s: 5, notify: ['json://h/x'], notify_on: [], timezone: 'Europe/Berlin'
+    });
+    expect(values).toEqual({
+      name: 'nightly', every: 3600, end: '2027-01-01T00:00:00+00:00', catchup: 'none', jitter: 5,
+      notify: ['json://h/x'], timezone: 'Europe/Berlin'
+    });
+    expect(timingOf(values)).toEqual({ kind: 'every', text: '3600' });
+    const fields = scheduleOptionFields(options, values);
+    expect(fields.map(f => f.initial)).toEqual(['2027-01-01T00:00:00+00:00', 'none', '5', 'json://h/x', '']);
+  });
+
+  it('sends only what an edit changed, and null for an option emptied', () => {
+    const fields = scheduleOptionFields(options, { jitter: 5, catchup: 'none' });
+    const texts = { end: '', catchup: 'all', jitter: '', notify: '', notify_on: '' };
+    const { params } = readForm(fields, texts);
+    expect(changed(fields, texts, params)).toEqual({ catchup: 'all', jitter: null });
+    const same = { end: '', catchup: 'none', jitter: '5', notify: '', notify_on: '' };
+    expect(changed(fields, same, readForm(fields, same).params)).toEqual({});
   });
 });

@@ -19,7 +19,7 @@ export const STATUSES = [
 /** One field of a run form. */
 export interface IField {
   name: string;
-  kind: 'boolean' | 'integer' | 'number' | 'string' | 'choice' | 'json';
+  kind: 'boolean' | 'integer' | 'number' | 'string' | 'choice' | 'json' | 'list';
   label: string;
   description: string;
   required: boolean;
@@ -41,6 +41,9 @@ function typeOf(schema: IParamSchema): string | undefined {
 export function asText(value: unknown, kind: IField['kind']): string {
   if (value === undefined || value === null) {
     return '';
+  }
+  if (kind === 'list' && Array.isArray(value)) {
+    return value.map(String).join(', ');
   }
   if (kind === 'json' || typeof value === 'object') {
     return JSON.stringify(value);
@@ -122,6 +125,12 @@ export function readForm(
         params[field.name] = index >= 0 ? field.schema.enum![index] : text;
         break;
       }
+      case 'list':
+        params[field.name] = text
+          .split(/[\n,]/)
+          .map(x => x.trim())
+          .filter(x => x);
+        break;
       case 'json':
         try {
           params[field.name] = JSON.parse(text);
@@ -278,4 +287,94 @@ export function scriptFigures(
       };
     })
     .sort((a, b) => b.runs - a.runs || a.script.localeCompare(b.script));
+}
+
+/** The schedule options a dialog asks for itself, above "More options". */
+export const SCHEDULE_OWN = ['cron', 'every', 'at', 'timezone', 'name'];
+
+/** The "More options" fields of a schedule, from the server's schema of a schedule
+ * request (the options are declared once, on the server): every option but the timing,
+ * the zone, the name, the script and its parameters. A field starts empty unless
+ * ``values`` gives it (an edit), so the server's default applies; the help says it. */
+export function scheduleOptionFields(
+  properties: { [name: string]: IParamSchema },
+  values: { [name: string]: unknown } = {}
+): IField[] {
+  const skip = new Set([...SCHEDULE_OWN, 'script', 'parameters']);
+  return Object.entries(properties)
+    .filter(([name]) => !skip.has(name))
+    .map(([name, p]) => {
+      const list = typeOf(p) === 'array';
+      const [field] = formFields({ properties: { [name]: { ...p, default: undefined } } }, values);
+      const kind: IField['kind'] = list ? 'list' : field.kind;
+      const itemChoices = p.items?.enum ? ` (of ${p.items.enum.join(', ')})` : '';
+      const fallback = p.default === undefined ? '' : `; default ${asText(p.default, kind)}`;
+      const extra = p.format === 'date-time' ? ' (e.g. 2027-01-31T09:00)' : '';
+      return {
+        ...field,
+        kind,
+        label: name.replace(/_/g, ' '),
+        description: `${p.description ?? ''}${itemChoices}${fallback}${extra}`,
+        initial: name in values ? asText(values[name], kind) : ''
+      };
+    });
+}
+
+/** A schedule as the API shows it, in the words of a schedule request (``every_s`` is
+ * ``every``, ``once_at`` is ``at`` …): what an edit starts from. */
+export function scheduleValues(row: { [name: string]: unknown }): { [name: string]: unknown } {
+  const words: { [column: string]: string } = {
+    cron: 'cron',
+    every_s: 'every',
+    once_at: 'at',
+    start_at: 'start',
+    end_at: 'end',
+    timezone: 'timezone',
+    catchup: 'catchup',
+    overlap: 'overlap',
+    queue: 'queue',
+    timeout_s: 'timeout',
+    jitter_s: 'jitter',
+    misfire_grace_s: 'misfire_grace',
+    notify: 'notify',
+    notify_on: 'notify_on',
+    name: 'name'
+  };
+  const out: { [name: string]: unknown } = {};
+  for (const [column, word] of Object.entries(words)) {
+    const value = row[column];
+    if (value !== null && value !== undefined && !(Array.isArray(value) && !value.length)) {
+      out[word] = value;
+    }
+  }
+  return out;
+}
+
+/** The timing a schedule has: which of cron, every and at, and its text. */
+export function timingOf(values: { [name: string]: unknown }): { kind: string; text: string } {
+  for (const kind of ['cron', 'every', 'at']) {
+    if (values[kind] !== undefined && values[kind] !== null) {
+      return { kind, text: String(values[kind]) };
+    }
+  }
+  return { kind: 'every', text: '1h' };
+}
+
+/** Only what an edit changes: the values whose text differs from what the form
+ * started with (an unchanged form changes nothing); a field emptied is null, which
+ * puts the option back to its default. */
+export function changed(
+  fields: IField[],
+  texts: { [name: string]: string },
+  read: { [name: string]: unknown }
+): { [name: string]: unknown } {
+  const out: { [name: string]: unknown } = {};
+  for (const field of fields) {
+    const text = (texts[field.name] ?? '').trim();
+    if (text === field.initial.trim()) {
+      continue;
+    }
+    out[field.name] = text === '' ? null : read[field.name];
+  }
+  return out;
 }

@@ -58,6 +58,9 @@ export class RunView extends Widget {
   private timer: number | null = null;
   private failures = 0;
   private output = { stdout: '', stderr: '' };
+  /** Where the live output goes on from: its attempt and the next chunk's offset. */
+  private cursor: { attempt: number | null; offset: number } = { attempt: null, offset: 0 };
+  private outputWhole = false;
   private files: IRunFile[] | null = null;
   private attempts: Record<string, unknown>[] = [];
 
@@ -85,12 +88,11 @@ export class RunView extends Widget {
     this.timer = null;
     try {
       const run = await api.run(this.runId);
-      const logs = await api.logs(this.runId);
+      await this.readOutput(run);
       if (this.run && this.run.status !== run.status) {
         this.actions.moved(run);
       }
       this.run = run;
-      this.output = { stdout: logs.stdout ?? '', stderr: logs.stderr ?? '' };
       if (FINAL.has(run.status) && this.files === null) {
         this.files = await api.files(this.runId).catch(() => []);
         if ((run.attempt ?? 1) > 1) {
@@ -107,6 +109,34 @@ export class RunView extends Widget {
       const ms = Math.min(30000, 1000 * 2 ** Math.min(this.failures, 5));
       this.timer = window.setTimeout(() => void this.refresh(), ms);
     }
+  }
+
+  /** While the run goes, only the output that arrived since the last read (a long run's
+   * log is not fetched again each second); once it ended, the attempt's whole output
+   * as it was kept, once. */
+  private async readOutput(run: IRun): Promise<void> {
+    if (FINAL.has(run.status)) {
+      if (!this.outputWhole) {
+        const logs = await api.logs(this.runId);
+        this.output = { stdout: logs.stdout ?? '', stderr: logs.stderr ?? '' };
+        this.outputWhole = true;
+      }
+      return;
+    }
+    let page = await api.logsFrom(this.runId, this.cursor.offset);
+    if (page.attempt !== this.cursor.attempt) {
+      // A retry: its output starts again from its own first chunk.
+      if (this.cursor.offset > 0) {
+        page = await api.logsFrom(this.runId, 0);
+      }
+      this.output = { stdout: '', stderr: '' };
+    }
+    for (const chunk of page.chunks) {
+      if (chunk.stream === 'stdout' || chunk.stream === 'stderr') {
+        this.output[chunk.stream] += chunk.text;
+      }
+    }
+    this.cursor = { attempt: page.attempt, offset: page.next_offset };
   }
 
   private renderError(message: string): void {

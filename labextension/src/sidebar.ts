@@ -218,7 +218,8 @@ export class RunsSidebar extends Widget {
       }
     } else if (run.message && run.status !== 'succeeded') {
       const message = document.createElement('div');
-      message.className = 'jp-scriptrun-item-message';
+      // A cancel is somebody's choice, not a fault: its message is not shown as an error.
+      message.className = run.status === 'cancelled' ? 'jp-scriptrun-item-meta' : 'jp-scriptrun-item-message';
       message.textContent = run.message;
       button.appendChild(message);
     }

@@ -4,7 +4,7 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { api, ApiError, IRun, IScript } from './api';
+import { api, ApiError, IRun, IScript, ISchedule } from './api';
 import { el } from './dom';
 import { formatDuration, formatWhen, scriptFigures } from './model';
 
@@ -93,7 +93,10 @@ function table(columns: string[], rows: string[][]): HTMLElement {
 }
 
 export class SchedulesView extends LoadingView {
-  constructor(private started: (run: IRun) => void = () => undefined) {
+  constructor(
+    private started: (run: IRun) => void = () => undefined,
+    private edit: (schedule: ISchedule) => Promise<void> = async () => undefined
+  ) {
     super('scriptrun-schedules', 'Schedules', 10000);
   }
 
@@ -140,6 +143,7 @@ export class SchedulesView extends LoadingView {
       } else if (s.state === 'paused') {
         act('Resume', 'Resume', () => api.editSchedule(s.id, { state: 'active' }));
       }
+      act('Edit…', 'Edit', () => this.edit(s));
       act('Run now', 'Run now', async () => this.started(await api.runScheduleNow(s.id)));
       act('Delete', 'Delete', () => api.deleteSchedule(s.id));
     });
