@@ -182,6 +182,12 @@ def test_a_script_runs_from_the_file_browser_with_its_form_checked_first(
             expect(dialog.get_by_text("adhoc.py is not in the scripts path")).to_be_visible()
             dialog.get_by_role("button", name="Cancel").click()
             expect(dialog).to_have_count(0)
+            # Its Schedule button says why a file outside the scripts path cannot be.
+            page.locator(".jp-scriptrun-toolbar-schedule:visible").click()
+            dialog = page.locator(".jp-Dialog")
+            expect(dialog.get_by_text("Only registered scripts can be scheduled")).to_be_visible()
+            dialog.get_by_role("button", name="Ok").click()
+            expect(dialog).to_have_count(0)
 
             # The one refused request is the browser's only complaint.
             refused = [e for e in errors if "status of 400 (Bad Request)" in e]

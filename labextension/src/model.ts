@@ -308,13 +308,15 @@ export function scheduleOptionFields(
       const [field] = formFields({ properties: { [name]: { ...p, default: undefined } } }, values);
       const kind: IField['kind'] = list ? 'list' : field.kind;
       const itemChoices = p.items?.enum ? ` (of ${p.items.enum.join(', ')})` : '';
-      const fallback = p.default === undefined ? '' : `; default ${asText(p.default, kind)}`;
+      const said = /\bdefault\b/.test(p.description ?? '');
+      const fallback = p.default === undefined || said ? '' : `; default ${asText(p.default, kind)}`;
+      const several = list && !p.items?.enum ? '; several: comma-separated' : '';
       const extra = p.format === 'date-time' ? ' (e.g. 2027-01-31T09:00)' : '';
       return {
         ...field,
         kind,
         label: name.replace(/_/g, ' '),
-        description: `${p.description ?? ''}${itemChoices}${fallback}${extra}`,
+        description: `${(p.description ?? '').replace(/ \(repeatable\)$/, '')}${itemChoices}${fallback}${several}${extra}`,
         initial: name in values ? asText(values[name], kind) : ''
       };
     });
