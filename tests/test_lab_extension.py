@@ -145,11 +145,16 @@ def test_a_script_runs_from_the_file_browser_with_its_form_checked_first(
             expect(dialog.get_by_label("message")).to_have_value("hi")
             page.screenshot(path=str(tmp_path / "2-refused.png"))
             dialog.get_by_label("multiplier").fill("3")
+            # The run's own options (time limit, queue, notifications) under More options.
+            dialog.get_by_text("More options").click()
+            dialog.get_by_label("timeout").fill("30")
             dialog.get_by_role("button", name="Run").click()
 
             view = page.locator(".jp-scriptrun-runview:visible")
             expect(view.locator(".jp-scriptrun-chip")).to_have_text("succeeded", timeout=90_000)
             expect(view.locator("h2")).to_have_text("example_script")
+            run_id = view.locator("code").first.inner_text()
+            assert api(lab, f"executions/{run_id}")["timeout_s"] == 30
             page.screenshot(path=str(tmp_path / "3-run-view.png"))
             expect(view.locator("pre").first).to_contain_text('"multiplied_message": "hi hi hi"')
 

@@ -25,8 +25,18 @@ SUBMIT_BODY: dict[str, Any] = {
         "name": {"type": "string", "minLength": 1, "maxLength": 128, "default": "cell"},
         "parameters": {"type": "object", "default": {}},
         "page_context": {"type": "string", "maxLength": 1024, "default": "api"},
-        "timeout": {"type": "number", "exclusiveMinimum": 0},
-        "queue": {"type": "string", "minLength": 1, "maxLength": 255},
+        "timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "the run's time limit in seconds (default: the script's, else the "
+            "worker's)",
+        },
+        "queue": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255,
+            "description": "the Celery queue it goes to (default: the script's, else the default)",
+        },
         "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255},
         "notify": {
             "type": "array",
@@ -37,6 +47,7 @@ SUBMIT_BODY: dict[str, Any] = {
             "type": "array",
             "items": {"enum": ["succeeded", "failed", "timed_out", "lost", "cancelled"]},
             "default": ["failed", "timed_out", "lost"],
+            "description": "the outcomes that notify",
         },
     },
     "oneOf": [{"required": ["script"]}, {"required": ["source"]}],

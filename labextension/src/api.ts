@@ -213,8 +213,20 @@ export const api = {
     request<Record<string, unknown>[]>(`executions/${encodeURIComponent(id)}/attempts`),
   workers: () => request<Record<string, unknown>[]>('workers'),
   /** The schedule options a request may give (declared once, on the server). */
-  scheduleOptions: async (): Promise<{ [name: string]: IParamSchema }> => {
-    const doc = await request<any>('openapi.json');
-    return doc?.components?.schemas?.ScheduleRequest?.properties ?? {};
-  }
+  scheduleOptions: () => requestProperties('ScheduleRequest'),
+  /** The members of a run request (timeout, queue, notify …). */
+  runOptions: () => requestProperties('SubmitRequest')
 };
+
+let openapi: Promise<any> | null = null;
+
+/** A request body's properties, from the server's OpenAPI document (read once a page). */
+async function requestProperties(schema: string): Promise<{ [name: string]: IParamSchema }> {
+  openapi = openapi ?? request<any>('openapi.json');
+  try {
+    return (await openapi)?.components?.schemas?.[schema]?.properties ?? {};
+  } catch (error) {
+    openapi = null; // read again next time
+    throw error;
+  }
+}

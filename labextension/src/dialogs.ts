@@ -17,7 +17,9 @@ import {
   formFields,
   IField,
   languageOf,
+  optionFields,
   readForm,
+  RUN_OPTIONS,
   SCHEDULE_OWN,
   scheduleOptionFields,
   scheduleValues,
@@ -93,9 +95,51 @@ function forForm(target: ITarget, errors: IFieldError[], message: string): IFiel
     return [{ field: null, message }];
   }
   return errors.map(e => ({
-    field: target.script ? (e.field ?? '').replace(/^parameters\./, '') || null : 'parameters',
+    field:
+      target.script || RUN_OPTIONS.includes(e.field ?? '')
+        ? (e.field ?? '').replace(/^parameters\./, '') || null
+        : 'parameters',
     message: e.message
   }));
+}
+
+/** The run dialog's body: the parameters, and the run's own options under "More
+ * options" (time limit, queue, notifications). */
+class RunForm extends Widget {
+  readonly params: ParameterForm;
+  readonly more: ParameterForm;
+
+  constructor(fields: IField[], options: IField[], intro: string, note: string) {
+    super();
+    this.addClass('jp-scriptrun-form');
+    this.params = new ParameterForm(fields, intro, note);
+    this.node.appendChild(this.params.node);
+    const details = el('details', 'jp-scriptrun-more');
+    details.appendChild(el('summary', '', 'More options'));
+    this.more = new ParameterForm(options, 'Left empty, an option keeps its default.');
+    details.appendChild(this.more.node);
+    details.hidden = !options.length;
+    this.node.appendChild(details);
+  }
+
+  showErrors(errors: IFieldError[]): void {
+    // A parameter of the same name as an option (a script's own "timeout") wins.
+    const params = new Set(this.params.fields.map(f => f.name));
+    const options = new Set(this.more.fields.map(f => f.name));
+    const theirs = errors.filter(e => e.field && options.has(e.field) && !params.has(e.field));
+    this.params.showErrors(errors.filter(e => !theirs.includes(e)));
+    this.more.showErrors(theirs);
+    if (theirs.length) {
+      (this.more.node.parentElement as HTMLDetailsElement).open = true;
+    }
+  }
+
+  /** A selector of the first field with a problem, else of the first field. */
+  firstProblem(errors: IFieldError[]): string {
+    const names = new Set([...this.params.fields, ...this.more.fields].map(f => f.name));
+    const first = errors.find(e => e.field && names.has(e.field));
+    return first ? `[name="${CSS.escape(first.field!)}"]` : 'input, select';
+  }
 }
 
 /** Show the run dialog until the run is queued (its record) or the user cancels (null). */
@@ -104,35 +148,46 @@ export async function runDialog(
   values: { [name: string]: unknown } = {}
 ): Promise<IRun | null> {
   const fields = fieldsOf(target, values);
+  // Only parameters when the server's document cannot be read: the run still works.
+  const options = optionFields(
+    await api.runOptions().catch(() => ({})),
+    {},
+    name => RUN_OPTIONS.includes(name)
+  );
   const [intro, note] = introOf(target, 'Run');
   let texts: { [name: string]: string } | null = null;
+  let more: { [name: string]: string } | null = null;
   let errors: IFieldError[] = [];
   for (;;) {
-    const form = new ParameterForm(fields, intro, note);
-    if (texts) {
-      form.setTexts(texts);
+    const form = new RunForm(fields, options, intro, note);
+    if (texts && more) {
+      form.params.setTexts(texts);
+      form.more.setTexts(more);
     }
     form.showErrors(errors);
     const result = await showDialog({
       title: target.script ? `Run ${target.script.name}` : 'Run ad hoc',
       body: form,
-      // The first field with a problem, else the first field.
-      focusNodeSelector: errors.some(e => fields.some(f => f.name === e.field))
-        ? `[name="${errors.find(e => fields.some(f => f.name === e.field))!.field}"]`
-        : 'input, select',
+      focusNodeSelector: form.firstProblem(errors),
       buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Run' })]
     });
-    texts = form.texts();
+    texts = form.params.texts();
+    more = form.more.texts();
     if (!result.button.accept) {
       return null;
     }
     const { params: read, problems } = readForm(fields, texts);
-    errors = Object.entries(problems).map(([field, message]) => ({ field, message }));
+    const extra = readForm(options, more);
+    errors = Object.entries({ ...problems, ...extra.problems }).map(([field, message]) => ({ field, message }));
     if (errors.length) {
       continue;
     }
     try {
-      const body: Record<string, unknown> = { parameters: paramsOf(target, read), page_context: 'jupyterlab' };
+      const body: Record<string, unknown> = {
+        parameters: paramsOf(target, read),
+        page_context: 'jupyterlab',
+        ...extra.params
+      };
       if (target.script) {
         body.script = target.script.name;
       } else {

@@ -292,17 +292,30 @@ export function scriptFigures(
 /** The schedule options a dialog asks for itself, above "More options". */
 export const SCHEDULE_OWN = ['cron', 'every', 'at', 'timezone', 'name'];
 
+/** The options a run dialog asks for under "More options" (of the run request's). */
+export const RUN_OPTIONS = ['timeout', 'queue', 'notify', 'notify_on'];
+
 /** The "More options" fields of a schedule, from the server's schema of a schedule
  * request (the options are declared once, on the server): every option but the timing,
- * the zone, the name, the script and its parameters. A field starts empty unless
- * ``values`` gives it (an edit), so the server's default applies; the help says it. */
+ * the zone, the name, the script and its parameters. */
 export function scheduleOptionFields(
   properties: { [name: string]: IParamSchema },
   values: { [name: string]: unknown } = {}
 ): IField[] {
   const skip = new Set([...SCHEDULE_OWN, 'script', 'parameters']);
+  return optionFields(properties, values, name => !skip.has(name));
+}
+
+/** Fields for the request options of a schema (those ``keep`` keeps). A field starts
+ * empty unless ``values`` gives it (an edit), so the server's default applies; the help
+ * says it. */
+export function optionFields(
+  properties: { [name: string]: IParamSchema },
+  values: { [name: string]: unknown },
+  keep: (name: string) => boolean
+): IField[] {
   return Object.entries(properties)
-    .filter(([name]) => !skip.has(name))
+    .filter(([name]) => keep(name))
     .map(([name, p]) => {
       const list = typeOf(p) === 'array';
       const [field] = formFields({ properties: { [name]: { ...p, default: undefined } } }, values);
