@@ -14,6 +14,8 @@ STATUSES = [s.value for s in ExecutionStatus]
 MAX_OFFSET = 2**31 - 1
 """Largest offset accepted (the databases' integer range, with room)."""
 
+_TIMEOUT = "the run's time limit in seconds (default: the script's, else the worker's)"
+_QUEUE = "the Celery queue it goes to (default: the script's, else the default)"
 SUBMIT_BODY: dict[str, Any] = {
     "type": "object",
     "description": "A run of a registered script (``script``) or of an ad-hoc source "
