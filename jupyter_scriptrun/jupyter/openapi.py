@@ -27,18 +27,8 @@ SUBMIT_BODY: dict[str, Any] = {
         "name": {"type": "string", "minLength": 1, "maxLength": 128, "default": "cell"},
         "parameters": {"type": "object", "default": {}},
         "page_context": {"type": "string", "maxLength": 1024, "default": "api"},
-        "timeout": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "description": "the run's time limit in seconds (default: the script's, else the "
-            "worker's)",
-        },
-        "queue": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 255,
-            "description": "the Celery queue it goes to (default: the script's, else the default)",
-        },
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "description": _TIMEOUT},
+        "queue": {"type": "string", "minLength": 1, "maxLength": 255, "description": _QUEUE},
         "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255},
         "notify": {
             "type": "array",
