@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -177,7 +178,9 @@ class Bench:
             if run.status.value != "succeeded":
                 raise RuntimeError(f"product run {run.id} {run.status.value}")
             if stages is not None:  # read after the clock stopped: not part of the run
-                stages.append(stages_of(dict(run.record()), wall0, submitted - t0, total))
+                assert run.sent_at is not None
+                split = stages_of(dict(run.record()), wall0, run.sent_at, total)
+                stages.append({**split, "submit call": submitted - t0})
         return samples
 
     def history_load(self, rows: int) -> dict[str, Any]:
@@ -377,6 +380,7 @@ class Bench:
                 self.product_latency(client, n, context=key, stages=stages)
             )
             x["stages_ms"] = mean_stages(stages)
+            x["submit_p50_ms"] = statistics.median(r["submit call"] for r in stages) * 1000
             x["throughput_per_s"], x["cpu_ms_per_run"] = self.product_throughput_cpu(
                 client, worker.pid, m
             )
@@ -488,6 +492,7 @@ class Bench:
                         self.product_latency(client, n, context=key, stages=stages)
                     )
                     x["stages_ms"] = mean_stages(stages)
+                    x["submit_p50_ms"] = statistics.median(r["submit call"] for r in stages) * 1000
                 finally:
                     LocalWorker(embedded).stop()
         report(results, self.args.broker)

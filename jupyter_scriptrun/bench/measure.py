@@ -10,11 +10,13 @@ from datetime import datetime
 from typing import Any
 
 STAGES = ("submit", "to the worker", "start + script", "recording", "notice")
-"""A run's way, each stage owned by one part: the client's submit (validate, record,
-publish); from there to the worker's claim (broker, Celery, the claim's transaction); the
-script's process (interpreter start and the script, as the runner measures it); the
-worker's work around the process (spawn preparation, measuring, the finish transaction);
-and from the finish to the client seeing it (the completion notice, the status read)."""
+"""A run's way on one clock (this host's), each stage owned by one part: the client's
+submit up to handing the message to Celery (validate, record); from there to the worker's
+claim (publish, broker, Celery, the claim's transaction); the script's process
+(interpreter start and the script, as the runner measures it); the worker's work around
+the process (spawn preparation, measuring, the finish transaction); and from the finish
+to the client seeing it (the completion notice, the status read). The stages add up to
+the run's whole time; the rest of the submit call runs beside the worker's pickup."""
 
 
 def _tree(pid: int) -> list[Any] | None:
@@ -117,10 +119,12 @@ def interpreter_start(executable: str = sys.executable, n: int = 15) -> dict[str
 
 
 def stages_of(
-    record: dict[str, Any], submitted_at: float, submit_s: float, total_s: float
+    record: dict[str, Any], submitted_at: float, sent_at: float, total_s: float
 ) -> dict[str, float]:
-    """One run's time split into :data:`STAGES` (seconds), from the client's clock
-    (``submitted_at``: wall time when submit began) and the record's timestamps."""
+    """One run's time split into :data:`STAGES` (seconds) on one clock: ``submitted_at``
+    (wall time when submit began), ``sent_at`` (when the client handed the message to
+    Celery: ``Execution.sent_at``), the record's start and finish (the worker's stamps,
+    this host's clock) and ``total_s`` (submit to seeing the end)."""
 
     def at(value: datetime) -> float:
         return value.timestamp()
@@ -128,8 +132,8 @@ def stages_of(
     started, finished = at(record["started_at"]), at(record["finished_at"])
     process = record["duration_s"] or 0.0
     return {
-        "submit": submit_s,
-        "to the worker": started - submitted_at - submit_s,
+        "submit": sent_at - submitted_at,
+        "to the worker": started - sent_at,
         "start + script": process,
         "recording": finished - started - process,
         "notice": total_s - (finished - submitted_at),

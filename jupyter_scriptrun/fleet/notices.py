@@ -13,14 +13,26 @@ NOTICE_BACKEND = f"{__name__}:NoticeBackend"
 
 
 class NoticeBackend(RedisBackend):
-    """Celery's Redis backend without its read before every write.
+    """Celery's Redis backend without its read before every write, and without its
+    subscription at every send.
 
     Celery reads a task's stored state before writing a new one, so that a lost duplicate
     cannot overwrite a success. Here the store decides which attempt
     speaks for a run, and a delivery that does not (a duplicate, a superseded attempt)
     writes no state at all (it raises ``Ignore``): the read was a Redis round trip per
-    run for nothing. Everything else, reading included, is Celery's.
+    run for nothing.
+
+    Celery also subscribes to a task's result channel as the task is sent, so that a
+    caller who waits finds it subscribed. Here most submitters never wait (a notebook's
+    ``submit``, the REST API, schedules), and one who does subscribes when it starts to
+    wait: Celery's wait subscribes first, then reads the stored result, so a notice that
+    came before is not missed. The subscribe round trip leaves the submit, where it cost
+    every run, for the wait, where it overlaps the run. Everything else, reading
+    included, is Celery's.
     """
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        """Nothing at send time (see the class)."""
 
     def _store_result(
         self,

@@ -241,8 +241,9 @@ class Client:
             **columns,
             **({"schedule_id": schedule_id} if schedule_id else {}),
         )
-        self._send(execution_id, columns["queue"], found.name)
-        return Execution(self, execution_id, created=created)
+        execution = Execution(self, execution_id, created=created)
+        execution.sent_at = self._send(execution_id, columns["queue"], found.name)
+        return execution
 
     def queues(self) -> tuple[str, ...]:
         """The queues runs may be sent to (``SCRIPTRUN_QUEUES``, or the default queue and
@@ -272,12 +273,14 @@ class Client:
             self._script_ids[key] = self.store.ensure_script(script.name, script.content_hash)
         return self._script_ids[key]
 
-    def _send(self, execution_id: str, queue: str, script: str) -> None:
+    def _send(self, execution_id: str, queue: str, script: str) -> float:
+        """Send the run's message; the instant (``time.time()``) it was handed to Celery."""
         from jupyter_scriptrun.fleet.celery_app import TASK_NAME, shadow_name
 
         try:
             if self.settings.embedded:
                 self.local_worker().ensure()
+            sent_at = time.time()
             self.app.send_task(
                 TASK_NAME,
                 args=(execution_id, 1),
@@ -297,6 +300,7 @@ class Client:
                 f"could not queue the run: {self._broker_label()} is unreachable ({reason}); "
                 f"{where}. The run is recorded as failed."
             ) from exc
+        return sent_at
 
     def _broker_label(self) -> str:
         if self.settings.embedded:

@@ -87,6 +87,9 @@ class Execution:
         self.id = execution_id
         self.created = created
         """The record as submitted (``queued``), for a handle this client submitted."""
+        self.sent_at: float | None = None
+        """When this client handed the run's message to the broker (``time.time()``, this
+        host's clock), for a handle it submitted: where a run's wait for a worker begins."""
         self._attempts: list[AttemptRecord] | None = None
 
     def __repr__(self) -> str:
