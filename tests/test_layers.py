@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("contract",),
     # processes and the database, each knowing nothing of the other
     ("execution.proc", "execution.capture", "execution.subreaper", "execution.runtag"),
-    ("execution.child", "execution.warm", "execution.orphans"),
+    ("execution.child", "execution.warm", "execution.forked", "execution.orphans"),
     (
         "execution.live",
         "execution.progress",

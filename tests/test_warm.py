@@ -100,6 +100,49 @@ def test_nothing_a_run_does_reaches_the_next(warm, tmp_path):
     assert first["random"] is None or first["random"] != second["random"]
 
 
+def test_an_edited_script_runs_as_edited_and_its_traceback_names_its_own_copy(warm, tmp_path):
+    """The parent compiles a script once per content; a run still runs the bytes it was
+    given, and its traceback names its own file (each run's copy has its own path)."""
+    failing = "def check(x):\n    raise ValueError(f'bad x: {x}')\n\ncheck(7)\n"
+    first = tmp_path / "a" / "job.py"
+    second = tmp_path / "b" / "job.py"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_text(failing)
+    for path in (first, second, first):
+        outcome, verdict = run(warm, tmp_path, path)
+        assert verdict.status is ExecutionStatus.FAILED, outcome.stderr
+        assert f'File "{path}", line 2, in check' in outcome.stderr
+        assert outcome.stderr.endswith("ValueError: bad x: 7\n")
+    first.write_text("print('edited')\n")
+    assert run(warm, tmp_path, first)[0].stdout == "edited\n"
+    broken = tmp_path / "broken.py"
+    broken.write_text("def (:\n")  # the child reports it, as python would
+    outcome, _ = run(warm, tmp_path, broken)
+    assert outcome.exit_code == 1 and "SyntaxError" in outcome.stderr
+
+
+def test_a_spare_child_that_died_waiting_is_replaced(warm, tmp_path):
+    """The parent forks the next run's child ahead of it; killed while it waits, the next
+    run is forked on the spot and nothing is lost."""
+    import psutil
+
+    def spares() -> list[psutil.Process]:
+        return [c for c in psutil.Process(warm.pid).children() if c.status() != "zombie"]
+
+    assert run(warm, tmp_path, "print('first')")[0].stdout == "first\n"
+    deadline = time.monotonic() + 10
+    while not spares() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    waiting = spares()
+    assert len(waiting) == 1, waiting  # one spare, no run going
+    waiting[0].kill()
+    waiting[0].wait(10)
+    outcome, verdict = run(warm, tmp_path, "import os; print(os.getpid())")
+    assert verdict.status is ExecutionStatus.SUCCEEDED
+    assert int(outcome.stdout) != waiting[0].pid
+
+
 def test_a_timeout_kills_the_whole_tree(warm, tmp_path):
     pidfile = tmp_path / "pids"
     source = (

@@ -5,10 +5,9 @@
 Prints, for a bare subprocess, the in-process baseline (the work as a plain Celery task in
 the worker's process), the product on the given broker with full recording in fresh and in
 warm mode, and the embedded default (fresh and warm): latency p50/p90/p99 over sequential
-runs, throughput with 1 and 2 worker slots, CPU per run (client + worker tree), worker
-RSS; each with its ratio to the bare baseline measured in the same run. Then the store's
-own cost per run, a script importing pandas bare vs. warm with pandas preloaded, and
-history loading times. ``--json FILE`` saves the figures.
+runs, throughput with 1 and 2 worker slots, CPU per run (client + worker tree), worker RSS,
+each with its ratio to the bare baseline measured in the same run; the waterfall of a run
+on one clock; the store's own cost per run, pandas bare vs. warm, history loading times.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,7 @@ from jupyter_scriptrun.bench.measure import (
     mean_stages,
     own_cpu_s,
     stages_of,
+    submit_p50_ms,
     summarize,
     tree_cpu_s,
     tree_rss_mb,
@@ -178,9 +177,8 @@ class Bench:
             if run.status.value != "succeeded":
                 raise RuntimeError(f"product run {run.id} {run.status.value}")
             if stages is not None:  # read after the clock stopped: not part of the run
-                assert run.sent_at is not None
-                split = stages_of(dict(run.record()), wall0, run.sent_at, total)
-                stages.append({**split, "submit call": submitted - t0})
+                sent = run.sent_at or wall0  # set by this client's submit
+                stages.append(stages_of(dict(run.record()), wall0, sent, total, submitted - t0))
         return samples
 
     def history_load(self, rows: int) -> dict[str, Any]:
@@ -380,7 +378,7 @@ class Bench:
                 self.product_latency(client, n, context=key, stages=stages)
             )
             x["stages_ms"] = mean_stages(stages)
-            x["submit_p50_ms"] = statistics.median(r["submit call"] for r in stages) * 1000
+            x["submit_p50_ms"] = submit_p50_ms(stages)
             x["throughput_per_s"], x["cpu_ms_per_run"] = self.product_throughput_cpu(
                 client, worker.pid, m
             )
@@ -492,7 +490,7 @@ class Bench:
                         self.product_latency(client, n, context=key, stages=stages)
                     )
                     x["stages_ms"] = mean_stages(stages)
-                    x["submit_p50_ms"] = statistics.median(r["submit call"] for r in stages) * 1000
+                    x["submit_p50_ms"] = submit_p50_ms(stages)
                 finally:
                     LocalWorker(embedded).stop()
         report(results, self.args.broker)

@@ -119,12 +119,13 @@ def interpreter_start(executable: str = sys.executable, n: int = 15) -> dict[str
 
 
 def stages_of(
-    record: dict[str, Any], submitted_at: float, sent_at: float, total_s: float
+    record: dict[str, Any], submitted_at: float, sent_at: float, total_s: float, call_s: float
 ) -> dict[str, float]:
     """One run's time split into :data:`STAGES` (seconds) on one clock: ``submitted_at``
     (wall time when submit began), ``sent_at`` (when the client handed the message to
     Celery: ``Execution.sent_at``), the record's start and finish (the worker's stamps,
-    this host's clock) and ``total_s`` (submit to seeing the end)."""
+    this host's clock) and ``total_s`` (submit to seeing the end); and the whole submit
+    call (``call_s``) as ``"submit call"``."""
 
     def at(value: datetime) -> float:
         return value.timestamp()
@@ -137,7 +138,13 @@ def stages_of(
         "start + script": process,
         "recording": finished - started - process,
         "notice": total_s - (finished - submitted_at),
+        "submit call": call_s,
     }
+
+
+def submit_p50_ms(runs: list[dict[str, float]]) -> float:
+    """The median of the whole submit call over ``runs`` (their ``"submit call"``)."""
+    return statistics.median(r["submit call"] for r in runs) * 1000
 
 
 def mean_stages(runs: list[dict[str, float]]) -> dict[str, float]:

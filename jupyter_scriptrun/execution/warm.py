@@ -24,12 +24,17 @@ import signal
 import socket
 import struct
 import sys
+from dataclasses import dataclass
 from typing import Any
 
-from jupyter_scriptrun.execution import runtag
+from jupyter_scriptrun.execution import forked, runtag
 from jupyter_scriptrun.execution.runtag import PLACEHOLDER, RUN_TAG_ENV
 
 HEADER = struct.Struct("!I")
+SPARE_AFTER_S = 0.002
+"""How long the parent, with no run going, waits for a request before forking a spare."""
+SPARE_HEADER = struct.Struct("!II")
+"""A request's size and its compiled script's size, as a spare child receives them."""
 MAX_REQUEST = 16 * 1024 * 1024
 PRELOAD_ENV = "SCRIPTRUN_WARM_PRELOAD"
 ALWAYS_PRELOAD = (
@@ -60,9 +65,9 @@ first-use work is done before the fork, not in every child."""
 # -- the parent (a separate, single-threaded process) -------------------------------
 
 
-def serve(path: str) -> None:
-    """Preload, listen on ``path``, fork a child per request; exit with the worker."""
-    import gc
+def _warm_up() -> None:
+    """Import the preloaded modules and do their first-use work; be the subreaper of
+    the runs' daemons."""
     import importlib
 
     configured = (m.strip() for m in os.environ.get(PRELOAD_ENV, "").split(","))
@@ -79,16 +84,22 @@ def serve(path: str) -> None:
     import traceback  # noqa: F401
     import types  # noqa: F401
 
-    global _prctl
-    _prctl = _libc_prctl()  # ctypes and libffi loaded once, not in every child (~1.5 ms)
+    # ctypes and libffi loaded once, not in every child (~1.5 ms)
+    forked.prctl_fn = forked.libc_prctl()
     runtag.find()
-    if _prctl is not None:
+    if forked.prctl_fn is not None:
         # A run's daemons (double fork, setsid) come back here, not to PID 1: the
         # worker's supervisor finds and ends them with the run, and _reap collects them.
         PR_SET_CHILD_SUBREAPER = 36
         with contextlib.suppress(Exception):
-            _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            forked.prctl_fn(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
+
+def serve(path: str) -> None:
+    """Preload, listen on ``path``, fork a child per request; exit with the worker."""
+    import gc
+
+    _warm_up()
     gc.collect()
     gc.freeze()  # keep preloaded objects out of the collector: fewer copied pages per child
 
@@ -112,36 +123,56 @@ def serve(path: str) -> None:
     sel.register(listener, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
+
+    def ahead() -> _Spare | None:
+        """The next run's child, forked before its run comes (None: fork it then)."""
+        with contextlib.suppress(OSError):
+            return _fork_spare(listener, wake_r, wake_w, *children.values(), *_hwm.values())
+        return None
+
+    spare = ahead()
     try:
         while os.getppid() == owner:
-            for key, _ in sel.select(1.0):
+            # Without a spare and with no run going, a moment's quiet is the time to fork.
+            idle = spare is None and not children
+            ready = sel.select(SPARE_AFTER_S if idle else 1.0)
+            if not ready and idle:
+                spare = ahead()
+            for key, _ in ready:
                 if key.fileobj is listener:
                     conn, _ = listener.accept()
-                    pid = _start(conn, listener, wake_r, wake_w, *children.values(), *_hwm.values())
+                    inherited = (listener, wake_r, wake_w, conn, *children.values())
+                    pid = _start(conn, spare, *inherited, *_hwm.values())
+                    spare = None
                     if pid is not None:
                         children[pid] = conn
+                    # No fork now: it would compete with this run's start for the CPU.
                 else:
                     with contextlib.suppress(BlockingIOError):
                         while os.read(wake_r, 4096):
                             pass
-            _reap(children)
+            if _reap(children) and spare is None:
+                spare = ahead()  # a run just ended: fork while the worker records it
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
 
 
-def _reap(children: dict[int, socket.socket]) -> None:
-    """Report each run's end to its connection; collect adopted orphans' exits too."""
+def _reap(children: dict[int, socket.socket]) -> int:
+    """Report each run's end to its connection; collect adopted orphans' exits too. How
+    many runs' ends were reported."""
+    reported = 0
     while True:
         try:
             pid, status, usage = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return reported
         if pid == 0:
-            return
+            return reported
         conn = children.pop(pid, None)
         if conn is None:
             continue
+        reported += 1
         report = {
             "exit": status,
             "utime": usage.ru_utime,
@@ -177,8 +208,72 @@ def _say_hwm(fd: int) -> None:
                 break
 
 
-def _start(conn: socket.socket, *inherited: Any) -> int | None:
-    """Read one request and fork its child; None (and the connection closed) on error."""
+@dataclass
+class _Spare:
+    """A child forked ahead of its run, waiting on its socket for the run's request: the
+    fork and the first copy-on-write page faults are paid between runs, not in one."""
+
+    pid: int
+    sock: socket.socket
+    """The parent's end of the socket pair the request goes down."""
+    hwm_r: int
+
+
+def _fork_spare(*inherited: Any) -> _Spare:
+    """Fork a child that prepares itself, then waits for a request (see _hand)."""
+    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    hwm_r, hwm_w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (hwm_r, hwm_w):
+            os.close(fd)
+        parent_end.close()
+        child_end.close()
+        raise
+    if pid == 0:
+        code = 70
+        try:
+            parent_end.close()
+            os.close(hwm_r)
+            forked.prepare(inherited)
+            request, fds, compiled = _receive(child_end)  # EOF: the parent let it go
+            child_end.close()
+            code = forked.become_script(request, fds, compiled)
+        finally:
+            _say_hwm(hwm_w)
+            os._exit(code)
+    child_end.close()
+    os.close(hwm_w)
+    return _Spare(pid, parent_end, hwm_r)
+
+
+def _hand(spare: _Spare, data: bytes, fds: list[int], compiled: bytes | None) -> None:
+    """Send the request, its descriptors and the compiled script to a waiting child."""
+    blob = compiled or b""
+    socket.send_fds(spare.sock, [SPARE_HEADER.pack(len(data), len(blob))], fds)
+    spare.sock.sendall(data + blob)
+    spare.sock.close()
+
+
+def _receive(sock: socket.socket) -> tuple[dict[str, Any], list[int], bytes | None]:
+    """In a spare: the request, its descriptors and the compiled script (_hand's)."""
+    head, fds, _, _ = socket.recv_fds(sock, SPARE_HEADER.size, 3)
+    if len(head) != SPARE_HEADER.size:
+        raise EOFError("no request")
+    size, code_size = SPARE_HEADER.unpack(head)
+    data = bytearray()
+    while len(data) < size + code_size:
+        chunk = sock.recv(size + code_size - len(data))
+        if not chunk:
+            raise EOFError("request cut short")
+        data += chunk
+    return json.loads(data[:size]), fds, bytes(data[size:]) or None
+
+
+def _start(conn: socket.socket, spare: _Spare | None, *inherited: Any) -> int | None:
+    """Read one request and give it to the spare (or a child forked now); the child's
+    pid, or None (and the connection closed) on error."""
     fds: list[int] = []
     try:
         conn.settimeout(10)
@@ -194,27 +289,21 @@ def _start(conn: socket.socket, *inherited: Any) -> int | None:
             if not chunk:
                 raise ValueError("request cut short")
             data += chunk
-        request = json.loads(data)
-        hwm_r, hwm_w = os.pipe()
+        argv = json.loads(data)["argv"]  # checked here: a bad request is the worker's error
+        compiled = forked.compile_once(argv[1])  # in the parent: children share the cache
         try:
-            pid = os.fork()
-        except OSError:
-            os.close(hwm_r)
-            os.close(hwm_w)
-            raise
-        if pid == 0:
-            code = 70
-            try:
-                conn.close()
-                os.close(hwm_r)
-                code = _become_script(request, fds, inherited)
-            finally:
-                _say_hwm(hwm_w)
-                os._exit(code)
-        os.close(hwm_w)
-        _hwm[pid] = hwm_r
-        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-        return pid
+            if spare is None:
+                raise OSError("no spare")
+            _hand(spare, bytes(data), fds, compiled)
+        except OSError:  # none, or it died waiting: a child forked now takes the run
+            if spare is not None:
+                spare.sock.close()
+                os.close(spare.hwm_r)
+            spare = _fork_spare(*inherited)
+            _hand(spare, bytes(data), fds, compiled)
+        _hwm[spare.pid] = spare.hwm_r
+        conn.sendall(json.dumps({"pid": spare.pid}).encode() + b"\n")
+        return spare.pid
     except Exception as exc:
         with contextlib.suppress(OSError):
             conn.sendall(json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode() + b"\n")
@@ -224,165 +313,6 @@ def _start(conn: socket.socket, *inherited: Any) -> int | None:
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-# -- the child: from a copy of the parent to the script ----------------------------
-
-
-def _take_descriptors(fds: list[int]) -> int | None:
-    """stdin from /dev/null, stdout and stderr to the runner's pipes; the side channel, if
-    sent, keeps its number (inheritable: the script's own children may report too)."""
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(fds[0], 1)
-    os.dup2(fds[1], 2)
-    keep = {0, 1, 2}
-    channel = fds[2] if len(fds) > 2 else None
-    if channel is not None:
-        keep.add(channel)
-        os.set_inheritable(channel, True)
-    for fd in (devnull, *fds):
-        if fd not in keep:
-            os.close(fd)
-    return channel
-
-
-def _become_script(request: dict[str, Any], fds: list[int], inherited: tuple[Any, ...]) -> int:
-    """Set up the process as a fresh ``python SCRIPT`` would be, run it, return its code."""
-    import io
-    import threading
-
-    os.setsid()
-    _die_with_parent()
-    signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for obj in inherited:
-        with contextlib.suppress(OSError, AttributeError):
-            obj.close() if hasattr(obj, "close") else os.close(obj)
-
-    channel = _take_descriptors(fds)
-    runtag.write(request["env"].get("EXECUTION_ID", ""))  # before os.environ is replaced
-
-    if request.get("memory_limit_mb"):
-        import resource
-
-        limit = int(request["memory_limit_mb"] * 2**20)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
-    if channel is not None and request.get("channel_env"):
-        os.environ[request["channel_env"]] = str(channel)
-    script = request["argv"][1]
-    sys.argv = [script, *request["argv"][2:]]
-    sys.path[0] = os.path.dirname(os.path.abspath(script))
-    encoding = os.environ.get("PYTHONIOENCODING", "utf-8").split(":")[0] or "utf-8"
-    stdin = io.TextIOWrapper(io.FileIO(0, "r"), encoding=encoding)
-    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))  # as a fresh interpreter reads it
-    stdout = io.TextIOWrapper(
-        io.BufferedWriter(io.FileIO(1, "w")), encoding=encoding, write_through=unbuffered
-    )
-    stderr = io.TextIOWrapper(
-        io.BufferedWriter(io.FileIO(2, "w")),
-        encoding=encoding,
-        errors="backslashreplace",
-        line_buffering=True,
-        write_through=unbuffered,
-    )
-    # The fresh interpreter's own streams (mypy marks sys.__std*__ final).
-    sys.stdin = sys.__stdin__ = stdin  # type: ignore[misc]
-    sys.stdout = sys.__stdout__ = stdout  # type: ignore[misc]
-    sys.stderr = sys.__stderr__ = stderr  # type: ignore[misc]
-    if "numpy" in sys.modules:  # the stdlib's random reseeds at fork; numpy's does not
-        with contextlib.suppress(Exception):
-            sys.modules["numpy"].random.seed()
-
-    code = 0
-    try:
-        _run_as_main(script)
-    except SystemExit as exc:
-        code = _exit_code(exc.code)
-    except KeyboardInterrupt:
-        _print_exception(script)
-        code = 128 + signal.SIGINT
-    except BaseException:
-        _print_exception(script)
-        code = 1
-    finally:
-        # What a fresh interpreter does at exit: join threads, atexit, flush.
-        with contextlib.suppress(BaseException):
-            threading._shutdown()  # type: ignore[attr-defined]
-        with contextlib.suppress(BaseException):
-            import atexit
-
-            atexit._run_exitfuncs()
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(BaseException):
-                stream.flush()
-    return code
-
-
-def _run_as_main(script: str) -> None:
-    """Run a file as ``__main__``, the way ``python SCRIPT`` does (runpy.run_path does
-    more: path hooks, a temporary module — milliseconds per run)."""
-    import builtins
-    import types
-
-    with open(script, "rb") as f:
-        source = f.read()
-    code = compile(source, script, "exec", dont_inherit=True)
-    main = types.ModuleType("__main__")
-    main.__file__ = script
-    # What runpy gives a __main__ module (mypy's ModuleType lacks these two).
-    main.__dict__.update(__cached__=None, __builtins__=builtins)
-    sys.modules["__main__"] = main
-    exec(code, main.__dict__)
-
-
-_prctl: Any = None
-"""libc's ``prctl``, looked up by the warm parent before it forks."""
-
-
-def _libc_prctl() -> Any:
-    import ctypes
-
-    with contextlib.suppress(Exception):
-        return ctypes.CDLL(None, use_errno=True).prctl
-    return None
-
-
-def _die_with_parent() -> None:
-    """SIGKILL this child when the warm parent exits (it exits when its worker dies)."""
-    PR_SET_PDEATHSIG = 1
-    prctl = _prctl or _libc_prctl()
-    if prctl is not None:
-        with contextlib.suppress(Exception):
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() == 1:  # the parent died before the signal was armed
-        os._exit(70)
-
-
-def _exit_code(value: Any) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, int):
-        return value & 0xFF
-    print(value, file=sys.stderr)
-    return 1
-
-
-def _print_exception(script: str) -> None:
-    """The traceback as ``python SCRIPT`` prints it: without the runner's own frames."""
-    import traceback
-
-    kind, value, tb = sys.exc_info()
-    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != os.path.abspath(
-        script
-    ):
-        tb = tb.tb_next
-    traceback.print_exception(kind, value, tb)
 
 
 # -- the worker's side --------------------------------------------------------------
