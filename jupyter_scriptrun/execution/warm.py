@@ -24,6 +24,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,17 +125,23 @@ def serve(path: str) -> None:
     sel.register(wake_r, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
 
+    retry_at = 0.0
+
     def ahead() -> _Spare | None:
-        """The next run's child, forked before its run comes (None: fork it then)."""
-        with contextlib.suppress(OSError):
+        """The next run's child, forked before its run comes (None: fork it then; after a
+        failed fork, say a process limit, none is tried for a second)."""
+        nonlocal retry_at
+        try:
             return _fork_spare(listener, wake_r, wake_w, *children.values(), *_hwm.values())
-        return None
+        except OSError:
+            retry_at = time.monotonic() + 1.0
+            return None
 
     spare = ahead()
     try:
         while os.getppid() == owner:
             # Without a spare and with no run going, a moment's quiet is the time to fork.
-            idle = spare is None and not children
+            idle = spare is None and not children and time.monotonic() >= retry_at
             ready = sel.select(SPARE_AFTER_S if idle else 1.0)
             if not ready and idle:
                 spare = ahead()
@@ -151,7 +158,7 @@ def serve(path: str) -> None:
                     with contextlib.suppress(BlockingIOError):
                         while os.read(wake_r, 4096):
                             pass
-            if _reap(children) and spare is None:
+            if _reap(children) and spare is None and time.monotonic() >= retry_at:
                 spare = ahead()  # a run just ended: fork while the worker records it
     finally:
         with contextlib.suppress(OSError):
