@@ -2,8 +2,9 @@
 parent, then in the child its descriptors, session, environment and streams as a fresh
 ``python SCRIPT`` has them, the script run as ``__main__``, and its exit code.
 
-The parent (:mod:`jupyter_scriptrun.execution.warm`) calls :func:`compile_once` before it
-forks and :func:`become_script` in the child.
+The parent (:mod:`jupyter_scriptrun.execution.warm`) calls :func:`compile_once` when a
+request comes; a child it forked ahead calls :func:`prepare` at once, then, given its
+request, :func:`become_script`.
 """
 
 from __future__ import annotations
