@@ -103,35 +103,53 @@ function forForm(target: ITarget, errors: IFieldError[], message: string): IFiel
   }));
 }
 
+/** A request's own options (those the server declares) folded under "More options";
+ * it opens by itself when one is set or has a problem. */
+class MoreOptions {
+  readonly node = el('details', 'jp-scriptrun-more');
+  readonly form: ParameterForm;
+
+  constructor(readonly fields: IField[]) {
+    this.node.appendChild(el('summary', '', 'More options'));
+    this.form = new ParameterForm(fields, 'Left empty, an option keeps its default.');
+    this.node.appendChild(this.form.node);
+    this.node.hidden = !fields.length;
+    this.node.open = fields.some(f => f.initial !== '');
+  }
+
+  has(field: string | null): boolean {
+    return Boolean(field) && this.fields.some(f => f.name === field);
+  }
+
+  /** Show its fields' problems (the others are the caller's). */
+  showErrors(errors: IFieldError[]): void {
+    this.form.showErrors(errors);
+    if (errors.length) {
+      this.node.open = true;
+    }
+  }
+}
+
 /** The run dialog's body: the parameters, and the run's own options under "More
  * options" (time limit, queue, notifications). */
 class RunForm extends Widget {
   readonly params: ParameterForm;
-  readonly more: ParameterForm;
+  readonly more: MoreOptions;
 
   constructor(fields: IField[], options: IField[], intro: string, note: string) {
     super();
     this.addClass('jp-scriptrun-form');
     this.params = new ParameterForm(fields, intro, note);
-    this.node.appendChild(this.params.node);
-    const details = el('details', 'jp-scriptrun-more');
-    details.appendChild(el('summary', '', 'More options'));
-    this.more = new ParameterForm(options, 'Left empty, an option keeps its default.');
-    details.appendChild(this.more.node);
-    details.hidden = !options.length;
-    this.node.appendChild(details);
+    this.more = new MoreOptions(options);
+    this.node.append(this.params.node, this.more.node);
   }
 
   showErrors(errors: IFieldError[]): void {
     // A parameter of the same name as an option (a script's own "timeout") wins.
     const params = new Set(this.params.fields.map(f => f.name));
-    const options = new Set(this.more.fields.map(f => f.name));
-    const theirs = errors.filter(e => e.field && options.has(e.field) && !params.has(e.field));
+    const theirs = errors.filter(e => this.more.has(e.field) && !params.has(e.field!));
     this.params.showErrors(errors.filter(e => !theirs.includes(e)));
     this.more.showErrors(theirs);
-    if (theirs.length) {
-      (this.more.node.parentElement as HTMLDetailsElement).open = true;
-    }
   }
 
   /** A selector of the first field with a problem, else of the first field. */
@@ -162,7 +180,7 @@ export async function runDialog(
     const form = new RunForm(fields, options, intro, note);
     if (texts && more) {
       form.params.setTexts(texts);
-      form.more.setTexts(more);
+      form.more.form.setTexts(more);
     }
     form.showErrors(errors);
     const result = await showDialog({
@@ -172,7 +190,7 @@ export async function runDialog(
       buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Run' })]
     });
     texts = form.params.texts();
-    more = form.more.texts();
+    more = form.more.form.texts();
     if (!result.button.accept) {
       return null;
     }
@@ -217,7 +235,7 @@ export async function runDialog(
  * and under "More options" every other option the server declares. */
 class ScheduleForm extends Widget {
   readonly params: ParameterForm;
-  readonly more: ParameterForm;
+  readonly more: MoreOptions;
   readonly kind: HTMLSelectElement;
   readonly when: HTMLInputElement;
   readonly zone: HTMLInputElement;
@@ -228,7 +246,7 @@ class ScheduleForm extends Widget {
   constructor(
     target: ITarget,
     parameters: { [name: string]: unknown },
-    readonly options: IField[],
+    options: IField[],
     values: { [name: string]: unknown },
     verb: string
   ) {
@@ -273,12 +291,8 @@ class ScheduleForm extends Widget {
     this.name.placeholder = 'optional';
     this.name.value = String(values.name ?? '');
     row('name', this.name, 'to find it again (default: made from the script)', 'name');
-    const details = el('details', 'jp-scriptrun-more');
-    details.appendChild(el('summary', '', 'More options'));
-    this.more = new ParameterForm(options, 'Left empty, an option keeps its default.');
-    details.appendChild(this.more.node);
-    details.open = options.some(f => f.initial !== '');
-    this.node.appendChild(details);
+    this.more = new MoreOptions(options);
+    this.node.appendChild(this.more.node);
     this.problems = el('ul', 'jp-scriptrun-form-errors');
     this.problems.setAttribute('role', 'alert');
     this.node.appendChild(this.problems);
@@ -288,7 +302,7 @@ class ScheduleForm extends Widget {
    * the first field. */
   firstProblem(errors: IFieldError[]): string {
     for (const e of errors) {
-      const name = e.field === 'cron' || e.field === 'every' || e.field === 'at' ? 'when' : e.field;
+      const name = controlOf(e.field);
       if (name && this.node.querySelector(`[name="${CSS.escape(name)}"]`)) {
         return `[name="${CSS.escape(name)}"]`;
       }
@@ -300,7 +314,7 @@ class ScheduleForm extends Widget {
   state(): IScheduleState {
     return {
       texts: this.params.texts(),
-      more: this.more.texts(),
+      more: this.more.form.texts(),
       kind: this.kind.value,
       when: this.when.value,
       zone: this.zone.value,
@@ -310,7 +324,7 @@ class ScheduleForm extends Widget {
 
   restore(state: IScheduleState): void {
     this.params.setTexts(state.texts);
-    this.more.setTexts(state.more);
+    this.more.form.setTexts(state.more);
     this.kind.value = state.kind;
     this.when.value = state.when;
     this.zone.value = state.zone;
@@ -320,20 +334,14 @@ class ScheduleForm extends Widget {
   /** Each problem beside its field: a parameter's, an option's, the timing's (cron,
    * every or at), the zone's or the name's; the rest below. */
   showErrors(errors: IFieldError[]): void {
-    const options = new Set(this.options.map(f => f.name));
-    const own = (field: string | null): string | null =>
-      field === 'cron' || field === 'every' || field === 'at' ? 'when' : field;
-    this.params.showErrors(errors.filter(e => e.field && !SCHEDULE_OWN.includes(e.field) && !options.has(e.field)));
-    this.more.showErrors(errors.filter(e => e.field && options.has(e.field)));
-    if (errors.some(e => e.field && options.has(e.field))) {
-      (this.more.node.parentElement as HTMLDetailsElement).open = true;
-    }
+    this.params.showErrors(errors.filter(e => e.field && !SCHEDULE_OWN.includes(e.field) && !this.more.has(e.field)));
+    this.more.showErrors(errors.filter(e => this.more.has(e.field)));
     this.problems.textContent = '';
     for (const message of this.messages.values()) {
       message.textContent = '';
     }
     for (const e of errors.filter(e => !e.field || SCHEDULE_OWN.includes(e.field))) {
-      const beside = this.messages.get(own(e.field) ?? '');
+      const beside = this.messages.get(controlOf(e.field) ?? '');
       if (beside) {
         beside.textContent = beside.textContent ? `${beside.textContent}; ${e.message}` : e.message;
       } else {
@@ -341,6 +349,12 @@ class ScheduleForm extends Widget {
       }
     }
   }
+}
+
+/** The schedule form's control a problem's field is about: the timing's three names
+ * share the "when" field. */
+function controlOf(field: string | null): string | null {
+  return field === 'cron' || field === 'every' || field === 'at' ? 'when' : field;
 }
 
 interface IScheduleState {
@@ -376,13 +390,15 @@ export async function scheduleDialog(
   const values = existing ? scheduleValues(existing) : {};
   const parameters = (existing?.parameters as { [name: string]: unknown }) ?? {};
   const options = scheduleOptionFields(await api.scheduleOptions(), values);
-  const before = existing ? new ScheduleForm(target, parameters, options, values, 'Edit').state() : null;
+  let before: IScheduleState | null = null; // an edit's starting point: the first form's
   let errors: IFieldError[] = [];
   let state: IScheduleState | null = null;
   for (;;) {
     const form = new ScheduleForm(target, parameters, options, values, existing ? 'Edit the schedule of' : 'Schedule');
     if (state) {
       form.restore(state);
+    } else if (existing) {
+      before = form.state();
     }
     form.showErrors(errors);
     const result = await showDialog({
