@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from jupyter_scriptrun.bench import profile
 from jupyter_scriptrun.bench.broker import PrivateRedis, check_broker
 from jupyter_scriptrun.bench.measure import (
     interpreter_start,
@@ -36,6 +38,7 @@ from jupyter_scriptrun.bench.measure import (
     tree_cpu_s,
     tree_rss_mb,
 )
+from jupyter_scriptrun.bench.metrics import metrics_scrapes
 from jupyter_scriptrun.bench.report import report
 from jupyter_scriptrun.config import Settings, examples_dir
 from jupyter_scriptrun.contract.protocol import script_env
@@ -70,6 +73,7 @@ class Bench:
             self.base = self.base.with_(database_url=args.database)
         self.path = Client(self.base).script(self.script).path
         self._procs: list[subprocess.Popen[bytes]] = []
+        self.inprocess_sends: list[float] = []  # seconds of each apply_async call
 
     def close(self) -> None:
         """Stop every process the benchmark started that still runs (whatever failed)."""
@@ -138,7 +142,9 @@ class Bench:
 
     def _inprocess_once(self, task: Any) -> float:
         t0 = time.perf_counter()
-        result = task.apply_async(args=(str(self.path), self._inprocess_env())).get(timeout=60)
+        pending = task.apply_async(args=(str(self.path), self._inprocess_env()))
+        self.inprocess_sends.append(time.perf_counter() - t0)
+        result = pending.get(timeout=60)
         elapsed = time.perf_counter() - t0
         if not result or result.get("status") != "success":
             raise RuntimeError(f"in-process run failed: {result!r}")
@@ -384,10 +390,29 @@ class Bench:
             )
             x["throughput_1_per_s"] = one
             x["worker_rss_mb"] = tree_rss_mb(worker.pid)
+            if self.args.profile and key == "warm":
+                x["profile"] = self.profile(client, worker.pid, key, n)
             if self.args.soak and key == "warm":
                 results["soak"] = self.soak(client, worker.pid, self.args.soak)
         finally:
             self.stop_worker(worker)
+
+    def profile(self, client: Client, worker_pid: int, key: str, n: int) -> dict[str, Any]:
+        """``n`` more sequential runs under py-spy (apart from the timed ones, which it
+        would slow): CPU per run by component, client and worker tree."""
+        if not profile.available():
+            return {"missing": "py-spy is not installed (pip install py-spy)"}
+        recording = profile.Profile(
+            self.args.profile,
+            key,
+            {"client": (os.getpid(), False), "worker tree": (worker_pid, True)},
+        )
+        try:
+            time.sleep(0.5)  # py-spy attaches
+            self.product_latency(client, n)
+        finally:
+            recording.stop()
+        return recording.summary(n)
 
     def run(self) -> dict[str, Any]:
         """Every measurement, then the report; every process started is stopped, however
@@ -447,7 +472,9 @@ class Bench:
             try:
                 for _ in range(5):
                     self._inprocess_once(task)
+                self.inprocess_sends.clear()
                 x = results["inprocess"] = summarize([self._inprocess_once(task) for _ in range(n)])
+                x["send_p50_ms"] = statistics.median(self.inprocess_sends) * 1000
                 x["throughput_per_s"], x["cpu_ms_per_run"] = self.inprocess_throughput(
                     task, worker.pid, m
                 )
@@ -533,54 +560,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="load those histories from this empty scratch database (e.g. PostgreSQL) "
         "instead of a SQLite file of the benchmark's own; its runs are removed after",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="also profile warm runs with py-spy: CPU per run by component, stacks in DIR",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     return parser
-
-
-def metrics_scrapes(client: Client, store: Any, new_runs: int = 1500) -> dict[str, float]:
-    """Seconds to total the store's runs (once, in the server's background), then per
-    scrape of the fleet's metrics: the first, one with nothing new, and one after
-    ``new_runs`` more runs ended (15 s of a fleet ending 100 runs a second). The store's
-    part only: the broker's is read in the background."""
-    from sqlalchemy import insert
-
-    from jupyter_scriptrun.observe.metrics import FleetMetrics
-    from jupyter_scriptrun.store import utcnow
-    from jupyter_scriptrun.store.tables import executions
-
-    metrics = FleetMetrics(client)
-    metrics.start = lambda: None  # type: ignore[method-assign]  # the store's part only
-    t0 = time.perf_counter()
-    metrics.load()
-    timings = {"totals_s": time.perf_counter() - t0}
-    for name in ("scrape_first_s", "scrape_idle_s"):
-        t0 = time.perf_counter()
-        metrics.render()
-        timings[name] = time.perf_counter() - t0
-    now = utcnow()
-    fresh = [
-        {
-            "id": uuid.uuid4().hex,
-            "script": f"script_{i % 20}",
-            "status": "succeeded",
-            "page_context": "bench",
-            "parameters": {},
-            "queued_at": now,
-            "started_at": now,
-            "finished_at": now,
-            "queue_s": 0.002,
-            "duration_s": 0.05,
-            "attempt": 1,
-            "cancel_requested": False,
-        }
-        for i in range(new_runs)
-    ]
-    with store.engine.begin() as conn:
-        conn.execute(insert(executions), fresh)
-    t0 = time.perf_counter()
-    metrics.render()
-    timings["scrape_busy_s"] = time.perf_counter() - t0
-    return timings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,13 @@ def report(r: dict[str, Any], broker_url: str) -> None:
         from jupyter_scriptrun.bench.notebooks import report as notebook_report
 
         notebook_report(r["notebook"])
+    if "profile" in r.get("warm", {}):
+        from jupyter_scriptrun.bench import profile
+
+        if "missing" in r["warm"]["profile"]:
+            print(f"profile: {r['warm']['profile']['missing']}")
+        else:
+            profile.report(r["warm"]["profile"])
 
 
 def _paths(r: dict[str, Any], broker_url: str) -> None:
@@ -94,6 +101,11 @@ def _overheads(r: dict[str, Any]) -> None:
     for label, key in (("fresh", "product"), ("warm", "warm")):
         if "submit_p50_ms" in r.get(key, {}):
             print(f"  submit call p50 ({label}): {r[key]['submit_p50_ms']:.2f} ms (target <= 1 ms)")
+    if "send_p50_ms" in r.get("inprocess", {}):
+        print(
+            f"  Celery's own send, p50: {r['inprocess']['send_p50_ms']:.2f} ms (the in-process "
+            "baseline's apply_async, which also subscribes to its result)"
+        )
 
 
 def _rest(r: dict[str, Any], broker_url: str) -> None:
