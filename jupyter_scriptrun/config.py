@@ -299,6 +299,14 @@ class Settings:
         "cells): whoever can start runs can then run any code on the workers",
         default=True,
     )
+    auto_migrate: bool = setting(
+        "SCRIPTRUN_AUTO_MIGRATE",
+        FLAG,
+        "whether this process brings the store's schema up to date itself; false where a "
+        "migration job does it (a fleet's rolling upgrade): a process then refuses a "
+        "schema behind its own, saying so",
+        default=True,
+    )
     retain_days: float | None = setting(
         "SCRIPTRUN_RETAIN_DAYS",
         DAYS,
@@ -390,6 +398,12 @@ class Settings:
         problems = []
         for name, (variable, kind, _) in declared().items():
             text = env.get(variable, "").strip()
+            if not text and env.get(f"{variable}_FILE", "").strip():
+                try:  # a secret mounted as a file (Docker's and Kubernetes' convention)
+                    text = _read_secret(env[f"{variable}_FILE"].strip())
+                except OSError as exc:
+                    problems.append(f"{variable}_FILE: cannot read it ({exc.strerror or exc})")
+                    continue
             if not text:
                 continue
             try:
@@ -399,6 +413,12 @@ class Settings:
         if problems:
             raise ConfigurationError("; ".join(problems))
         return cls(**values)
+
+
+def _read_secret(path: str) -> str:
+    """A setting's value from the file ``SCRIPTRUN_X_FILE`` names: its text, stripped."""
+    with open(path, encoding="utf-8") as f:
+        return f.read().strip()
 
 
 def declared() -> dict[str, tuple[str, Kind, str]]:

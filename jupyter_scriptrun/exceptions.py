@@ -107,6 +107,11 @@ class StoreUnavailable(ScriptrunError):
     """The store (the database) could not be reached or opened."""
 
 
+class SchemaMismatch(ScriptrunError):
+    """The database's schema is not this version's: behind (run the migration) or ahead
+    (upgrade this host)."""
+
+
 class RunFailed(ScriptrunError):
     """Raised by the Celery task when a run did not succeed, so that Celery, its result
     backend and Flower record a failed task (with the error type and message)."""

@@ -148,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("demo", help="run the example scripts end to end and show the history")
+    sub.add_parser(
+        "migrate",
+        help="bring the store's schema up to this version (a deployment's migration job)",
+    )
     add_setting_options(parser)
     return parser
 
@@ -491,6 +495,22 @@ def _settings(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    """Migrate the store once, saying from which revision to which (the migration job of a
+    deployment whose workers and servers run with SCRIPTRUN_AUTO_MIGRATE=false)."""
+    from jupyter_scriptrun.config import get_settings
+    from jupyter_scriptrun.service.schema import migrate
+
+    settings = get_settings()
+    before, after = migrate(settings)
+    shown = _without_password(settings.effective_database_url)
+    if before == after:
+        print(f"store {shown}: schema already at revision {after}; nothing to do")
+    else:
+        print(f"store {shown}: schema migrated from {before or 'none (empty)'} to {after}")
+    return EXIT_OK
+
+
 def _without_password(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -503,8 +523,13 @@ def _without_password(url: str) -> str:
 def _demo(args: argparse.Namespace) -> int:
     client = _client()
     settings = client.settings
-    where = "embedded broker + local worker" if settings.embedded else settings.broker_url
-    print(f"jupyter_scriptrun demo: {where}; store {settings.effective_database_url}\n")
+    where = (
+        "embedded broker + local worker"
+        if settings.embedded
+        else _without_password(settings.broker_url or "")
+    )
+    store = _without_password(settings.effective_database_url)
+    print(f"jupyter_scriptrun demo: {where}; store {store}\n")
     runs: list[tuple[str, dict[str, Any]]] = [
         ("example_script", {"message": "Hello from the demo", "multiplier": 3}),
         ("example_script", {"message": "你好", "multiplier": 2}),
@@ -552,5 +577,6 @@ COMMANDS = {
     "health": _health,
     "prune": _prune,
     "demo": _demo,
+    "migrate": _migrate,
     "schedule": lambda args: schedule_command(args, _client()),
 }

@@ -113,7 +113,9 @@ class Executor:
         """The store, opened (and migrated) on first use: when the worker starts, not when
         Celery's own tools import the worker module."""
         if self._store is None:
-            self._store = get_store(self.settings.effective_database_url)
+            self._store = get_store(
+                self.settings.effective_database_url, migrate=self.settings.auto_migrate
+            )
         return self._store
 
     def run_attempt(self, execution_id: str, attempt: int, worker: str) -> Outcome:

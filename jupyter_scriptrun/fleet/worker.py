@@ -34,7 +34,12 @@ from celery.worker.control import Panel, control_command, inspect_command
 
 from jupyter_scriptrun.config import get_settings
 from jupyter_scriptrun.contract.registry import Registry
-from jupyter_scriptrun.exceptions import ExecutionConflict, ExecutionNotFound, RunFailed
+from jupyter_scriptrun.exceptions import (
+    ExecutionConflict,
+    ExecutionNotFound,
+    RunFailed,
+    SchemaMismatch,
+)
 from jupyter_scriptrun.execution import subreaper
 from jupyter_scriptrun.execution.executor import Executor
 from jupyter_scriptrun.execution.lease import request_stop
@@ -46,6 +51,9 @@ from jupyter_scriptrun.fleet.tasks import EXECUTION_ID_RE, define_tasks
 from jupyter_scriptrun.fleet.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
+
+EXIT_SCHEMA = 2
+"""A worker's exit status when the store's schema is not its version's (as the CLI's)."""
 
 
 def explicit_option(argv: Sequence[str], short: str, long: str) -> str | None:
@@ -306,7 +314,14 @@ def _on_init(**_: object) -> None:
     subreaper.become()
 
     load_jsonschema()
-    executor.store  # noqa: B018 - opens and migrates
+    try:
+        executor.store  # noqa: B018 - opens and migrates
+    except SchemaMismatch as exc:
+        # Serving a schema this version does not match would fail every run it takes:
+        # refuse to start instead (a container's restart policy tries again later,
+        # by when the migration job, or this host's upgrade, may have happened).
+        log.critical("scriptrun worker not started: %s", exc)
+        raise SystemExit(EXIT_SCHEMA) from None
 
 
 _status: WorkerMetrics | None = None

@@ -15,6 +15,7 @@ from jupyter_scriptrun.contract.request import RunRequest
 from jupyter_scriptrun.exceptions import (
     ExecutionTimeout,
     InvalidParameters,
+    SchemaMismatch,
     StoreUnavailable,
     WorkerUnavailable,
 )
@@ -77,11 +78,15 @@ class Client:
         Raises:
             StoreUnavailable: the database cannot be reached or opened (the message names
                 it, without its password, and says what to check).
+            SchemaMismatch: its schema is not this version's and this process may not
+                migrate it (``SCRIPTRUN_AUTO_MIGRATE``), or it is newer than this version.
         """
         if self._store is None:
             url = self.settings.effective_database_url
             try:
-                self._store = get_store(url)
+                self._store = get_store(url, migrate=self.settings.auto_migrate)
+            except SchemaMismatch:
+                raise  # it says what to do: migrate, or upgrade this host
             except Exception as exc:
                 raise StoreUnavailable(store_problem(url, exc)) from None
         return self._store

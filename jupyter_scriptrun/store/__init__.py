@@ -41,15 +41,28 @@ _stores: dict[str, Store] = {}
 _opening = threading.Lock()
 
 
-def get_store(url: str) -> Store:
+def get_store(url: str, *, migrate: bool = True) -> Store:
     """A shared Store per URL in this process (engines are costly to build).
 
     Threads asking at once (a server's handlers and its metrics thread) get the one Store:
-    it is built, and its database migrated, once."""
+    it is built, and its database migrated, once. With ``migrate=False`` the schema must
+    already be this version's (``SCRIPTRUN_AUTO_MIGRATE=false``).
+
+    Raises:
+        SchemaMismatch: the schema is newer than this version, or (``migrate=False``) not
+            this version's.
+    """
     store = _stores.get(url)
     if store is None:
         with _opening:
             store = _stores.get(url)
             if store is None:
-                store = _stores[url] = Store(url)
+                store = Store(url, migrate=migrate)
+                if not migrate:
+                    try:
+                        store.require_head()
+                    except Exception:
+                        store.dispose()
+                        raise
+                _stores[url] = store
     return store

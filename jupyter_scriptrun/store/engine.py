@@ -24,6 +24,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from jupyter_scriptrun.exceptions import SchemaMismatch
 from jupyter_scriptrun.store import dialects
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,11 @@ POSTGRES_KEEPALIVES = {
 """libpq's TCP settings: a peer gone silent is noticed within about a minute."""
 
 
+def known_revisions() -> set[str]:
+    """The schema revisions this version has migrations for (``0001`` … HEAD)."""
+    return {path.name[:4] for path in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")}
+
+
 _ALEMBIC = threading.Lock()
 """Alembic keeps its running migration in module globals (``alembic.context``), so two
 threads migrating at once, even two different databases, corrupt each other's run
@@ -204,9 +210,15 @@ class Database:
         self.engine.dispose(close=False)
 
     def migrate(self) -> None:
-        """Bring the schema to the newest revision (cheap when it is already there)."""
-        if self.revision() == HEAD_REVISION:
+        """Bring the schema to the newest revision (cheap when it is already there).
+
+        Raises:
+            SchemaMismatch: the database is at a revision newer than this version knows.
+        """
+        current = self.revision()
+        if current == HEAD_REVISION:
             return
+        self._refuse_newer(current)
         from alembic import command
         from alembic.config import Config
 
@@ -218,17 +230,44 @@ class Database:
             conn.commit()
         log.info("store %s migrated to %s", self.engine.url.render_as_string(), HEAD_REVISION)
 
+    def require_head(self) -> None:
+        """Check, without migrating, that the schema is this version's (a process told
+        not to migrate: ``SCRIPTRUN_AUTO_MIGRATE=false``, the migration job's to do).
+
+        Raises:
+            SchemaMismatch: behind (run ``scriptrun migrate``) or ahead (upgrade this host).
+        """
+        current = self.revision()
+        if current == HEAD_REVISION:
+            return
+        self._refuse_newer(current)
+        raise SchemaMismatch(
+            f"the database {self._shown_url()} is at schema revision {current or 'none (empty)'}"
+            f", and this version of jupyter_scriptrun needs {HEAD_REVISION}: run the migration"
+            " (`scriptrun migrate`, the deployment's migration job) first. This process does"
+            " not migrate it itself because SCRIPTRUN_AUTO_MIGRATE is false."
+        )
+
+    def _refuse_newer(self, current: str | None) -> None:
+        if current is not None and current not in known_revisions():
+            raise SchemaMismatch(
+                f"the database {self._shown_url()} is at schema revision {current}, newer than"
+                f" this version of jupyter_scriptrun knows (its newest is {HEAD_REVISION}):"
+                " another host has been upgraded; upgrade jupyter_scriptrun here too"
+            )
+
+    def _shown_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
     def revision(self) -> str | None:
         """The schema revision the database is at (None for an empty database)."""
         try:
             with self.engine.connect() as conn:
                 return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-        except OperationalError:
-            return None
-        except DBAPIError as exc:  # e.g. psycopg's UndefinedTable
+        except DBAPIError as exc:  # SQLite's "no such table", psycopg's UndefinedTable
             if "alembic_version" in str(exc):
                 return None
-            raise
+            raise  # not there: the database is away, which is not an empty one
 
     @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[Connection]:
