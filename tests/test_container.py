@@ -34,6 +34,8 @@ from tests.container_stack import (
 pytestmark = [
     pytest.mark.skipif(missing_tools() is not None, reason=str(missing_tools())),
     pytest.mark.timeout(2400),
+    # One xdist worker builds the images once for the three tests (--dist loadgroup).
+    pytest.mark.xdist_group("container"),
 ]
 
 
