@@ -3,7 +3,6 @@ build-image, the stand-in Redis/PostgreSQL image, a stack's life, REST calls int
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -262,9 +261,13 @@ class Stack:
         return health
 
     def history_frame(self) -> Any:
-        import pandas as pd
+        """The history as a notebook reads a remote server's: the product's own typed
+        DataFrame (``jupyter_scriptrun.history(server=…, token=…)``)."""
+        import jupyter_scriptrun
 
-        return pd.read_csv(io.StringIO(self.api("executions?format=csv&limit=all")))
+        return jupyter_scriptrun.history(
+            server=f"http://127.0.0.1:{self.port}/", token=self.token, limit="all"
+        )
 
     def remove(self) -> None:
         """Everything of the project: containers, pod, network, volumes."""

@@ -101,7 +101,8 @@ def test_the_compose_stack_serves_runs_survives_a_worker_restart_and_keeps_its_h
         assert {r["status"] for r in records.values()} == {"succeeded"}
         assert {r["worker"].split("@")[0] for r in records.values()} == {"worker-1", "worker-2"}
         frame = stack.history_frame()
-        assert len(frame) == 8 and set(frame["status"]) == {"succeeded"}
+        assert len(frame) == 8 and set(frame["status"].astype(str)) == {"succeeded"}
+        assert frame["duration_s"].dtype == "float64" and frame["duration_s"].gt(1).all()
 
         # Prometheus (--profile metrics) scrapes the server's fleet metrics with the token
         # from its secret, and both workers' own.

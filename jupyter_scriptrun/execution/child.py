@@ -115,7 +115,7 @@ class TreeSampler:
             hwm = proc.vm_hwm_kb(pid, b"setpriv" if pid == self.root and SETPRIV else None)
             if hwm is not None:
                 total += hwm
-                self.seen += pid == self.root
+                self.seen += pid == self.root and proc.past_its_loader(pid)
         self.peak_kb = max(self.peak_kb, total)
 
     def _tree(self) -> list[int]:

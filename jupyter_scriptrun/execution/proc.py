@@ -85,6 +85,22 @@ def vm_hwm_kb(pid: int, unless_named: bytes | None = None) -> int | None:
     return None
 
 
+LOADED_AFTER_NS = 500_000
+"""CPU time after which an exec'd program has loaded its libraries. Before it, its memory
+mark is the loader's few hundred KiB: on a busy machine a short script can be sampled
+twice in that state (seen in CI: 0.46 MiB for ``echo hi``)."""
+
+
+def past_its_loader(pid: int) -> bool:
+    """Whether a memory sample of ``pid`` can speak for its program: it has run long enough
+    to have loaded it (True where the kernel keeps no schedstat)."""
+    try:
+        with open(f"/proc/{pid}/schedstat", "rb") as f:  # nanoseconds on a CPU, first
+            return int(f.read().split()[0]) >= LOADED_AFTER_NS
+    except (OSError, ValueError, IndexError):
+        return True
+
+
 def group_members(pgid: int) -> list[int]:
     """Pids whose process group is ``pgid`` (a scan of the host: only for rare cases)."""
     return [pid for pid, _ in _members(os.getpgid, pgid)]
