@@ -225,6 +225,16 @@ class Stack:
                     ) from exc
                 time.sleep(0.5)
 
+    def wait_workers(self, *services: str, timeout: float = 180) -> None:
+        """Until each worker answers its own health check (one started before the migration
+        job had migrated exits and is restarted, so the server can answer first)."""
+        deadline = time.monotonic() + timeout
+        for service in services:
+            while (health := self.exec(service, "scriptrun", "health", "--this-host")).returncode:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{service}: {health.stdout}{health.stderr}")
+                time.sleep(1)
+
     def submit(self, script: str, **parameters: Any) -> str:
         return self.api("executions", {"script": script, "parameters": parameters})["id"]
 
