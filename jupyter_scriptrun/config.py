@@ -398,9 +398,9 @@ class Settings:
         problems = []
         for name, (variable, kind, _) in declared().items():
             text = env.get(variable, "").strip()
-            if not text and env.get(f"{variable}_FILE", "").strip():
+            if not text and (secret := env.get(f"{variable}_FILE", "").strip()):
                 try:  # a secret mounted as a file (Docker's and Kubernetes' convention)
-                    text = _read_secret(env[f"{variable}_FILE"].strip())
+                    text = _read_secret(secret)
                 except OSError as exc:
                     problems.append(f"{variable}_FILE: cannot read it ({exc.strerror or exc})")
                     continue

@@ -209,7 +209,7 @@ class Stack:
                 text = response.read().decode()
         except urllib.error.HTTPError as exc:
             raise ApiError(f"{request.method} {path}: {exc.code} {exc.read()[:500]!r}") from exc
-        return text if "format=csv" in path else json.loads(text)
+        return json.loads(text)
 
     def wait_api(self, timeout: float = 240) -> float:
         """Seconds until the server answers the API with the token."""
